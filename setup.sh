@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# conclave setup: installs the Debian packages the build needs (only those
+# missing), configures the meson build directory and builds.
+#
+#   ./setup.sh          install what is missing, configure, build
+#   ./setup.sh test     the same, then run every test; the last line printed
+#                       is "N passed, N failed" (test cases)
+#   ./setup.sh deps     only install what is missing
+#
+# Environment: BUILD_DIR (default: build), BUILDTYPE (default: debugoptimized).
+set -euo pipefail
+
+cd "$(dirname "$0")"
+BUILD_DIR=${BUILD_DIR:-build}
+BUILDTYPE=${BUILDTYPE:-debugoptimized}
+
+# Build dependencies (Debian 12). lmdb-utils gives mdb_stat for the crash tests;
+# ccache only speeds rebuilds of the CAF code.
+PACKAGES=(
+  g++ meson ninja-build pkg-config ccache
+  libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev python3
+)
+
+install_missing() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    # dpkg-query is fast; a package counts as present only when fully installed.
+    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  echo "setup: installing ${missing[*]}"
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  # Update the package lists only when an install without it fails (fresh images
+  # often ship empty lists).
+  if ! "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+configure_and_build() {
+  if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
+    meson setup "$BUILD_DIR" --buildtype="$BUILDTYPE"
+  fi
+  ninja -C "$BUILD_DIR"
+}
+
+case "${1:-build}" in
+  deps) install_missing ;;
+  build) install_missing; configure_and_build ;;
+  test)
+    install_missing
+    configure_and_build
+    exec python3 test/run_tests.py "$BUILD_DIR"
+    ;;
+  *) echo "usage: $0 [build|test|deps]" >&2; exit 2 ;;
+esac
