@@ -28,6 +28,12 @@ enum class errc {
   unsupported_version,    // a protocol version this build does not speak
   malformed,              // bytes that are not a valid message
   too_large,              // a message over the size limit
+  // consensus
+  not_leader,             // only the leader takes proposals and reads; the detail names it if known
+  busy,                   // flow control: too much uncommitted data, try again
+  transferring,           // leadership is being handed over; proposals wait
+  config_change_pending,  // one membership change at a time (Raft thesis 4.1)
+  not_caught_up,          // a learner must catch up before it is promoted
   // general
   invalid_argument,       // a caller broke a documented precondition
 };
@@ -48,6 +54,11 @@ constexpr std::string_view to_string(errc code) {
     case errc::unsupported_version: return "unsupported protocol version";
     case errc::malformed: return "malformed message";
     case errc::too_large: return "message too large";
+    case errc::not_leader: return "not the leader";
+    case errc::busy: return "busy: too much uncommitted data";
+    case errc::transferring: return "leadership transfer in progress";
+    case errc::config_change_pending: return "a configuration change is already in progress";
+    case errc::not_caught_up: return "server has not caught up with the log";
     case errc::invalid_argument: return "invalid argument";
   }
   return "unknown error";

@@ -130,6 +130,7 @@ void write_entry(s::LogEntry::Builder out, const log_entry& entry) {
     case entry_kind::configuration: out.setKind(s::EntryKind::CONFIGURATION); break;
   }
   out.setPayload(data_of(entry.payload));
+  if (entry.config) write_configuration(out.initConfiguration(), *entry.config);
 }
 
 log_entry read_entry(s::LogEntry::Reader in) {
@@ -143,6 +144,10 @@ log_entry read_entry(s::LogEntry::Reader in) {
     default: throw invalid{errc::malformed, "unknown entry kind"};
   }
   entry.payload = std::string(view(in.getPayload()));
+  if (entry.kind == entry_kind::configuration) {
+    if (!in.hasConfiguration()) throw invalid{errc::malformed, "configuration entry without a configuration"};
+    entry.config = read_configuration(in.getConfiguration());
+  }
   return entry;
 }
 

@@ -9,7 +9,7 @@ $Cxx.namespace("conclave::schema");
 enum EntryKind {
   command @0;        # an opaque state-machine command (registry, counter, ...)
   noop @1;           # appended by every new leader (Raft thesis 6.4)
-  configuration @2;  # payload is a Configuration message
+  configuration @2;  # carries `configuration`; payload is empty
 }
 
 struct LogEntry {
@@ -17,6 +17,7 @@ struct LogEntry {
   index @1 :UInt64;
   kind @2 :EntryKind;
   payload @3 :Data;
+  configuration @4 :Configuration;  # set when kind = configuration
 }
 
 enum Suffrage {

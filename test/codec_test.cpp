@@ -28,10 +28,16 @@ configuration three_servers() {
                         {node_id{3}, "127.0.0.1:7003", suffrage::learner}}};
 }
 
+log_entry config_entry(std::uint64_t index, std::uint64_t term) {
+  auto e = make_entry(index, term, "", entry_kind::configuration);
+  e.config = three_servers();
+  return e;
+}
+
 std::vector<message_body> one_of_each() {
   append_entries ae{term_t{7}, index_t{10}, term_t{6},
                     {make_entry(11, 7, "a"), make_entry(12, 7, std::string(1000, '\0')),
-                     make_entry(13, 7, "", entry_kind::noop)},
+                     make_entry(13, 7, "", entry_kind::noop), config_entry(14, 7)},
                     index_t{9}, 42};
   install_snapshot is{term_t{7}, snapshot_meta{index_t{100}, term_t{5}, three_servers()}, 4096,
                       std::string(300, 'x'), true, 4396};
@@ -177,7 +183,8 @@ TEST_CASE("deeply nested or cyclic pointers are refused") {
 }
 
 TEST_CASE("log entries and configurations round-trip and reject bad enums") {
-  auto entry = make_entry(5, 2, "payload", entry_kind::configuration);
+  auto entry = make_entry(5, 2, "", entry_kind::configuration);
+  entry.config = three_servers();
   auto got = wire::decode_entry(wire::encode_entry(entry));
   REQUIRE(got.has_value());
   CHECK(*got == entry);
@@ -197,6 +204,19 @@ TEST_CASE("log entries and configurations round-trip and reject bad enums") {
   auto refused = wire::decode_entry(std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
   REQUIRE_FALSE(refused.has_value());
   CHECK(refused.error().code == errc::malformed);
+}
+
+TEST_CASE("a configuration entry without its configuration is malformed") {
+  capnp::MallocMessageBuilder builder;
+  auto bad = builder.initRoot<schema::LogEntry>();
+  bad.setTerm(1);
+  bad.setIndex(1);
+  bad.setKind(schema::EntryKind::CONFIGURATION);
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  auto got = wire::decode_entry(std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+  REQUIRE_FALSE(got.has_value());
+  CHECK(got.error().code == errc::malformed);
 }
 
 TEST_CASE("a configuration with a duplicate or zero server id is malformed") {

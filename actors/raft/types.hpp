@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -38,20 +39,9 @@ inline constexpr node_id no_node{0};
 enum class entry_kind : std::uint8_t {
   command,        // opaque state-machine command
   noop,           // appended by a new leader to commit earlier terms (thesis 6.4)
-  configuration,  // payload is an encoded configuration
+  configuration,  // a new cluster configuration (Raft thesis 4.1)
 };
 
-struct log_entry {
-  term_t term;
-  index_t index;
-  entry_kind kind = entry_kind::command;
-  std::string payload;  // opaque bytes
-
-  friend bool operator==(const log_entry& a, const log_entry& b) {
-    return a.term == b.term && a.index == b.index && a.kind == b.kind &&
-           a.payload == b.payload;
-  }
-};
 
 // What a server must remember across crashes (Raft figure 2, "persistent
 // state"), plus the commit index so that a restart need not re-learn it.
@@ -66,6 +56,7 @@ struct hard_state {
     return a.term == b.term && a.voted_for == b.voted_for &&
            a.commit_index == b.commit_index;
   }
+  friend bool operator!=(const hard_state& a, const hard_state& b) { return !(a == b); }
 };
 
 enum class suffrage : std::uint8_t { voter, learner };
@@ -85,6 +76,19 @@ struct configuration {
 
   friend bool operator==(const configuration& a, const configuration& b) {
     return a.servers == b.servers;
+  }
+};
+
+struct log_entry {
+  term_t term;
+  index_t index;
+  entry_kind kind = entry_kind::command;
+  std::string payload;  // opaque bytes (command entries)
+  std::optional<configuration> config = std::nullopt;  // set exactly for configuration entries
+
+  friend bool operator==(const log_entry& a, const log_entry& b) {
+    return a.term == b.term && a.index == b.index && a.kind == b.kind &&
+           a.payload == b.payload && a.config == b.config;
   }
 };
 

@@ -1,0 +1,214 @@
+// The Raft consensus core: a deterministic state machine with no I/O, no
+// clock, no threads and no CAF (etcd's RawNode, Scylla's raft::fsm). Inputs
+// are method calls (tick, step, propose, ...); every effect is collected in a
+// `ready` (see ready.hpp) that the shell takes with take_ready() and carries
+// out. Given the same inputs in the same order, it produces the same outputs.
+//
+// Features and the rules they follow are commented where implemented:
+// elections with randomized timeouts, pre-vote and check-quorum; pipelined,
+// batched, flow-controlled replication with fast backtracking; commit by
+// current-term counting; ReadIndex reads and opt-in leases; leadership
+// transfer and a preferred leader; learners and one-at-a-time membership
+// changes; snapshots sent in chunks; fast failover on "connection lost".
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/error.hpp"
+#include "actors/raft/config.hpp"
+#include "actors/raft/log.hpp"
+#include "actors/raft/message.hpp"
+#include "actors/raft/progress.hpp"
+#include "actors/raft/ready.hpp"
+#include "actors/raft/types.hpp"
+
+namespace conclave::raft {
+
+// What a server has on disk when it starts (all of it durable).
+struct persistent_state {
+  hard_state state;
+  std::optional<snapshot_data> snapshot;  // the newest valid snapshot, if any
+  index_t start_index;                    // the log's compaction point (<= snapshot index)
+  term_t start_term;
+  std::vector<log_entry> entries;         // start_index + 1 ... last
+};
+
+// Where a proposal landed. It is committed when the entry applied at `index`
+// has this `term`; an entry of another term there means it was lost.
+struct entry_id {
+  index_t index;
+  term_t term;
+};
+
+struct membership_change {
+  enum class kind { add_learner, promote, remove };
+  kind what;
+  server subject;  // for add_learner: id and address; otherwise the id
+};
+
+class core {
+ public:
+  // Restores a server from `durable`. A server whose disk holds nothing starts
+  // from `bootstrap` when it is non-empty: every founding member writes the
+  // same configuration as entry 1 of term 1, so their logs agree from the
+  // start; a server started with an empty bootstrap waits to be added.
+  // Precondition: cfg.validate() succeeds.
+  core(config cfg, persistent_state durable, configuration bootstrap = {});
+
+  // --- inputs ----------------------------------------------------------------
+
+  // One unit of logical time.
+  void tick();
+  // A message from a peer (already decoded and checked for cluster/version).
+  void step(const message& m);
+  // The transport lost its connection to `peer` (its process likely died).
+  void peer_connection_lost(node_id peer);
+  // The shell made a ready durable up to (index, term) (ready.persisted_*).
+  void persisted(index_t index, term_t term);
+
+  // Appends a command. Errors: not_leader, transferring, busy.
+  expected<entry_id> propose(std::string payload);
+  // One membership change at a time (thesis 4.1). Errors: not_leader,
+  // transferring, config_change_pending, not_caught_up, invalid_argument.
+  expected<entry_id> propose_membership(const membership_change& change);
+  // Requests a linearizable read; ready.reads (or failed_reads) carries `id`
+  // back. Errors: not_leader.
+  expected<void> read_index(std::uint64_t id);
+  // Hands leadership to `target` (thesis 3.10). Errors: not_leader,
+  // invalid_argument (not a voter).
+  expected<void> transfer_leadership(node_id target);
+  // The state machine has written a snapshot of everything up to `index`
+  // (<= applied index). Returns its metadata; the core keeps the bytes to
+  // send to followers and compacts the log behind it.
+  snapshot_meta snapshot_taken(index_t index, std::shared_ptr<const std::string> data);
+
+  // --- output ----------------------------------------------------------------
+
+  bool has_ready() const;
+  ready take_ready();
+
+  // --- observers -------------------------------------------------------------
+
+  node_id id() const { return cfg_.id; }
+  raft::role role() const { return role_; }
+  term_t term() const { return term_; }
+  node_id leader() const { return leader_; }
+  node_id voted_for() const { return voted_for_; }
+  const raft_log& log() const { return log_; }
+  const configuration& current_configuration() const;
+  const snapshot_data& last_snapshot() const { return snapshot_; }
+  const std::map<node_id, progress>& followers() const { return progress_; }
+  bool is_voter(node_id n) const;
+  std::optional<node_id> transfer_target() const { return transfer_target_; }
+
+  // Asserts every internal invariant (LogCabin's RaftConsensusInvariants).
+  void check_invariants() const;
+
+ private:
+  struct pending_read {
+    std::uint64_t id;
+    index_t index;
+    std::uint64_t sequence;  // confirmed once a quorum answered an AppendEntries this new
+  };
+  struct incoming_snapshot {
+    snapshot_meta meta;
+    std::uint64_t total_size = 0;
+    std::string data;
+  };
+
+  // transitions
+  void become_follower(term_t term, node_id leader);
+  void become_pre_candidate();
+  void become_candidate(bool leadership_transfer);
+  void become_leader();
+  void campaign(bool leadership_transfer);
+  void reset_election_timer();
+  term_t next_term() const { return term_t{term_.value + 1}; }
+
+  // handlers
+  void on_vote_request(node_id from, const vote_request& m);
+  void on_vote_reply(node_id from, const vote_reply& m);
+  void on_append_entries(node_id from, const append_entries& m);
+  void on_append_entries_reply(node_id from, const append_entries_reply& m);
+  void on_install_snapshot(node_id from, const install_snapshot& m);
+  void on_install_snapshot_reply(node_id from, const install_snapshot_reply& m);
+  void on_timeout_now(node_id from, const timeout_now& m);
+
+  // leader
+  void tick_leader();
+  void send_append(node_id to, progress& pr, bool allow_empty);
+  void send_heartbeat(node_id to, progress& pr);
+  void send_snapshot_chunk(node_id to, progress& pr);
+  void restart_probe(progress& pr, index_t next);
+  void maybe_commit();
+  void on_commit_advanced();
+  void start_read(std::uint64_t id);
+  void confirm_reads();
+  void fail_reads();
+  void sync_progress();
+  void maybe_transfer_to_preferred();
+  bool quorum_active() const;
+  std::size_t quorum() const;
+  std::vector<node_id> voters() const;
+
+  // log and configuration
+  void append_entry(log_entry e);
+  void truncate_log(index_t from);
+  void rebuild_configs();
+  configuration config_at(index_t index) const;
+  bool in_lease() const;
+  int fast_election_delay(node_id lost_leader) const;
+  void send(node_id to, message_body body, bool after_persist = false);
+
+  config cfg_;
+  std::uint64_t rng_state_;
+  raft::role role_ = raft::role::follower;
+  term_t term_;
+  node_id voted_for_;
+  node_id leader_;
+  raft_log log_;
+  snapshot_data snapshot_;  // the newest snapshot; meta.last_index 0 if none
+
+  // Configurations: the one in the snapshot, then each configuration entry
+  // after it. The current one is the last (thesis 4.1: used once appended).
+  configuration snapshot_config_;
+  std::vector<std::pair<index_t, configuration>> configs_;
+
+  int election_elapsed_ = 0;
+  int randomized_election_timeout_ = 0;
+  int heartbeat_elapsed_ = 0;
+  std::uint64_t now_ = 0;  // ticks since start
+
+  std::set<node_id> votes_granted_;
+  std::set<node_id> votes_rejected_;
+
+  // leader state
+  std::map<node_id, progress> progress_;  // every other server in the configuration
+  index_t term_start_index_;              // this term's no-op entry
+  std::uint64_t sequence_ = 0;            // last AppendEntries sequence sent
+  std::map<std::uint64_t, std::uint64_t> sent_tick_;  // sequence -> tick sent (leases)
+  std::uint64_t lease_until_ = 0;         // reads need no round before this tick
+  std::deque<std::uint64_t> reads_waiting_commit_;
+  std::deque<pending_read> reads_pending_;
+  std::optional<node_id> transfer_target_;
+  int preferred_backoff_ticks_ = 0;
+  bool broadcast_pending_ = false;  // new entries to send
+  bool heartbeat_pending_ = false;  // a read needs a round now
+  bool commit_pending_ = false;     // the commit index moved: tell followers
+
+  std::optional<incoming_snapshot> incoming_;
+
+  // output
+  ready out_;
+  hard_state last_state_;
+  ready::role_change last_role_{raft::role::follower, term_t{}, node_id{}};
+};
+
+}  // namespace conclave::raft
