@@ -83,6 +83,11 @@ core::core(config cfg, persistent_state durable, configuration bootstrap)
     term_ = hs.term;
     voted_for_ = hs.voted_for;
     last_state_ = hs;
+    durable_term_ = hs.term;
+    // The disk may record a commit index past its own last entry (entries
+    // committed elsewhere that had not reached this disk); keep it, since
+    // hard state never goes backwards.
+    commit_floor_ = hs.commit_index;
   }
   rebuild_configs();
   last_role_ = {role_, term_, leader_};
@@ -126,6 +131,22 @@ std::vector<node_id> core::voters() const {
 }
 
 std::size_t core::quorum() const { return voters().size() / 2 + 1; }
+
+std::size_t core::count_voters(const std::set<node_id>& ids) const {
+  return static_cast<std::size_t>(std::count_if(ids.begin(), ids.end(), [&](node_id n) { return is_voter(n); }));
+}
+
+bool core::promotable() const {
+  if (is_voter(cfg_.id)) return true;
+  // Thesis 4.2.2: a server that its latest, uncommitted configuration removes
+  // must still campaign, as it may be needed to commit that very entry (its
+  // log can be the only up-to-date one among the remaining voters).
+  if (configs_.empty() || configs_.back().first <= log_.commit_index()) return false;
+  for (const auto& s : config_at(log_.commit_index()).servers) {
+    if (s.id == cfg_.id) return s.role == suffrage::voter;
+  }
+  return false;
+}
 
 // --- transitions -----------------------------------------------------------------
 
@@ -172,7 +193,7 @@ void core::become_pre_candidate() {
   votes_granted_ = {cfg_.id};
   votes_rejected_.clear();
   reset_election_timer();
-  if (votes_granted_.size() >= quorum()) return become_candidate(false);
+  if (count_voters(votes_granted_) >= quorum()) return become_candidate(false);
   for (auto v : voters()) {
     if (v == cfg_.id) continue;
     send(v, vote_request{next_term(), log_.last_index(), log_.last_term(), true, false});
@@ -189,7 +210,7 @@ void core::become_candidate(bool leadership_transfer) {
   votes_granted_ = {cfg_.id};
   votes_rejected_.clear();
   reset_election_timer();
-  if (votes_granted_.size() >= quorum()) return become_leader();
+  if (count_voters(votes_granted_) >= quorum()) return become_leader();
   for (auto v : voters()) {
     if (v == cfg_.id) continue;
     send(v, vote_request{term_, log_.last_index(), log_.last_term(), false, leadership_transfer}, true);
@@ -245,7 +266,7 @@ void core::tick() {
   ++election_elapsed_;
   // §5.2: a follower that hears nothing for an election timeout campaigns.
   // Learners and servers outside the configuration never do.
-  if (election_elapsed_ >= randomized_election_timeout_ && is_voter(cfg_.id)) campaign(false);
+  if (election_elapsed_ >= randomized_election_timeout_ && promotable()) campaign(false);
 }
 
 void core::tick_leader() {
@@ -310,6 +331,11 @@ bool core::quorum_active() const {
 // --- messages ------------------------------------------------------------------------
 
 void core::send(node_id to, message_body body, bool after_persist) {
+  // A leader acts for its term only once the term (and its own vote) is
+  // durable: a leader that won alone, with no round trip, could otherwise
+  // crash, forget the term, win it again and send different entries under
+  // the same (index, term) (found by the simulation, seed 363).
+  if (role_ == raft::role::leader && durable_term_ < term_) after_persist = true;
   message m{cfg_.id, to, std::move(body)};
   (after_persist ? out_.messages_after_persist : out_.messages).push_back(std::move(m));
 }
@@ -404,13 +430,13 @@ void core::on_vote_reply(node_id from, const vote_reply& m) {
                 (role_ == raft::role::candidate && !m.pre_vote && m.term == term_);
   if (!counts || !is_voter(from)) return;  // ignoring: stale or not a voter's
   (m.granted ? votes_granted_ : votes_rejected_).insert(from);
-  if (votes_granted_.size() >= quorum()) {
+  if (count_voters(votes_granted_) >= quorum()) {
     if (role_ == raft::role::pre_candidate) {
       become_candidate(false);
     } else {
       become_leader();
     }
-  } else if (votes_rejected_.size() >= quorum()) {
+  } else if (count_voters(votes_rejected_) >= quorum()) {
     // The election is lost; wait for a leader or the next timeout.
     become_follower(term_, no_node);
   }
@@ -530,9 +556,12 @@ void core::on_append_entries_reply(node_id from, const append_entries_reply& m) 
     } else if (pr.state == progress::mode::snapshot && pr.match >= pr.snapshot_index) {
       restart_probe(pr, next_index(pr.match));
     }
+    auto match = pr.match;
     maybe_commit();
-    if (transfer_target_ == from && pr.match == log_.last_index()) send(from, timeout_now{term_});
-    send_append(from, pr, false);
+    // Committing may end our leadership (a committed configuration without us).
+    if (role_ != raft::role::leader) return;
+    if (transfer_target_ == from && match == log_.last_index()) send(from, timeout_now{term_});
+    send_append(from, progress_.at(from), false);
   } else {
     // Rejections of messages sent before the last reset are stale.
     if (m.sequence < pr.reset_sequence || pr.state == progress::mode::snapshot) {
@@ -697,7 +726,8 @@ void core::on_install_snapshot_reply(node_id from, const install_snapshot_reply&
     pr.match = std::max(pr.match, m.last_index);
     restart_probe(pr, next_index(pr.match));
     maybe_commit();
-    send_append(from, pr, true);
+    if (role_ != raft::role::leader) return;
+    send_append(from, progress_.at(from), true);
     return;
   }
   if (pr.state != progress::mode::snapshot || m.last_index != pr.snapshot_index) return;  // stale
@@ -710,7 +740,7 @@ void core::on_install_snapshot_reply(node_id from, const install_snapshot_reply&
 void core::on_timeout_now(node_id from, const timeout_now&) {
   // Thesis 3.10: the leader asks us to campaign at once, skipping pre-vote;
   // voters let our request through although they hear from a live leader.
-  if (role_ != raft::role::follower || !is_voter(cfg_.id) || from != leader_) return;
+  if (role_ != raft::role::follower || !promotable() || from != leader_) return;
   campaign(true);
 }
 
@@ -973,15 +1003,20 @@ void core::peer_connection_lost(node_id peer) {
   // With leases, the lease would be cut short: wait for the timeout instead.
   if (peer != leader_ || leader_ == no_node || cfg_.lease_reads) return;
   leader_ = no_node;
-  if (is_voter(cfg_.id)) {
+  if (promotable()) {
     election_elapsed_ = std::max(election_elapsed_, randomized_election_timeout_ - fast_election_delay(peer));
   }
 }
 
 // --- durability and snapshots --------------------------------------------------------------
 
-void core::persisted(index_t index, term_t term) {
-  log_.stable_to(index, term);
+void core::persisted(std::uint64_t persist_id) {
+  while (!unsynced_.empty() && unsynced_.front().id <= persist_id) {
+    const auto& w = unsynced_.front();
+    if (w.index != index_t{0}) log_.stable_to(w.index, w.term);
+    durable_term_ = std::max(durable_term_, w.state_term);
+    unsynced_.pop_front();
+  }
   maybe_commit();
 }
 
@@ -1010,11 +1045,15 @@ snapshot_meta core::snapshot_taken(index_t index, std::shared_ptr<const std::str
 
 // --- output -------------------------------------------------------------------------------
 
+hard_state core::current_state() const {
+  return hard_state{term_, voted_for_, std::max(log_.commit_index(), commit_floor_)};
+}
+
 bool core::has_ready() const {
   return !out_.messages.empty() || !out_.messages_after_persist.empty() || out_.snapshot || out_.compact ||
          !out_.reads.empty() || !out_.failed_reads.empty() || log_.has_unpersisted() ||
          log_.applied_index() < log_.commit_index() || broadcast_pending_ || heartbeat_pending_ ||
-         commit_pending_ || hard_state{term_, voted_for_, log_.commit_index()} != last_state_ ||
+         commit_pending_ || current_state() != last_state_ ||
          ready::role_change{role_, term_, leader_} != last_role_;
 }
 
@@ -1049,17 +1088,22 @@ ready core::take_ready() {
   auto unpersisted = log_.take_unpersisted();
   r.truncate_from = unpersisted.truncate_from;
   r.entries = std::move(unpersisted.entries);
-  if (!r.entries.empty()) {
-    r.persisted_index = r.entries.back().index;
-    r.persisted_term = r.entries.back().term;
-  } else if (r.snapshot && r.snapshot_from_leader) {
-    r.persisted_index = r.snapshot->meta.last_index;
-    r.persisted_term = r.snapshot->meta.last_term;
-  }
-  hard_state state{term_, voted_for_, log_.commit_index()};
+  auto state = current_state();
   if (state != last_state_) {
     r.state = state;
     last_state_ = state;
+  }
+  if (r.needs_persist() || !r.messages_after_persist.empty()) {
+    unsynced_write w{++next_persist_id_, {}, {}, r.state ? r.state->term : term_t{}};
+    if (!r.entries.empty()) {
+      w.index = r.entries.back().index;
+      w.term = r.entries.back().term;
+    } else if (r.snapshot && r.snapshot_from_leader) {
+      w.index = r.snapshot->meta.last_index;
+      w.term = r.snapshot->meta.last_term;
+    }
+    r.persist_id = w.id;
+    unsynced_.push_back(w);
   }
   ready::role_change now{role_, term_, leader_};
   if (now != last_role_) {

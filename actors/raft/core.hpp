@@ -70,8 +70,8 @@ class core {
   void step(const message& m);
   // The transport lost its connection to `peer` (its process likely died).
   void peer_connection_lost(node_id peer);
-  // The shell made a ready durable up to (index, term) (ready.persisted_*).
-  void persisted(index_t index, term_t term);
+  // The shell made the ready with this persist_id, and all before it, durable.
+  void persisted(std::uint64_t persist_id);
 
   // Appends a command. Errors: not_leader, transferring, busy.
   expected<entry_id> propose(std::string payload);
@@ -156,6 +156,8 @@ class core {
   void maybe_transfer_to_preferred();
   bool quorum_active() const;
   std::size_t quorum() const;
+  std::size_t count_voters(const std::set<node_id>& ids) const;
+  bool promotable() const;  // may campaign
   std::vector<node_id> voters() const;
 
   // log and configuration
@@ -166,6 +168,7 @@ class core {
   bool in_lease() const;
   int fast_election_delay(node_id lost_leader) const;
   void send(node_id to, message_body body, bool after_persist = false);
+  hard_state current_state() const;
 
   config cfg_;
   std::uint64_t rng_state_;
@@ -205,9 +208,21 @@ class core {
 
   std::optional<incoming_snapshot> incoming_;
 
+  // Writes handed out and not yet reported durable, oldest first.
+  struct unsynced_write {
+    std::uint64_t id;
+    index_t index;  // last entry it holds (0: none)
+    term_t term;
+    term_t state_term;  // term of the hard state it holds (0: none)
+  };
+  std::deque<unsynced_write> unsynced_;
+  std::uint64_t next_persist_id_ = 0;
+  term_t durable_term_;  // the highest term known durable on disk
+
   // output
   ready out_;
   hard_state last_state_;
+  index_t commit_floor_;  // the commit index on disk at start; never written lower
   ready::role_change last_role_{raft::role::follower, term_t{}, node_id{}};
 };
 

@@ -9,7 +9,7 @@
 //      write);
 //   5. send `messages_after_persist` only when steps 1-3 of this ready and of
 //      every earlier one are durable (votes and acks promise durability), and
-//      then call core::persisted(persisted_index, persisted_term);
+//      then call core::persisted(persist_id);
 //   6. apply `committed` in order (after step 1), and answer each read in
 //      `reads` once its index is applied; fail each of `failed_reads`.
 #pragma once
@@ -57,8 +57,7 @@ struct ready {
   std::optional<hard_state> state;
   std::optional<index_t> truncate_from;
   std::vector<log_entry> entries;
-  index_t persisted_index;  // last entry this ready makes durable (with its term)
-  term_t persisted_term;
+  std::uint64_t persist_id = 0;  // non-zero: report core::persisted(persist_id) once durable
 
   std::vector<message> messages;
   std::vector<message> messages_after_persist;
