@@ -78,7 +78,21 @@ cluster::cluster(cluster_options options) : opts_(std::move(options)), rng_(opts
     n.id = id;
     n.founding = i <= opts_.voters + opts_.learners;
     n.tick_phase = static_cast<int>(random(static_cast<std::uint64_t>(opts_.units_per_tick)));
-    n.raft = std::make_unique<core>(config_for(id), persistent_state{}, n.founding ? bootstrap_ : configuration{});
+    auto init = opts_.initial.find(id.value);
+    if (init == opts_.initial.end()) {
+      n.raft = std::make_unique<core>(config_for(id), persistent_state{}, n.founding ? bootstrap_ : configuration{});
+      continue;
+    }
+    // Put the given state on the node's disk, then start from it.
+    const auto& ps = init->second;
+    n.disk_snapshot = ps.snapshot;
+    if (ps.start_index != index_t{0}) (void)n.disk.compact(ps.start_index, ps.start_term);
+    storage::write_batch batch;
+    batch.entries = ps.entries;
+    batch.state = ps.state;
+    if (auto ok = n.disk.write(batch); !ok) throw sim_failure("initial state: " + ok.error().message());
+    n.raft = std::make_unique<core>(config_for(id), ps, configuration{});
+    if (ps.snapshot) restore_state_machine(n, *ps.snapshot);
   }
   for (auto& [id, n] : nodes_) process(n);
 }
@@ -331,6 +345,7 @@ void cluster::deliver(const message& m) {
   if (it == nodes_.end() || !it->second.up || blocked_.count({m.from, m.to})) return;
   ++messages_delivered_;
   if (verbose) note(describe(m));
+  if (on_deliver) on_deliver(m);
   it->second.raft->step(m);
   process(it->second);
 }

@@ -52,6 +52,8 @@ struct cluster_options {
   int disk_delay_max_units = 0;
   bool encode_messages = true;  // round-trip every message through the wire codec
   raft::config base;            // timing and limits for every node (id and seed are set per node)
+  // Nodes that start from a given disk instead of the bootstrap configuration.
+  std::map<std::uint64_t, persistent_state> initial;
 };
 
 class cluster {
@@ -145,6 +147,7 @@ class cluster {
   std::string trace() const;
   void note(const std::string& event);
   bool verbose = false;  // print every event as it happens
+  std::function<void(const message&)> on_deliver;  // sees every delivered message
 
  private:
   struct in_flight {
