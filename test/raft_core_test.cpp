@@ -795,3 +795,24 @@ TEST_CASE("connection lost: a leader that loses its connections to a quorum step
   c.connection_lost(leader, others[1]);
   CHECK(c.at(leader).raft->role() == role::follower);
 }
+
+TEST_CASE("regression (sim seed 363): a leader sends nothing for its term until the term is durable") {
+  // A single voter wins alone, without a round trip that would have made its
+  // term durable first. Had it sent AppendEntries at once and crashed, it could
+  // win the same term again and send different entries under the same
+  // (index, term) to the learner.
+  core c(config_of(1), {}, voters(1, 1));
+  flush(c);
+  while (c.role() != role::leader) c.tick();
+  auto r = c.take_ready();
+  REQUIRE(r.state.has_value());
+  CHECK(r.state->term == c.term());
+  CHECK(bodies<append_entries>(r.messages).empty());
+  CHECK_FALSE(bodies<append_entries>(r.messages_after_persist).empty());
+  c.persisted(r.persist_id);
+  // Once durable, the leader's AppendEntries run in parallel with its writes again.
+  c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  flush(c);
+  REQUIRE(c.propose("x").has_value());
+  CHECK_FALSE(bodies<append_entries>(c.take_ready().messages).empty());
+}

@@ -380,7 +380,7 @@ void cluster::partition(const std::set<node_id>& side) {
 
 // --- clients -------------------------------------------------------------------------
 
-std::optional<std::size_t> cluster::propose(node_id where) {
+std::optional<std::size_t> cluster::propose(node_id where, bool flush) {
   if (where == node_id{0}) {
     auto l = leader();
     if (!l) return std::nullopt;
@@ -394,7 +394,7 @@ std::optional<std::size_t> cluster::propose(node_id where) {
   if (!r) return std::nullopt;
   proposals_.push_back({where, *r, payload, false});
   pending_proposals_[{where, r->index.value}] = proposals_.size() - 1;
-  process(n);
+  if (flush) process(n);
   return proposals_.size() - 1;
 }
 
@@ -456,11 +456,16 @@ void cluster::crash(node_id id, bool signal_peers) {
   }
   for (auto it = reads_.begin(); it != reads_.end();) it = it->second.at == id ? reads_.erase(it) : std::next(it);
   if (!signal_peers) return;
-  // Peers see the broken connection soon after (the process is gone).
+  // Peers see the broken connection soon after (the process is gone), but
+  // only after what it had already sent them, as a TCP stream delivers its
+  // bytes before its end.
   for (const auto& [other, o] : nodes_) {
-    if (other != id && o.up && !blocked_.count({id, other})) {
-      signals_.emplace(now_ + 1 + random(5), lost_signal{other, id});
+    if (other == id || !o.up || blocked_.count({id, other})) continue;
+    auto at = now_ + 1 + random(5);
+    for (const auto& [when, m] : network_) {
+      if (m.from == id && m.to == other) at = std::max(at, when + 1);
     }
+    signals_.emplace(at, lost_signal{other, id});
   }
 }
 

@@ -108,7 +108,9 @@ class cluster {
   // --- client operations ----------------------------------------------------
   // Proposes at `at` (or at the leader if 0); returns the proposal index in
   // proposals() on success.
-  std::optional<std::size_t> propose(node_id at = node_id{0});
+  // `flush` false leaves the ready for later, so that several proposals
+  // travel together as they would when a shell takes them from its mailbox.
+  std::optional<std::size_t> propose(node_id at = node_id{0}, bool flush = true);
   std::optional<std::uint64_t> read(node_id at = node_id{0});
   expected<entry_id> change_membership(const membership_change& change);
   // The node's state machine writes a snapshot of what it has applied.
