@@ -225,3 +225,46 @@ TEST_CASE("a configuration with a duplicate or zero server id is malformed") {
   configuration zero{{{node_id{0}, "a:1", suffrage::voter}}};
   CHECK(wire::decode_configuration(wire::encode_configuration(zero)).error().code == errc::malformed);
 }
+
+// --- client protocol ---------------------------------------------------------
+
+#include "schema/client_codec.hpp"
+
+TEST_CASE("every client request and response round-trips") {
+  std::vector<client::request> requests = {client::propose{std::string("cmd\0x", 5)}, client::read{"q"},
+                                           client::status_request{}, client::transfer_leadership{3},
+                                           client::set_faults{{1, 2}, {3}}, client::stall_storage{250}};
+  for (const auto& r : requests) {
+    auto got = wire::decode_request(wire::encode_request(r, cluster), cluster);
+    REQUIRE_MESSAGE(got.has_value(), got.error().message());
+    CHECK(got->index() == r.index());
+  }
+  auto p = wire::decode_request(wire::encode_request(client::propose{std::string("cmd\0x", 5)}, cluster), cluster);
+  CHECK(std::get<client::propose>(*p).command == std::string("cmd\0x", 5));
+  auto f = wire::decode_request(wire::encode_request(client::set_faults{{1, 2}, {3}}, cluster), cluster);
+  CHECK(std::get<client::set_faults>(*f).drop_to == std::vector<std::uint64_t>{1, 2});
+  CHECK(std::get<client::set_faults>(*f).drop_from == std::vector<std::uint64_t>{3});
+
+  std::vector<client::response> responses = {
+      client::committed{5, 2, "r"}, client::read_result{9, "v"},
+      client::status{1, "leader", 3, 1, "127.0.0.1:1", 10, 9, 11, "d"}, client::ok{},
+      client::failure{"not_leader", "not the leader", 2, "127.0.0.1:2"}};
+  for (const auto& r : responses) {
+    auto got = wire::decode_response(wire::encode_response(r));
+    REQUIRE(got.has_value());
+    CHECK(got->index() == r.index());
+  }
+  auto s = wire::decode_response(wire::encode_response(responses[2]));
+  CHECK(std::get<client::status>(*s).leader_address == "127.0.0.1:1");
+  auto e = wire::decode_response(wire::encode_response(responses[4]));
+  CHECK(std::get<client::failure>(*e).leader_id == 2);
+}
+
+TEST_CASE("a client request for another cluster is refused; truncated ones are malformed") {
+  auto bytes = wire::encode_request(client::propose{"x"}, "elsewhere");
+  CHECK(wire::decode_request(bytes, cluster).error().code == errc::foreign_cluster);
+  auto good = wire::encode_request(client::propose{"x"}, cluster);
+  for (std::size_t len = 0; len < good.size(); len += 8) {
+    CHECK_FALSE(wire::decode_request(std::string_view(good.data(), len), cluster).has_value());
+  }
+}

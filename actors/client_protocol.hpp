@@ -1,0 +1,67 @@
+// The client protocol as plain structs (schema/client.capnp is the wire
+// form; schema/client_codec turns one into the other).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "actors/error.hpp"
+
+namespace conclave::client {
+
+struct propose {
+  std::string command;
+};
+struct read {
+  std::string query;
+};
+struct status_request {};
+struct transfer_leadership {
+  std::uint64_t target = 0;  // 0: the most caught-up voter
+};
+struct set_faults {
+  std::vector<std::uint64_t> drop_to;
+  std::vector<std::uint64_t> drop_from;
+};
+struct stall_storage {
+  std::uint32_t ms = 0;
+};
+
+using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage>;
+
+struct committed {
+  std::uint64_t index = 0;
+  std::uint64_t term = 0;
+  std::string result;
+};
+struct read_result {
+  std::uint64_t index = 0;
+  std::string result;
+};
+struct status {
+  std::uint64_t id = 0;
+  std::string role;
+  std::uint64_t term = 0;
+  std::uint64_t leader_id = 0;
+  std::string leader_address;
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t last_index = 0;
+  std::string digest;
+};
+struct ok {};
+struct failure {
+  std::string code;  // errc name, e.g. "not_leader"
+  std::string message;
+  std::uint64_t leader_id = 0;
+  std::string leader_address;
+};
+
+using response = std::variant<committed, read_result, status, ok, failure>;
+
+// The stable name of an error code, as carried in failure::code.
+std::string code_name(errc code);
+
+}  // namespace conclave::client

@@ -1,0 +1,67 @@
+@0xc515b016e90236f5;
+# The client protocol: what a client (conclavectl, a test, the embedding
+# host) asks of a master, and the answers. Like the peer protocol, every
+# request names the cluster and the protocol version; a master refuses a
+# request for another cluster.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("conclave::schema");
+
+struct ClientRequest {
+  clusterId @0 :Text;
+  protocolVersion @1 :UInt16;
+
+  body :union {
+    propose @2 :Data;               # a state-machine command; answered once committed and applied
+    read @3 :Data;                  # a state-machine query; answered linearizably (ReadIndex)
+    status @4 :Void;                # who leads, how far the log is
+    transferLeadership @5 :UInt64;  # to this server (0: the most caught-up voter)
+    setFaults @6 :Faults;           # test hook: drop peer traffic
+    stallStorage @7 :UInt32;        # test hook: block the disk for this many ms (0: resume)
+  }
+}
+
+struct Faults {
+  dropTo @0 :List(UInt64);    # drop messages this server sends to these peers
+  dropFrom @1 :List(UInt64);  # drop messages this server receives from these peers
+}
+
+struct ClientResponse {
+  body :union {
+    committed @0 :Committed;
+    readResult @1 :ReadResult;
+    status @2 :Status;
+    ok @3 :Void;
+    error @4 :Error;
+  }
+}
+
+struct Committed {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  result @2 :Data;   # what the state machine returned
+}
+
+struct ReadResult {
+  index @0 :UInt64;  # the read reflects at least this applied index
+  result @1 :Data;
+}
+
+struct Status {
+  id @0 :UInt64;
+  role @1 :Text;
+  term @2 :UInt64;
+  leaderId @3 :UInt64;
+  leaderAddress @4 :Text;
+  commitIndex @5 :UInt64;
+  appliedIndex @6 :UInt64;
+  lastIndex @7 :UInt64;
+  digest @8 :Text;        # the state machine's summary of what it applied
+}
+
+struct Error {
+  code @0 :Text;           # a stable name: not_leader, busy, ...
+  message @1 :Text;
+  leaderId @2 :UInt64;     # for not_leader: who leads, if known
+  leaderAddress @3 :Text;
+}
