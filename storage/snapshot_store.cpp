@@ -146,6 +146,17 @@ expected<std::vector<std::string>> snapshot_store::files() const {
   return names;
 }
 
+expected<std::vector<raft::index_t>> snapshot_store::indexes() const {
+  auto all = files();
+  if (!all) return all.error();
+  std::vector<raft::index_t> out;
+  for (const auto& path : *all) {
+    auto name = path.substr(path.rfind('/') + 1);
+    out.push_back(raft::index_t{std::strtoull(name.c_str() + 9, nullptr, 10)});
+  }
+  return out;
+}
+
 expected<snapshot> snapshot_store::read_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

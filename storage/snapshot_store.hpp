@@ -47,6 +47,8 @@ class snapshot_store {
 
   // Snapshot files in the directory, newest first.
   expected<std::vector<std::string>> files() const;
+  // The last included index of each snapshot file, newest first (from the names).
+  expected<std::vector<raft::index_t>> indexes() const;
 
   const std::string& dir() const { return dir_; }
 

@@ -951,6 +951,28 @@ expected<void> core::transfer_leadership(node_id target) {
   return {};
 }
 
+std::optional<node_id> core::best_transfer_target() const {
+  std::optional<node_id> best;
+  index_t best_match;
+  for (const auto& [id, pr] : progress_) {
+    if (!is_voter(id) || !pr.connected) continue;
+    if (!best || pr.match > best_match) {
+      best = id;
+      best_match = pr.match;
+    }
+  }
+  return best;
+}
+
+expected<void> core::step_down() {
+  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
+  // Like a transfer (thesis 3.10) without waiting: the target campaigns at
+  // once if it is caught up; otherwise an election follows the timeout.
+  if (auto target = best_transfer_target()) send(*target, timeout_now{term_});
+  become_follower(term_, no_node);
+  return {};
+}
+
 void core::maybe_transfer_to_preferred() {
   if (!cfg_.preferred_leader || *cfg_.preferred_leader == cfg_.id || transfer_target_) return;
   if (preferred_backoff_ticks_ > 0 || log_.commit_index() < term_start_index_) return;

@@ -84,6 +84,12 @@ class core {
   // Hands leadership to `target` (thesis 3.10). Errors: not_leader,
   // invalid_argument (not a voter).
   expected<void> transfer_leadership(node_id target);
+  // A leader that should not lead (its disk stalls, it is shutting down)
+  // hands leadership to the most caught-up voter and steps down at once.
+  // Errors: not_leader.
+  expected<void> step_down();
+  // The voter a transfer should go to: connected and most caught up.
+  std::optional<node_id> best_transfer_target() const;
   // The state machine has written a snapshot of everything up to `index`
   // (<= applied index). Returns its metadata; the core keeps the bytes to
   // send to followers and compacts the log behind it.

@@ -1,0 +1,19 @@
+// Every atom conclave's actors exchange (CAF 0.17 atoms: at most 10 chars).
+// Between processes only (peer_atom, bytes) and (client_atom, bytes) travel:
+// Cap'n Proto inside one CAF message type, as DESIGN.md's wire format says.
+#pragma once
+
+#include <caf/atom.hpp>
+
+namespace conclave {
+
+using peer_atom = caf::atom_constant<caf::atom("peer")>;        // (peer_atom, bytes): Raft peer message
+using client_atom = caf::atom_constant<caf::atom("client")>;    // (client_atom, bytes) -> bytes
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using write_atom = caf::atom_constant<caf::atom("write")>;
+using persisted_atom = caf::atom_constant<caf::atom("persisted")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+}  // namespace conclave

@@ -1,0 +1,500 @@
+#include "actors/raft/peer_actor.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "actors/atoms.hpp"
+#include "actors/client_protocol.hpp"
+#include "actors/log.hpp"
+#include "schema/client_codec.hpp"
+#include "schema/codec.hpp"
+
+namespace conclave::raft {
+namespace {
+
+using std::chrono::milliseconds;
+
+struct link {
+  endpoint address;
+  caf::actor handle;           // the peer's published actor, once connected
+  bool connecting = false;
+  int backoff_ms = 0;
+};
+
+struct proposal_wait {
+  term_t term;
+  caf::response_promise promise;
+};
+
+struct read_wait {
+  std::string query;
+  caf::response_promise promise;
+  std::optional<index_t> index;  // set once the core says the read is safe
+};
+
+// Rate-limits a log line per key to once a minute, counting what it skipped.
+struct log_limiter {
+  struct entry {
+    std::int64_t last_ms = -60000;
+    std::uint64_t suppressed = 0;
+  };
+  std::map<std::string, entry> entries;
+  template <class F>
+  void operator()(const std::string& key, F&& emit) {
+    auto& e = entries[key];
+    auto now = steady_now_ms();
+    if (now - e.last_ms < 60000) {
+      ++e.suppressed;
+      return;
+    }
+    emit(e.suppressed);
+    e.last_ms = now;
+    e.suppressed = 0;
+  }
+};
+
+struct state {
+  caf::event_based_actor* self;
+  node_options opts;
+  std::unique_ptr<core> raft;
+  std::shared_ptr<state_machine> machine;
+  caf::actor storage;
+  std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
+  std::string name;  // "node N", for logs
+
+  std::map<node_id, link> links;
+  std::set<node_id> drop_to, drop_from;  // fault hook
+  std::mt19937_64 rng;
+  log_limiter limiter;
+  std::uint64_t dropped_messages = 0;
+
+  // persistence pipeline: one job in flight, the next one accumulating
+  bool write_in_flight = false;
+  std::int64_t write_started_ms = 0;
+  std::deque<storage_job> queued;                       // in order; the last one may still grow
+  std::deque<std::vector<message>> after_persist;       // messages of each queued job
+  std::vector<message> in_flight_after_persist;
+  bool stall_reported = false;
+
+  index_t applied;
+  index_t last_snapshot;
+  std::map<std::uint64_t, proposal_wait> proposals;  // by log index
+  std::map<std::uint64_t, read_wait> reads;          // by read id
+  std::uint64_t next_read_id = 1;
+
+  bool flush_scheduled = false;
+  bool stopping = false;
+  std::int64_t stop_deadline_ms = 0;
+  caf::response_promise stop_promise;
+  ready::role_change last_role{role::follower, term_t{}, node_id{}};
+
+  // --- transport -------------------------------------------------------------
+
+  void connect(node_id id) {
+    auto& l = links[id];
+    if (l.connecting || l.handle || stopping) return;
+    l.connecting = true;
+    auto mm = self->system().middleman().actor_handle();
+    self->request(mm, std::chrono::seconds(2), caf::connect_atom::value, l.address.host, l.address.port)
+        .then(
+            [this, id](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+              auto& l = links[id];
+              l.connecting = false;
+              if (!ptr) return retry(id);
+              l.handle = caf::actor_cast<caf::actor>(ptr);
+              // The backoff resets only once the peer speaks (on_peer_bytes):
+              // a port that accepts but whose actor is gone must not spin.
+              self->monitor(l.handle);
+            },
+            [this, id](caf::error&) {
+              links[id].connecting = false;
+              retry(id);
+            });
+  }
+
+  void retry(node_id id) {
+    auto& l = links[id];
+    // Capped exponential backoff with full jitter.
+    l.backoff_ms = l.backoff_ms == 0 ? opts.reconnect_min_ms : std::min(opts.reconnect_max_ms, l.backoff_ms * 2);
+    auto wait = opts.reconnect_min_ms + static_cast<int>(rng() % static_cast<std::uint64_t>(l.backoff_ms));
+    self->delayed_send(self, milliseconds(wait), reconnect_atom::value, id.value);
+  }
+
+  void on_down(const caf::down_msg& dm) {
+    for (auto& [id, l] : links) {
+      if (l.handle && l.handle.address() == dm.source) {
+        l.handle = nullptr;
+        limiter("lost-" + std::to_string(id.value), [&](std::uint64_t suppressed) {
+          log_line("{}: lost the connection to node {}{}", name, id.value,
+                   suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
+        });
+        raft->peer_connection_lost(id);
+        retry(id);
+        schedule_flush();
+      }
+    }
+  }
+
+  void send(const message& m) {
+    if (drop_to.count(m.to)) return;
+    auto it = links.find(m.to);
+    if (it == links.end()) {
+      // A server outside the founding list (added later): we cannot reach it yet.
+      limiter("no-route-" + std::to_string(m.to.value), [&](std::uint64_t) {
+        log_line("{}: no address for node {}; dropping messages to it", name, m.to.value);
+      });
+      return;
+    }
+    if (!it->second.handle) {
+      connect(m.to);
+      return;
+    }
+    self->send(it->second.handle, peer_atom::value, wire::encode(m, opts.cluster_id));
+  }
+
+  void on_peer_bytes(const std::string& bytes) {
+    auto decoded = wire::decode(bytes, opts.cluster_id);
+    if (!decoded) {
+      ++dropped_messages;
+      auto sender = self->current_sender();
+      auto key = (sender ? caf::to_string(sender->node()) : std::string("unknown")) + "/" +
+                 client::code_name(decoded.error().code);
+      limiter(key, [&](std::uint64_t suppressed) {
+        log_line("{}: on_peer_message: ignoring ({}) from {}; {} more like it in the last minute", name,
+                 decoded.error().message(), sender ? caf::to_string(sender->node()) : "unknown", suppressed);
+      });
+      return;
+    }
+    if (drop_from.count(decoded->from) || decoded->to != opts.raft.id) return;
+    if (auto it = links.find(decoded->from); it != links.end()) it->second.backoff_ms = 0;
+    raft->step(*decoded);
+    schedule_flush();
+  }
+
+  // --- the ready loop ----------------------------------------------------------
+
+  void schedule_flush() {
+    if (flush_scheduled) return;
+    flush_scheduled = true;
+    // Goes to the back of the mailbox: everything already queued is handled
+    // first, so proposals and acks arriving together share one ready.
+    self->send(self, flush_atom::value);
+  }
+
+  void flush() {
+    flush_scheduled = false;
+    while (raft->has_ready()) {
+      auto r = raft->take_ready();
+      if (r.role) report_role(*r.role);
+      for (const auto& m : r.messages) send(m);
+      if (r.snapshot && r.snapshot_from_leader) {
+        machine->restore(*r.snapshot->data);
+        applied = last_snapshot = r.snapshot->meta.last_index;
+        log_line("{}: installed a snapshot at {} from the leader", name, applied.value);
+        fail_proposals_upto(applied, "outcome unknown: a snapshot replaced the log here");
+      }
+      for (const auto& e : r.committed) apply(e);
+      for (const auto& rs : r.reads) {
+        auto it = reads.find(rs.id);
+        if (it != reads.end()) it->second.index = rs.index;
+      }
+      for (auto id : r.failed_reads) {
+        auto it = reads.find(id);
+        if (it == reads.end()) continue;
+        it->second.promise.deliver(wire::encode_response(failure(errc::not_leader, "lost leadership before the read was confirmed")));
+        reads.erase(it);
+      }
+      serve_reads();
+      if (r.persist_id != 0) enqueue(std::move(r));
+      maybe_snapshot();
+    }
+    start_write();
+  }
+
+  void report_role(const ready::role_change& rc) {
+    if (rc.role == last_role.role && rc.leader == last_role.leader && rc.term == last_role.term) return;
+    if (rc.role == role::leader) {
+      log_line("{}: leader in term {}", name, rc.term.value);
+    } else if (last_role.role == role::leader || rc.leader != last_role.leader) {
+      log_line("{}: {} in term {}, leader {}", name, to_string(rc.role), rc.term.value,
+               rc.leader == no_node ? std::string("unknown") : std::to_string(rc.leader.value));
+    }
+    last_role = rc;
+  }
+
+  void enqueue(ready r) {
+    // Group commit: a ready joins the last queued job unless that one is
+    // already on disk's way or either carries a snapshot or compaction.
+    bool simple = !r.snapshot && !r.compact;
+    bool can_merge = !queued.empty() && simple && !queued.back().snapshot && !queued.back().compact;
+    if (!can_merge) {
+      queued.emplace_back();
+      after_persist.emplace_back();
+    }
+    auto& job = queued.back();
+    auto& msgs = after_persist.back();
+    if (r.snapshot) {
+      job.snapshot = std::move(r.snapshot);
+      job.snapshot_from_leader = r.snapshot_from_leader;
+    }
+    if (r.compact) job.compact = r.compact;
+    if (r.truncate_from) {
+      auto from = *r.truncate_from;
+      auto& entries = job.batch.entries;
+      if (!entries.empty() && from > entries.front().index) {
+        // The truncation cuts into entries not yet written: drop them here.
+        while (!entries.empty() && entries.back().index >= from) entries.pop_back();
+      } else {
+        entries.clear();
+        if (!job.batch.truncate_from || from < *job.batch.truncate_from) job.batch.truncate_from = from;
+      }
+    }
+    for (auto& e : r.entries) job.batch.entries.push_back(std::move(e));
+    if (r.state) job.batch.state = r.state;
+    job.persist_id = r.persist_id;
+    for (auto& m : r.messages_after_persist) msgs.push_back(std::move(m));
+  }
+
+  void start_write() {
+    if (write_in_flight || queued.empty()) return;
+    auto job = std::move(queued.front());
+    queued.pop_front();
+    in_flight_after_persist = std::move(after_persist.front());
+    after_persist.pop_front();
+    write_in_flight = true;
+    write_started_ms = steady_now_ms();
+    auto id = job.persist_id;
+    self->request(storage, caf::infinite, write_atom::value, std::move(job))
+        .then([this, id](persisted_atom, std::uint64_t done, const std::string& err) {
+          write_in_flight = false;
+          if (stall_reported) {
+            log_line("{}: storage is writing again", name);
+            stall_reported = false;
+          }
+          if (!err.empty()) {
+            // The write did not happen; nothing it promised may be sent.
+            log_line("{}: storage write failed: {}; stepping down and stopping", name, err);
+            (void)raft->step_down();
+            self->quit(caf::exit_reason::user_shutdown);
+            return;
+          }
+          (void)id;
+          for (const auto& m : in_flight_after_persist) send(m);
+          in_flight_after_persist.clear();
+          raft->persisted(done);
+          schedule_flush();
+          start_write();
+        });
+  }
+
+  // --- state machine ------------------------------------------------------------
+
+  void apply(const log_entry& e) {
+    std::string result;
+    if (e.kind == entry_kind::command) result = machine->apply(e);
+    applied = e.index;
+    auto it = proposals.find(e.index.value);
+    if (it == proposals.end()) return;
+    if (it->second.term == e.term) {
+      it->second.promise.deliver(wire::encode_response(client::committed{e.index.value, e.term.value, result}));
+    } else {
+      it->second.promise.deliver(wire::encode_response(
+          failure(errc::not_leader, "lost: another leader's entry took index " + std::to_string(e.index.value))));
+    }
+    proposals.erase(it);
+  }
+
+  void fail_proposals_upto(index_t upto, const std::string& why) {
+    while (!proposals.empty() && proposals.begin()->first <= upto.value) {
+      proposals.begin()->second.promise.deliver(wire::encode_response(failure(errc::unavailable, why)));
+      proposals.erase(proposals.begin());
+    }
+  }
+
+  void serve_reads() {
+    for (auto it = reads.begin(); it != reads.end();) {
+      if (it->second.index && *it->second.index <= applied) {
+        it->second.promise.deliver(
+            wire::encode_response(client::read_result{applied.value, machine->query(it->second.query)}));
+        it = reads.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void maybe_snapshot() {
+    if (applied.value < last_snapshot.value + opts.snapshot_every_entries) return;
+    raft->snapshot_taken(applied, std::make_shared<const std::string>(machine->snapshot()));
+    last_snapshot = applied;
+  }
+
+  // --- clients --------------------------------------------------------------------
+
+  client::failure failure(errc code, const std::string& detail) {
+    client::failure f{client::code_name(code), make_error(code, detail).message(), 0, {}};
+    auto leader = raft->leader();
+    if (leader != no_node && leader != opts.raft.id) {
+      f.leader_id = leader.value;
+      auto it = opts.members.find(leader);
+      if (it != opts.members.end()) f.leader_address = it->second.text();
+    }
+    return f;
+  }
+
+  caf::result<std::string> on_client(const std::string& bytes) {
+    auto decoded = wire::decode_request(bytes, opts.cluster_id);
+    if (!decoded) return wire::encode_response(failure(decoded.error().code, decoded.error().detail));
+    if (stopping) return wire::encode_response(failure(errc::unavailable, "shutting down"));
+    return std::visit([&](auto& req) { return handle(req); }, *decoded);
+  }
+
+  caf::result<std::string> handle(client::propose& p) {
+    auto id = raft->propose(std::move(p.command));
+    if (!id) return wire::encode_response(failure(id.error().code, id.error().detail));
+    auto promise = self->make_response_promise();
+    proposals[id->index.value] = proposal_wait{id->term, promise};
+    schedule_flush();
+    return promise;
+  }
+
+  caf::result<std::string> handle(client::read& r) {
+    auto id = next_read_id++;
+    auto ok = raft->read_index(id);
+    if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
+    auto promise = self->make_response_promise();
+    reads[id] = read_wait{std::move(r.query), promise, std::nullopt};
+    schedule_flush();
+    return promise;
+  }
+
+  caf::result<std::string> handle(client::status_request&) {
+    client::status s;
+    s.id = opts.raft.id.value;
+    s.role = to_string(raft->role());
+    s.term = raft->term().value;
+    s.leader_id = raft->leader().value;
+    if (auto it = opts.members.find(raft->leader()); it != opts.members.end()) s.leader_address = it->second.text();
+    s.commit_index = raft->log().commit_index().value;
+    s.applied_index = applied.value;
+    s.last_index = raft->log().last_index().value;
+    s.digest = machine->digest();
+    return wire::encode_response(s);
+  }
+
+  caf::result<std::string> handle(client::transfer_leadership& t) {
+    auto target = t.target ? std::optional<node_id>(node_id{t.target}) : raft->best_transfer_target();
+    if (!target) return wire::encode_response(failure(errc::unavailable, "no voter to transfer to"));
+    auto ok = raft->transfer_leadership(*target);
+    if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
+    schedule_flush();
+    return wire::encode_response(client::ok{});
+  }
+
+  caf::result<std::string> handle(client::set_faults& f) {
+    drop_to = std::set<node_id>();
+    drop_from = std::set<node_id>();
+    for (auto id : f.drop_to) drop_to.insert(node_id{id});
+    for (auto id : f.drop_from) drop_from.insert(node_id{id});
+    log_line("{}: fault hook: dropping traffic to {} peer(s), from {} peer(s)", name, drop_to.size(), drop_from.size());
+    return wire::encode_response(client::ok{});
+  }
+
+  caf::result<std::string> handle(client::stall_storage& s) {
+    stall_until_ms->store(s.ms ? steady_now_ms() + s.ms : 0);
+    log_line("{}: fault hook: storage stalled for {} ms", name, s.ms);
+    return wire::encode_response(client::ok{});
+  }
+
+  // --- time -------------------------------------------------------------------------
+
+  void on_tick() {
+    raft->tick();
+    auto now = steady_now_ms();
+    // A leader whose disk stopped finishing writes must not keep leading:
+    // its own entries cannot become durable and clients wait on it.
+    auto stall_ms = opts.storage_stall_ms > 0 ? opts.storage_stall_ms
+                                              : opts.raft.election_timeout_min_ticks * opts.tick_ms;
+    if (write_in_flight && now - write_started_ms > stall_ms) {
+      if (!stall_reported) {
+        log_line("{}: storage has not finished a write for {} ms", name, now - write_started_ms);
+        stall_reported = true;
+      }
+      if (raft->role() == role::leader) {
+        log_line("{}: stepping down: storage stalled", name);
+        (void)raft->step_down();
+      }
+    }
+    if (stopping) continue_stop(now);
+    schedule_flush();
+    self->delayed_send(self, milliseconds(opts.tick_ms), tick_atom::value);
+  }
+
+  void continue_stop(std::int64_t now) {
+    bool handed_over = raft->role() != role::leader;
+    if ((handed_over || now >= stop_deadline_ms) && !write_in_flight && queued.empty()) {
+      log_line("{}: stopped ({})", name, handed_over ? "not leading" : "leadership not handed over in time");
+      stop_promise.deliver(caf::unit);
+      // A non-normal reason, so that the linked storage actor stops too.
+      self->quit(caf::exit_reason::user_shutdown);
+    }
+  }
+
+  void on_stop() {
+    if (stopping) return;
+    stopping = true;
+    stop_deadline_ms = steady_now_ms() + opts.shutdown_transfer_ms;
+    if (raft->role() == role::leader) {
+      if (auto target = raft->best_transfer_target()) {
+        log_line("{}: shutting down: handing leadership to node {}", name, target->value);
+        (void)raft->transfer_leadership(*target);
+      }
+    }
+    schedule_flush();
+  }
+};
+
+}  // namespace
+
+caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setup> setup) {
+  auto st = std::make_shared<state>();
+  st->self = self;
+  st->opts = setup->options;
+  st->machine = setup->machine;
+  st->storage = setup->storage;
+  st->stall_until_ms = setup->stall_until_ms;
+  st->name = "node " + std::to_string(st->opts.raft.id.value);
+  st->rng.seed(st->opts.raft.seed ^ static_cast<std::uint64_t>(steady_now_ms()));
+  st->applied = st->last_snapshot =
+      setup->durable.snapshot ? setup->durable.snapshot->meta.last_index : index_t{0};
+  configuration bootstrap;
+  for (const auto& [id, ep] : st->opts.members) bootstrap.servers.push_back({id, ep.text(), suffrage::voter});
+  st->raft = std::make_unique<core>(st->opts.raft, std::move(setup->durable), bootstrap);
+  for (const auto& [id, ep] : st->opts.members) {
+    if (id != st->opts.raft.id) st->links[id].address = ep;
+  }
+  self->set_down_handler([st](caf::down_msg& dm) { st->on_down(dm); });
+  // The storage actor dies with us.
+  self->link_to(st->storage);
+  for (const auto& [id, l] : st->links) st->connect(id);
+  self->delayed_send(self, milliseconds(st->opts.tick_ms), tick_atom::value);
+  st->schedule_flush();
+  return {
+      [st](peer_atom, const std::string& bytes) { st->on_peer_bytes(bytes); },
+      [st](client_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes); },
+      [st](tick_atom) { st->on_tick(); },
+      [st](flush_atom) { st->flush(); },
+      [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },
+      [st](stop_atom) -> caf::result<caf::unit_t> {
+        st->stop_promise = st->self->make_response_promise();
+        st->on_stop();
+        return st->stop_promise;
+      },
+  };
+}
+
+}  // namespace conclave::raft

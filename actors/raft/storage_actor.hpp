@@ -1,0 +1,45 @@
+// The storage actor: the only code that touches a server's disk. It runs
+// detached (its own thread), so a slow fsync never stalls message handling,
+// and carries out the persistence part of the core's readies in order: save
+// the snapshot, compact the log, then one write transaction (one fsync).
+#pragma once
+
+#include <caf/fwd.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "actors/raft/ready.hpp"
+#include "storage/lmdb_log.hpp"
+#include "storage/snapshot_store.hpp"
+
+namespace conclave::raft {
+
+struct storage_job {
+  std::optional<snapshot_data> snapshot;
+  bool snapshot_from_leader = false;  // then `compact` is the snapshot's own last entry
+  std::optional<std::pair<index_t, term_t>> compact;
+  storage::write_batch batch;
+  std::uint64_t persist_id = 0;  // the highest ready this job makes durable
+};
+
+struct storage_handles {
+  std::shared_ptr<storage::lmdb_log> log;
+  std::shared_ptr<storage::snapshot_store> snapshots;
+  // Test hook: while the steady clock (in ms) is below this, writes wait,
+  // as if the disk hung in fsync.
+  std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
+};
+
+// Answers (write_atom, storage_job) with (persisted_atom, persist_id, error
+// text), the text empty on success.
+caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handles);
+
+std::int64_t steady_now_ms();
+
+}  // namespace conclave::raft
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(conclave::raft::storage_job)

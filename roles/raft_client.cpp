@@ -1,0 +1,122 @@
+#include "roles/raft_client.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <thread>
+
+#include "actors/atoms.hpp"
+#include "schema/client_codec.hpp"
+
+namespace conclave {
+
+struct raft_client::impl {
+  caf::actor_system& sys;
+  caf::scoped_actor self;
+  std::map<std::string, caf::actor> connections;
+  explicit impl(caf::actor_system& s) : sys(s), self(s) {}
+
+  caf::actor connect(const raft::endpoint& to, std::chrono::milliseconds timeout) {
+    auto key = to.text();
+    if (auto it = connections.find(key); it != connections.end()) return it->second;
+    caf::actor result;
+    self->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, to.host, to.port)
+        .receive(
+            [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+              result = caf::actor_cast<caf::actor>(ptr);
+            },
+            [&](caf::error&) {});
+    if (result) connections[key] = result;
+    return result;
+  }
+};
+
+raft_client::raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints)
+    : impl_(std::make_unique<impl>(sys)), cluster_id_(std::move(cluster_id)), endpoints_(std::move(endpoints)) {}
+
+raft_client::~raft_client() = default;
+
+expected<client::response> raft_client::call(const raft::endpoint& to, const client::request& r,
+                                             std::chrono::milliseconds timeout) {
+  auto handle = impl_->connect(to, timeout);
+  if (!handle) return make_error(errc::unavailable, "cannot connect to " + to.text());
+  expected<client::response> result = make_error(errc::unavailable, "no answer from " + to.text());
+  impl_->self->request(handle, timeout, client_atom::value, wire::encode_request(r, cluster_id_))
+      .receive(
+          [&](const std::string& bytes) {
+            auto decoded = wire::decode_response(bytes);
+            result = decoded ? expected<client::response>(*decoded) : expected<client::response>(decoded.error());
+          },
+          [&](caf::error& e) {
+            // The connection may be gone: forget it so the next call reconnects.
+            impl_->connections.erase(to.text());
+            result = make_error(errc::unavailable, to.text() + ": " + impl_->sys.render(e));
+          });
+  return result;
+}
+
+namespace {
+
+// Whether a refusal means "ask again, maybe elsewhere".
+bool retryable(const client::failure& f) {
+  return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable";
+}
+
+}  // namespace
+
+template <class Reply, class Request>
+static expected<Reply> leader_call(raft_client& c, std::size_t& preferred, const Request& request,
+                                   std::chrono::milliseconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  error last = make_error(errc::unavailable, "no server answered");
+  std::size_t next = preferred;
+  const auto& eps = c.endpoints();
+  while (std::chrono::steady_clock::now() < until) {
+    auto to = eps[next % eps.size()];
+    auto r = c.call(to, request, std::chrono::milliseconds(1000));
+    if (r) {
+      if (auto* ok = std::get_if<Reply>(&*r)) {
+        preferred = next % eps.size();
+        return *ok;
+      }
+      if (auto* f = std::get_if<client::failure>(&*r)) {
+        last = make_error(errc::unavailable, f->code + ": " + f->message);
+        if (!retryable(*f)) return last;
+        bool hinted = false;
+        for (std::size_t i = 0; f->leader_id != 0 && i < eps.size(); ++i) {
+          if (eps[i].text() == f->leader_address) {
+            next = i;  // follow the hint to the leader
+            hinted = true;
+            break;
+          }
+        }
+        if (hinted) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+      }
+    } else {
+      last = r.error();
+    }
+    ++next;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return last;
+}
+
+expected<client::committed> raft_client::propose(const std::string& command, std::chrono::milliseconds deadline) {
+  return leader_call<client::committed>(*this, preferred_, client::request{client::propose{command}}, deadline);
+}
+
+expected<client::read_result> raft_client::read(const std::string& query, std::chrono::milliseconds deadline) {
+  return leader_call<client::read_result>(*this, preferred_, client::request{client::read{query}}, deadline);
+}
+
+expected<client::status> raft_client::status(const raft::endpoint& of) {
+  auto r = call(of, client::status_request{}, std::chrono::milliseconds(1000));
+  if (!r) return r.error();
+  if (auto* s = std::get_if<client::status>(&*r)) return *s;
+  return make_error(errc::malformed, "unexpected reply to status");
+}
+
+}  // namespace conclave

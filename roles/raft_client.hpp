@@ -1,0 +1,48 @@
+// A blocking client for Raft servers (tests, benchmarks, tools): sends
+// client-protocol requests over CAF's middleman, finds the leader among the
+// given endpoints and follows not_leader hints.
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/client_protocol.hpp"
+#include "actors/error.hpp"
+#include "actors/raft/node_options.hpp"
+
+namespace conclave {
+
+class raft_client {
+ public:
+  raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints);
+  ~raft_client();
+
+  // One request to one endpoint. Errors: unavailable (cannot connect, no
+  // answer within `timeout`), malformed (a reply that does not decode).
+  expected<client::response> call(const raft::endpoint& to, const client::request& r,
+                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+
+  // Proposes through the leader until committed or `deadline` passes,
+  // following hints and retrying refusals that say to try again.
+  expected<client::committed> propose(const std::string& command,
+                                      std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
+  expected<client::read_result> read(const std::string& query,
+                                     std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
+  expected<client::status> status(const raft::endpoint& of);
+
+  const std::vector<raft::endpoint>& endpoints() const { return endpoints_; }
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  std::string cluster_id_;
+  std::vector<raft::endpoint> endpoints_;
+  std::size_t preferred_ = 0;  // the endpoint that led last time
+};
+
+}  // namespace conclave

@@ -1,0 +1,193 @@
+// Real Raft server processes on loopback for multi-process tests: free ports
+// (bind to port 0), a temporary data directory each, every process started,
+// signalled and reaped by pid, and all of them killed when the object goes.
+#pragma once
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "roles/raft_client.hpp"
+#include "test/temp_dir.hpp"
+
+namespace conclave::test {
+
+// A port that was free a moment ago (the kernel picks it).
+inline std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+inline caf::actor_system_config& client_config() {
+  static caf::actor_system_config cfg = [] {
+    caf::actor_system_config c;
+    c.load<caf::io::middleman>();
+    c.set("logger.verbosity", caf::atom("quiet"));
+    return c;
+  }();
+  return cfg;
+}
+
+class process_cluster {
+ public:
+  struct member {
+    std::uint64_t id;
+    raft::endpoint address;
+    std::string data_dir;
+    std::string log_file;
+    pid_t pid = -1;
+  };
+
+  // `extra` flags go to every server (timing, snapshot settings).
+  explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {})
+      : binary_(binary.empty() ? default_binary() : std::move(binary)), extra_(std::move(extra)) {
+    for (int i = 1; i <= size; ++i) {
+      member m;
+      m.id = static_cast<std::uint64_t>(i);
+      m.address = raft::endpoint{"127.0.0.1", free_port()};
+      m.data_dir = dir_ / ("node" + std::to_string(i));
+      m.log_file = dir_ / ("node" + std::to_string(i) + ".log");
+      members_.push_back(m);
+    }
+    for (auto& m : members_) start(m.id);
+    std::vector<raft::endpoint> eps;
+    for (const auto& m : members_) eps.push_back(m.address);
+    system_ = std::make_unique<caf::actor_system>(client_config());
+    client_ = std::make_unique<raft_client>(*system_, cluster_id, eps);
+  }
+
+  ~process_cluster() {
+    for (auto& m : members_) {
+      if (m.pid > 0) {
+        ::kill(m.pid, SIGCONT);
+        ::kill(m.pid, SIGKILL);
+        ::waitpid(m.pid, nullptr, 0);
+      }
+    }
+  }
+
+  static std::string default_binary() {
+    const char* env = std::getenv("CONCLAVE_RAFT_NODE");
+    return env ? env : "build/roles/conclave-raft-node";
+  }
+
+  void start(std::uint64_t id) {
+    auto& m = at(id);
+    std::string peers;
+    for (const auto& o : members_) peers += (peers.empty() ? "" : ",") + std::to_string(o.id) + "=" + o.address.text();
+    std::vector<std::string> args = {binary_,       "--id",          std::to_string(id), "--peers", peers,
+                                     "--data-dir",  m.data_dir,      "--cluster-id",     cluster_id};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    // Everything the child needs is prepared before fork(): other threads
+    // (CAF's) may hold locks, so the child only calls async-signal-safe functions.
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const char* log_path = m.log_file.c_str();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    m.pid = pid;
+  }
+
+  // Sends `sig`; for SIGKILL and SIGTERM also waits for the process to end.
+  // Returns the exit status for those.
+  int signal(std::uint64_t id, int sig) {
+    auto& m = at(id);
+    if (m.pid <= 0) return -1;
+    ::kill(m.pid, sig);
+    if (sig != SIGKILL && sig != SIGTERM) return 0;
+    int status = 0;
+    ::waitpid(m.pid, &status, 0);
+    m.pid = -1;
+    return status;
+  }
+
+  member& at(std::uint64_t id) { return members_.at(id - 1); }
+  const std::vector<member>& members() const { return members_; }
+  raft_client& client() { return *client_; }
+  bool running(std::uint64_t id) { return at(id).pid > 0; }
+
+  std::optional<client::status> status(std::uint64_t id) {
+    auto s = client_->status(at(id).address);
+    if (!s) return std::nullopt;
+    return *s;
+  }
+
+  // The id of the server that says it leads with the highest term, among
+  // running ones other than `except`; waits up to `timeout`.
+  std::optional<std::uint64_t> wait_for_leader(std::chrono::milliseconds timeout, std::uint64_t except = 0) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      std::optional<std::uint64_t> best;
+      std::uint64_t best_term = 0;
+      for (const auto& m : members_) {
+        if (m.pid <= 0 || m.id == except) continue;
+        auto s = status(m.id);
+        if (s && s->role == "leader" && s->term >= best_term) {
+          best = m.id;
+          best_term = s->term;
+        }
+      }
+      if (best) return best;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+
+  std::string log_of(std::uint64_t id) {
+    std::ifstream in(at(id).log_file);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  client::set_faults isolate_request(std::uint64_t id) const {
+    client::set_faults f;
+    for (const auto& m : members_) {
+      if (m.id == id) continue;
+      f.drop_to.push_back(m.id);
+      f.drop_from.push_back(m.id);
+    }
+    return f;
+  }
+
+  const std::string cluster_id = "process-test";
+
+ private:
+  temp_dir dir_;
+  std::string binary_;
+  std::vector<std::string> extra_;
+  std::vector<member> members_;
+  std::unique_ptr<caf::actor_system> system_;
+  std::unique_ptr<raft_client> client_;
+};
+
+}  // namespace conclave::test

@@ -1,0 +1,197 @@
+// The Raft runtime as real processes on loopback: election, replication,
+// crash and restart, catch-up by snapshot, frozen and partitioned leaders,
+// graceful handover and a stalled disk. Each case starts its own cluster
+// on free ports and kills every process it started.
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "test/process_cluster.hpp"
+
+using namespace conclave;
+using namespace conclave::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Waits until every running server has applied the same commands.
+bool converged(process_cluster& c, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    std::set<std::string> digests;
+    std::set<std::uint64_t> applied;
+    for (const auto& m : c.members()) {
+      if (m.pid <= 0) continue;
+      auto s = c.status(m.id);
+      if (!s) {
+        digests.insert("unreachable");
+        continue;
+      }
+      digests.insert(s->digest);
+      applied.insert(s->applied_index);
+    }
+    if (digests.size() == 1 && applied.size() == 1) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+std::vector<client::committed> propose_many(process_cluster& c, int count, const std::string& prefix) {
+  std::vector<client::committed> acked;
+  for (int i = 0; i < count; ++i) {
+    auto r = c.client().propose(prefix + std::to_string(i));
+    if (r) acked.push_back(*r);
+  }
+  return acked;
+}
+
+// Every acknowledged command is applied, by a linearizable read.
+void check_acked_survive(process_cluster& c, const std::string& prefix, int count, std::size_t acked) {
+  std::size_t found = 0;
+  for (int i = 0; i < count; ++i) {
+    auto r = c.client().read("index " + prefix + std::to_string(i));
+    if (r && r->result != "none") ++found;
+  }
+  CHECK(found >= acked);
+}
+
+}  // namespace
+
+TEST_CASE("three processes elect exactly one leader") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader.has_value());
+  std::this_thread::sleep_for(300ms);
+  int leaders = 0;
+  for (const auto& m : c.members()) {
+    auto s = c.status(m.id);
+    REQUIRE(s.has_value());
+    leaders += s->role == "leader";
+    CHECK(s->leader_id == *leader);
+  }
+  CHECK(leaders == 1);
+}
+
+TEST_CASE("1,000 proposals commit and every server applies the same log") {
+  process_cluster c(3);
+  REQUIRE(c.wait_for_leader(10s));
+  auto acked = propose_many(c, 1000, "p");
+  CHECK(acked.size() == 1000);
+  REQUIRE(converged(c, 10s));
+  auto s = c.status(1);
+  REQUIRE(s.has_value());
+  CHECK(s->digest.find("count=1000 ") == 0);
+}
+
+TEST_CASE("kill -9 of the leader: a new leader, no acknowledged proposal lost, the killed server catches up") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto before = propose_many(c, 200, "a");
+  REQUIRE(before.size() == 200);
+  int status = c.signal(*leader, SIGKILL);
+  CHECK(WIFSIGNALED(status));
+  auto next = c.wait_for_leader(5s, *leader);
+  REQUIRE(next);
+  CHECK(*next != *leader);
+  auto after = propose_many(c, 200, "b");
+  CHECK(after.size() == 200);
+  check_acked_survive(c, "a", 200, before.size());
+  // The killed server restarts from its LMDB log and catches up.
+  c.start(*leader);
+  REQUIRE(converged(c, 15s));
+  CHECK(c.log_of(*leader).find("starting: cluster") != std::string::npos);
+}
+
+TEST_CASE("a restarted server whose log was compacted away catches up by InstallSnapshot") {
+  process_cluster c(3, {"--snapshot-every", "50", "--snapshot-trailing", "10"});
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto follower = *leader == 1 ? 2u : 1u;
+  c.signal(follower, SIGKILL);
+  auto acked = propose_many(c, 400, "s");
+  CHECK(acked.size() == 400);
+  c.start(follower);
+  REQUIRE(converged(c, 15s));
+  CHECK(c.log_of(follower).find("installed a snapshot") != std::string::npos);
+}
+
+TEST_CASE("SIGSTOP of the leader: a new leader by timeout; resumed, the old leader steps down without committing") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  REQUIRE(propose_many(c, 20, "f").size() == 20);
+  auto old_term = c.status(*leader)->term;
+  c.signal(*leader, SIGSTOP);
+  auto next = c.wait_for_leader(5s, *leader);
+  REQUIRE(next);
+  // A proposal sent to the frozen leader waits in its mailbox.
+  caf::actor_system sys{client_config()};
+  raft_client direct(sys, c.cluster_id, {c.at(*leader).address});
+  std::optional<expected<client::response>> frozen_reply;
+  std::thread sender([&] { frozen_reply = direct.call(c.at(*leader).address, client::propose{"frozen"}, 5000ms); });
+  std::this_thread::sleep_for(300ms);
+  c.signal(*leader, SIGCONT);
+  sender.join();
+  REQUIRE(frozen_reply.has_value());
+  if (*frozen_reply) CHECK_FALSE(std::holds_alternative<client::committed>(**frozen_reply));
+  std::this_thread::sleep_for(500ms);
+  auto s = c.status(*leader);
+  REQUIRE(s.has_value());
+  CHECK(s->role == "follower");
+  CHECK(s->term > old_term);
+  auto r = c.client().read("index frozen");
+  REQUIRE(r.has_value());
+  CHECK(r->result == "none");
+  REQUIRE(converged(c, 10s));
+}
+
+TEST_CASE("a partition through the fault hook isolates the leader; the majority elects a new one") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto r = c.client().call(c.at(*leader).address, c.isolate_request(*leader));
+  REQUIRE(r.has_value());
+  auto next = c.wait_for_leader(5s, *leader);
+  REQUIRE(next);
+  CHECK(*next != *leader);
+  // The old leader, unable to reach a quorum, stops leading (check-quorum).
+  std::this_thread::sleep_for(1200ms);
+  CHECK(c.status(*leader)->role != "leader");
+  CHECK(propose_many(c, 10, "q").size() == 10);
+  // Healed, it rejoins and catches up.
+  REQUIRE(c.client().call(c.at(*leader).address, client::set_faults{}).has_value());
+  REQUIRE(converged(c, 10s));
+}
+
+TEST_CASE("graceful SIGTERM of the leader hands leadership over and exits 0") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  REQUIRE(propose_many(c, 10, "g").size() == 10);
+  auto started = std::chrono::steady_clock::now();
+  int status = c.signal(*leader, SIGTERM);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  auto next = c.wait_for_leader(5s, *leader);
+  REQUIRE(next);
+  CHECK(std::chrono::steady_clock::now() - started < 1500ms);
+  CHECK(c.log_of(*leader).find("handing leadership to node") != std::string::npos);
+  CHECK(propose_many(c, 10, "h").size() == 10);
+}
+
+TEST_CASE("a leader whose disk stalls loses leadership and the cluster keeps committing") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  REQUIRE(propose_many(c, 10, "d").size() == 10);
+  REQUIRE(c.client().call(c.at(*leader).address, client::stall_storage{4000}).has_value());
+  // A write must be pending for the stall to show.
+  (void)c.client().call(c.at(*leader).address, client::propose{"trigger"}, 200ms);
+  auto next = c.wait_for_leader(5s, *leader);
+  REQUIRE(next);
+  CHECK(*next != *leader);
+  CHECK(propose_many(c, 20, "e").size() == 20);
+  CHECK(c.log_of(*leader).find("stepping down: storage stalled") != std::string::npos);
+  REQUIRE(converged(c, 15s));
+}
