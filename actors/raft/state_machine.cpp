@@ -1,7 +1,8 @@
 #include "actors/raft/state_machine.hpp"
 
 #include <cstdio>
-#include <sstream>
+#include <cstring>
+#include <vector>
 
 namespace conclave::raft {
 
@@ -39,23 +40,30 @@ std::string counter_state_machine::query(std::string_view q) const {
   return digest();
 }
 
+// Snapshot layout: count, last index, hash, then (command hash, index)
+// pairs, all as raw little-endian uint64s (this machine's byte order).
 std::string counter_state_machine::snapshot() const {
-  std::string out = std::to_string(count_) + " " + std::to_string(last_index_) + " " + std::to_string(hash_) + " " +
-                    std::to_string(index_of_.size());
-  for (const auto& [h, i] : index_of_) out += " " + std::to_string(h) + " " + std::to_string(i);
+  std::string out((3 + 2 * index_of_.size()) * sizeof(std::uint64_t), '\0');
+  auto* p = reinterpret_cast<std::uint64_t*>(out.data());
+  *p++ = count_;
+  *p++ = last_index_;
+  *p++ = hash_;
+  for (const auto& [h, i] : index_of_) {
+    *p++ = h;
+    *p++ = i;
+  }
   return out;
 }
 
 void counter_state_machine::restore(std::string_view bytes) {
-  std::istringstream in{std::string(bytes)};
-  std::size_t n = 0;
-  in >> count_ >> last_index_ >> hash_ >> n;
+  auto words = bytes.size() / sizeof(std::uint64_t);
+  std::vector<std::uint64_t> v(words);
+  std::memcpy(v.data(), bytes.data(), words * sizeof(std::uint64_t));
+  count_ = words > 0 ? v[0] : 0;
+  last_index_ = words > 1 ? v[1] : 0;
+  hash_ = words > 2 ? v[2] : 0xcbf29ce484222325ull;
   index_of_.clear();
-  for (std::size_t k = 0; k < n; ++k) {
-    std::uint64_t h = 0, i = 0;
-    in >> h >> i;
-    index_of_.emplace(h, i);
-  }
+  for (std::size_t k = 3; k + 1 < words; k += 2) index_of_.emplace(v[k], v[k + 1]);
 }
 
 std::string counter_state_machine::digest() const {
