@@ -62,7 +62,7 @@ caf::behavior proposer(caf::event_based_actor* self, caf::actor leader, std::str
     auto command = fmt::format("{:03}-{:012}-", who, (*counter)++);
     command.resize(100, 'x');
     auto start = clock_type::now();
-    self->request(leader, 5s, client_atom::value, wire::encode_request(client::propose{command}, cluster_id))
+    self->request(leader, caf::infinite, client_atom::value, wire::encode_request(client::propose{command}, cluster_id))
         .then(
             [=](const std::string& bytes) {
               auto r = wire::decode_response(bytes);
