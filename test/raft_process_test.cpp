@@ -6,6 +6,9 @@
 
 #include <set>
 
+#include "actors/atoms.hpp"
+#include "schema/client_codec.hpp"
+#include "schema/codec.hpp"
 #include "test/process_cluster.hpp"
 
 using namespace conclave;
@@ -194,4 +197,39 @@ TEST_CASE("a leader whose disk stalls loses leadership and the cluster keeps com
   CHECK(propose_many(c, 20, "e").size() == 20);
   CHECK(c.log_of(*leader).find("stepping down: storage stalled") != std::string::npos);
   REQUIRE(converged(c, 15s));
+}
+
+TEST_CASE("foreign, garbled and truncated messages on a live port are refused without harm") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  caf::actor_system sys{client_config()};
+  auto target = c.at(*leader).address;
+  auto handle = sys.middleman().remote_actor(target.host, target.port);
+  REQUIRE(handle);
+  caf::scoped_actor self{sys};
+  raft::message vote{raft::node_id{2}, raft::node_id{*leader},
+                     raft::vote_request{raft::term_t{1000}, raft::index_t{1000}, raft::term_t{1000}, false, false}};
+  self->send(*handle, peer_atom::value, wire::encode(vote, "another-cluster"));
+  self->send(*handle, peer_atom::value, std::string("definitely not cap'n proto"));
+  auto valid = wire::encode(vote, c.cluster_id);
+  self->send(*handle, peer_atom::value, valid.substr(0, valid.size() / 2));
+  // A client request for another cluster gets a clear refusal.
+  std::string reply;
+  self->request(*handle, 2s, client_atom::value, wire::encode_request(client::status_request{}, "another-cluster"))
+      .receive([&](const std::string& bytes) { reply = bytes; }, [](caf::error&) {});
+  auto decoded = wire::decode_response(reply);
+  REQUIRE(decoded.has_value());
+  REQUIRE(std::holds_alternative<client::failure>(*decoded));
+  CHECK(std::get<client::failure>(*decoded).code == "foreign_cluster");
+  std::this_thread::sleep_for(300ms);
+  // Nothing changed: same leader, same term, still committing.
+  auto s = c.status(*leader);
+  REQUIRE(s.has_value());
+  CHECK(s->role == "leader");
+  CHECK(s->term < 1000);
+  CHECK(propose_many(c, 10, "ok").size() == 10);
+  auto log = c.log_of(*leader);
+  CHECK(log.find("ignoring (message from another cluster") != std::string::npos);
+  CHECK(log.find("ignoring (malformed message") != std::string::npos);
 }
