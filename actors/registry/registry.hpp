@@ -1,0 +1,105 @@
+// The registry: conclave's replicated state machine. Members and their
+// resource usage, sessions, keys (optionally ephemeral), locks with fencing
+// tokens, and cluster events, changed only by commands applied from the Raft
+// log in order. Pure and deterministic: no clock (time-based decisions, such
+// as expiring a session, are made by the leader and arrive as commands), no
+// I/O, no randomness, so every server holds the same state after the same
+// commands and a seeded simulation can test it.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/registry/types.hpp"
+
+namespace conclave::registry {
+
+// A lock granted as a side effect (to a waiter, when the holder released it
+// or its session ended), so the shell can tell the waiting client.
+struct lock_grant {
+  std::string name;
+  session_id session = 0;
+  revision token = 0;
+};
+
+struct limits {
+  std::size_t history = 10000;  // key changes kept for watches to resume from
+  std::size_t events = 100000;  // undelivered events kept; the oldest go first past this
+};
+
+// Everything the registry holds; snapshots encode exactly this.
+struct registry_state {
+  revision rev = 0;
+  std::uint64_t event_seq = 0;
+  std::map<std::string, member> members;
+  std::map<session_id, session> sessions;
+  std::map<std::string, key_value> keys;
+  std::map<std::string, lock> locks;
+  std::deque<event> events;  // undelivered, in publish order
+  std::map<std::string, std::uint64_t> events_acked;  // member -> highest seq it acknowledged
+  std::deque<change> history;  // the latest key changes, oldest first
+  revision history_floor = 0;  // changes after this revision are all in `history`
+};
+
+class registry {
+ public:
+  explicit registry(limits l = {}) : limits_(l) {}
+  registry(registry_state s, limits l = {}) : limits_(l), s_(std::move(s)) {}
+
+  // Applies a committed command found at log `index`. Locks granted as a
+  // side effect are appended to `grants` when given.
+  outcome apply(const command& c, std::uint64_t index, std::vector<lock_grant>* grants = nullptr);
+
+  // --- queries (any server, on its applied state) ---------------------------
+  const key_value* get(const std::string& key) const;
+  std::vector<std::pair<std::string, key_value>> list(const std::string& prefix) const;
+  const member* find_member(const std::string& id) const;
+  std::vector<member> members(std::optional<member_status> only = std::nullopt) const;
+  const session* find_session(session_id id) const;
+  const lock* find_lock(const std::string& name) const;
+  // Key changes after revision `after` under `prefix`, in order; nothing if
+  // the history no longer reaches back that far (the watcher must re-list).
+  std::optional<std::vector<change>> changes_since(revision after, const std::string& prefix) const;
+  // Events for `member` it has not acknowledged, in publish order.
+  std::vector<event> pending_events(const std::string& member) const;
+
+  revision current_revision() const { return s_.rev; }
+  const registry_state& state() const { return s_; }
+  // A hash of the whole state: equal on servers that applied the same commands.
+  std::uint64_t digest() const;
+
+  // Asserts every invariant (holders and waiters have sessions, ephemeral
+  // keys have sessions, revisions only grow, ...).
+  void check_invariants() const;
+
+ private:
+  outcome on(const register_member& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const report_usage& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const set_member_status& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const open_session& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const close_session& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const checkpoint_sessions& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const put& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const remove_key& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const acquire_lock& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const release_lock& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const cancel_lock_wait& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const publish_event& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const ack_events& c, std::uint64_t index, std::vector<lock_grant>& grants);
+
+  // Ends a session: its ephemeral keys go, its locks pass to their next
+  // waiters, its waits are dropped, its member (if any) becomes dead or left.
+  void end_session(session_id id, bool expired, std::vector<lock_grant>& grants);
+  void grant_next(const std::string& name, lock& l, std::vector<lock_grant>& grants);
+  void record(change c);
+  void erase_key(const std::string& key);
+  void drop_recipient(const std::string& member);
+
+  limits limits_;
+  registry_state s_;
+};
+
+}  // namespace conclave::registry

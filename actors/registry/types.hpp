@@ -1,0 +1,178 @@
+// The registry's vocabulary: members and their resource usage, sessions,
+// keys, locks, events, and the commands that change them. Plain C++: the
+// registry is a pure, deterministic state machine applied from the Raft log
+// (schema/registry_codec turns these into bytes and back).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace conclave::registry {
+
+// A session is named by the log index of the command that opened it, which
+// is unique and identical on every server.
+using session_id = std::uint64_t;
+// Every change gets the next revision (etcd-style): keys carry the revision
+// that created and last modified them, and fencing tokens are revisions too,
+// so a later grant always carries a larger token.
+using revision = std::uint64_t;
+
+enum class member_role : std::uint8_t { master, worker, master_and_worker };
+enum class member_status : std::uint8_t { alive, suspect, dead, left };
+
+const char* to_string(member_role r);
+const char* to_string(member_status s);
+
+// Resource usage as the member reports it, averaged on the member over a
+// window so short spikes do not mislead schedulers.
+struct resources {
+  double cpu_percent = 0;
+  double load_average = 0;
+  std::uint64_t memory_used_bytes = 0;
+  std::uint64_t memory_available_bytes = 0;
+  std::uint64_t disk_available_bytes = 0;
+  friend bool operator==(const resources& a, const resources& b) {
+    return a.cpu_percent == b.cpu_percent && a.load_average == b.load_average &&
+           a.memory_used_bytes == b.memory_used_bytes && a.memory_available_bytes == b.memory_available_bytes &&
+           a.disk_available_bytes == b.disk_available_bytes;
+  }
+};
+
+struct member {
+  std::string id;
+  member_role role = member_role::worker;
+  std::string host;
+  std::uint16_t port = 0;
+  std::uint64_t start_time_ms = 0;  // as the member reported it
+  std::map<std::string, std::string> labels;
+  resources usage;
+  member_status status = member_status::alive;
+  session_id session = 0;       // its registration session; expiry makes it dead
+  revision changed = 0;         // last revision that touched this member
+};
+
+struct session {
+  session_id id = 0;
+  std::string owner;            // a member id or a client name
+  std::uint64_t ttl_ms = 0;
+  std::uint64_t remaining_ms = 0;  // as of the last checkpoint by a leader
+};
+
+struct key_value {
+  std::string value;
+  revision created = 0;
+  revision modified = 0;
+  std::uint64_t version = 0;    // 1 on creation, +1 per change
+  session_id session = 0;       // non-zero: ephemeral, deleted when the session ends
+};
+
+struct lock {
+  session_id holder = 0;        // 0: free
+  revision token = 0;           // fencing token of the current grant
+  std::vector<session_id> waiters;  // first come, first served
+};
+
+struct event {
+  std::uint64_t seq = 0;        // global publish order
+  std::string from;
+  std::string to;               // a member id, or empty for every member
+  std::string payload;
+  std::set<std::string> recipients;  // members alive when it was published
+};
+
+// One change to a key, kept for watches.
+struct change {
+  revision rev = 0;
+  bool deleted = false;
+  std::string key;
+  std::string value;
+};
+
+// --- commands ---------------------------------------------------------------
+
+struct register_member {
+  member m;                     // id, role, host, port, start time, labels, usage
+  std::uint64_t ttl_ms = 0;     // of its registration session
+};
+struct report_usage {
+  std::vector<std::pair<std::string, resources>> reports;
+};
+struct set_member_status {
+  std::string id;
+  member_status status;
+};
+struct open_session {
+  std::string owner;
+  std::uint64_t ttl_ms = 0;
+};
+struct close_session {
+  session_id id = 0;
+  bool expired = false;         // true: the leader expired it; false: its owner closed it
+};
+struct checkpoint_sessions {
+  std::vector<std::pair<session_id, std::uint64_t>> remaining_ms;
+};
+struct put {
+  std::string key;
+  std::string value;
+  session_id session = 0;                   // ephemeral if non-zero
+  std::optional<std::uint64_t> if_version;  // compare-and-set: 0 means "must not exist"
+};
+struct remove_key {
+  std::string key;
+  std::optional<std::uint64_t> if_version;
+};
+struct acquire_lock {
+  std::string name;
+  session_id session = 0;
+  bool wait = true;             // false: fail at once if held
+};
+struct release_lock {
+  std::string name;
+  session_id session = 0;
+};
+struct cancel_lock_wait {
+  std::string name;
+  session_id session = 0;
+};
+struct publish_event {
+  std::string from;
+  std::string to;               // empty: every member
+  std::string payload;
+};
+struct ack_events {
+  std::string member;
+  std::uint64_t upto = 0;
+};
+
+using command = std::variant<register_member, report_usage, set_member_status, open_session, close_session,
+                             checkpoint_sessions, put, remove_key, acquire_lock, release_lock, cancel_lock_wait,
+                             publish_event, ack_events>;
+
+// --- results ----------------------------------------------------------------
+
+enum class code : std::uint8_t {
+  ok,
+  queued,            // lock: waiting behind its holder
+  not_found,         // no such key, member, lock or session
+  version_mismatch,  // compare-and-set failed
+  no_session,        // the session does not exist (expired or never opened)
+  held,              // lock: held by another session and the caller would not wait
+  not_holder,        // lock: released by a session that does not hold it
+  invalid,           // a malformed command (empty key or id, zero TTL)
+};
+
+const char* to_string(code c);
+
+struct outcome {
+  registry::code code = code::ok;
+  std::uint64_t value = 0;      // the session id, revision, fencing token or event seq it produced
+  std::string detail;
+};
+
+}  // namespace conclave::registry

@@ -1,0 +1,345 @@
+// The registry state machine: one behaviour per case, then a seeded
+// simulation of random commands checked against a model.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "actors/registry/registry.hpp"
+
+using namespace conclave::registry;
+
+namespace {
+
+member worker(const std::string& id) {
+  member m;
+  m.id = id;
+  m.role = member_role::worker;
+  m.host = "127.0.0.1";
+  m.port = 9000;
+  return m;
+}
+
+// Applies commands at increasing log indexes, as the Raft log would.
+struct replica {
+  registry reg;
+  std::uint64_t index = 0;
+  std::vector<lock_grant> grants;
+  explicit replica(limits l = {}) : reg(l) {}
+  outcome operator()(const command& c) {
+    auto o = reg.apply(c, ++index, &grants);
+    reg.check_invariants();
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a registered member is alive with a session; registering again ends the old incarnation") {
+  replica r;
+  auto first = r(register_member{worker("w1"), 5000});
+  REQUIRE(first.code == code::ok);
+  auto* m = r.reg.find_member("w1");
+  REQUIRE(m);
+  CHECK(m->status == member_status::alive);
+  CHECK(m->session == first.value);
+  REQUIRE(r(put{"/tasks/w1", "running", first.value, std::nullopt}).code == code::ok);
+  auto second = r(register_member{worker("w1"), 5000});
+  CHECK(second.value != first.value);
+  CHECK(r.reg.find_session(first.value) == nullptr);
+  CHECK(r.reg.get("/tasks/w1") == nullptr);  // the old incarnation's ephemeral key went with it
+  CHECK(r.reg.find_member("w1")->status == member_status::alive);
+  CHECK(r(register_member{worker(""), 5000}).code == code::invalid);
+  CHECK(r(register_member{worker("w2"), 0}).code == code::invalid);
+}
+
+TEST_CASE("resource usage reports update members; unknown members are skipped") {
+  replica r;
+  r(register_member{worker("w1"), 5000});
+  resources usage;
+  usage.cpu_percent = 42.5;
+  usage.memory_available_bytes = 1 << 30;
+  r(report_usage{{{"w1", usage}, {"ghost", usage}}});
+  CHECK(r.reg.find_member("w1")->usage == usage);
+  CHECK(r.reg.find_member("ghost") == nullptr);
+}
+
+TEST_CASE("keys: put, get, compare-and-set on version, delete, list by prefix, with revisions") {
+  replica r;
+  auto p1 = r(put{"/a/x", "1", 0, std::nullopt});
+  REQUIRE(p1.code == code::ok);
+  auto* kv = r.reg.get("/a/x");
+  REQUIRE(kv);
+  CHECK(kv->version == 1);
+  CHECK(kv->created == p1.value);
+  CHECK(kv->modified == p1.value);
+  auto p2 = r(put{"/a/x", "2", 0, std::uint64_t{1}});
+  REQUIRE(p2.code == code::ok);
+  CHECK(p2.value > p1.value);
+  CHECK(r.reg.get("/a/x")->version == 2);
+  CHECK(r.reg.get("/a/x")->created == p1.value);
+  auto stale = r(put{"/a/x", "3", 0, std::uint64_t{1}});
+  CHECK(stale.code == code::version_mismatch);
+  CHECK(r.reg.get("/a/x")->value == "2");
+  CHECK(r(put{"/a/x", "create-only", 0, std::uint64_t{0}}).code == code::version_mismatch);
+  CHECK(r(put{"/a/y", "create-only", 0, std::uint64_t{0}}).code == code::ok);
+  r(put{"/b/z", "other", 0, std::nullopt});
+  auto listed = r.reg.list("/a/");
+  REQUIRE(listed.size() == 2);
+  CHECK(listed[0].first == "/a/x");
+  CHECK(listed[1].first == "/a/y");
+  CHECK(r(remove_key{"/a/x", std::uint64_t{1}}).code == code::version_mismatch);
+  CHECK(r(remove_key{"/a/x", std::uint64_t{2}}).code == code::ok);
+  CHECK(r.reg.get("/a/x") == nullptr);
+  CHECK(r(remove_key{"/a/x", std::nullopt}).code == code::not_found);
+  CHECK(r(put{"", "v", 0, std::nullopt}).code == code::invalid);
+}
+
+TEST_CASE("ephemeral keys vanish with their session, whether closed or expired") {
+  replica r;
+  auto s1 = r(open_session{"client-1", 3000}).value;
+  auto s2 = r(open_session{"client-2", 3000}).value;
+  REQUIRE(r(put{"/eph/1", "a", s1, std::nullopt}).code == code::ok);
+  REQUIRE(r(put{"/eph/2", "b", s2, std::nullopt}).code == code::ok);
+  REQUIRE(r(put{"/keep", "c", 0, std::nullopt}).code == code::ok);
+  CHECK(r(put{"/eph/3", "d", 999, std::nullopt}).code == code::no_session);
+  r(close_session{s1, false});
+  CHECK(r.reg.get("/eph/1") == nullptr);
+  CHECK(r.reg.get("/eph/2") != nullptr);
+  r(close_session{s2, true});
+  CHECK(r.reg.get("/eph/2") == nullptr);
+  CHECK(r.reg.get("/keep") != nullptr);
+  CHECK(r(close_session{s2, true}).code == code::no_session);
+}
+
+TEST_CASE("a member's session ending makes it dead (expired) or left (closed); the dead list shows it") {
+  replica r;
+  auto s1 = r(register_member{worker("w1"), 1000}).value;
+  auto s2 = r(register_member{worker("w2"), 1000}).value;
+  r(close_session{s1, true});
+  r(close_session{s2, false});
+  CHECK(r.reg.find_member("w1")->status == member_status::dead);
+  CHECK(r.reg.find_member("w2")->status == member_status::left);
+  auto dead = r.reg.members(member_status::dead);
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].id == "w1");
+  // A suspect member stays registered with its session; dead ends it.
+  auto s3 = r(register_member{worker("w3"), 1000}).value;
+  r(set_member_status{"w3", member_status::suspect});
+  CHECK(r.reg.find_session(s3) != nullptr);
+  r(set_member_status{"w3", member_status::dead});
+  CHECK(r.reg.find_session(s3) == nullptr);
+  CHECK(r(set_member_status{"nobody", member_status::dead}).code == code::not_found);
+}
+
+TEST_CASE("session checkpoints record the remaining TTL, never above the TTL") {
+  replica r;
+  auto s = r(open_session{"c", 1000}).value;
+  r(checkpoint_sessions{{{s, 400}, {12345, 1}}});
+  CHECK(r.reg.find_session(s)->remaining_ms == 400);
+  r(checkpoint_sessions{{{s, 5000}}});
+  CHECK(r.reg.find_session(s)->remaining_ms == 1000);
+  CHECK(r(open_session{"c", 0}).code == code::invalid);
+}
+
+TEST_CASE("locks are granted first come, first served, each grant with a larger fencing token") {
+  replica r;
+  auto a = r(open_session{"a", 1000}).value;
+  auto b = r(open_session{"b", 1000}).value;
+  auto c = r(open_session{"c", 1000}).value;
+  auto ga = r(acquire_lock{"job", a, true});
+  REQUIRE(ga.code == code::ok);
+  CHECK(r(acquire_lock{"job", b, true}).code == code::queued);
+  CHECK(r(acquire_lock{"job", c, true}).code == code::queued);
+  CHECK(r(acquire_lock{"job", a, true}).value == ga.value);  // the holder asking again: same grant
+  CHECK(r(acquire_lock{"job", c, false}).code == code::held);
+  r.grants.clear();
+  REQUIRE(r(release_lock{"job", a}).code == code::ok);
+  REQUIRE(r.grants.size() == 1);
+  CHECK(r.grants[0].session == b);
+  CHECK(r.grants[0].token > ga.value);
+  CHECK(r.reg.find_lock("job")->holder == b);
+  // The holder's session expires: the lock passes to the next waiter.
+  r.grants.clear();
+  auto token_b = r.reg.find_lock("job")->token;
+  r(close_session{b, true});
+  REQUIRE(r.grants.size() == 1);
+  CHECK(r.grants[0].session == c);
+  CHECK(r.grants[0].token > token_b);
+  CHECK(r(release_lock{"job", a}).code == code::not_holder);
+  REQUIRE(r(release_lock{"job", c}).code == code::ok);
+  CHECK(r.reg.find_lock("job") == nullptr);  // free with no waiters: forgotten
+  // A later grant still gets a larger token than any before.
+  auto again = r(acquire_lock{"job", a, true});
+  CHECK(again.value > r.grants[0].token);
+  CHECK(r(acquire_lock{"job", 4242, true}).code == code::no_session);
+}
+
+TEST_CASE("a waiter can give up; one whose session ends is skipped") {
+  replica r;
+  auto a = r(open_session{"a", 1000}).value;
+  auto b = r(open_session{"b", 1000}).value;
+  auto c = r(open_session{"c", 1000}).value;
+  r(acquire_lock{"l", a, true});
+  r(acquire_lock{"l", b, true});
+  r(acquire_lock{"l", c, true});
+  CHECK(r(cancel_lock_wait{"l", b}).code == code::ok);
+  CHECK(r(cancel_lock_wait{"l", b}).code == code::not_found);
+  r.grants.clear();
+  r(release_lock{"l", a});
+  REQUIRE(r.grants.size() == 1);
+  CHECK(r.grants[0].session == c);
+}
+
+TEST_CASE("events reach the members alive when published, in order, until acknowledged") {
+  replica r;
+  r(register_member{worker("w1"), 1000});
+  r(register_member{worker("w2"), 1000});
+  auto e1 = r(publish_event{"master", "", "to all"});
+  auto e2 = r(publish_event{"master", "w2", "to w2"});
+  REQUIRE(e1.code == code::ok);
+  REQUIRE(e2.code == code::ok);
+  CHECK(e2.value > e1.value);
+  r(register_member{worker("w3"), 1000});  // joined after: not a recipient
+  CHECK(r.reg.pending_events("w3").empty());
+  auto w2 = r.reg.pending_events("w2");
+  REQUIRE(w2.size() == 2);
+  CHECK(w2[0].payload == "to all");
+  CHECK(w2[1].payload == "to w2");
+  CHECK(r.reg.pending_events("w1").size() == 1);
+  r(ack_events{"w2", e1.value});
+  CHECK(r.reg.pending_events("w2").size() == 1);
+  r(ack_events{"w2", e2.value});
+  CHECK(r.reg.pending_events("w2").empty());
+  // A dead member is dropped from what it would still receive.
+  r(set_member_status{"w1", member_status::dead});
+  CHECK(r.reg.state().events.empty());
+  CHECK(r(publish_event{"master", "w1", "too late"}).code == code::not_found);
+}
+
+TEST_CASE("watch history: every key change once, in order; an old revision past the history is refused") {
+  replica r(limits{5, 100});
+  auto s = r(open_session{"c", 1000}).value;
+  r(put{"/w/a", "1", 0, std::nullopt});
+  auto mid = r.reg.current_revision();
+  r(put{"/w/b", "2", s, std::nullopt});
+  r(put{"/x/c", "3", 0, std::nullopt});
+  r(remove_key{"/w/a", std::nullopt});
+  auto changes = r.reg.changes_since(mid, "/w/");
+  REQUIRE(changes.has_value());
+  REQUIRE(changes->size() == 2);
+  CHECK((*changes)[0].key == "/w/b");
+  CHECK((*changes)[1].key == "/w/a");
+  CHECK((*changes)[1].deleted);
+  for (int i = 0; i < 10; ++i) r(put{"/w/n" + std::to_string(i), "v", 0, std::nullopt});
+  CHECK_FALSE(r.reg.changes_since(mid, "/w/").has_value());
+  CHECK(r.reg.changes_since(r.reg.current_revision(), "/w/")->empty());
+}
+
+// --- simulation ---------------------------------------------------------------------
+
+namespace {
+
+// Random commands over a few members, sessions, keys and locks.
+command random_command(std::mt19937_64& rng, const registry& reg) {
+  auto pick = [&](std::uint64_t n) { return n ? rng() % n : 0; };
+  std::vector<session_id> sessions;
+  for (const auto& [id, s] : reg.state().sessions) sessions.push_back(id);
+  auto any_session = [&]() -> session_id { return sessions.empty() || pick(10) == 0 ? 999999 : sessions[pick(sessions.size())]; };
+  auto key = "/k/" + std::to_string(pick(8));
+  auto lock_name = "lock" + std::to_string(pick(3));
+  auto member_id = "m" + std::to_string(pick(4));
+  switch (pick(14)) {
+    case 0: return register_member{worker(member_id), 1000 + pick(1000)};
+    case 1: return set_member_status{member_id, static_cast<member_status>(pick(4))};
+    case 2: return open_session{"client", 500 + pick(500)};
+    case 3: return close_session{any_session(), pick(2) == 0};
+    case 4: return checkpoint_sessions{{{any_session(), pick(2000)}}};
+    case 5: case 6: {
+      std::optional<std::uint64_t> v;
+      if (pick(3) == 0) v = pick(3);
+      return put{key, "v" + std::to_string(rng() % 1000), pick(3) == 0 ? any_session() : 0, v};
+    }
+    case 7: return remove_key{key, pick(3) == 0 ? std::optional<std::uint64_t>(pick(3)) : std::nullopt};
+    case 8: case 9: return acquire_lock{lock_name, any_session(), pick(4) != 0};
+    case 10: return release_lock{lock_name, any_session()};
+    case 11: return cancel_lock_wait{lock_name, any_session()};
+    case 12: return publish_event{"m0", pick(2) ? "" : member_id, "e"};
+    default: return ack_events{member_id, reg.state().event_seq - pick(3)};
+  }
+}
+
+}  // namespace
+
+TEST_CASE("simulation: random commands keep every invariant; replicas and restored snapshots agree") {
+  int seeds = 300, steps = 2000;
+  for (int seed = 1; seed <= seeds; ++seed) {
+    CAPTURE(seed);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(seed));
+    replica a(limits{50, 1000}), b(limits{50, 1000});
+    std::map<std::string, revision> last_token;        // per lock: the largest token granted
+    std::map<std::string, std::vector<session_id>> queue;  // per lock: the waiting order seen
+    std::map<std::string, std::string> watched;        // a watcher's view of /k/ keys
+    revision watched_rev = 0;
+    bool watcher_reads_b = false;
+    for (int step = 0; step < steps; ++step) {
+      auto cmd = random_command(rng, a.reg);
+      a.grants.clear();
+      auto o = a(cmd);
+      auto ob = b(cmd);
+      REQUIRE(o.code == ob.code);
+      REQUIRE(o.value == ob.value);
+      REQUIRE(a.reg.digest() == b.reg.digest());
+      // Fencing tokens only grow, and waiters are served in the order they queued.
+      auto grant = [&](const std::string& name, session_id s, revision token) {
+        REQUIRE(token > last_token[name]);
+        last_token[name] = token;
+        auto& q = queue[name];
+        // Waiters ahead of it may have left (cancelled, session ended); none behind it goes first.
+        auto pos = std::find(q.begin(), q.end(), s);
+        if (pos != q.end()) {
+          for (auto it = q.begin(); it != pos; ++it) REQUIRE(a.reg.find_session(*it) == nullptr);
+          q.erase(q.begin(), pos + 1);
+        }
+      };
+      if (auto* acq = std::get_if<acquire_lock>(&cmd)) {
+        if (o.code == code::ok && o.value > last_token[acq->name]) grant(acq->name, acq->session, o.value);
+        auto& q = queue[acq->name];
+        if (o.code == code::queued && std::find(q.begin(), q.end(), acq->session) == q.end()) q.push_back(acq->session);
+      }
+      if (auto* cancel = std::get_if<cancel_lock_wait>(&cmd); cancel && o.code == code::ok) {
+        auto& q = queue[cancel->name];
+        q.erase(std::remove(q.begin(), q.end(), cancel->session), q.end());
+      }
+      for (const auto& g : a.grants) grant(g.name, g.session, g.token);
+      // A watcher polling changes sees each change once, in order, with no
+      // gap, even when it switches replicas (as a client does on failover).
+      if (rng() % 4 == 0) watcher_reads_b = !watcher_reads_b;
+      const auto& source = watcher_reads_b ? b.reg : a.reg;
+      auto changes = source.changes_since(watched_rev, "/k/");
+      if (!changes) {
+        // Fell behind the history: re-list, as a watcher must.
+        watched.clear();
+        for (const auto& [k, kv] : source.list("/k/")) watched[k] = kv.value;
+      } else {
+        revision seen = watched_rev;
+        for (const auto& c : *changes) {
+          REQUIRE(c.rev > watched_rev);  // nothing already seen comes again
+          REQUIRE(c.rev >= seen);        // in order
+          seen = c.rev;
+          if (c.deleted) watched.erase(c.key);
+          else watched[c.key] = c.value;
+        }
+      }
+      watched_rev = source.current_revision();
+      std::map<std::string, std::string> actual;
+      for (const auto& [k, kv] : source.list("/k/")) actual[k] = kv.value;
+      REQUIRE(watched == actual);
+      // Now and then one replica restarts from a copy of its state (a snapshot).
+      if (rng() % 200 == 0) {
+        b.reg = registry(b.reg.state(), limits{50, 1000});
+        REQUIRE(b.reg.digest() == a.reg.digest());
+      }
+    }
+  }
+}
