@@ -1,0 +1,38 @@
+// The registry as a Raft state machine: command entries carry Cap'n Proto
+// registry commands; each is applied in log order and answers the encoded
+// outcome; snapshots are the encoded registry state.
+#pragma once
+
+#include <functional>
+
+#include "actors/raft/state_machine.hpp"
+#include "actors/registry/registry.hpp"
+
+namespace conclave::registry {
+
+using registry_t = registry;
+
+class registry_machine final : public raft::state_machine {
+ public:
+  explicit registry_machine(limits l = {}) : reg_(l), limits_(l) {}
+
+  // A command that does not decode is answered `invalid` on every server
+  // alike (the same bytes fail the same way), so replicas never diverge.
+  std::string apply(const raft::log_entry& entry) override;
+  // "digest" answers the state digest; other queries are answered by the
+  // gateway from registry() directly.
+  std::string query(std::string_view q) const override;
+  std::string snapshot() const override;
+  void restore(std::string_view bytes) override;
+  std::string digest() const override;
+
+  const registry_t& registry() const { return reg_; }
+  // Called after each command with its outcome and the locks it granted.
+  std::function<void(const command&, const outcome&, const std::vector<lock_grant>&)> on_applied;
+
+ private:
+  registry_t reg_;
+  limits limits_;
+};
+
+}  // namespace conclave::registry

@@ -1,0 +1,109 @@
+@0xc0cb91c5d11efb64;
+# The registry's commands (the payload of command entries in the Raft log),
+# their outcomes, and the registry snapshot. See actors/registry/types.hpp for
+# what each field means.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("conclave::schema");
+
+enum MemberRole { master @0; worker @1; masterAndWorker @2; }
+enum MemberStatus { alive @0; suspect @1; dead @2; left @3; }
+
+struct Resources {
+  cpuPercent @0 :Float64;
+  loadAverage @1 :Float64;
+  memoryUsedBytes @2 :UInt64;
+  memoryAvailableBytes @3 :UInt64;
+  diskAvailableBytes @4 :UInt64;
+}
+
+struct Label { key @0 :Text; value @1 :Text; }
+
+struct Member {
+  id @0 :Text;
+  role @1 :MemberRole;
+  host @2 :Text;
+  port @3 :UInt16;
+  startTimeMs @4 :UInt64;
+  labels @5 :List(Label);
+  usage @6 :Resources;
+  status @7 :MemberStatus;
+  session @8 :UInt64;
+  changed @9 :UInt64;
+}
+
+struct Session { id @0 :UInt64; owner @1 :Text; ttlMs @2 :UInt64; remainingMs @3 :UInt64; }
+
+struct KeyValue {
+  key @0 :Text;
+  value @1 :Data;
+  created @2 :UInt64;
+  modified @3 :UInt64;
+  version @4 :UInt64;
+  session @5 :UInt64;
+}
+
+struct Lock { name @0 :Text; holder @1 :UInt64; token @2 :UInt64; waiters @3 :List(UInt64); }
+
+struct Event {
+  seq @0 :UInt64;
+  from @1 :Text;
+  to @2 :Text;
+  payload @3 :Data;
+  recipients @4 :List(Text);
+}
+
+struct Change { rev @0 :UInt64; deleted @1 :Bool; key @2 :Text; value @3 :Data; }
+
+struct UsageReport { id @0 :Text; usage @1 :Resources; }
+struct Remaining { session @0 :UInt64; remainingMs @1 :UInt64; }
+
+struct Command {
+  union {
+    registerMember :group { member @0 :Member; ttlMs @1 :UInt64; }
+    reportUsage @2 :List(UsageReport);
+    setMemberStatus :group { id @3 :Text; status @4 :MemberStatus; }
+    openSession :group { owner @5 :Text; ttlMs @6 :UInt64; }
+    closeSession :group { id @7 :UInt64; expired @8 :Bool; }
+    checkpointSessions @9 :List(Remaining);
+    put :group {
+      key @10 :Text;
+      value @11 :Data;
+      session @12 :UInt64;
+      hasIfVersion @13 :Bool;
+      ifVersion @14 :UInt64;
+    }
+    removeKey :group { key @15 :Text; hasIfVersion @16 :Bool; ifVersion @17 :UInt64; }
+    acquireLock :group { name @18 :Text; session @19 :UInt64; wait @20 :Bool; }
+    releaseLock :group { name @21 :Text; session @22 :UInt64; }
+    cancelLockWait :group { name @23 :Text; session @24 :UInt64; }
+    publishEvent :group { from @25 :Text; to @26 :Text; payload @27 :Data; }
+    ackEvents :group { member @28 :Text; upto @29 :UInt64; }
+  }
+}
+
+enum Code { ok @0; queued @1; notFound @2; versionMismatch @3; noSession @4; held @5; notHolder @6; invalid @7; }
+
+struct Grant { name @0 :Text; session @1 :UInt64; token @2 :UInt64; }
+
+struct Outcome {
+  code @0 :Code;
+  value @1 :UInt64;
+  detail @2 :Text;
+  grants @3 :List(Grant);  # locks this command granted to waiters
+}
+
+struct Acked { member @0 :Text; seq @1 :UInt64; }
+
+struct Snapshot {
+  rev @0 :UInt64;
+  eventSeq @1 :UInt64;
+  members @2 :List(Member);
+  sessions @3 :List(Session);
+  keys @4 :List(KeyValue);
+  locks @5 :List(Lock);
+  events @6 :List(Event);
+  acked @7 :List(Acked);
+  history @8 :List(Change);
+  historyFloor @9 :UInt64;
+}

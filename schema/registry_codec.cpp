@@ -1,0 +1,414 @@
+#include "schema/registry_codec.hpp"
+
+#include "schema/capnp_util.hpp"
+#include "schema/registry.capnp.h"
+
+namespace conclave::wire {
+namespace {
+
+using namespace detail;
+namespace s = conclave::schema;
+namespace r = conclave::registry;
+
+std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+std::string data(capnp::Data::Reader d) { return std::string(view(d)); }
+capnp::Text::Reader text_of(const std::string& v) { return capnp::Text::Reader(v.data(), v.size()); }
+
+r::member_role role_from(s::MemberRole v) {
+  switch (v) {
+    case s::MemberRole::MASTER: return r::member_role::master;
+    case s::MemberRole::WORKER: return r::member_role::worker;
+    case s::MemberRole::MASTER_AND_WORKER: return r::member_role::master_and_worker;
+  }
+  throw invalid{errc::malformed, "unknown member role"};
+}
+
+s::MemberRole role_to(r::member_role v) {
+  switch (v) {
+    case r::member_role::master: return s::MemberRole::MASTER;
+    case r::member_role::worker: return s::MemberRole::WORKER;
+    case r::member_role::master_and_worker: return s::MemberRole::MASTER_AND_WORKER;
+  }
+  return s::MemberRole::WORKER;
+}
+
+r::member_status status_from(s::MemberStatus v) {
+  switch (v) {
+    case s::MemberStatus::ALIVE: return r::member_status::alive;
+    case s::MemberStatus::SUSPECT: return r::member_status::suspect;
+    case s::MemberStatus::DEAD: return r::member_status::dead;
+    case s::MemberStatus::LEFT: return r::member_status::left;
+  }
+  throw invalid{errc::malformed, "unknown member status"};
+}
+
+s::MemberStatus status_to(r::member_status v) {
+  switch (v) {
+    case r::member_status::alive: return s::MemberStatus::ALIVE;
+    case r::member_status::suspect: return s::MemberStatus::SUSPECT;
+    case r::member_status::dead: return s::MemberStatus::DEAD;
+    case r::member_status::left: return s::MemberStatus::LEFT;
+  }
+  return s::MemberStatus::ALIVE;
+}
+
+void write_resources(s::Resources::Builder out, const r::resources& v) {
+  out.setCpuPercent(v.cpu_percent);
+  out.setLoadAverage(v.load_average);
+  out.setMemoryUsedBytes(v.memory_used_bytes);
+  out.setMemoryAvailableBytes(v.memory_available_bytes);
+  out.setDiskAvailableBytes(v.disk_available_bytes);
+}
+
+r::resources read_resources(s::Resources::Reader in) {
+  return r::resources{in.getCpuPercent(), in.getLoadAverage(), in.getMemoryUsedBytes(), in.getMemoryAvailableBytes(),
+                      in.getDiskAvailableBytes()};
+}
+
+void write_member(s::Member::Builder out, const r::member& m) {
+  out.setId(m.id);
+  out.setRole(role_to(m.role));
+  out.setHost(m.host);
+  out.setPort(m.port);
+  out.setStartTimeMs(m.start_time_ms);
+  auto labels = out.initLabels(static_cast<unsigned>(m.labels.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : m.labels) {
+    labels[i].setKey(k);
+    labels[i].setValue(v);
+    ++i;
+  }
+  write_resources(out.initUsage(), m.usage);
+  out.setStatus(status_to(m.status));
+  out.setSession(m.session);
+  out.setChanged(m.changed);
+}
+
+r::member read_member(s::Member::Reader in) {
+  r::member m;
+  m.id = text(in.getId());
+  m.role = role_from(in.getRole());
+  m.host = text(in.getHost());
+  m.port = in.getPort();
+  m.start_time_ms = in.getStartTimeMs();
+  for (auto l : in.getLabels()) m.labels[text(l.getKey())] = text(l.getValue());
+  m.usage = read_resources(in.getUsage());
+  m.status = status_from(in.getStatus());
+  m.session = in.getSession();
+  m.changed = in.getChanged();
+  return m;
+}
+
+struct command_writer {
+  s::Command::Builder out;
+  void operator()(const r::register_member& c) {
+    auto g = out.initRegisterMember();
+    write_member(g.initMember(), c.m);
+    g.setTtlMs(c.ttl_ms);
+  }
+  void operator()(const r::report_usage& c) {
+    auto list = out.initReportUsage(static_cast<unsigned>(c.reports.size()));
+    for (unsigned i = 0; i < c.reports.size(); ++i) {
+      list[i].setId(c.reports[i].first);
+      write_resources(list[i].initUsage(), c.reports[i].second);
+    }
+  }
+  void operator()(const r::set_member_status& c) {
+    auto g = out.initSetMemberStatus();
+    g.setId(c.id);
+    g.setStatus(status_to(c.status));
+  }
+  void operator()(const r::open_session& c) {
+    auto g = out.initOpenSession();
+    g.setOwner(c.owner);
+    g.setTtlMs(c.ttl_ms);
+  }
+  void operator()(const r::close_session& c) {
+    auto g = out.initCloseSession();
+    g.setId(c.id);
+    g.setExpired(c.expired);
+  }
+  void operator()(const r::checkpoint_sessions& c) {
+    auto list = out.initCheckpointSessions(static_cast<unsigned>(c.remaining_ms.size()));
+    for (unsigned i = 0; i < c.remaining_ms.size(); ++i) {
+      list[i].setSession(c.remaining_ms[i].first);
+      list[i].setRemainingMs(c.remaining_ms[i].second);
+    }
+  }
+  void operator()(const r::put& c) {
+    auto g = out.initPut();
+    g.setKey(c.key);
+    g.setValue(data_of(c.value));
+    g.setSession(c.session);
+    g.setHasIfVersion(c.if_version.has_value());
+    g.setIfVersion(c.if_version.value_or(0));
+  }
+  void operator()(const r::remove_key& c) {
+    auto g = out.initRemoveKey();
+    g.setKey(c.key);
+    g.setHasIfVersion(c.if_version.has_value());
+    g.setIfVersion(c.if_version.value_or(0));
+  }
+  void operator()(const r::acquire_lock& c) {
+    auto g = out.initAcquireLock();
+    g.setName(c.name);
+    g.setSession(c.session);
+    g.setWait(c.wait);
+  }
+  void operator()(const r::release_lock& c) {
+    auto g = out.initReleaseLock();
+    g.setName(c.name);
+    g.setSession(c.session);
+  }
+  void operator()(const r::cancel_lock_wait& c) {
+    auto g = out.initCancelLockWait();
+    g.setName(c.name);
+    g.setSession(c.session);
+  }
+  void operator()(const r::publish_event& c) {
+    auto g = out.initPublishEvent();
+    g.setFrom(c.from);
+    g.setTo(c.to);
+    g.setPayload(data_of(c.payload));
+  }
+  void operator()(const r::ack_events& c) {
+    auto g = out.initAckEvents();
+    g.setMember(c.member);
+    g.setUpto(c.upto);
+  }
+};
+
+r::command read_command(s::Command::Reader in) {
+  switch (in.which()) {
+    case s::Command::REGISTER_MEMBER: {
+      auto g = in.getRegisterMember();
+      return r::register_member{read_member(g.getMember()), g.getTtlMs()};
+    }
+    case s::Command::REPORT_USAGE: {
+      r::report_usage c;
+      for (auto u : in.getReportUsage()) c.reports.emplace_back(text(u.getId()), read_resources(u.getUsage()));
+      return c;
+    }
+    case s::Command::SET_MEMBER_STATUS: {
+      auto g = in.getSetMemberStatus();
+      return r::set_member_status{text(g.getId()), status_from(g.getStatus())};
+    }
+    case s::Command::OPEN_SESSION: {
+      auto g = in.getOpenSession();
+      return r::open_session{text(g.getOwner()), g.getTtlMs()};
+    }
+    case s::Command::CLOSE_SESSION: {
+      auto g = in.getCloseSession();
+      return r::close_session{g.getId(), g.getExpired()};
+    }
+    case s::Command::CHECKPOINT_SESSIONS: {
+      r::checkpoint_sessions c;
+      for (auto x : in.getCheckpointSessions()) c.remaining_ms.emplace_back(x.getSession(), x.getRemainingMs());
+      return c;
+    }
+    case s::Command::PUT: {
+      auto g = in.getPut();
+      r::put c{text(g.getKey()), data(g.getValue()), g.getSession(), std::nullopt};
+      if (g.getHasIfVersion()) c.if_version = g.getIfVersion();
+      return c;
+    }
+    case s::Command::REMOVE_KEY: {
+      auto g = in.getRemoveKey();
+      r::remove_key c{text(g.getKey()), std::nullopt};
+      if (g.getHasIfVersion()) c.if_version = g.getIfVersion();
+      return c;
+    }
+    case s::Command::ACQUIRE_LOCK: {
+      auto g = in.getAcquireLock();
+      return r::acquire_lock{text(g.getName()), g.getSession(), g.getWait()};
+    }
+    case s::Command::RELEASE_LOCK: {
+      auto g = in.getReleaseLock();
+      return r::release_lock{text(g.getName()), g.getSession()};
+    }
+    case s::Command::CANCEL_LOCK_WAIT: {
+      auto g = in.getCancelLockWait();
+      return r::cancel_lock_wait{text(g.getName()), g.getSession()};
+    }
+    case s::Command::PUBLISH_EVENT: {
+      auto g = in.getPublishEvent();
+      return r::publish_event{text(g.getFrom()), text(g.getTo()), data(g.getPayload())};
+    }
+    case s::Command::ACK_EVENTS: {
+      auto g = in.getAckEvents();
+      return r::ack_events{text(g.getMember()), g.getUpto()};
+    }
+  }
+  throw invalid{errc::malformed, "unknown registry command"};
+}
+
+r::code code_from(s::Code c) {
+  switch (c) {
+    case s::Code::OK: return r::code::ok;
+    case s::Code::QUEUED: return r::code::queued;
+    case s::Code::NOT_FOUND: return r::code::not_found;
+    case s::Code::VERSION_MISMATCH: return r::code::version_mismatch;
+    case s::Code::NO_SESSION: return r::code::no_session;
+    case s::Code::HELD: return r::code::held;
+    case s::Code::NOT_HOLDER: return r::code::not_holder;
+    case s::Code::INVALID: return r::code::invalid;
+  }
+  throw invalid{errc::malformed, "unknown outcome code"};
+}
+
+s::Code code_to(r::code c) {
+  switch (c) {
+    case r::code::ok: return s::Code::OK;
+    case r::code::queued: return s::Code::QUEUED;
+    case r::code::not_found: return s::Code::NOT_FOUND;
+    case r::code::version_mismatch: return s::Code::VERSION_MISMATCH;
+    case r::code::no_session: return s::Code::NO_SESSION;
+    case r::code::held: return s::Code::HELD;
+    case r::code::not_holder: return s::Code::NOT_HOLDER;
+    case r::code::invalid: return s::Code::INVALID;
+  }
+  return s::Code::INVALID;
+}
+
+}  // namespace
+
+std::string encode_command(const registry::command& c) {
+  capnp::MallocMessageBuilder builder;
+  std::visit(command_writer{builder.initRoot<s::Command>()}, c);
+  return to_bytes(builder);
+}
+
+expected<registry::command> decode_command(std::string_view bytes) {
+  return decode_root<s::Command>(bytes, [](s::Command::Reader in) { return read_command(in); });
+}
+
+std::string encode_result(const registry_result& res) {
+  capnp::MallocMessageBuilder builder;
+  auto out = builder.initRoot<s::Outcome>();
+  out.setCode(code_to(res.outcome.code));
+  out.setValue(res.outcome.value);
+  out.setDetail(res.outcome.detail);
+  auto grants = out.initGrants(static_cast<unsigned>(res.grants.size()));
+  for (unsigned i = 0; i < res.grants.size(); ++i) {
+    grants[i].setName(res.grants[i].name);
+    grants[i].setSession(res.grants[i].session);
+    grants[i].setToken(res.grants[i].token);
+  }
+  return to_bytes(builder);
+}
+
+expected<registry_result> decode_result(std::string_view bytes) {
+  return decode_root<s::Outcome>(bytes, [](s::Outcome::Reader in) {
+    registry_result res;
+    res.outcome = r::outcome{code_from(in.getCode()), in.getValue(), text(in.getDetail())};
+    for (auto g : in.getGrants()) res.grants.push_back(r::lock_grant{text(g.getName()), g.getSession(), g.getToken()});
+    return res;
+  });
+}
+
+std::string encode_registry_snapshot(const registry::registry_state& st) {
+  capnp::MallocMessageBuilder builder;
+  auto out = builder.initRoot<s::Snapshot>();
+  out.setRev(st.rev);
+  out.setEventSeq(st.event_seq);
+  auto members = out.initMembers(static_cast<unsigned>(st.members.size()));
+  unsigned i = 0;
+  for (const auto& [id, m] : st.members) write_member(members[i++], m);
+  auto sessions = out.initSessions(static_cast<unsigned>(st.sessions.size()));
+  i = 0;
+  for (const auto& [id, x] : st.sessions) {
+    sessions[i].setId(x.id);
+    sessions[i].setOwner(x.owner);
+    sessions[i].setTtlMs(x.ttl_ms);
+    sessions[i].setRemainingMs(x.remaining_ms);
+    ++i;
+  }
+  auto keys = out.initKeys(static_cast<unsigned>(st.keys.size()));
+  i = 0;
+  for (const auto& [k, kv] : st.keys) {
+    keys[i].setKey(k);
+    keys[i].setValue(data_of(kv.value));
+    keys[i].setCreated(kv.created);
+    keys[i].setModified(kv.modified);
+    keys[i].setVersion(kv.version);
+    keys[i].setSession(kv.session);
+    ++i;
+  }
+  auto locks = out.initLocks(static_cast<unsigned>(st.locks.size()));
+  i = 0;
+  for (const auto& [name, l] : st.locks) {
+    locks[i].setName(name);
+    locks[i].setHolder(l.holder);
+    locks[i].setToken(l.token);
+    auto w = locks[i].initWaiters(static_cast<unsigned>(l.waiters.size()));
+    for (unsigned k = 0; k < l.waiters.size(); ++k) w.set(k, l.waiters[k]);
+    ++i;
+  }
+  auto events = out.initEvents(static_cast<unsigned>(st.events.size()));
+  i = 0;
+  for (const auto& e : st.events) {
+    events[i].setSeq(e.seq);
+    events[i].setFrom(e.from);
+    events[i].setTo(e.to);
+    events[i].setPayload(data_of(e.payload));
+    auto rec = events[i].initRecipients(static_cast<unsigned>(e.recipients.size()));
+    unsigned k = 0;
+    for (const auto& x : e.recipients) rec.set(k++, text_of(x));
+    ++i;
+  }
+  auto acked = out.initAcked(static_cast<unsigned>(st.events_acked.size()));
+  i = 0;
+  for (const auto& [m, seq] : st.events_acked) {
+    acked[i].setMember(m);
+    acked[i].setSeq(seq);
+    ++i;
+  }
+  auto history = out.initHistory(static_cast<unsigned>(st.history.size()));
+  i = 0;
+  for (const auto& c : st.history) {
+    history[i].setRev(c.rev);
+    history[i].setDeleted(c.deleted);
+    history[i].setKey(c.key);
+    history[i].setValue(data_of(c.value));
+    ++i;
+  }
+  out.setHistoryFloor(st.history_floor);
+  return to_bytes(builder);
+}
+
+expected<registry::registry_state> decode_registry_snapshot(std::string_view bytes) {
+  return decode_root<s::Snapshot>(bytes, [](s::Snapshot::Reader in) {
+    r::registry_state st;
+    st.rev = in.getRev();
+    st.event_seq = in.getEventSeq();
+    for (auto m : in.getMembers()) {
+      auto member = read_member(m);
+      st.members[member.id] = std::move(member);
+    }
+    for (auto x : in.getSessions()) {
+      st.sessions[x.getId()] = r::session{x.getId(), text(x.getOwner()), x.getTtlMs(), x.getRemainingMs()};
+    }
+    for (auto k : in.getKeys()) {
+      st.keys[text(k.getKey())] =
+          r::key_value{data(k.getValue()), k.getCreated(), k.getModified(), k.getVersion(), k.getSession()};
+    }
+    for (auto l : in.getLocks()) {
+      r::lock lock{l.getHolder(), l.getToken(), {}};
+      for (auto w : l.getWaiters()) lock.waiters.push_back(w);
+      st.locks[text(l.getName())] = std::move(lock);
+    }
+    for (auto e : in.getEvents()) {
+      r::event ev{e.getSeq(), text(e.getFrom()), text(e.getTo()), data(e.getPayload()), {}};
+      for (auto x : e.getRecipients()) ev.recipients.insert(text(x));
+      st.events.push_back(std::move(ev));
+    }
+    for (auto a : in.getAcked()) st.events_acked[text(a.getMember())] = a.getSeq();
+    for (auto c : in.getHistory()) {
+      st.history.push_back(r::change{c.getRev(), c.getDeleted(), text(c.getKey()), data(c.getValue())});
+    }
+    st.history_floor = in.getHistoryFloor();
+    return st;
+  });
+}
+
+}  // namespace conclave::wire
