@@ -29,7 +29,13 @@ struct stall_storage {
   std::uint32_t ms = 0;
 };
 
-using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage>;
+struct keepalive {
+  std::uint64_t session = 0;
+  std::string payload;
+};
+
+using request =
+    std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive>;
 
 struct committed {
   std::uint64_t index = 0;

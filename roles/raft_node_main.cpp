@@ -10,18 +10,15 @@
 // Logs leader changes with timestamps on stderr. SIGTERM or SIGINT: a leader
 // hands leadership over first, then the process exits 0. Exit 1: a runtime
 // failure (storage); exit 2: bad flags.
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
 #include <getopt.h>
-#include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 
 #include "actors/atoms.hpp"
 #include "actors/log.hpp"
-#include "actors/raft/peer_actor.hpp"
-#include "actors/raft/storage_actor.hpp"
+#include "roles/server.hpp"
 
 using namespace conclave;
 using namespace conclave::raft;
@@ -116,108 +113,10 @@ node_options parse(int argc, char** argv, std::optional<endpoint>& listen) {
 int main(int argc, char** argv) {
   std::optional<endpoint> listen;
   auto opts = parse(argc, argv, listen);
-  if (!listen) listen = opts.self();
-  auto name = "node " + std::to_string(opts.raft.id.value);
-
-  // SIGTERM and SIGINT are taken by sigwait below; block them before any
-  // thread starts so no CAF thread receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  auto log = storage::lmdb_log::open(opts.data_dir + "/log");
-  if (!log) {
-    log_line("{}: cannot open the log: {}", name, log.error().message());
-    return 1;
-  }
-  auto snapshots = storage::snapshot_store::open(opts.data_dir + "/snapshots", opts.snapshots_kept);
-  if (!snapshots) {
-    log_line("{}: cannot open the snapshot directory: {}", name, snapshots.error().message());
-    return 1;
-  }
-  auto loaded = snapshots->load_latest();
-  if (!loaded) {
-    log_line("{}: cannot read snapshots: {}", name, loaded.error().message());
-    return 1;
-  }
-  for (const auto& skipped : loaded->skipped) log_line("{}: skipping a bad snapshot: {}", name, skipped.message());
-
-  auto setup = std::make_shared<peer_setup>();
-  setup->options = opts;
-  auto machine = std::make_shared<counter_state_machine>();
-  auto& durable = setup->durable;
-  durable.state = (*log)->state();
-  durable.start_index = (*log)->start_index();
-  durable.start_term = (*log)->start_term();
-  if ((*log)->last_index() >= (*log)->first_index()) {
-    auto entries = (*log)->entries((*log)->first_index(), SIZE_MAX, SIZE_MAX);
-    if (!entries) {
-      log_line("{}: cannot read the log: {}", name, entries.error().message());
-      return 1;
-    }
-    durable.entries = std::move(*entries);
-  }
-  if (loaded->latest) {
-    durable.snapshot = snapshot_data{loaded->latest->meta,
-                                     std::make_shared<const std::string>(std::move(loaded->latest->data))};
-    machine->restore(*durable.snapshot->data);
-  }
-  setup->machine = machine;
-  setup->stall_until_ms = std::make_shared<std::atomic<std::int64_t>>(0);
-  log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
-           (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
-           durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
-
-  caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  // One Raft peer is one actor: a single worker thread on a shared queue
-  // (no work stealing, no spinning) measured fastest on small machines
-  // (bench/README.md); the storage actor has its own thread anyway.
-  cfg.set("scheduler.policy", caf::atom("sharing"));
-  cfg.set("scheduler.max-threads", worker_threads);
-  caf::actor_system sys{cfg};
-  storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
-                          std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stall_until_ms};
-  setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
-  auto peer = sys.spawn(peer_actor, setup);
-  auto port = sys.middleman().publish(peer, listen->port, listen->host.c_str(), true);
-  if (!port) {
-    log_line("{}: cannot listen on {}: {}", name, listen->text(), sys.render(port.error()));
-    caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
-    return 1;
-  }
-  log_line("{}: listening on {}", name, listen->text());
-
-  caf::scoped_actor self{sys};
-  self->monitor(peer);
-  int exit_code = 0;
-  for (;;) {
-    timespec wait{0, 100 * 1000 * 1000};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) {
-      log_line("{}: {} received", name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      self->request(peer, std::chrono::seconds(10), stop_atom::value)
-          .receive([] {}, [&](caf::error& e) {
-            log_line("{}: stopping failed: {}", name, sys.render(e));
-            exit_code = 1;
-          });
-      break;
-    }
-    bool down = false;
-    self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
-    if (down) {
-      log_line("{}: stopped after a failure", name);
-      exit_code = 1;
-      break;
-    }
-  }
-  caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
-  // The actor system waits for its detached actors (storage) to be destroyed,
-  // so drop every handle to them first.
-  setup.reset();
-  peer = nullptr;
-  return exit_code;
+  server_setup setup;
+  setup.options = opts;
+  setup.listen = listen ? *listen : opts.self();
+  setup.threads = worker_threads;
+  setup.machine = std::make_shared<counter_state_machine>();
+  return run_server(std::move(setup));
 }

@@ -18,7 +18,13 @@ struct ClientRequest {
     transferLeadership @5 :UInt64;  # to this server (0: the most caught-up voter)
     setFaults @6 :Faults;           # test hook: drop peer traffic
     stallStorage @7 :UInt32;        # test hook: block the disk for this many ms (0: resume)
+    keepalive @8 :Keepalive;        # a session's heartbeat, to the leader
   }
+}
+
+struct Keepalive {
+  session @0 :UInt64;
+  payload @1 :Data;   # for the registry: the member's resource usage
 }
 
 struct Faults {

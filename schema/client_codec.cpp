@@ -76,8 +76,12 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           auto f = body.initSetFaults();
           set_ids(f.initDropTo(static_cast<unsigned>(m.drop_to.size())), m.drop_to);
           set_ids(f.initDropFrom(static_cast<unsigned>(m.drop_from.size())), m.drop_from);
-        } else {
+        } else if constexpr (std::is_same_v<T, client::stall_storage>) {
           body.setStallStorage(m.ms);
+        } else {
+          auto k = body.initKeepalive();
+          k.setSession(m.session);
+          k.setPayload(data_of(m.payload));
         }
       },
       r);
@@ -106,6 +110,10 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
         return client::set_faults{ids(f.getDropTo()), ids(f.getDropFrom())};
       }
       case s::ClientRequest::Body::STALL_STORAGE: return client::stall_storage{body.getStallStorage()};
+      case s::ClientRequest::Body::KEEPALIVE: {
+        auto k = body.getKeepalive();
+        return client::keepalive{k.getSession(), std::string(view(k.getPayload()))};
+      }
     }
     throw invalid{errc::malformed, "unknown request type"};
   });

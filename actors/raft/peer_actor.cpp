@@ -62,6 +62,8 @@ struct state {
   node_options opts;
   std::unique_ptr<core> raft;
   std::shared_ptr<state_machine> machine;
+  std::shared_ptr<leader_service> service;
+  bool service_leading = false;
   caf::actor storage;
   std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
   std::string name;  // "node N", for logs
@@ -198,6 +200,9 @@ struct state {
         fail_proposals_upto(applied, "outcome unknown: a snapshot replaced the log here");
       }
       for (const auto& e : r.committed) apply(e);
+      if (service && (!r.committed.empty() || (r.snapshot && r.snapshot_from_leader))) {
+        service->on_applied(static_cast<std::uint64_t>(steady_now_ms()));
+      }
       for (const auto& rs : r.reads) {
         auto it = reads.find(rs.id);
         if (it != reads.end()) it->second.index = rs.index;
@@ -216,6 +221,11 @@ struct state {
   }
 
   void report_role(const ready::role_change& rc) {
+    bool leading = rc.role == role::leader;
+    if (service && leading != service_leading) {
+      service_leading = leading;
+      service->on_role(leading, static_cast<std::uint64_t>(steady_now_ms()));
+    }
     if (rc.role == last_role.role && rc.leader == last_role.leader && rc.term == last_role.term) return;
     if (rc.role == role::leader) {
       log_line("{}: leader in term {}", name, rc.term.value);
@@ -404,6 +414,14 @@ struct state {
     return wire::encode_response(client::ok{});
   }
 
+  caf::result<std::string> handle(client::keepalive& k) {
+    if (raft->role() != role::leader) return wire::encode_response(failure(errc::not_leader, "heartbeats go to the leader"));
+    if (!service || !service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms()))) {
+      return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
+    }
+    return wire::encode_response(client::ok{});
+  }
+
   caf::result<std::string> handle(client::stall_storage& s) {
     stall_until_ms->store(s.ms ? steady_now_ms() + s.ms : 0);
     log_line("{}: fault hook: storage stalled for {} ms", name, s.ms);
@@ -415,6 +433,9 @@ struct state {
   void on_tick() {
     raft->tick();
     auto now = steady_now_ms();
+    if (service && raft->role() == role::leader) {
+      for (auto& command : service->on_tick(static_cast<std::uint64_t>(now))) (void)raft->propose(std::move(command));
+    }
     // A leader whose disk stopped finishing writes must not keep leading:
     // its own entries cannot become durable and clients wait on it.
     auto stall_ms = opts.storage_stall_ms > 0 ? opts.storage_stall_ms
@@ -465,6 +486,7 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   st->self = self;
   st->opts = setup->options;
   st->machine = setup->machine;
+  st->service = setup->service;
   st->storage = setup->storage;
   st->stall_until_ms = setup->stall_until_ms;
   st->name = "node " + std::to_string(st->opts.raft.id.value);

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "actors/raft/core.hpp"
+#include "actors/raft/leader_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
 #include "actors/raft/storage_actor.hpp"
@@ -28,6 +29,7 @@ struct peer_setup {
   std::shared_ptr<state_machine> machine;  // already restored from durable.snapshot
   caf::actor storage;                      // the storage actor for this server's disk
   std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;  // test hook, shared with storage
+  std::shared_ptr<leader_service> service;  // optional: leader-side work of the state machine
 };
 
 // Handles (peer_atom, bytes), (client_atom, bytes) -> bytes, and

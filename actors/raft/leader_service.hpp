@@ -1,0 +1,26 @@
+// Work a state machine's owner does beside Raft on every master, acting only
+// while this server leads: the registry's failure detector is one. The peer
+// actor calls it; it proposes commands and never touches I/O itself.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace conclave::raft {
+
+class leader_service {
+ public:
+  virtual ~leader_service() = default;
+  // This server started or stopped leading.
+  virtual void on_role(bool leading, std::uint64_t now_ms) = 0;
+  // Committed entries were applied to the state machine.
+  virtual void on_applied(std::uint64_t now_ms) = 0;
+  // Called every tick; returns encoded commands to propose (leader only).
+  virtual std::vector<std::string> on_tick(std::uint64_t now_ms) = 0;
+  // A client's heartbeat for `session`, with an opaque payload (the
+  // registry's: the member's resource usage). Returns false if unknown.
+  virtual bool on_keepalive(std::uint64_t session, const std::string& payload, std::uint64_t now_ms) = 0;
+};
+
+}  // namespace conclave::raft

@@ -1,0 +1,175 @@
+#include "roles/server.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <signal.h>
+
+#include <thread>
+
+#include "actors/atoms.hpp"
+#include "actors/log.hpp"
+#include "actors/raft/peer_actor.hpp"
+#include "actors/raft/storage_actor.hpp"
+
+namespace conclave {
+
+using namespace conclave::raft;
+
+namespace {
+
+sigset_t block_stop_signals() {
+  // SIGTERM and SIGINT are taken by sigtimedwait; block them before any
+  // thread starts so no CAF thread receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+caf::actor_system_config& system_config(int threads) {
+  static caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  // One Raft peer is one actor: a single worker thread on a shared queue
+  // (no work stealing, no spinning) measured fastest on small machines
+  // (bench/README.md); the storage actor has its own thread anyway.
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("scheduler.max-threads", threads);
+  return cfg;
+}
+
+}  // namespace
+
+int run_server(server_setup s) {
+  const auto& opts = s.options;
+  auto name = "node " + std::to_string(opts.raft.id.value);
+  auto signals = block_stop_signals();
+
+  auto log = storage::lmdb_log::open(opts.data_dir + "/log");
+  if (!log) {
+    log_line("{}: cannot open the log: {}", name, log.error().message());
+    return 1;
+  }
+  auto snapshots = storage::snapshot_store::open(opts.data_dir + "/snapshots", opts.snapshots_kept);
+  if (!snapshots) {
+    log_line("{}: cannot open the snapshot directory: {}", name, snapshots.error().message());
+    return 1;
+  }
+  auto loaded = snapshots->load_latest();
+  if (!loaded) {
+    log_line("{}: cannot read snapshots: {}", name, loaded.error().message());
+    return 1;
+  }
+  for (const auto& skipped : loaded->skipped) log_line("{}: skipping a bad snapshot: {}", name, skipped.message());
+
+  auto setup = std::make_shared<peer_setup>();
+  setup->options = opts;
+  auto& durable = setup->durable;
+  durable.state = (*log)->state();
+  durable.start_index = (*log)->start_index();
+  durable.start_term = (*log)->start_term();
+  if ((*log)->last_index() >= (*log)->first_index()) {
+    auto entries = (*log)->entries((*log)->first_index(), SIZE_MAX, SIZE_MAX);
+    if (!entries) {
+      log_line("{}: cannot read the log: {}", name, entries.error().message());
+      return 1;
+    }
+    durable.entries = std::move(*entries);
+  }
+  if (loaded->latest) {
+    durable.snapshot = snapshot_data{loaded->latest->meta,
+                                     std::make_shared<const std::string>(std::move(loaded->latest->data))};
+    s.machine->restore(*durable.snapshot->data);
+  }
+  setup->machine = s.machine;
+  setup->service = s.service;
+  setup->stall_until_ms = std::make_shared<std::atomic<std::int64_t>>(0);
+  log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
+           (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
+           durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
+
+  caf::actor_system sys{system_config(s.threads)};
+  storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
+                          std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stall_until_ms};
+  setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
+  auto peer = sys.spawn(peer_actor, setup);
+  auto port = sys.middleman().publish(peer, s.listen.port, s.listen.host.c_str(), true);
+  if (!port) {
+    log_line("{}: cannot listen on {}: {}", name, s.listen.text(), sys.render(port.error()));
+    caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
+    setup.reset();
+    return 1;
+  }
+  log_line("{}: listening on {}", name, s.listen.text());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> agent_exit{0};
+  std::thread agent;
+  if (s.agent) agent = std::thread([&] { s.agent(sys, stop, agent_exit); });
+
+  caf::scoped_actor self{sys};
+  self->monitor(peer);
+  int exit_code = 0;
+  auto stop_peer = [&] {
+    self->request(peer, std::chrono::seconds(10), stop_atom::value)
+        .receive([] {}, [&](caf::error& e) {
+          log_line("{}: stopping failed: {}", name, sys.render(e));
+          exit_code = exit_code ? exit_code : 1;
+        });
+  };
+  for (;;) {
+    timespec wait{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_line("{}: {} received", name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      stop = true;
+      if (agent.joinable()) agent.join();
+      stop_peer();
+      break;
+    }
+    if (int code = agent_exit.load()) {
+      exit_code = code;
+      stop = true;
+      if (agent.joinable()) agent.join();
+      stop_peer();
+      break;
+    }
+    bool down = false;
+    self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
+    if (down) {
+      log_line("{}: stopped after a failure", name);
+      exit_code = 1;
+      stop = true;
+      if (agent.joinable()) agent.join();
+      break;
+    }
+  }
+  caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
+  // The actor system waits for its detached actors (storage) to be destroyed,
+  // so drop every handle to them first.
+  setup.reset();
+  peer = nullptr;
+  return exit_code;
+}
+
+int run_agent_only(const agent_function& agent) {
+  auto signals = block_stop_signals();
+  caf::actor_system sys{system_config(1)};
+  std::atomic<bool> stop{false};
+  std::atomic<int> agent_exit{0};
+  std::thread t([&] { agent(sys, stop, agent_exit); });
+  int exit_code = 0;
+  for (;;) {
+    timespec wait{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if ((exit_code = agent_exit.load()) != 0) break;
+  }
+  stop = true;
+  t.join();
+  return exit_code ? exit_code : agent_exit.load();
+}
+
+}  // namespace conclave
