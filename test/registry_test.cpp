@@ -343,3 +343,23 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
     }
   }
 }
+
+#include "actors/registry/queries.hpp"
+
+TEST_CASE("queries answer JSON: members, keys, locks, sessions, changes") {
+  replica r(limits{3, 100});
+  auto s = r(register_member{worker("w\"1"), 1000}).value;
+  r(put{"/a", std::string("x\0y", 3), 0, std::nullopt});
+  r(acquire_lock{"L", s, true});
+  CHECK(answer(r.reg, "members").find("\"id\":\"w\\\"1\"") != std::string::npos);
+  CHECK(answer(r.reg, "members dead") == "[]");
+  CHECK(answer(r.reg, "get /a").find("\"value\":\"x\\u0000y\"") != std::string::npos);
+  CHECK(answer(r.reg, "get /missing") == "null");
+  CHECK(answer(r.reg, "list /").find("\"key\":\"/a\"") != std::string::npos);
+  CHECK(answer(r.reg, "lock L").find("\"holder\":" + std::to_string(s)) != std::string::npos);
+  CHECK(answer(r.reg, "session " + std::to_string(s)).find("\"ttl_ms\":1000") != std::string::npos);
+  CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":false") != std::string::npos);
+  for (int i = 0; i < 5; ++i) r(put{"/b" + std::to_string(i), "v", 0, std::nullopt});
+  CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":true") != std::string::npos);
+  CHECK(answer(r.reg, "bogus").find("unknown query") != std::string::npos);
+}

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "actors/registry/queries.hpp"
 #include "schema/registry_codec.hpp"
 
 namespace conclave::registry {
@@ -18,7 +19,7 @@ std::string registry_machine::apply(const raft::log_entry& entry) {
   return wire::encode_result(result);
 }
 
-std::string registry_machine::query(std::string_view) const { return digest(); }
+std::string registry_machine::query(std::string_view q) const { return answer(reg_, q); }
 
 std::string registry_machine::snapshot() const { return wire::encode_registry_snapshot(reg_.state()); }
 

@@ -19,8 +19,7 @@ class registry_machine final : public raft::state_machine {
   // A command that does not decode is answered `invalid` on every server
   // alike (the same bytes fail the same way), so replicas never diverge.
   std::string apply(const raft::log_entry& entry) override;
-  // "digest" answers the state digest; other queries are answered by the
-  // gateway from registry() directly.
+  // Answers a query (actors/registry/queries.hpp) as JSON.
   std::string query(std::string_view q) const override;
   std::string snapshot() const override;
   void restore(std::string_view bytes) override;

@@ -1,0 +1,130 @@
+#include "actors/registry/queries.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace conclave::registry {
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+namespace {
+
+std::string number(std::uint64_t v) { return std::to_string(v); }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+std::string to_json(const member& m) {
+  std::string labels = "{";
+  for (const auto& [k, v] : m.labels) labels += (labels.size() > 1 ? "," : "") + json_string(k) + ":" + json_string(v);
+  labels += "}";
+  return "{\"id\":" + json_string(m.id) + ",\"role\":\"" + to_string(m.role) + "\",\"host\":" + json_string(m.host) +
+         ",\"port\":" + number(static_cast<std::uint64_t>(m.port)) + ",\"status\":\"" + to_string(m.status) +
+         "\",\"session\":" + number(m.session) + ",\"start_time_ms\":" + number(m.start_time_ms) +
+         ",\"labels\":" + labels + ",\"usage\":{\"cpu_percent\":" + number(m.usage.cpu_percent) +
+         ",\"load_average\":" + number(m.usage.load_average) +
+         ",\"memory_used_bytes\":" + number(m.usage.memory_used_bytes) +
+         ",\"memory_available_bytes\":" + number(m.usage.memory_available_bytes) +
+         ",\"disk_available_bytes\":" + number(m.usage.disk_available_bytes) + "}}";
+}
+
+std::string to_json(const std::string& key, const key_value& kv) {
+  return "{\"key\":" + json_string(key) + ",\"value\":" + json_string(kv.value) + ",\"version\":" +
+         number(kv.version) + ",\"created\":" + number(kv.created) + ",\"modified\":" + number(kv.modified) +
+         ",\"session\":" + number(kv.session) + "}";
+}
+
+template <class T, class F>
+std::string array(const T& items, F&& one) {
+  std::string out = "[";
+  for (const auto& x : items) out += (out.size() > 1 ? "," : "") + one(x);
+  return out + "]";
+}
+
+}  // namespace
+
+std::string answer(const registry& reg, std::string_view query) {
+  std::istringstream in{std::string(query)};
+  std::string verb;
+  in >> verb;
+  std::string arg;
+  std::getline(in >> std::ws, arg);
+  if (verb == "revision") return "{\"revision\":" + number(reg.current_revision()) + "}";
+  if (verb == "digest") {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(reg.digest()));
+    return "{\"revision\":" + number(reg.current_revision()) + ",\"digest\":\"" + buf + "\"}";
+  }
+  if (verb == "members") {
+    std::optional<member_status> only;
+    for (auto s : {member_status::alive, member_status::suspect, member_status::dead, member_status::left}) {
+      if (arg == to_string(s)) only = s;
+    }
+    return array(reg.members(only), [](const member& m) { return to_json(m); });
+  }
+  if (verb == "get") {
+    auto* kv = reg.get(arg);
+    return kv ? to_json(arg, *kv) : "null";
+  }
+  if (verb == "list") {
+    return array(reg.list(arg), [](const auto& p) { return to_json(p.first, p.second); });
+  }
+  if (verb == "lock") {
+    auto* l = reg.find_lock(arg);
+    if (!l) return "null";
+    return "{\"name\":" + json_string(arg) + ",\"holder\":" + number(l->holder) + ",\"token\":" + number(l->token) +
+           ",\"waiters\":" + array(l->waiters, [](session_id s) { return number(s); }) + "}";
+  }
+  if (verb == "session") {
+    auto* s = reg.find_session(std::strtoull(arg.c_str(), nullptr, 10));
+    if (!s) return "null";
+    return "{\"id\":" + number(s->id) + ",\"owner\":" + json_string(s->owner) + ",\"ttl_ms\":" + number(s->ttl_ms) +
+           ",\"remaining_ms\":" + number(s->remaining_ms) + "}";
+  }
+  if (verb == "events") {
+    return array(reg.pending_events(arg), [](const event& e) {
+      return "{\"seq\":" + number(e.seq) + ",\"from\":" + json_string(e.from) + ",\"to\":" + json_string(e.to) +
+             ",\"payload\":" + json_string(e.payload) + "}";
+    });
+  }
+  if (verb == "changes") {
+    std::istringstream a(arg);
+    revision after = 0;
+    std::string prefix;
+    a >> after;
+    std::getline(a >> std::ws, prefix);
+    auto changes = reg.changes_since(after, prefix);
+    if (!changes) return "{\"compacted\":true,\"revision\":" + number(reg.current_revision()) + ",\"changes\":[]}";
+    return "{\"compacted\":false,\"revision\":" + number(reg.current_revision()) + ",\"changes\":" +
+           array(*changes, [](const change& c) {
+             return "{\"revision\":" + number(c.rev) + ",\"type\":\"" + (c.deleted ? "delete" : "put") +
+                    "\",\"key\":" + json_string(c.key) + ",\"value\":" + json_string(c.value) + "}";
+           }) +
+           "}";
+  }
+  return "{\"error\":" + json_string("unknown query '" + verb + "'") + "}";
+}
+
+}  // namespace conclave::registry
