@@ -64,36 +64,32 @@ bool retryable(const client::failure& f) {
 
 }  // namespace
 
-template <class Reply, class Request>
-static expected<Reply> leader_call(raft_client& c, std::size_t& preferred, const Request& request,
-                                   std::chrono::milliseconds deadline) {
+expected<client::response> raft_client::to_leader(const client::request& request, std::chrono::milliseconds deadline) {
   auto until = std::chrono::steady_clock::now() + deadline;
   error last = make_error(errc::unavailable, "no server answered");
-  std::size_t next = preferred;
-  const auto& eps = c.endpoints();
+  std::size_t next = preferred_;
+  const auto& eps = endpoints_;
   while (std::chrono::steady_clock::now() < until) {
-    auto to = eps[next % eps.size()];
-    auto r = c.call(to, request, std::chrono::milliseconds(1000));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), std::chrono::milliseconds(1000)));
     if (r) {
-      if (auto* ok = std::get_if<Reply>(&*r)) {
-        preferred = next % eps.size();
-        return *ok;
+      auto* f = std::get_if<client::failure>(&*r);
+      if (!f || !retryable(*f)) {
+        preferred_ = next % eps.size();
+        return r;
       }
-      if (auto* f = std::get_if<client::failure>(&*r)) {
-        last = make_error(errc::unavailable, f->code + ": " + f->message);
-        if (!retryable(*f)) return last;
-        bool hinted = false;
-        for (std::size_t i = 0; f->leader_id != 0 && i < eps.size(); ++i) {
-          if (eps[i].text() == f->leader_address) {
-            next = i;  // follow the hint to the leader
-            hinted = true;
-            break;
-          }
+      last = make_error(errc::unavailable, f->code + ": " + f->message);
+      bool hinted = false;
+      for (std::size_t i = 0; f->leader_id != 0 && i < eps.size(); ++i) {
+        if (eps[i].text() == f->leader_address) {
+          next = i;  // follow the hint to the leader
+          hinted = true;
+          break;
         }
-        if (hinted) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          continue;
-        }
+      }
+      if (hinted) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        continue;
       }
     } else {
       last = r.error();
@@ -104,12 +100,20 @@ static expected<Reply> leader_call(raft_client& c, std::size_t& preferred, const
   return last;
 }
 
+template <class Reply>
+static expected<Reply> typed(expected<client::response> r) {
+  if (!r) return r.error();
+  if (auto* ok = std::get_if<Reply>(&*r)) return *ok;
+  if (auto* f = std::get_if<client::failure>(&*r)) return make_error(errc::unavailable, f->code + ": " + f->message);
+  return make_error(errc::malformed, "unexpected reply");
+}
+
 expected<client::committed> raft_client::propose(const std::string& command, std::chrono::milliseconds deadline) {
-  return leader_call<client::committed>(*this, preferred_, client::request{client::propose{command}}, deadline);
+  return typed<client::committed>(to_leader(client::propose{command}, deadline));
 }
 
 expected<client::read_result> raft_client::read(const std::string& query, std::chrono::milliseconds deadline) {
-  return leader_call<client::read_result>(*this, preferred_, client::request{client::read{query}}, deadline);
+  return typed<client::read_result>(to_leader(client::read{query}, deadline));
 }
 
 expected<client::status> raft_client::status(const raft::endpoint& of) {

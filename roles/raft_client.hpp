@@ -34,6 +34,11 @@ class raft_client {
   expected<client::read_result> read(const std::string& query,
                                      std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
   expected<client::status> status(const raft::endpoint& of);
+  // Sends `r` to the leader, following hints and retrying refusals that say
+  // to try again (not_leader, transferring, busy, unavailable) until
+  // `deadline`; returns the first other answer, whatever it is.
+  expected<client::response> to_leader(const client::request& r,
+                                       std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
 
   const std::vector<raft::endpoint>& endpoints() const { return endpoints_; }
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -86,7 +87,56 @@ class process_cluster {
         ::waitpid(m.pid, nullptr, 0);
       }
     }
+    for (auto pid : others_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
   }
+
+  // Starts another process (a worker, a tool) with its output in `log_name`
+  // under the cluster's directory; it is killed with the cluster.
+  pid_t spawn(std::vector<std::string> args, const std::string& log_name) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    auto path = dir_ / log_name;
+    const char* log_path = path.c_str();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    others_.push_back(pid);
+    return pid;
+  }
+
+  // Waits for a spawned process to end; its exit status, or nothing on timeout.
+  std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        others_.erase(std::remove(others_.begin(), others_.end(), pid), others_.end());
+        for (auto& m : members_) {
+          if (m.pid == pid) m.pid = -1;
+        }
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+
+  std::string peers() const {
+    std::string p;
+    for (const auto& o : members_) p += (p.empty() ? "" : ",") + std::to_string(o.id) + "=" + o.address.text();
+    return p;
+  }
+  const std::string& binary() const { return binary_; }
+  std::string path(const std::string& name) const { return dir_ / name; }
 
   static std::string default_binary() {
     const char* env = std::getenv("CONCLAVE_RAFT_NODE");
@@ -186,6 +236,7 @@ class process_cluster {
   std::string binary_;
   std::vector<std::string> extra_;
   std::vector<member> members_;
+  std::vector<pid_t> others_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<raft_client> client_;
 };

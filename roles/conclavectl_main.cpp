@@ -1,0 +1,211 @@
+// conclavectl: talk to a conclave cluster.
+//
+//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--json] COMMAND [ARGS]
+//
+// Commands:
+//   status                      every endpoint's role, term, leader and log position
+//   leader                      the current leader
+//   members [STATUS]            members with their resource usage (alive|suspect|dead|left)
+//   get KEY | list PREFIX       linearizable reads
+//   put KEY VALUE | del KEY | cas KEY VERSION VALUE   (VERSION 0: create only)
+//   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it
+//   publish [--to MEMBER] PAYLOAD
+//   transfer-leader [ID]
+//
+// Exit codes: 0 done; 1 the operation was refused (not found, version
+// mismatch, lock held...); 2 usage error; 3 no server of the cluster answered.
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#include "actors/registry/queries.hpp"
+#include "roles/raft_client.hpp"
+#include "schema/registry_codec.hpp"
+
+using namespace conclave;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int exit_refused = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_unreachable = 3;
+
+[[noreturn]] void usage(const std::string& what) {
+  std::fprintf(stderr, "conclavectl: %s\n(run conclavectl --help for the commands)\n", what.c_str());
+  std::exit(exit_usage);
+}
+
+int unreachable(const error& e) {
+  std::fprintf(stderr, "conclavectl: %s\n", e.message().c_str());
+  return exit_unreachable;
+}
+
+// Runs a registry command through the leader; prints and returns its outcome.
+int command(raft_client& c, const registry::command& cmd, bool json, wire::registry_result* out = nullptr) {
+  auto r = c.propose(wire::encode_command(cmd), 10s);
+  if (!r) return unreachable(r.error());
+  auto res = wire::decode_result(r->result);
+  if (!res) return unreachable(res.error());
+  if (out) *out = *res;
+  auto ok = res->outcome.code == registry::code::ok || res->outcome.code == registry::code::queued;
+  if (json) {
+    std::printf("{\"code\":\"%s\",\"value\":%llu,\"detail\":%s}\n", registry::to_string(res->outcome.code),
+                static_cast<unsigned long long>(res->outcome.value), registry::json_string(res->outcome.detail).c_str());
+  } else if (!out) {
+    if (ok) std::printf("ok (%llu)\n", static_cast<unsigned long long>(res->outcome.value));
+    else std::fprintf(stderr, "%s: %s\n", registry::to_string(res->outcome.code), res->outcome.detail.c_str());
+  }
+  return ok ? 0 : exit_refused;
+}
+
+int query(raft_client& c, const std::string& q) {
+  auto r = c.read(q, 10s);
+  if (!r) return unreachable(r.error());
+  std::printf("%s\n", r->result.c_str());
+  return r->result == "null" ? exit_refused : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<raft::endpoint> endpoints;
+  std::string cluster_id;
+  bool json = false;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("see the comment at the top of roles/conclavectl_main.cpp, or README.md\n");
+      return 0;
+    }
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--endpoints" && i + 1 < argc) {
+      std::stringstream list(argv[++i]);
+      std::string item;
+      while (std::getline(list, item, ',')) {
+        auto ep = raft::parse_endpoint(item, "--endpoints");
+        if (!ep) usage(ep.error().detail);
+        endpoints.push_back(*ep);
+      }
+    } else if (a == "--cluster-id" && i + 1 < argc) {
+      cluster_id = argv[++i];
+    } else {
+      break;
+    }
+  }
+  if (endpoints.empty()) usage("--endpoints is required");
+  if (cluster_id.empty()) usage("--cluster-id is required");
+  if (i >= argc) usage("no command");
+  std::string cmd = argv[i++];
+  std::vector<std::string> args(argv + i, argv + argc);
+
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  raft_client c(sys, cluster_id, endpoints);
+
+  if (cmd == "status" || cmd == "leader") {
+    bool any = false;
+    for (const auto& ep : endpoints) {
+      auto s = c.status(ep);
+      if (!s) {
+        if (cmd == "status") std::printf("%s: unreachable\n", ep.text().c_str());
+        continue;
+      }
+      any = true;
+      if (cmd == "leader") {
+        if (s->leader_id == 0) continue;
+        std::printf(json ? "{\"leader\":%llu,\"address\":\"%s\",\"term\":%llu}\n" : "%llu %s term %llu\n",
+                    static_cast<unsigned long long>(s->leader_id), s->leader_address.c_str(),
+                    static_cast<unsigned long long>(s->term));
+        return 0;
+      }
+      std::printf("%s: node %llu %s term %llu leader %llu commit %llu applied %llu %s\n", ep.text().c_str(),
+                  static_cast<unsigned long long>(s->id), s->role.c_str(), static_cast<unsigned long long>(s->term),
+                  static_cast<unsigned long long>(s->leader_id), static_cast<unsigned long long>(s->commit_index),
+                  static_cast<unsigned long long>(s->applied_index), s->digest.c_str());
+    }
+    if (!any) return unreachable(make_error(errc::unavailable, "no endpoint answered"));
+    return cmd == "leader" ? exit_refused : 0;
+  }
+  if (cmd == "members") return query(c, "members" + (args.empty() ? std::string() : " " + args[0]));
+  if (cmd == "get" && args.size() == 1) return query(c, "get " + args[0]);
+  if (cmd == "list" && args.size() <= 1) return query(c, "list " + (args.empty() ? std::string() : args[0]));
+  if (cmd == "put" && args.size() == 2) return command(c, registry::put{args[0], args[1], 0, std::nullopt}, json);
+  if (cmd == "del" && args.size() == 1) return command(c, registry::remove_key{args[0], std::nullopt}, json);
+  if (cmd == "cas" && args.size() == 3) {
+    return command(c, registry::put{args[0], args[2], 0, std::strtoull(args[1].c_str(), nullptr, 10)}, json);
+  }
+  if (cmd == "publish" && !args.empty()) {
+    std::string to;
+    if (args.size() == 3 && args[0] == "--to") to = args[1];
+    return command(c, registry::publish_event{"conclavectl", to, args.back()}, json);
+  }
+  if (cmd == "transfer-leader") {
+    auto target = args.empty() ? 0 : std::strtoull(args[0].c_str(), nullptr, 10);
+    auto r = c.to_leader(client::transfer_leadership{target}, 5s);
+    if (!r) return unreachable(r.error());
+    if (auto* f = std::get_if<client::failure>(&*r)) {
+      std::fprintf(stderr, "%s: %s\n", f->code.c_str(), f->message.c_str());
+      return exit_refused;
+    }
+    std::printf("ok\n");
+    return 0;
+  }
+  if (cmd == "lock" && args.size() >= 3 && args[1] == "--") {
+    // A session kept alive while the command runs; the lock dies with it.
+    wire::registry_result opened, acquired;
+    if (int rc = command(c, registry::open_session{"conclavectl", 3000}, false, &opened); rc) return rc;
+    auto session = opened.outcome.value;
+    std::atomic<bool> done{false};
+    std::thread keepalive([&] {
+      caf::scoped_actor self{sys};
+      raft_client k(sys, cluster_id, endpoints);
+      while (!done) {
+        (void)k.to_leader(client::keepalive{session, {}}, 500ms);
+        std::this_thread::sleep_for(300ms);
+      }
+    });
+    int rc = command(c, registry::acquire_lock{args[0], session, true}, false, &acquired);
+    auto token = acquired.outcome.value;
+    while (rc == 0 && acquired.outcome.code == registry::code::queued) {
+      std::this_thread::sleep_for(50ms);
+      auto held = c.read("lock " + args[0], 10s);
+      if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
+        auto pos = held->result.find("\"token\":");
+        token = std::strtoull(held->result.c_str() + pos + 8, nullptr, 10);
+        break;
+      }
+    }
+    int status = rc;
+    if (rc == 0) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::setenv("CONCLAVE_FENCING_TOKEN", std::to_string(token).c_str(), 1);
+        std::vector<char*> argv2;
+        for (std::size_t k = 2; k < args.size(); ++k) argv2.push_back(args[k].data());
+        argv2.push_back(nullptr);
+        ::execvp(argv2[0], argv2.data());
+        _exit(127);
+      }
+      int ws = 0;
+      ::waitpid(pid, &ws, 0);
+      status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
+      (void)command(c, registry::release_lock{args[0], session}, false, &acquired);
+    }
+    done = true;
+    keepalive.join();
+    (void)command(c, registry::close_session{session, false}, false, &opened);
+    return status;
+  }
+  usage("unknown command or wrong arguments: " + cmd);
+}

@@ -1,0 +1,98 @@
+#include "roles/member_agent.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <thread>
+
+#include "actors/log.hpp"
+#include "actors/registry/registry_service.hpp"
+#include "roles/raft_client.hpp"
+#include "roles/resource_sampler.hpp"
+#include "schema/registry_codec.hpp"
+
+namespace conclave {
+
+namespace {
+
+std::uint64_t now_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,
+                      std::atomic<int>& exit_code) {
+  using namespace std::chrono;
+  raft_client client(sys, o.cluster_id, o.masters);
+  resource_sampler sampler(o.disk_path, o.usage_window_ms);
+  auto me = o.me;
+  me.start_time_ms = wall_ms();
+  registry::session_id session = 0;
+  auto last_contact = now_ms();
+  auto last_leader = now_ms();
+  bool fenced = false;
+  while (!stop) {
+    auto started = now_ms();
+    auto usage = sampler.sample(started);
+    if (session == 0) {
+      me.usage = usage;
+      auto r = client.propose(wire::encode_command(registry::register_member{me, o.session_ttl_ms}), milliseconds(500));
+      if (r) {
+        auto res = wire::decode_result(r->result);
+        if (res && res->outcome.code == registry::code::ok) {
+          session = res->outcome.value;
+          last_contact = now_ms();
+          log_line("member {}: registered as {} (session {})", me.id, registry::to_string(me.role), session);
+        }
+      }
+    } else {
+      auto r = client.to_leader(client::keepalive{session, registry::registry_service::encode_usage(me.id, usage)},
+                                milliseconds(o.heartbeat_ms * 3));
+      if (r && std::holds_alternative<client::ok>(*r)) {
+        last_contact = now_ms();
+      } else if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") {
+        log_line("member {}: session {} expired; registering again", me.id, session);
+        session = 0;
+        last_contact = now_ms();
+      }
+    }
+    if (o.no_master_timeout_ms > 0 && now_ms() - last_contact > static_cast<std::uint64_t>(o.no_master_timeout_ms)) {
+      log_line("member {}: no master reachable for {} ms; exiting (code {})", me.id, now_ms() - last_contact,
+               exit_no_master);
+      exit_code = exit_no_master;
+      return;
+    }
+    if (o.quorum_loss_timeout_ms > 0) {
+      auto s = client.status(o.self);
+      if (s && s->leader_id != 0) {
+        last_leader = now_ms();
+        if (fenced) log_line("member {}: a leader is back; no longer fenced", me.id);
+        fenced = false;
+      } else if (now_ms() - last_leader > static_cast<std::uint64_t>(o.quorum_loss_timeout_ms)) {
+        if (o.exit_on_quorum_loss) {
+          log_line("member {}: no quorum for {} ms; exiting (code {}, on_quorum_loss = exit)", me.id,
+                   now_ms() - last_leader, exit_quorum_lost);
+          exit_code = exit_quorum_lost;
+          return;
+        }
+        if (!fenced) log_line("member {}: no quorum; fenced until a leader is back (on_quorum_loss = fence)", me.id);
+        fenced = true;
+      }
+    }
+    auto spent = now_ms() - started;
+    if (spent < static_cast<std::uint64_t>(o.heartbeat_ms)) std::this_thread::sleep_for(milliseconds(o.heartbeat_ms - spent));
+  }
+  if (session != 0) {
+    // A graceful leave: the member shows as left at once instead of dying later.
+    (void)client.propose(wire::encode_command(registry::close_session{session, false}), milliseconds(500));
+  }
+}
+
+}  // namespace conclave

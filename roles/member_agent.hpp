@@ -1,0 +1,44 @@
+// The member agent: every conclave process (master, worker or both)
+// registers itself in the registry and heartbeats to the leader with its
+// resource usage. A worker that reaches no master for no_master_timeout_ms
+// exits (code 3); a master that has had no leader for quorum_loss_timeout_ms
+// either fences (keeps running, not ready) or exits (code 4), per policy.
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "actors/raft/node_options.hpp"
+#include "actors/registry/types.hpp"
+
+namespace conclave {
+
+// Exit codes of the conclave program (README.md lists them).
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_bad_config = 2;
+inline constexpr int exit_no_master = 3;
+inline constexpr int exit_quorum_lost = 4;
+
+struct agent_options {
+  std::string cluster_id;
+  std::vector<raft::endpoint> masters;
+  registry::member me;                 // id, role, host, port, labels
+  std::uint64_t session_ttl_ms = 2000;
+  int heartbeat_ms = 100;
+  std::uint64_t usage_window_ms = 5000;
+  std::string disk_path = "/";
+  int no_master_timeout_ms = 0;        // workers: exit after this long without a master (0: never)
+  // Masters: how long without a leader counts as quorum loss, and whether to exit then.
+  int quorum_loss_timeout_ms = 0;      // 0: not a master
+  bool exit_on_quorum_loss = false;
+  raft::endpoint self;                 // a master's own endpoint, to ask who leads
+};
+
+void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,
+                      std::atomic<int>& exit_code);
+
+}  // namespace conclave

@@ -1,0 +1,189 @@
+// The coordination service as real processes: conclave masters and workers
+// on loopback, their registration and liveness, locks passing on when a
+// holder dies, workers without masters, quorum loss, and configuration
+// errors.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "schema/registry_codec.hpp"
+#include "test/process_cluster.hpp"
+
+using namespace conclave;
+using namespace conclave::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string conclave_binary() {
+  const char* env = std::getenv("CONCLAVE_BIN");
+  return env ? env : "build/roles/conclave";
+}
+
+std::vector<std::string> master_flags(std::vector<std::string> more = {}) {
+  std::vector<std::string> f = {"-r", "master", "--session-ttl-ms", "1000", "--member-heartbeat-ms", "100"};
+  f.insert(f.end(), more.begin(), more.end());
+  return f;
+}
+
+pid_t start_worker(process_cluster& c, const std::string& name, int no_master_timeout_ms = 2000) {
+  return c.spawn({c.binary(), "-r", "worker", "--name", name, "--peers", c.peers(), "--cluster-id", c.cluster_id,
+                  "--session-ttl-ms", "1000", "--no-master-timeout-ms", std::to_string(no_master_timeout_ms)},
+                 name + ".log");
+}
+
+std::string members(process_cluster& c, const std::string& status = "") {
+  auto r = c.client().read("members" + (status.empty() ? "" : " " + status), 5s);
+  return r ? r->result : std::string();
+}
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return pred();
+}
+
+wire::registry_result run(process_cluster& c, const registry::command& cmd) {
+  auto r = c.client().propose(wire::encode_command(cmd), 5s);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  auto res = wire::decode_result(r->result);
+  REQUIRE(res.has_value());
+  return *res;
+}
+
+}  // namespace
+
+TEST_CASE("masters and workers register; the registry lists them with their resource usage") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  start_worker(c, "w1");
+  start_worker(c, "w2");
+  REQUIRE(wait_for([&] {
+    auto m = members(c, "alive");
+    return m.find("\"w1\"") != std::string::npos && m.find("\"w2\"") != std::string::npos &&
+           m.find("\"master-1\"") != std::string::npos && m.find("\"master-3\"") != std::string::npos;
+  }, 10s));
+  auto m = members(c);
+  CHECK(m.find("\"role\":\"worker\"") != std::string::npos);
+  CHECK(m.find("\"role\":\"master\"") != std::string::npos);
+  // Resource usage arrives with heartbeats (memory is never zero on a live machine).
+  REQUIRE(wait_for([&] { return members(c).find("\"memory_available_bytes\":0,") == std::string::npos; }, 5s));
+}
+
+TEST_CASE("a killed worker is declared dead and shows in the dead list; workers follow a new leader") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto w1 = start_worker(c, "w1");
+  start_worker(c, "w2");
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w2\"") != std::string::npos &&
+                                members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  ::kill(w1, SIGKILL);
+  REQUIRE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s));
+  // Kill the leader: w2 keeps its session with the new leader (no expiry storm).
+  c.signal(*leader, SIGKILL);
+  REQUIRE(c.wait_for_leader(5s, *leader));
+  std::this_thread::sleep_for(2500ms);  // more than the session TTL
+  auto alive = members(c, "alive");
+  CHECK(alive.find("\"w2\"") != std::string::npos);
+}
+
+TEST_CASE("with every master gone, every worker exits with code 3 after its timeout") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto w1 = start_worker(c, "w1", 1500);
+  auto w2 = start_worker(c, "w2", 1500);
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w2\"") != std::string::npos &&
+                                members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  for (std::uint64_t id = 1; id <= 3; ++id) c.signal(id, SIGKILL);
+  auto started = std::chrono::steady_clock::now();
+  for (auto pid : {w1, w2}) {
+    auto status = c.wait_exit(pid, 10s);
+    REQUIRE(status.has_value());
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 3);
+  }
+  CHECK(std::chrono::steady_clock::now() - started >= 1400ms);
+}
+
+TEST_CASE("a master cut off from the quorum under on-quorum-loss = exit exits with code 4") {
+  process_cluster c(3, master_flags({"--on-quorum-loss", "exit", "--quorum-loss-timeout-ms", "800"}),
+                    conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  std::this_thread::sleep_for(500ms);
+  c.signal(2, SIGKILL);
+  c.signal(3, SIGKILL);
+  auto status = c.wait_exit(c.at(1).pid, 10s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 4);
+}
+
+TEST_CASE("a lock whose holder dies passes to the next waiter with a larger fencing token") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto a = run(c, registry::open_session{"holder", 1000}).outcome.value;
+  auto b = run(c, registry::open_session{"waiter", 5000}).outcome.value;
+  auto granted = run(c, registry::acquire_lock{"job", a, true});
+  REQUIRE(granted.outcome.code == registry::code::ok);
+  auto queued = run(c, registry::acquire_lock{"job", b, true});
+  REQUIRE(queued.outcome.code == registry::code::queued);
+  // The waiter heartbeats; the holder does not (it "died"): its session expires.
+  std::atomic<bool> done{false};
+  std::thread beats([&] {
+    caf::actor_system sys{client_config()};
+    raft_client k(sys, c.cluster_id, c.client().endpoints());
+    while (!done) {
+      (void)k.to_leader(client::keepalive{b, {}}, 300ms);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  std::string state;
+  bool passed = wait_for([&] {
+    auto r = c.client().read("lock job", 2s);
+    state = r ? r->result : "";
+    return state.find("\"holder\":" + std::to_string(b) + ",") != std::string::npos;
+  }, 10s);
+  done = true;
+  beats.join();
+  REQUIRE_MESSAGE(passed, state);
+  auto pos = state.find("\"token\":");
+  auto token = std::strtoull(state.c_str() + pos + 8, nullptr, 10);
+  CHECK(token > granted.outcome.value);
+}
+
+TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto bin = c.binary();
+  auto run_conclave = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), bin);
+    auto pid = c.spawn(args, "bad.log");
+    auto status = c.wait_exit(pid, 10s);
+    REQUIRE(status.has_value());
+    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  };
+  CHECK(run_conclave({"--no-such-key", "1"}) == 2);
+  CHECK(run_conclave({"-r", "nobody", "--cluster-id", "x", "--peers", "1=127.0.0.1:1"}) == 2);
+  CHECK(run_conclave({"-r", "master", "--id", "1", "--cluster-id", "x", "--data-dir", c.path("d"), "--peers",
+                      "1=127.0.0.1:1,1=127.0.0.1:2"}) == 2);
+  CHECK(run_conclave({"-r", "master", "--id", "1", "--cluster-id", "x", "--data-dir", c.path("d"), "--peers",
+                      "1=127.0.0.1:1,2=127.0.0.1:1"}) == 2);
+  // The running server's data dir belongs to cluster process-test, node 1.
+  auto dir = c.at(1).data_dir;
+  auto before = std::filesystem::last_write_time(dir + "/IDENTITY");
+  CHECK(run_conclave({"-r", "master", "--id", "1", "--cluster-id", "another", "--data-dir", dir, "--peers",
+                      "1=127.0.0.1:1"}) == 2);
+  CHECK(run_conclave({"-r", "master", "--id", "2", "--cluster-id", c.cluster_id, "--data-dir", dir, "--peers",
+                      "2=127.0.0.1:1"}) == 2);
+  CHECK(std::filesystem::last_write_time(dir + "/IDENTITY") == before);
+  std::ifstream log(c.path("bad.log"));
+  std::stringstream text;
+  text << log.rdbuf();
+  CHECK(text.str().find("unknown flag '--no-such-key'") != std::string::npos);
+  CHECK(text.str().find("belongs to another cluster or server") != std::string::npos);
+  CHECK(text.str().find("listed twice") != std::string::npos);
+}
