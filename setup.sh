@@ -6,6 +6,7 @@
 #   ./setup.sh test     the same, then run every test; the last line printed
 #                       is "N passed, N failed" (test cases)
 #   ./setup.sh deps     only install what is missing
+#   ./setup.sh demo     the same as build, then run examples/demo.sh (a local cluster)
 #
 # Environment: BUILD_DIR (default: build), BUILDTYPE (default: debugoptimized).
 set -euo pipefail
@@ -56,11 +57,16 @@ configure_and_build() {
 
 case "${1:-build}" in
   deps) install_missing ;;
+  demo)
+    install_missing
+    configure_and_build
+    exec examples/demo.sh
+    ;;
   build) install_missing; configure_and_build ;;
   test)
     install_missing
     configure_and_build
     exec python3 test/run_tests.py "$BUILD_DIR"
     ;;
-  *) echo "usage: $0 [build|test|deps]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|deps|demo]" >&2; exit 2 ;;
 esac
