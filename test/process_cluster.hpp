@@ -106,6 +106,8 @@ class process_cluster {
       int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
       ::dup2(fd, 2);
       ::dup2(fd, 1);
+      // Our sockets (CAF's connections) must not live on in the child.
+      ::close_range(3, ~0U, 0);
       ::execv(argv[0], argv.data());
       _exit(127);
     }
@@ -161,6 +163,8 @@ class process_cluster {
       int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
       ::dup2(fd, 2);
       ::dup2(fd, 1);
+      // Our sockets (CAF's connections) must not live on in the child.
+      ::close_range(3, ~0U, 0);
       ::execv(argv[0], argv.data());
       _exit(127);
     }

@@ -26,9 +26,10 @@ std::vector<std::string> master_flags(std::vector<std::string> more = {}) {
   return f;
 }
 
-pid_t start_worker(process_cluster& c, const std::string& name, int no_master_timeout_ms = 2000) {
+pid_t start_worker(process_cluster& c, const std::string& name, int no_master_timeout_ms = 2000,
+                   const std::string& ttl_ms = "1000") {
   return c.spawn({c.binary(), "-r", "worker", "--name", name, "--peers", c.peers(), "--cluster-id", c.cluster_id,
-                  "--session-ttl-ms", "1000", "--no-master-timeout-ms", std::to_string(no_master_timeout_ms)},
+                  "--session-ttl-ms", ttl_ms, "--no-master-timeout-ms", std::to_string(no_master_timeout_ms)},
                  name + ".log");
 }
 
@@ -77,12 +78,15 @@ TEST_CASE("a killed worker is declared dead and shows in the dead list; workers 
   process_cluster c(3, master_flags(), conclave_binary());
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
-  auto w1 = start_worker(c, "w1");
+  // A 60 s TTL: only its broken connection can make it dead within the wait below.
+  auto w1 = start_worker(c, "w1", 2000, "60000");
   start_worker(c, "w2");
   REQUIRE(wait_for([&] { return members(c, "alive").find("\"w2\"") != std::string::npos &&
                                 members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  std::this_thread::sleep_for(500ms);  // a few heartbeats: the leader knows their connections
   ::kill(w1, SIGKILL);
-  REQUIRE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s));
+  REQUIRE_MESSAGE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s),
+                  c.log_of(*leader) << members(c) << " w1 pid " << w1);
   // Kill the leader: w2 keeps its session with the new leader (no expiry storm).
   c.signal(*leader, SIGKILL);
   REQUIRE(c.wait_for_leader(5s, *leader));

@@ -21,6 +21,8 @@ class leader_service {
   // A client's heartbeat for `session`, with an opaque payload (the
   // registry's: the member's resource usage). Returns false if unknown.
   virtual bool on_keepalive(std::uint64_t session, const std::string& payload, std::uint64_t now_ms) = 0;
+  // The connection that carried heartbeats for `session` broke.
+  virtual void on_connection_lost(std::uint64_t session, std::uint64_t now_ms) = 0;
 };
 
 }  // namespace conclave::raft

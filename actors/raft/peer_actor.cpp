@@ -69,6 +69,9 @@ struct state {
   std::string name;  // "node N", for logs
 
   std::map<node_id, link> links;
+  // Heartbeating clients: the sessions each connection carries, so that a
+  // broken connection (a dead process) is reported at once.
+  std::map<caf::actor_addr, std::set<std::uint64_t>> client_sessions;
   std::set<node_id> drop_to, drop_from;  // fault hook
   std::mt19937_64 rng;
   log_limiter limiter;
@@ -127,6 +130,15 @@ struct state {
   }
 
   void on_down(const caf::down_msg& dm) {
+    if (auto it = client_sessions.find(dm.source); it != client_sessions.end()) {
+      log_line("{}: a client connection carrying {} session(s) broke", name, it->second.size());
+      if (service && raft->role() == role::leader) {
+        for (auto session : it->second) service->on_connection_lost(session, static_cast<std::uint64_t>(steady_now_ms()));
+      }
+      client_sessions.erase(it);
+      schedule_flush();
+      return;
+    }
     for (auto& [id, l] : links) {
       if (l.handle && l.handle.address() == dm.source) {
         l.handle = nullptr;
@@ -418,6 +430,12 @@ struct state {
     if (raft->role() != role::leader) return wire::encode_response(failure(errc::not_leader, "heartbeats go to the leader"));
     if (!service || !service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms()))) {
       return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
+    }
+    if (auto sender = self->current_sender()) {
+      auto addr = caf::actor_cast<caf::actor_addr>(sender);
+      auto [it, fresh] = client_sessions.emplace(addr, std::set<std::uint64_t>{});
+      if (fresh) self->monitor(caf::actor_cast<caf::actor>(sender));
+      it->second.insert(k.session);
     }
     return wire::encode_response(client::ok{});
   }

@@ -34,6 +34,10 @@ bool registry_service::on_keepalive(std::uint64_t session, const std::string& pa
   return true;
 }
 
+void registry_service::on_connection_lost(std::uint64_t session, std::uint64_t now_ms) {
+  monitor_.connection_lost(session, now_ms);
+}
+
 std::string registry_service::encode_usage(const std::string& member, const resources& usage) {
   return wire::encode_command(report_usage{{{member, usage}}});
 }

@@ -19,6 +19,7 @@ class registry_service final : public raft::leader_service {
   void on_applied(std::uint64_t now_ms) override;
   std::vector<std::string> on_tick(std::uint64_t now_ms) override;
   bool on_keepalive(std::uint64_t session, const std::string& payload, std::uint64_t now_ms) override;
+  void on_connection_lost(std::uint64_t session, std::uint64_t now_ms) override;
 
   // The heartbeat payload: a member's id and its resource usage.
   static std::string encode_usage(const std::string& member, const resources& usage);
