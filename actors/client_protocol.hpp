@@ -34,8 +34,13 @@ struct keepalive {
   std::string payload;
 };
 
-using request =
-    std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive>;
+// A read from whatever this server has applied (possibly behind the leader).
+struct stale_read {
+  std::string query;
+};
+
+using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive,
+                             stale_read>;
 
 struct committed {
   std::uint64_t index = 0;

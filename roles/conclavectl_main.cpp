@@ -1,12 +1,13 @@
 // conclavectl: talk to a conclave cluster.
 //
-//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--json] COMMAND [ARGS]
+//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--json] [--stale] COMMAND [ARGS]
 //
 // Commands:
 //   status                      every endpoint's role, term, leader and log position
 //   leader                      the current leader
 //   members [STATUS]            members with their resource usage (alive|suspect|dead|left)
-//   get KEY | list PREFIX       linearizable reads
+//   get KEY | list PREFIX       linearizable reads (--stale: from any server, possibly behind)
+//   watch PREFIX [--from REV]   print every change under PREFIX as it happens, one JSON object a line
 //   put KEY VALUE | del KEY | cas KEY VERSION VALUE   (VERSION 0: create only)
 //   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it
 //   publish [--to MEMBER] PAYLOAD
@@ -65,11 +66,72 @@ int command(raft_client& c, const registry::command& cmd, bool json, wire::regis
   return ok ? 0 : exit_refused;
 }
 
+bool stale = false;
+
+// A linearizable read through the leader, or with --stale a read from the
+// first server that answers, from what it has applied.
+expected<client::read_result> read(raft_client& c, const std::string& q) {
+  if (!stale) return c.read(q, 10s);
+  error last = make_error(errc::unavailable, "no endpoint answered");
+  for (const auto& ep : c.endpoints()) {
+    auto r = c.call(ep, client::stale_read{q}, 2000ms);
+    if (r && std::holds_alternative<client::read_result>(*r)) return std::get<client::read_result>(*r);
+    if (!r) last = r.error();
+  }
+  return last;
+}
+
 int query(raft_client& c, const std::string& q) {
-  auto r = c.read(q, 10s);
+  auto r = read(c, q);
   if (!r) return unreachable(r.error());
   std::printf("%s\n", r->result.c_str());
   return r->result == "null" ? exit_refused : 0;
+}
+
+std::uint64_t number_after(const std::string& json, const std::string& key) {
+  auto pos = json.find("\"" + key + "\":");
+  return pos == std::string::npos ? 0 : std::strtoull(json.c_str() + pos + key.size() + 3, nullptr, 10);
+}
+
+// Prints every change under `prefix` after revision `from`, as it happens.
+int watch(raft_client& c, const std::string& prefix, std::uint64_t from) {
+  auto rev = from;
+  if (rev == 0) {
+    auto r = read(c, "revision");
+    if (!r) return unreachable(r.error());
+    rev = number_after(r->result, "revision");
+  }
+  for (;;) {
+    auto r = read(c, "changes " + std::to_string(rev) + " " + prefix);
+    if (!r) return unreachable(r.error());
+    const auto& text = r->result;
+    if (text.find("\"compacted\":true") != std::string::npos) {
+      std::fprintf(stderr, "conclavectl: the history no longer reaches revision %llu; continuing from now\n",
+                   static_cast<unsigned long long>(rev));
+    } else {
+      auto start = text.find("\"changes\":[");
+      auto body = text.substr(start + 11, text.size() - start - 11 - 2);
+      // One change per line: split the array at the boundaries of its objects.
+      std::size_t depth = 0, begin = 0;
+      bool quoted = false;
+      for (std::size_t i = 0; i < body.size(); ++i) {
+        char ch = body[i];
+        if (quoted) {
+          if (ch == '\\') ++i;
+          else if (ch == '"') quoted = false;
+        } else if (ch == '"') {
+          quoted = true;
+        } else if (ch == '{') {
+          if (depth++ == 0) begin = i;
+        } else if (ch == '}' && --depth == 0) {
+          std::printf("%s\n", body.substr(begin, i - begin + 1).c_str());
+        }
+      }
+      std::fflush(stdout);
+    }
+    rev = number_after(text, "revision");
+    std::this_thread::sleep_for(100ms);
+  }
 }
 
 }  // namespace
@@ -87,6 +149,8 @@ int main(int argc, char** argv) {
     }
     if (a == "--json") {
       json = true;
+    } else if (a == "--stale") {
+      stale = true;
     } else if (a == "--endpoints" && i + 1 < argc) {
       std::stringstream list(argv[++i]);
       std::string item;
@@ -140,6 +204,9 @@ int main(int argc, char** argv) {
   if (cmd == "members") return query(c, "members" + (args.empty() ? std::string() : " " + args[0]));
   if (cmd == "get" && args.size() == 1) return query(c, "get " + args[0]);
   if (cmd == "list" && args.size() <= 1) return query(c, "list " + (args.empty() ? std::string() : args[0]));
+  if (cmd == "watch" && !args.empty()) {
+    return watch(c, args[0], args.size() >= 3 && args[1] == "--from" ? std::strtoull(args[2].c_str(), nullptr, 10) : 0);
+  }
   if (cmd == "put" && args.size() == 2) return command(c, registry::put{args[0], args[1], 0, std::nullopt}, json);
   if (cmd == "del" && args.size() == 1) return command(c, registry::remove_key{args[0], std::nullopt}, json);
   if (cmd == "cas" && args.size() == 3) {

@@ -19,6 +19,7 @@ struct ClientRequest {
     setFaults @6 :Faults;           # test hook: drop peer traffic
     stallStorage @7 :UInt32;        # test hook: block the disk for this many ms (0: resume)
     keepalive @8 :Keepalive;        # a session's heartbeat, to the leader
+    staleRead @9 :Data;             # a query answered from this server's applied state, at once
   }
 }
 

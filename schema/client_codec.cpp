@@ -78,10 +78,12 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           set_ids(f.initDropFrom(static_cast<unsigned>(m.drop_from.size())), m.drop_from);
         } else if constexpr (std::is_same_v<T, client::stall_storage>) {
           body.setStallStorage(m.ms);
-        } else {
+        } else if constexpr (std::is_same_v<T, client::keepalive>) {
           auto k = body.initKeepalive();
           k.setSession(m.session);
           k.setPayload(data_of(m.payload));
+        } else {
+          body.setStaleRead(data_of(m.query));
         }
       },
       r);
@@ -110,6 +112,7 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
         return client::set_faults{ids(f.getDropTo()), ids(f.getDropFrom())};
       }
       case s::ClientRequest::Body::STALL_STORAGE: return client::stall_storage{body.getStallStorage()};
+      case s::ClientRequest::Body::STALE_READ: return client::stale_read{std::string(view(body.getStaleRead()))};
       case s::ClientRequest::Body::KEEPALIVE: {
         auto k = body.getKeepalive();
         return client::keepalive{k.getSession(), std::string(view(k.getPayload()))};

@@ -191,3 +191,23 @@ TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
   CHECK(text.str().find("belongs to another cluster or server") != std::string::npos);
   CHECK(text.str().find("listed twice") != std::string::npos);
 }
+
+TEST_CASE("any master answers a stale read from its applied state; the leader's reads are linearizable") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  REQUIRE(run(c, registry::put{"/k", "v", 0, std::nullopt}).outcome.code == registry::code::ok);
+  auto linear = c.client().read("get /k", 5s);
+  REQUIRE(linear.has_value());
+  CHECK(linear->result.find("\"value\":\"v\"") != std::string::npos);
+  auto follower = *leader == 1 ? 2u : 1u;
+  // A follower refuses a linearizable read (it is not the leader) but answers a stale one.
+  auto refused = c.client().call(c.at(follower).address, client::read{"get /k"});
+  REQUIRE(refused.has_value());
+  CHECK(std::holds_alternative<client::failure>(*refused));
+  CHECK(wait_for([&] {
+    auto r = c.client().call(c.at(follower).address, client::stale_read{"get /k"});
+    return r && std::holds_alternative<client::read_result>(*r) &&
+           std::get<client::read_result>(*r).result.find("\"value\":\"v\"") != std::string::npos;
+  }, 5s));
+}

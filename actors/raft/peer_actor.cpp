@@ -394,6 +394,10 @@ struct state {
     return promise;
   }
 
+  caf::result<std::string> handle(client::stale_read& r) {
+    return wire::encode_response(client::read_result{applied.value, machine->query(r.query)});
+  }
+
   caf::result<std::string> handle(client::status_request&) {
     client::status s;
     s.id = opts.raft.id.value;
