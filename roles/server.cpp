@@ -42,26 +42,15 @@ caf::actor_system_config& system_config(int threads) {
 
 }  // namespace
 
-int run_server(server_setup s) {
+expected<server_handles> start_server(caf::actor_system& sys, const server_setup& s) {
   const auto& opts = s.options;
   auto name = "node " + std::to_string(opts.raft.id.value);
-  auto signals = block_stop_signals();
-
   auto log = storage::lmdb_log::open(opts.data_dir + "/log");
-  if (!log) {
-    log_line("{}: cannot open the log: {}", name, log.error().message());
-    return 1;
-  }
+  if (!log) return make_error(log.error().code, "cannot open the log: " + log.error().message());
   auto snapshots = storage::snapshot_store::open(opts.data_dir + "/snapshots", opts.snapshots_kept);
-  if (!snapshots) {
-    log_line("{}: cannot open the snapshot directory: {}", name, snapshots.error().message());
-    return 1;
-  }
+  if (!snapshots) return make_error(snapshots.error().code, "cannot open the snapshot directory: " + snapshots.error().message());
   auto loaded = snapshots->load_latest();
-  if (!loaded) {
-    log_line("{}: cannot read snapshots: {}", name, loaded.error().message());
-    return 1;
-  }
+  if (!loaded) return make_error(loaded.error().code, "cannot read snapshots: " + loaded.error().message());
   for (const auto& skipped : loaded->skipped) log_line("{}: skipping a bad snapshot: {}", name, skipped.message());
 
   auto setup = std::make_shared<peer_setup>();
@@ -72,10 +61,7 @@ int run_server(server_setup s) {
   durable.start_term = (*log)->start_term();
   if ((*log)->last_index() >= (*log)->first_index()) {
     auto entries = (*log)->entries((*log)->first_index(), SIZE_MAX, SIZE_MAX);
-    if (!entries) {
-      log_line("{}: cannot read the log: {}", name, entries.error().message());
-      return 1;
-    }
+    if (!entries) return make_error(entries.error().code, "cannot read the log: " + entries.error().message());
     durable.entries = std::move(*entries);
   }
   if (loaded->latest) {
@@ -89,21 +75,36 @@ int run_server(server_setup s) {
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
-
-  caf::actor_system sys{system_config(s.threads)};
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
                           std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stall_until_ms};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
   auto port = sys.middleman().publish(peer, s.listen.port, s.listen.host.c_str(), true);
   if (!port) {
-    log_line("{}: cannot listen on {}: {}", name, s.listen.text(), sys.render(port.error()));
     caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
-    setup.reset();
-    return 1;
+    return make_error(errc::io_error, "cannot listen on " + s.listen.text() + ": " + sys.render(port.error()));
   }
   log_line("{}: listening on {}", name, s.listen.text());
+  return server_handles{peer};
+}
 
+void stop_server(caf::actor_system& sys, const caf::actor& peer) {
+  caf::scoped_actor self{sys};
+  self->request(peer, std::chrono::seconds(10), stop_atom::value).receive([] {}, [](caf::error&) {});
+  caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
+}
+
+int run_server(server_setup s) {
+  const auto& opts = s.options;
+  auto name = "node " + std::to_string(opts.raft.id.value);
+  auto signals = block_stop_signals();
+  caf::actor_system sys{system_config(s.threads)};
+  auto started = start_server(sys, s);
+  if (!started) {
+    log_line("{}: {}", name, started.error().detail);
+    return 1;
+  }
+  auto peer = started->peer;
   std::atomic<bool> stop{false};
   std::atomic<int> agent_exit{0};
   std::thread agent;
@@ -147,10 +148,10 @@ int run_server(server_setup s) {
     }
   }
   caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
-  // The actor system waits for its detached actors (storage) to be destroyed,
-  // so drop every handle to them first.
-  setup.reset();
+  // The actor system waits for its detached actors (storage) to be
+  // destroyed; the peer holds the only handle, so drop ours to the peer.
   peer = nullptr;
+  started = make_error(errc::unavailable);
   return exit_code;
 }
 
