@@ -1,0 +1,227 @@
+#include "roles/config.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace conclave {
+
+using namespace conclave::raft;
+
+const settings& default_settings() {
+  static const settings keys = {
+      {"role", "master_and_worker"},
+      {"id", ""},
+      {"name", ""},
+      {"peers", ""},
+      {"cluster-id", ""},
+      {"data-dir", ""},
+      {"listen", ""},
+      {"advertise-host", ""},
+      {"labels", ""},
+      {"tick-ms", "10"},
+      {"heartbeat-ticks", "5"},
+      {"election-ticks", "25:50"},
+      {"snapshot-every", "10000"},
+      {"snapshot-trailing", "1024"},
+      {"preferred-leader", "0"},
+      {"member-heartbeat-ms", "100"},
+      {"session-ttl-ms", "2000"},
+      {"no-master-timeout-ms", "5000"},
+      {"on-quorum-loss", "fence"},
+      {"quorum-loss-timeout-ms", "1000"},
+      {"threads", "1"},
+  };
+  return keys;
+}
+
+namespace {
+
+error bad(const std::string& what) { return make_error(errc::invalid_argument, what); }
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r");
+  auto e = s.find_last_not_of(" \t\r");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+expected<settings> read_settings(int argc, char** argv) {
+  settings flags, file;
+  std::string config_path;
+  const auto& known = default_settings();
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) return bad("'" + a + "' needs a value");
+    std::string value = argv[++i];
+    if (a == "-r") a = "--role";
+    if (a == "--config") {
+      config_path = value;
+      continue;
+    }
+    if (a.rfind("--", 0) != 0) return bad("unexpected argument '" + a + "'");
+    auto key = a.substr(2);
+    if (!known.count(key)) return bad("unknown flag '" + a + "'");
+    if (flags.count(key)) return bad("'" + a + "' given twice");
+    flags[key] = value;
+  }
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    if (!in) return bad(config_path + ": cannot read");
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      auto where = config_path + ":" + std::to_string(n) + ": ";
+      if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+      if (trim(line).empty()) continue;
+      auto eq = line.find('=');
+      if (eq == std::string::npos) return bad(where + "expected KEY = VALUE");
+      auto key = trim(line.substr(0, eq));
+      if (!known.count(key)) return bad(where + "unknown key '" + key + "'");
+      if (file.count(key)) return bad(where + "key '" + key + "' given twice");
+      file[key] = trim(line.substr(eq + 1));
+    }
+  }
+  for (auto& [k, v] : flags) file[k] = v;
+  return file;
+}
+
+expected<node_config> parse_settings(const settings& given) {
+  auto c = default_settings();
+  for (const auto& [k, v] : given) {
+    if (!c.count(k)) return bad("unknown key '" + k + "'");
+    c[k] = v;
+  }
+  error failure = bad("");
+  bool failed = false;
+  auto number = [&](const std::string& key) -> std::uint64_t {
+    const auto& text = c.at(key);
+    char* end = nullptr;
+    auto v = std::strtoull(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0') {
+      if (!failed) failure = bad(key + ": '" + text + "' is not a number");
+      failed = true;
+    }
+    return v;
+  };
+
+  node_config cfg;
+  const auto& role = c["role"];
+  if (role == "master") cfg.role = registry::member_role::master;
+  else if (role == "worker") cfg.role = registry::member_role::worker;
+  else if (role == "master_and_worker") cfg.role = registry::member_role::master_and_worker;
+  else return bad("role: '" + role + "' is not master, worker or master_and_worker");
+  if (c["cluster-id"].empty()) return bad("cluster-id: must be set");
+  if (c["peers"].empty()) return bad("peers: must list the masters (ID=HOST:PORT,...)");
+  if (c["on-quorum-loss"] != "fence" && c["on-quorum-loss"] != "exit") {
+    return bad("on-quorum-loss: '" + c["on-quorum-loss"] + "' is not fence or exit");
+  }
+  auto& opts = cfg.raft;
+  opts.cluster_id = c["cluster-id"];
+  std::set<std::string> addresses;
+  std::stringstream peers(c["peers"]);
+  std::string item;
+  while (std::getline(peers, item, ',')) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos) return bad("peers: '" + item + "' is not ID=HOST:PORT");
+    char* end = nullptr;
+    auto id = std::strtoull(item.substr(0, eq).c_str(), &end, 10);
+    if (id == 0 || *end != '\0') return bad("peers: '" + item.substr(0, eq) + "' is not a server id (1, 2, ...)");
+    auto ep = parse_endpoint(item.substr(eq + 1), "peers");
+    if (!ep) return ep.error();
+    if (opts.members.count(node_id{id})) return bad("peers: server " + std::to_string(id) + " listed twice");
+    if (!addresses.insert(ep->text()).second) return bad("peers: address " + ep->text() + " listed twice");
+    opts.members[node_id{id}] = *ep;
+  }
+
+  auto& agent = cfg.agent;
+  agent.cluster_id = opts.cluster_id;
+  for (const auto& [id, ep] : opts.members) agent.masters.push_back(ep);
+  agent.me.role = cfg.role;
+  agent.heartbeat_ms = static_cast<int>(number("member-heartbeat-ms"));
+  agent.session_ttl_ms = number("session-ttl-ms");
+  if (failed) return failure;
+  if (agent.heartbeat_ms < 1 || agent.session_ttl_ms <= static_cast<std::uint64_t>(agent.heartbeat_ms)) {
+    return bad("session-ttl-ms: must be larger than member-heartbeat-ms");
+  }
+  std::stringstream labels(c["labels"]);
+  while (std::getline(labels, item, ',')) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) return bad("labels: '" + item + "' is not KEY=VALUE");
+    agent.me.labels[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  cfg.threads = static_cast<int>(number("threads"));
+  if (!cfg.is_master()) {
+    agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
+    agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];
+    agent.no_master_timeout_ms = static_cast<int>(number("no-master-timeout-ms"));
+    if (!c["data-dir"].empty()) agent.disk_path = c["data-dir"];
+    if (failed) return failure;
+    return cfg;
+  }
+
+  opts.raft.id = node_id{number("id")};
+  if (failed) return failure;
+  if (opts.raft.id == no_node) return bad("id: a master needs its server id from peers (--id N)");
+  opts.data_dir = c["data-dir"];
+  opts.tick_ms = static_cast<int>(number("tick-ms"));
+  opts.raft.heartbeat_interval_ticks = static_cast<int>(number("heartbeat-ticks"));
+  auto election = c["election-ticks"];
+  auto colon = election.find(':');
+  if (colon == std::string::npos) return bad("election-ticks: expected MIN:MAX");
+  opts.raft.election_timeout_min_ticks = std::atoi(election.substr(0, colon).c_str());
+  opts.raft.election_timeout_max_ticks = std::atoi(election.substr(colon + 1).c_str());
+  opts.snapshot_every_entries = number("snapshot-every");
+  opts.raft.snapshot_trailing_entries = number("snapshot-trailing");
+  if (auto p = number("preferred-leader")) opts.raft.preferred_leader = node_id{p};
+  if (failed) return failure;
+  opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
+  if (auto ok = opts.validate(); !ok) return ok.error();
+  if (c["listen"].empty()) {
+    cfg.listen = opts.self();
+  } else {
+    auto ep = parse_endpoint(c["listen"], "listen");
+    if (!ep) return ep.error();
+    cfg.listen = *ep;
+  }
+  agent.me.id = c["name"].empty() ? "master-" + std::to_string(opts.raft.id.value) : c["name"];
+  agent.me.host = c["advertise-host"].empty() ? opts.self().host : c["advertise-host"];
+  agent.me.port = opts.self().port;
+  agent.disk_path = opts.data_dir;
+  agent.quorum_loss_timeout_ms = static_cast<int>(number("quorum-loss-timeout-ms"));
+  agent.exit_on_quorum_loss = c["on-quorum-loss"] == "exit";
+  agent.self = opts.self();
+  if (failed) return failure;
+  return cfg;
+}
+
+expected<void> check_identity(const std::string& dir, const std::string& cluster, std::uint64_t id) {
+  auto path = dir + "/IDENTITY";
+  std::string expected_text = "cluster-id=" + cluster + "\nnode-id=" + std::to_string(id) + "\n";
+  std::ifstream in(path);
+  if (in) {
+    std::stringstream got;
+    got << in.rdbuf();
+    if (got.str() != expected_text) {
+      return bad("data dir " + dir + " belongs to another cluster or server (" + path + " says: " +
+                 got.str().substr(0, 200) + "); expected cluster '" + cluster + "', node " + std::to_string(id));
+    }
+    return {};
+  }
+  if (std::filesystem::exists(dir + "/log")) {
+    return bad("data dir " + dir + " holds a log but no IDENTITY file; refusing to guess whose it is");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::ofstream out(path);
+  out << expected_text;
+  if (!out) return make_error(errc::io_error, path + ": cannot write");
+  return {};
+}
+
+}  // namespace conclave

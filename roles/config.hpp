@@ -1,0 +1,41 @@
+// The configuration of a conclave process: every setting is a key (README.md
+// lists them with their defaults), from flags or a config file. Parsing
+// validates everything once and names the key that is wrong.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "actors/error.hpp"
+#include "actors/raft/node_options.hpp"
+#include "actors/registry/types.hpp"
+#include "roles/member_agent.hpp"
+
+namespace conclave {
+
+using settings = std::map<std::string, std::string>;
+
+// Every key with its default ("" = none).
+const settings& default_settings();
+
+struct node_config {
+  registry::member_role role = registry::member_role::master_and_worker;
+  bool is_master() const { return role != registry::member_role::worker; }
+  raft::node_options raft;      // masters only
+  raft::endpoint listen;        // masters only
+  int threads = 1;
+  agent_options agent;          // every role: registration and heartbeats
+};
+
+// Parses `values` (unknown keys refused; missing keys take their defaults).
+// Errors: invalid_argument naming the key and the problem.
+expected<node_config> parse_settings(const settings& values);
+
+// Flags (--KEY VALUE, -r ROLE, --config FILE) over the file over defaults.
+expected<settings> read_settings(int argc, char** argv);
+
+// The data directory remembers the cluster and server it belongs to: checks
+// it (nothing changes on a mismatch) and records it on first use.
+expected<void> check_identity(const std::string& dir, const std::string& cluster_id, std::uint64_t id);
+
+}  // namespace conclave
