@@ -15,5 +15,7 @@ using write_atom = caf::atom_constant<caf::atom("write")>;
 using persisted_atom = caf::atom_constant<caf::atom("persisted")>;
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;  // (subscribe_atom, actor): role changes to it
+using role_atom = caf::atom_constant<caf::atom("role")>;            // (role_atom, leading, term, leader id)
 
 }  // namespace conclave

@@ -48,6 +48,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
         auto res = wire::decode_result(r->result);
         if (res && res->outcome.code == registry::code::ok) {
           session = res->outcome.value;
+          if (o.session_out) o.session_out->store(session);
           last_contact = now_ms();
           log_line("member {}: registered as {} (session {})", me.id, registry::to_string(me.role), session);
         }
@@ -60,6 +61,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       } else if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") {
         log_line("member {}: session {} expired; registering again", me.id, session);
         session = 0;
+        if (o.session_out) o.session_out->store(0);
         last_contact = now_ms();
       }
     }

@@ -8,6 +8,7 @@
 #include <caf/fwd.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct agent_options {
   int quorum_loss_timeout_ms = 0;      // 0: not a master
   bool exit_on_quorum_loss = false;
   raft::endpoint self;                 // a master's own endpoint, to ask who leads
+  // Where the agent publishes its registration session (0 while it has none).
+  std::shared_ptr<std::atomic<std::uint64_t>> session_out;
 };
 
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,

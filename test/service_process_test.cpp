@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
@@ -210,4 +211,41 @@ TEST_CASE("any master answers a stale read from its applied state; the leader's 
     return r && std::holds_alternative<client::read_result>(*r) &&
            std::get<client::read_result>(*r).result.find("\"value\":\"v\"") != std::string::npos;
   }, 5s));
+}
+
+TEST_CASE("the example engine loses no task and runs none twice across a leader kill") {
+  const char* env = std::getenv("CONCLAVE_ENGINE");
+  std::string engine = env ? env : "build/examples/engine";
+  process_cluster c(3, {"-r", "master", "--tasks", "120", "--session-ttl-ms", "1000"}, engine);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  std::vector<pid_t> workers;
+  for (auto name : {"w1", "w2"}) {
+    workers.push_back(c.spawn({engine, "-r", "worker", "--name", name, "--peers", c.peers(), "--cluster-id",
+                               c.cluster_id, "--work-ms", "40", "--session-ttl-ms", "1000"},
+                              std::string(name) + ".log"));
+  }
+  auto done_count = [&] {
+    auto r = c.client().read("list /engine/done/", 5s);
+    if (!r) return std::size_t{0};
+    std::size_t n = 0;
+    for (auto pos = r->result.find("\"key\":"); pos != std::string::npos; pos = r->result.find("\"key\":", pos + 1)) ++n;
+    return n;
+  };
+  // Kill the leader part-way through.
+  REQUIRE(wait_for([&] { return done_count() >= 30; }, 20s));
+  c.signal(*leader, SIGKILL);
+  REQUIRE(wait_for([&] { return done_count() == 120; }, 30s));
+  // Exactly once: every task executed by one worker, one time.
+  std::map<std::string, int> executed;
+  for (auto name : {"w1", "w2"}) {
+    std::ifstream log(c.path(std::string(name) + ".log"));
+    std::string line;
+    while (std::getline(log, line)) {
+      auto pos = line.find("executed task ");
+      if (pos != std::string::npos) ++executed[line.substr(pos + 14, 6)];
+    }
+  }
+  CHECK(executed.size() == 120);
+  for (const auto& [task, times] : executed) CHECK_MESSAGE(times == 1, "task " << task);
 }

@@ -96,6 +96,11 @@ struct state {
   std::int64_t stop_deadline_ms = 0;
   caf::response_promise stop_promise;
   ready::role_change last_role{role::follower, term_t{}, node_id{}};
+  std::vector<caf::actor> role_listeners;
+
+  void tell_role(const caf::actor& to) {
+    self->send(to, role_atom::value, raft->role() == role::leader, raft->term().value, raft->leader().value);
+  }
 
   // --- transport -------------------------------------------------------------
 
@@ -246,6 +251,7 @@ struct state {
                rc.leader == no_node ? std::string("unknown") : std::to_string(rc.leader.value));
     }
     last_role = rc;
+    for (const auto& l : role_listeners) tell_role(l);
   }
 
   void enqueue(ready r) {
@@ -533,6 +539,10 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
       [st](tick_atom) { st->on_tick(); },
       [st](flush_atom) { st->flush(); },
       [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },
+      [st](subscribe_atom, const caf::actor& listener) {
+        st->role_listeners.push_back(listener);
+        st->tell_role(listener);
+      },
       [st](stop_atom) -> caf::result<caf::unit_t> {
         st->stop_promise = st->self->make_response_promise();
         st->on_stop();

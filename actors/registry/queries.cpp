@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "schema/registry_codec.hpp"
+
 namespace conclave::registry {
 
 std::string json_string(std::string_view s) {
@@ -125,6 +127,49 @@ std::string answer(const registry& reg, std::string_view query) {
            "}";
   }
   return "{\"error\":" + json_string("unknown query '" + verb + "'") + "}";
+}
+
+}  // namespace conclave::registry
+
+namespace conclave::registry {
+
+std::string answer_binary(const registry& reg, std::string_view query) {
+  std::istringstream in{std::string(query)};
+  std::string verb, arg;
+  in >> verb;
+  std::getline(in >> std::ws, arg);
+  registry_state out;
+  out.rev = reg.current_revision();
+  const auto& st = reg.state();
+  if (verb == "members") {
+    for (const auto& m : reg.members()) {
+      if (arg.empty() || arg == to_string(m.status)) out.members[m.id] = m;
+    }
+  } else if (verb == "get") {
+    if (auto* kv = reg.get(arg)) out.keys[arg] = *kv;
+  } else if (verb == "list") {
+    for (auto& [k, kv] : reg.list(arg)) out.keys[k] = kv;
+  } else if (verb == "lock") {
+    if (auto* l = reg.find_lock(arg)) out.locks[arg] = *l;
+  } else if (verb == "events") {
+    for (auto& e : reg.pending_events(arg)) out.events.push_back(e);
+    if (auto it = st.events_acked.find(arg); it != st.events_acked.end()) out.events_acked[arg] = it->second;
+  } else if (verb == "changes") {
+    std::istringstream a(arg);
+    revision after = 0;
+    std::string prefix;
+    a >> after;
+    std::getline(a >> std::ws, prefix);
+    auto changes = reg.changes_since(after, prefix);
+    if (!changes) {
+      out.history_floor = after + 1;  // compacted
+    } else {
+      out.history.assign(changes->begin(), changes->end());
+    }
+  } else if (verb == "session") {
+    if (auto* s = reg.find_session(std::strtoull(arg.c_str(), nullptr, 10))) out.sessions[s->id] = *s;
+  }
+  return wire::encode_registry_snapshot(out);
 }
 
 }  // namespace conclave::registry

@@ -21,6 +21,13 @@ namespace conclave::registry {
 
 std::string answer(const registry& reg, std::string_view query);
 
+// The same queries prefixed "bin:" answer a registry snapshot (schema
+// registry.capnp) holding just what was asked: the members, the key(s), the
+// lock, the events, or the changes (in `history`, with `rev` the current
+// revision and `historyFloor` above the asked revision if compacted), for
+// typed clients such as the embedding API.
+std::string answer_binary(const registry& reg, std::string_view query);
+
 // JSON string literal for arbitrary bytes (control and non-ASCII bytes as \u00XX).
 std::string json_string(std::string_view s);
 

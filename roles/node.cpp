@@ -1,0 +1,245 @@
+#include "roles/node.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <mutex>
+#include <thread>
+
+#include "actors/atoms.hpp"
+#include "actors/log.hpp"
+#include "actors/registry/registry_machine.hpp"
+#include "actors/registry/registry_service.hpp"
+#include "roles/member_agent.hpp"
+#include "roles/raft_client.hpp"
+#include "roles/server.hpp"
+#include "schema/registry_codec.hpp"
+
+namespace conclave {
+
+using namespace std::chrono_literals;
+
+struct node::impl {
+  caf::actor_system& sys;
+  node_config cfg;
+  caf::actor peer;
+  caf::actor role_listener;
+  std::atomic<bool> stop{false};
+  std::atomic<int> agent_exit{0};
+  std::shared_ptr<std::atomic<std::uint64_t>> session = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::thread agent;
+  std::vector<std::thread> watchers;
+  std::mutex client_mutex;
+  std::unique_ptr<raft_client> client;
+  std::atomic<bool> leading{false};
+  std::atomic<std::uint64_t> term{0};
+  std::mutex callbacks_mutex;
+  std::function<void(std::uint64_t)> on_start;
+  std::function<void()> on_stop;
+
+  explicit impl(caf::actor_system& s) : sys(s) {}
+
+  expected<registry::registry_state> binary_query(const std::string& q, bool stale) {
+    std::lock_guard<std::mutex> guard(client_mutex);
+    expected<client::read_result> r = make_error(errc::unavailable, "no endpoint answered");
+    if (stale) {
+      for (const auto& ep : client->endpoints()) {
+        auto a = client->call(ep, client::stale_read{"bin:" + q}, 2000ms);
+        if (a && std::holds_alternative<client::read_result>(*a)) {
+          r = std::get<client::read_result>(*a);
+          break;
+        }
+      }
+    } else {
+      r = client->read("bin:" + q, 10s);
+    }
+    if (!r) return r.error();
+    return wire::decode_registry_snapshot(r->result);
+  }
+
+  expected<registry::outcome> run(const registry::command& c) {
+    std::lock_guard<std::mutex> guard(client_mutex);
+    auto r = client->propose(wire::encode_command(c), 10s);
+    if (!r) return r.error();
+    auto res = wire::decode_result(r->result);
+    if (!res) return res.error();
+    return res->outcome;
+  }
+};
+
+node::node(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settings& values) {
+  auto cfg = parse_settings(values);
+  if (!cfg) return cfg.error();
+  auto p = std::make_unique<impl>(sys);
+  p->cfg = *cfg;
+  p->cfg.agent.session_out = p->session;
+  if (cfg->is_master()) {
+    if (auto ok = check_identity(cfg->raft.data_dir, cfg->raft.cluster_id, cfg->raft.raft.id.value); !ok) {
+      return ok.error();
+    }
+    server_setup setup;
+    setup.options = cfg->raft;
+    setup.listen = cfg->listen;
+    auto machine = std::make_shared<registry::registry_machine>();
+    registry::liveness_config live;
+    live.suspect_after_ms = 3 * static_cast<std::uint64_t>(cfg->agent.heartbeat_ms);
+    setup.machine = machine;
+    setup.service = std::make_shared<registry::registry_service>(machine, live);
+    auto started = start_server(sys, setup);
+    if (!started) return started.error();
+    p->peer = started->peer;
+    // Role changes from the peer actor drive the leader-only callbacks.
+    auto* raw = p.get();
+    p->role_listener = sys.spawn([raw](caf::event_based_actor*) -> caf::behavior {
+      return {[raw](role_atom, bool leading, std::uint64_t term, std::uint64_t) {
+        bool was = raw->leading.exchange(leading);
+        raw->term = term;
+        std::lock_guard<std::mutex> guard(raw->callbacks_mutex);
+        if (leading && !was && raw->on_start) raw->on_start(term);
+        if (!leading && was && raw->on_stop) raw->on_stop();
+      }};
+    });
+    caf::anon_send(p->peer, subscribe_atom::value, p->role_listener);
+  }
+  p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
+  auto* raw = p.get();
+  p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
+  return std::unique_ptr<node>(new node(std::move(p)));
+}
+
+node::~node() {
+  impl_->stop = true;
+  if (impl_->agent.joinable()) impl_->agent.join();
+  for (auto& w : impl_->watchers) w.join();
+  if (impl_->peer) stop_server(impl_->sys, impl_->peer);
+  if (impl_->role_listener) caf::anon_send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
+}
+
+const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
+bool node::is_master() const { return impl_->cfg.is_master(); }
+caf::actor node::peer() const { return impl_->peer; }
+bool node::leading() const { return impl_->leading; }
+std::uint64_t node::term() const { return impl_->term; }
+registry::session_id node::session() const { return impl_->session->load(); }
+
+void node::on_leadership(std::function<void(std::uint64_t)> start, std::function<void()> stop) {
+  std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
+  impl_->on_start = std::move(start);
+  impl_->on_stop = std::move(stop);
+  if (impl_->leading && impl_->on_start) impl_->on_start(impl_->term);
+}
+
+expected<std::vector<registry::member>> node::members(std::optional<registry::member_status> only, bool stale) {
+  auto st = impl_->binary_query(std::string("members") + (only ? std::string(" ") + registry::to_string(*only) : ""),
+                                stale);
+  if (!st) return st.error();
+  std::vector<registry::member> out;
+  for (auto& [id, m] : st->members) out.push_back(m);
+  return out;
+}
+
+expected<std::optional<registry::key_value>> node::get(const std::string& key, bool stale) {
+  auto st = impl_->binary_query("get " + key, stale);
+  if (!st) return st.error();
+  if (st->keys.empty()) return std::optional<registry::key_value>();
+  return std::optional<registry::key_value>(st->keys.begin()->second);
+}
+
+expected<std::vector<std::pair<std::string, registry::key_value>>> node::list(const std::string& prefix, bool stale) {
+  auto st = impl_->binary_query("list " + prefix, stale);
+  if (!st) return st.error();
+  return std::vector<std::pair<std::string, registry::key_value>>(st->keys.begin(), st->keys.end());
+}
+
+expected<registry::outcome> node::put(const std::string& key, const std::string& value,
+                                      std::optional<std::uint64_t> if_version, bool ephemeral) {
+  return impl_->run(registry::put{key, value, ephemeral ? session() : 0, if_version});
+}
+
+expected<registry::outcome> node::remove(const std::string& key, std::optional<std::uint64_t> if_version) {
+  return impl_->run(registry::remove_key{key, if_version});
+}
+
+expected<std::optional<std::vector<registry::change>>> node::changes(registry::revision after,
+                                                                    const std::string& prefix) {
+  auto st = impl_->binary_query("changes " + std::to_string(after) + " " + prefix, false);
+  if (!st) return st.error();
+  if (st->history_floor > after) return std::optional<std::vector<registry::change>>();
+  return std::optional<std::vector<registry::change>>(std::vector<registry::change>(st->history.begin(), st->history.end()));
+}
+
+void node::watch(const std::string& prefix, std::function<void(const registry::change&)> callback) {
+  auto* p = impl_.get();
+  p->watchers.emplace_back([p, prefix, callback] {
+    raft_client c(p->sys, p->cfg.agent.cluster_id, p->cfg.agent.masters);
+    registry::revision rev = 0;
+    bool started = false;
+    while (!p->stop) {
+      auto q = started ? "bin:changes " + std::to_string(rev) + " " + prefix : std::string("bin:revision");
+      auto r = c.read(q, 2000ms);
+      if (r) {
+        auto st = wire::decode_registry_snapshot(r->result);
+        if (st) {
+          if (started && st->history_floor <= rev) {
+            for (const auto& ch : st->history) callback(ch);
+          } else if (started) {
+            log_line("watch {}: history compacted past revision {}; continuing from {}", prefix, rev, st->rev);
+          }
+          rev = st->rev;
+          started = true;
+        }
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+}
+
+expected<node::lock_grant> node::lock(const std::string& name, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (session() == 0) {
+    if (std::chrono::steady_clock::now() >= until) return make_error(errc::unavailable, "not registered yet");
+    std::this_thread::sleep_for(20ms);
+  }
+  auto s = session();
+  auto o = impl_->run(registry::acquire_lock{name, s, true});
+  if (!o) return o.error();
+  if (o->code == registry::code::ok) return lock_grant{name, o->value};
+  if (o->code != registry::code::queued) return make_error(errc::unavailable, std::string(registry::to_string(o->code)) + ": " + o->detail);
+  while (std::chrono::steady_clock::now() < until) {
+    auto st = impl_->binary_query("lock " + name, false);
+    if (st && st->locks.count(name) && st->locks.at(name).holder == s) return lock_grant{name, st->locks.at(name).token};
+    std::this_thread::sleep_for(20ms);
+  }
+  (void)impl_->run(registry::cancel_lock_wait{name, s});
+  return make_error(errc::unavailable, "timed out waiting for lock '" + name + "'");
+}
+
+expected<void> node::unlock(const std::string& name) {
+  auto o = impl_->run(registry::release_lock{name, session()});
+  if (!o) return o.error();
+  if (o->code != registry::code::ok) return make_error(errc::invalid_argument, o->detail);
+  return {};
+}
+
+expected<std::uint64_t> node::publish(const std::string& payload, const std::string& to) {
+  auto o = impl_->run(registry::publish_event{member_id(), to, payload});
+  if (!o) return o.error();
+  if (o->code != registry::code::ok) return make_error(errc::invalid_argument, o->detail);
+  return o->value;
+}
+
+expected<std::vector<registry::event>> node::events() {
+  auto st = impl_->binary_query("events " + member_id(), false);
+  if (!st) return st.error();
+  return std::vector<registry::event>(st->events.begin(), st->events.end());
+}
+
+expected<void> node::ack_events(std::uint64_t upto) {
+  auto o = impl_->run(registry::ack_events{member_id(), upto});
+  if (!o) return o.error();
+  return {};
+}
+
+}  // namespace conclave

@@ -1,0 +1,98 @@
+// libconclave: a conclave member inside the host's own caf::actor_system.
+//
+//   caf::actor_system_config cfg;  cfg.load<caf::io::middleman>();
+//   caf::actor_system sys{cfg};
+//   auto n = conclave::node::start(sys, {{"role", "worker"}, {"peers", "1=10.0.0.1:7001"},
+//                                        {"cluster-id", "prod"}, {"name", "worker-a"}});
+//   n->on_leadership([](std::uint64_t term) { /* this node leads: start leader-only work */ },
+//                    [] { /* stop it */ });
+//   auto lock = n->lock("jobs/42", std::chrono::seconds(5));   // lock->token fences the holder
+//
+// A master (or master_and_worker) runs a Raft server (it listens on its
+// `peers` address) with the registry; every role registers as a member and
+// heartbeats. The blocking calls go to the leader (following it across
+// failovers) and may be made from any thread that is not an actor.
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/error.hpp"
+#include "actors/registry/types.hpp"
+#include "roles/config.hpp"
+
+namespace conclave {
+
+class node {
+ public:
+  // Errors: invalid_argument (a bad setting, naming it), io_error (the data
+  // directory or the port), as for the conclave program.
+  static expected<std::unique_ptr<node>> start(caf::actor_system& sys, const settings& values);
+  // Leaves: a leader hands over first; the member's session is closed.
+  ~node();
+
+  const std::string& member_id() const;
+  bool is_master() const;
+  // The Raft peer actor (masters): answers (client_atom, bytes) and
+  // (subscribe_atom, actor) with (role_atom, leading, term, leader) updates.
+  caf::actor peer() const;
+
+  // --- leadership (masters) ------------------------------------------------
+  bool leading() const;
+  std::uint64_t term() const;
+  // `start(term)` runs when this node becomes leader and `stop()` when it no
+  // longer is (on a thread of the node; keep them short or hand off work).
+  // Work started there must carry `term` so that workers can refuse a
+  // deposed leader's commands.
+  void on_leadership(std::function<void(std::uint64_t term)> start, std::function<void()> stop);
+
+  // --- registry (through the leader; linearizable unless `stale`) -------------
+  expected<std::vector<registry::member>> members(std::optional<registry::member_status> only = std::nullopt,
+                                                  bool stale = false);
+  expected<std::optional<registry::key_value>> get(const std::string& key, bool stale = false);
+  expected<std::vector<std::pair<std::string, registry::key_value>>> list(const std::string& prefix,
+                                                                         bool stale = false);
+  // Write outcomes carry the revision (or the refusal: version_mismatch, ...).
+  expected<registry::outcome> put(const std::string& key, const std::string& value,
+                                  std::optional<std::uint64_t> if_version = std::nullopt, bool ephemeral = false);
+  expected<registry::outcome> remove(const std::string& key, std::optional<std::uint64_t> if_version = std::nullopt);
+  // Changes under `prefix` after revision `after`; nothing if compacted.
+  expected<std::optional<std::vector<registry::change>>> changes(registry::revision after, const std::string& prefix);
+  // Calls `callback` with every change under `prefix` from now on, in order,
+  // on a node thread, until the node stops.
+  void watch(const std::string& prefix, std::function<void(const registry::change&)> callback);
+
+  // A lock held by this member's session: released by unlock() or when the
+  // member dies. `token` is the fencing token to hand to the guarded resource.
+  struct lock_grant {
+    std::string name;
+    registry::revision token = 0;
+  };
+  // Waits up to `timeout`; errors: unavailable (timed out or no cluster).
+  expected<lock_grant> lock(const std::string& name, std::chrono::milliseconds timeout);
+  expected<void> unlock(const std::string& name);
+
+  // Events: published to every member or to one; delivered at least once, in order.
+  expected<std::uint64_t> publish(const std::string& payload, const std::string& to = {});
+  // Events for this member not yet acknowledged; acknowledge with ack_events.
+  expected<std::vector<registry::event>> events();
+  expected<void> ack_events(std::uint64_t upto);
+
+  // The registration session of this member (0 until registered).
+  registry::session_id session() const;
+
+  struct impl;
+
+ private:
+  explicit node(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace conclave
