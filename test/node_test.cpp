@@ -1,0 +1,128 @@
+// The embedding API: a master and a worker started inside the test's own
+// actor system, used through the blocking facade.
+#include <doctest/doctest.h>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <mutex>
+#include <thread>
+
+#include "roles/node.hpp"
+#include "test/process_cluster.hpp"
+#include "test/temp_dir.hpp"
+
+using namespace conclave;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+}  // namespace
+
+TEST_CASE("embedding: a master and a worker in one actor system, used through the facade") {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto port = test::free_port();
+  auto peers = "1=127.0.0.1:" + std::to_string(port);
+  std::mutex m;
+  std::vector<std::uint64_t> terms;
+  auto master = node::start(sys, {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
+  REQUIRE_MESSAGE(master.has_value(), master.error().message());
+  auto& leader = **master;
+  leader.on_leadership([&](std::uint64_t term) {
+    std::lock_guard<std::mutex> g(m);
+    terms.push_back(term);
+  }, [] {});
+  REQUIRE(wait_for([&] { return leader.leading(); }, 10s));
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> g(m);
+    return !terms.empty();
+  }, 2s));
+  CHECK(terms.front() == leader.term());
+
+  auto worker = node::start(sys, {{"role", "worker"}, {"name", "w1"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"session-ttl-ms", "1000"}});
+  REQUIRE(worker.has_value());
+  auto& w = **worker;
+  REQUIRE(wait_for([&] { return w.session() != 0 && leader.session() != 0; }, 10s));
+  auto members = leader.members(registry::member_status::alive);
+  REQUIRE(members.has_value());
+  CHECK(members->size() == 2);
+
+  // Keys, compare-and-set, watch.
+  std::vector<registry::change> seen;
+  leader.watch("/w/", [&](const registry::change& c) {
+    std::lock_guard<std::mutex> g(m);
+    seen.push_back(c);
+  });
+  std::this_thread::sleep_for(200ms);
+  auto p = w.put("/w/a", "1");
+  REQUIRE(p.has_value());
+  CHECK(p->code == registry::code::ok);
+  CHECK(w.put("/w/a", "2", std::uint64_t{5})->code == registry::code::version_mismatch);
+  CHECK(w.put("/w/b", "x", std::nullopt, true)->code == registry::code::ok);  // ephemeral
+  CHECK(leader.remove("/w/a")->code == registry::code::ok);
+  auto got = leader.get("/w/b");
+  REQUIRE(got.has_value());
+  REQUIRE(got->has_value());
+  CHECK((*got)->session == w.session());
+  CHECK(leader.list("/w/")->size() == 1);
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> g(m);
+    return seen.size() == 3;
+  }, 5s));
+  CHECK(seen[0].key == "/w/a");
+  CHECK(seen[1].key == "/w/b");
+  CHECK(seen[2].deleted);
+
+  // Locks: FIFO, fencing tokens grow.
+  auto first = leader.lock("job", 2s);
+  REQUIRE(first.has_value());
+  std::optional<node::lock_grant> second;
+  std::thread waiter([&] {
+    auto g = w.lock("job", 5s);
+    if (g) second = *g;
+  });
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(second.has_value());
+  REQUIRE(leader.unlock("job").has_value());
+  waiter.join();
+  REQUIRE(second.has_value());
+  CHECK(second->token > first->token);
+  auto timed_out = leader.lock("job", 200ms);
+  CHECK_FALSE(timed_out.has_value());
+
+  // Events, delivered until acknowledged.
+  auto seq = leader.publish("hello", "w1");
+  REQUIRE(seq.has_value());
+  auto events = w.events();
+  REQUIRE(events.has_value());
+  REQUIRE(events->size() == 1);
+  CHECK(events->front().payload == "hello");
+  REQUIRE(w.ack_events(*seq).has_value());
+  CHECK(w.events()->empty());
+
+  // A worker that leaves: its ephemeral key goes with its session.
+  worker->reset();
+  REQUIRE(wait_for([&] { auto g = leader.get("/w/b"); return g && !g->has_value(); }, 5s));
+}
+
+TEST_CASE("embedding: bad settings are refused with the key named, and nothing starts") {
+  caf::actor_system sys{test::client_config()};
+  auto n = node::start(sys, {{"role", "master"}, {"peers", "1=127.0.0.1:1"}, {"cluster-id", "x"}, {"bogus", "1"}});
+  REQUIRE_FALSE(n.has_value());
+  CHECK(n.error().message().find("unknown key 'bogus'") != std::string::npos);
+  auto m = node::start(sys, {{"role", "master"}, {"peers", "1=127.0.0.1:1"}, {"cluster-id", "x"}});
+  REQUIRE_FALSE(m.has_value());
+  CHECK(m.error().message().find("id:") != std::string::npos);
+}
