@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <cstdio>
 #include <mutex>
 #include <thread>
 
@@ -36,6 +37,9 @@ struct node::impl {
   std::mutex callbacks_mutex;
   std::function<void(std::uint64_t)> on_start;
   std::function<void()> on_stop;
+  std::function<void(std::uint64_t, std::uint64_t)> on_leader;
+  std::uint64_t last_leader = 0;
+  std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -93,10 +97,12 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     // Role changes from the peer actor drive the leader-only callbacks.
     auto* raw = p.get();
     p->role_listener = sys.spawn([raw](caf::event_based_actor*) -> caf::behavior {
-      return {[raw](role_atom, bool leading, std::uint64_t term, std::uint64_t) {
+      return {[raw](role_atom, bool leading, std::uint64_t term, std::uint64_t leader) {
         bool was = raw->leading.exchange(leading);
         raw->term = term;
         std::lock_guard<std::mutex> guard(raw->callbacks_mutex);
+        if (leader != raw->last_leader && raw->on_leader) raw->on_leader(leader, term);
+        raw->last_leader = leader;
         if (leading && !was && raw->on_start) raw->on_start(term);
         if (!leading && was && raw->on_stop) raw->on_stop();
       }};
@@ -240,6 +246,63 @@ expected<void> node::ack_events(std::uint64_t upto) {
   auto o = impl_->run(registry::ack_events{member_id(), upto});
   if (!o) return o.error();
   return {};
+}
+
+expected<std::uint64_t> node::send_command(const std::string& to, const std::string& payload, std::uint64_t term,
+                                           std::uint64_t token) {
+  return publish("fenced " + std::to_string(term) + " " + std::to_string(token) + "\n" + payload, to);
+}
+
+expected<std::vector<node::command>> node::commands() {
+  auto pending = events();
+  if (!pending) return pending.error();
+  std::vector<command> out;
+  std::uint64_t last_seq = 0;
+  for (const auto& e : *pending) {
+    last_seq = e.seq;
+    if (e.payload.rfind("fenced ", 0) != 0) continue;  // not a command
+    auto nl = e.payload.find('\n');
+    command c;
+    std::sscanf(e.payload.c_str() + 7, "%llu %llu", reinterpret_cast<unsigned long long*>(&c.term),
+                reinterpret_cast<unsigned long long*>(&c.token));
+    c.payload = nl == std::string::npos ? std::string() : e.payload.substr(nl + 1);
+    auto& p = *impl_;
+    if (c.term < p.accepted_term || (c.term == p.accepted_term && c.token < p.accepted_token)) {
+      log_line("member {}: refusing a command from a deposed leader (term {}, token {} after term {}, token {})",
+               member_id(), c.term, c.token, p.accepted_term, p.accepted_token);
+      continue;
+    }
+    p.accepted_term = c.term;
+    p.accepted_token = c.token;
+    out.push_back(std::move(c));
+  }
+  if (last_seq) {
+    if (auto ok = ack_events(last_seq); !ok) return ok.error();
+  }
+  return out;
+}
+
+void node::on_leader_change(std::function<void(std::uint64_t, std::uint64_t)> callback) {
+  std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
+  impl_->on_leader = std::move(callback);
+  if (impl_->last_leader && impl_->on_leader) impl_->on_leader(impl_->last_leader, impl_->term);
+}
+
+void node::on_members(std::function<void(const std::vector<registry::member>&)> callback) {
+  auto* p = impl_.get();
+  p->watchers.emplace_back([this, p, callback] {
+    std::string last;
+    while (!p->stop) {
+      auto list = members(std::nullopt, false);
+      if (list) {
+        std::string digest;
+        for (const auto& m : *list) digest += m.id + ":" + registry::to_string(m.status) + ";";
+        if (digest != last) callback(*list);
+        last = digest;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(p->cfg.agent.heartbeat_ms));
+    }
+  });
 }
 
 }  // namespace conclave

@@ -85,6 +85,28 @@ class node {
   expected<std::vector<registry::event>> events();
   expected<void> ack_events(std::uint64_t upto);
 
+  // --- fenced commands (leader to members) -----------------------------------
+  // A command to member `to` (or every member) carrying the sender's term and
+  // fencing token (a lock's token, or 0). Delivered as an event.
+  expected<std::uint64_t> send_command(const std::string& to, const std::string& payload, std::uint64_t term,
+                                       std::uint64_t token = 0);
+  struct command {
+    std::uint64_t term = 0;
+    std::uint64_t token = 0;
+    std::string payload;
+  };
+  // Commands for this member, in order, acknowledged as they are returned.
+  // A command older than one already accepted (a lower term, or the same term
+  // with a lower token) comes from a deposed leader and is dropped, so two
+  // leaders can never both get a member to act.
+  expected<std::vector<command>> commands();
+
+  // --- change notifications ----------------------------------------------------
+  // Who leads (masters: as this server sees it), on every change.
+  void on_leader_change(std::function<void(std::uint64_t leader_id, std::uint64_t term)> callback);
+  // The member list whenever it changes (checked every heartbeat interval).
+  void on_members(std::function<void(const std::vector<registry::member>&)> callback);
+
   // The registration session of this member (0 until registered).
   registry::session_id session() const;
 

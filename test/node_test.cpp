@@ -112,6 +112,35 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   REQUIRE(w.ack_events(*seq).has_value());
   CHECK(w.events()->empty());
 
+  // Fenced commands: a command older than one accepted is refused.
+  auto term = leader.term();
+  REQUIRE(leader.send_command("w1", "run task 1", term, 50).has_value());
+  REQUIRE(leader.send_command("w1", "stale: a deposed leader", term - 1, 99).has_value());
+  REQUIRE(leader.send_command("w1", "stale: an older lock", term, 10).has_value());
+  REQUIRE(leader.send_command("w1", "run task 2", term, 51).has_value());
+  auto cmds = w.commands();
+  REQUIRE(cmds.has_value());
+  REQUIRE(cmds->size() == 2);
+  CHECK((*cmds)[0].payload == "run task 1");
+  CHECK((*cmds)[1].payload == "run task 2");
+  CHECK(w.commands()->empty());  // acknowledged
+
+  // Change notifications.
+  std::vector<std::size_t> sizes;
+  std::uint64_t seen_leader = 0;
+  leader.on_leader_change([&](std::uint64_t id, std::uint64_t) {
+    std::lock_guard<std::mutex> g(m);
+    seen_leader = id;
+  });
+  leader.on_members([&](const std::vector<registry::member>& all) {
+    std::lock_guard<std::mutex> g(m);
+    sizes.push_back(all.size());
+  });
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> g(m);
+    return !sizes.empty() && seen_leader == 1;
+  }, 5s));
+
   // A worker that leaves: its ephemeral key goes with its session.
   worker->reset();
   REQUIRE(wait_for([&] { auto g = leader.get("/w/b"); return g && !g->has_value(); }, 5s));
