@@ -193,7 +193,7 @@ TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
   CHECK(text.str().find("listed twice") != std::string::npos);
 }
 
-TEST_CASE("any master answers a stale read from its applied state; the leader's reads are linearizable") {
+TEST_CASE("any master answers: a follower passes writes and linearizable reads to the leader, stale reads it answers itself") {
   process_cluster c(3, master_flags(), conclave_binary());
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
@@ -202,10 +202,16 @@ TEST_CASE("any master answers a stale read from its applied state; the leader's 
   REQUIRE(linear.has_value());
   CHECK(linear->result.find("\"value\":\"v\"") != std::string::npos);
   auto follower = *leader == 1 ? 2u : 1u;
-  // A follower refuses a linearizable read (it is not the leader) but answers a stale one.
-  auto refused = c.client().call(c.at(follower).address, client::read{"get /k"});
-  REQUIRE(refused.has_value());
-  CHECK(std::holds_alternative<client::failure>(*refused));
+  // A follower passes a linearizable read and a write on to the leader.
+  auto passed = c.client().call(c.at(follower).address, client::read{"get /k"});
+  REQUIRE(passed.has_value());
+  REQUIRE(std::holds_alternative<client::read_result>(*passed));
+  CHECK(std::get<client::read_result>(*passed).result.find("\"value\":\"v\"") != std::string::npos);
+  auto write = c.client().call(c.at(follower).address,
+                               client::propose{wire::encode_command(registry::put{"/k2", "w", 0, std::nullopt})});
+  REQUIRE(write.has_value());
+  CHECK(std::holds_alternative<client::committed>(*write));
+  // And answers a stale read from what it has applied.
   CHECK(wait_for([&] {
     auto r = c.client().call(c.at(follower).address, client::stale_read{"get /k"});
     return r && std::holds_alternative<client::read_result>(*r) &&

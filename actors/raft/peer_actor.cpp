@@ -374,10 +374,21 @@ struct state {
     return f;
   }
 
-  caf::result<std::string> on_client(const std::string& bytes) {
+  caf::result<std::string> on_client(const std::string& bytes, bool forwarded) {
     auto decoded = wire::decode_request(bytes, opts.cluster_id);
     if (!decoded) return wire::encode_response(failure(decoded.error().code, decoded.error().detail));
     if (stopping) return wire::encode_response(failure(errc::unavailable, "shutting down"));
+    // A follower passes writes and linearizable reads to the leader it knows
+    // (once: a passed-on request is never passed on again), so a client may
+    // talk to any master.
+    bool for_leader = std::holds_alternative<client::propose>(*decoded) || std::holds_alternative<client::read>(*decoded);
+    if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
+      auto it = links.find(raft->leader());
+      if (it != links.end() && it->second.handle) {
+        self->delegate(it->second.handle, forward_atom::value, bytes);
+        return caf::delegated<std::string>{};
+      }
+    }
     return std::visit([&](auto& req) { return handle(req); }, *decoded);
   }
 
@@ -535,7 +546,8 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   st->schedule_flush();
   return {
       [st](peer_atom, const std::string& bytes) { st->on_peer_bytes(bytes); },
-      [st](client_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes); },
+      [st](client_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes, false); },
+      [st](forward_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes, true); },
       [st](tick_atom) { st->on_tick(); },
       [st](flush_atom) { st->flush(); },
       [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },
