@@ -39,8 +39,15 @@ struct stale_read {
   std::string query;
 };
 
+// A membership change (Raft thesis 4.1), answered once committed.
+struct change_membership {
+  std::uint8_t kind = 0;  // 0 add as learner, 1 promote to voter, 2 remove
+  std::uint64_t id = 0;
+  std::string address;
+};
+
 using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive,
-                             stale_read>;
+                             stale_read, change_membership>;
 
 struct committed {
   std::uint64_t index = 0;

@@ -12,6 +12,8 @@
 //   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it
 //   publish [--to MEMBER] PAYLOAD
 //   transfer-leader [ID]
+//   add-master ID HOST:PORT     add a master started with --join true (as a learner, then a voter once caught up)
+//   remove-master ID
 //
 // Exit codes: 0 done; 1 the operation was refused (not found, version
 // mismatch, lock held...); 2 usage error; 3 no server of the cluster answered.
@@ -226,6 +228,38 @@ int main(int argc, char** argv) {
       return exit_refused;
     }
     std::printf("ok\n");
+    return 0;
+  }
+  if ((cmd == "add-master" && args.size() == 2) || (cmd == "remove-master" && args.size() == 1)) {
+    auto id = std::strtoull(args[0].c_str(), nullptr, 10);
+    if (id == 0) usage("'" + args[0] + "' is not a server id");
+    auto change = [&](std::uint8_t kind) -> int {
+      for (int attempt = 0; attempt < 300; ++attempt) {
+        auto r = c.to_leader(client::change_membership{kind, id, args.size() > 1 ? args[1] : std::string()}, 10s);
+        if (!r) return unreachable(r.error());
+        if (std::holds_alternative<client::committed>(*r)) return 0;
+        auto* f = std::get_if<client::failure>(&*r);
+        if (!f) return exit_refused;
+        // A learner must catch up before it votes; one change at a time.
+        if (f->code == "not_caught_up" || f->code == "config_change_pending") {
+          std::this_thread::sleep_for(100ms);
+          continue;
+        }
+        std::fprintf(stderr, "%s: %s\n", f->code.c_str(), f->message.c_str());
+        return exit_refused;
+      }
+      std::fprintf(stderr, "conclavectl: server %llu did not catch up in 30 s\n", static_cast<unsigned long long>(id));
+      return exit_refused;
+    };
+    if (cmd == "remove-master") {
+      int rc = change(2);
+      if (rc == 0) std::printf("removed master %llu\n", static_cast<unsigned long long>(id));
+      return rc;
+    }
+    // Added as a learner, then promoted once it has caught up (thesis 4.2.1).
+    if (int rc = change(0); rc != 0) return rc;
+    if (int rc = change(1); rc != 0) return rc;
+    std::printf("added master %llu at %s\n", static_cast<unsigned long long>(id), args[1].c_str());
     return 0;
   }
   if (cmd == "lock" && args.size() >= 3 && args[1] == "--") {

@@ -34,6 +34,7 @@ const settings& default_settings() {
       {"on-quorum-loss", "fence"},
       {"quorum-loss-timeout-ms", "1000"},
       {"threads", "1"},
+      {"join", "false"},
   };
   return keys;
 }
@@ -182,6 +183,8 @@ expected<node_config> parse_settings(const settings& given) {
   if (failed) return failure;
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
   if (auto ok = opts.validate(); !ok) return ok.error();
+  if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
+  opts.join = c["join"] == "true";
   if (c["listen"].empty()) {
     cfg.listen = opts.self();
   } else {

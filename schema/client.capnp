@@ -20,6 +20,7 @@ struct ClientRequest {
     stallStorage @7 :UInt32;        # test hook: block the disk for this many ms (0: resume)
     keepalive @8 :Keepalive;        # a session's heartbeat, to the leader
     staleRead @9 :Data;             # a query answered from this server's applied state, at once
+    changeMembership @10 :MembershipChange;  # add a learner, promote it, or remove a server
   }
 }
 
@@ -71,4 +72,10 @@ struct Error {
   message @1 :Text;
   leaderId @2 :UInt64;     # for not_leader: who leads, if known
   leaderAddress @3 :Text;
+}
+
+struct MembershipChange {
+  kind @0 :UInt8;       # 0 add as learner, 1 promote to voter, 2 remove
+  id @1 :UInt64;
+  address @2 :Text;     # host:port, for adding
 }

@@ -82,8 +82,13 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           auto k = body.initKeepalive();
           k.setSession(m.session);
           k.setPayload(data_of(m.payload));
-        } else {
+        } else if constexpr (std::is_same_v<T, client::stale_read>) {
           body.setStaleRead(data_of(m.query));
+        } else {
+          auto c = body.initChangeMembership();
+          c.setKind(m.kind);
+          c.setId(m.id);
+          c.setAddress(m.address);
         }
       },
       r);
@@ -112,6 +117,11 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
         return client::set_faults{ids(f.getDropTo()), ids(f.getDropFrom())};
       }
       case s::ClientRequest::Body::STALL_STORAGE: return client::stall_storage{body.getStallStorage()};
+      case s::ClientRequest::Body::CHANGE_MEMBERSHIP: {
+        auto c = body.getChangeMembership();
+        if (c.getKind() > 2) throw invalid{errc::malformed, "unknown membership change"};
+        return client::change_membership{c.getKind(), c.getId(), text(c.getAddress())};
+      }
       case s::ClientRequest::Body::STALE_READ: return client::stale_read{std::string(view(body.getStaleRead()))};
       case s::ClientRequest::Body::KEEPALIVE: {
         auto k = body.getKeepalive();

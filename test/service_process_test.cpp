@@ -255,3 +255,37 @@ TEST_CASE("the example engine loses no task and runs none twice across a leader 
   CHECK(executed.size() == 120);
   for (const auto& [task, times] : executed) CHECK_MESSAGE(times == 1, "task " << task);
 }
+
+TEST_CASE("a master started with join is added, takes part in the quorum, and a master is removed") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto port = free_port();
+  auto peers = c.peers() + ",4=127.0.0.1:" + std::to_string(port);
+  auto dir = c.path("node4");
+  auto fourth = c.spawn({c.binary(), "-r", "master", "--id", "4", "--join", "true", "--peers", peers, "--cluster-id",
+                         c.cluster_id, "--data-dir", dir, "--session-ttl-ms", "1000"},
+                        "node4.log");
+  const char* env = std::getenv("CONCLAVECTL_BIN");
+  std::string ctl = env ? env : "build/roles/conclavectl";
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  auto conclavectl = [&](std::vector<std::string> args, const std::string& log) {
+    std::vector<std::string> all = {ctl, "--endpoints", endpoints, "--cluster-id", c.cluster_id};
+    all.insert(all.end(), args.begin(), args.end());
+    auto pid = c.spawn(all, log);
+    auto status = c.wait_exit(pid, 60s);
+    REQUIRE(status.has_value());
+    return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  };
+  CHECK(conclavectl({"add-master", "4", "127.0.0.1:" + std::to_string(port)}, "add.log") == 0);
+  // Remove master 1 and kill master 2: of the voters {2, 3, 4} only 3 and 4
+  // remain, a quorum only because 4 votes.
+  CHECK(conclavectl({"remove-master", "1"}, "remove.log") == 0);
+  c.signal(2, SIGKILL);
+  c.signal(1, SIGKILL);
+  caf::actor_system sys{client_config()};
+  raft_client three_and_four(sys, c.cluster_id, {c.at(3).address, raft::endpoint{"127.0.0.1", port}});
+  auto r = three_and_four.propose(wire::encode_command(registry::put{"/after", "membership", 0, std::nullopt}), 15s);
+  CHECK_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
+  (void)fourth;
+}

@@ -24,6 +24,7 @@ struct node_options {
   std::string cluster_id;                  // every message carries it; others are refused
   std::string data_dir;                    // log/ and snapshots/ live here
   std::map<node_id, endpoint> members;     // every founding voter, this server included
+  bool join = false;                       // not a founder: start empty and wait to be added
   int tick_ms = 10;                        // one core tick
   std::uint64_t snapshot_every_entries = 10000;  // snapshot the state machine this often
   std::size_t snapshots_kept = 2;

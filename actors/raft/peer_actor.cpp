@@ -234,6 +234,7 @@ struct state {
       if (r.persist_id != 0) enqueue(std::move(r));
       maybe_snapshot();
     }
+    sync_links();
     start_write();
   }
 
@@ -381,7 +382,9 @@ struct state {
     // A follower passes writes and linearizable reads to the leader it knows
     // (once: a passed-on request is never passed on again), so a client may
     // talk to any master.
-    bool for_leader = std::holds_alternative<client::propose>(*decoded) || std::holds_alternative<client::read>(*decoded);
+    bool for_leader = std::holds_alternative<client::propose>(*decoded) ||
+                      std::holds_alternative<client::read>(*decoded) ||
+                      std::holds_alternative<client::change_membership>(*decoded);
     if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
       auto it = links.find(raft->leader());
       if (it != links.end() && it->second.handle) {
@@ -409,6 +412,36 @@ struct state {
     reads[id] = read_wait{std::move(r.query), promise, std::nullopt};
     schedule_flush();
     return promise;
+  }
+
+  caf::result<std::string> handle(client::change_membership& c) {
+    membership_change change;
+    change.what = c.kind == 0 ? membership_change::kind::add_learner
+                  : c.kind == 1 ? membership_change::kind::promote
+                                : membership_change::kind::remove;
+    change.subject = server{node_id{c.id}, c.address, suffrage::learner};
+    if (change.what == membership_change::kind::add_learner) {
+      auto ep = parse_endpoint(c.address, "address");
+      if (!ep) return wire::encode_response(failure(errc::invalid_argument, ep.error().detail));
+    }
+    auto id = raft->propose_membership(change);
+    if (!id) return wire::encode_response(failure(id.error().code, id.error().detail));
+    auto promise = self->make_response_promise();
+    proposals[id->index.value] = proposal_wait{id->term, promise};
+    schedule_flush();
+    return promise;
+  }
+
+  // Servers added by membership changes get a link like the founders'.
+  void sync_links() {
+    for (const auto& s : raft->current_configuration().servers) {
+      if (s.id == opts.raft.id || links.count(s.id)) continue;
+      auto ep = parse_endpoint(s.address, "configuration");
+      if (!ep) continue;
+      links[s.id].address = *ep;
+      log_line("{}: node {} at {} joined the configuration", name, s.id.value, ep->text());
+      connect(s.id);
+    }
   }
 
   caf::result<std::string> handle(client::stale_read& r) {
@@ -532,8 +565,10 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   st->rng.seed(st->opts.raft.seed ^ static_cast<std::uint64_t>(steady_now_ms()));
   st->applied = st->last_snapshot =
       setup->durable.snapshot ? setup->durable.snapshot->meta.last_index : index_t{0};
-  configuration bootstrap;
-  for (const auto& [id, ep] : st->opts.members) bootstrap.servers.push_back({id, ep.text(), suffrage::voter});
+  configuration bootstrap;  // empty for a joining server: it waits to be added
+  if (!st->opts.join) {
+    for (const auto& [id, ep] : st->opts.members) bootstrap.servers.push_back({id, ep.text(), suffrage::voter});
+  }
   st->raft = std::make_unique<core>(st->opts.raft, std::move(setup->durable), bootstrap);
   for (const auto& [id, ep] : st->opts.members) {
     if (id != st->opts.raft.id) st->links[id].address = ep;
