@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <cstring>
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <signal.h>
+
 #include "actors/log.hpp"
-#include "actors/registry/registry_machine.hpp"
-#include "actors/registry/registry_service.hpp"
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
-#include "roles/server.hpp"
+#include "roles/node.hpp"
 
 using namespace conclave;
 
@@ -39,29 +41,46 @@ int main(int argc, char** argv) {
   }
   auto values = read_settings(argc, argv);
   if (!values) config_error(values.error());
+  // Validate everything before starting anything.
   auto cfg = parse_settings(*values);
   if (!cfg) config_error(cfg.error());
-  auto agent = cfg->agent;
-  if (!cfg->is_master()) {
-    log_line("member {}: worker of cluster '{}', {} master(s)", agent.me.id, agent.cluster_id, agent.masters.size());
-    return run_agent_only([agent](caf::actor_system& sys, std::atomic<bool>& stop, std::atomic<int>& code) {
-      run_member_agent(sys, agent, stop, code);
-    });
+
+  // SIGTERM and SIGINT are taken by sigtimedwait; block them before any
+  // thread starts so no CAF thread receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  caf::actor_system_config sys_cfg;
+  sys_cfg.load<caf::io::middleman>();
+  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  // One Raft peer is one actor: a single worker thread on a shared queue
+  // measured fastest on small machines (bench/README.md).
+  sys_cfg.set("scheduler.policy", caf::atom("sharing"));
+  sys_cfg.set("scheduler.max-threads", cfg->threads);
+  caf::actor_system sys{sys_cfg};
+  auto n = node::start(sys, *values);
+  if (!n) {
+    if (n.error().code == errc::invalid_argument) config_error(n.error());
+    log_line("conclave: {}", n.error().message());
+    return exit_failure;
   }
-  if (auto ok = check_identity(cfg->raft.data_dir, cfg->raft.cluster_id, cfg->raft.raft.id.value); !ok) {
-    config_error(ok.error());
+  int exit_code = exit_ok;
+  for (;;) {
+    timespec wait{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_line("member {}: {} received", (*n)->member_id(), sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    if ((exit_code = (*n)->exit_code()) != 0) break;
+    if ((*n)->failed()) {
+      exit_code = exit_failure;
+      break;
+    }
   }
-  server_setup setup;
-  setup.options = cfg->raft;
-  setup.listen = cfg->listen;
-  setup.threads = cfg->threads;
-  auto machine = std::make_shared<registry::registry_machine>();
-  registry::liveness_config live;
-  live.suspect_after_ms = 3 * static_cast<std::uint64_t>(agent.heartbeat_ms);
-  setup.machine = machine;
-  setup.service = std::make_shared<registry::registry_service>(machine, live);
-  setup.agent = [agent](caf::actor_system& sys, std::atomic<bool>& stop, std::atomic<int>& code) {
-    run_member_agent(sys, agent, stop, code);
-  };
-  return run_server(std::move(setup));
+  n->reset();  // a leader hands over; the member leaves
+  return exit_code;
 }

@@ -35,6 +35,7 @@ const settings& default_settings() {
       {"quorum-loss-timeout-ms", "1000"},
       {"threads", "1"},
       {"join", "false"},
+      {"usage-window-ms", "5000"},
   };
   return keys;
 }
@@ -146,6 +147,7 @@ expected<node_config> parse_settings(const settings& given) {
   agent.me.role = cfg.role;
   agent.heartbeat_ms = static_cast<int>(number("member-heartbeat-ms"));
   agent.session_ttl_ms = number("session-ttl-ms");
+  agent.usage_window_ms = number("usage-window-ms");
   if (failed) return failure;
   if (agent.heartbeat_ms < 1 || agent.session_ttl_ms <= static_cast<std::uint64_t>(agent.heartbeat_ms)) {
     return bad("session-ttl-ms: must be larger than member-heartbeat-ms");

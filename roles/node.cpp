@@ -33,6 +33,8 @@ struct node::impl {
   std::mutex client_mutex;
   std::unique_ptr<raft_client> client;
   std::atomic<bool> leading{false};
+  std::atomic<bool> peer_failed{false};
+  bool stopping_peer = false;
   std::atomic<std::uint64_t> term{0};
   std::mutex callbacks_mutex;
   std::function<void(std::uint64_t)> on_start;
@@ -96,7 +98,12 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     p->peer = started->peer;
     // Role changes from the peer actor drive the leader-only callbacks.
     auto* raw = p.get();
-    p->role_listener = sys.spawn([raw](caf::event_based_actor*) -> caf::behavior {
+    auto peer = p->peer;
+    p->role_listener = sys.spawn([raw, peer](caf::event_based_actor* self) -> caf::behavior {
+      self->monitor(peer);
+      self->set_down_handler([raw](caf::down_msg&) {
+        if (!raw->stop) raw->peer_failed = true;
+      });
       return {[raw](role_atom, bool leading, std::uint64_t term, std::uint64_t leader) {
         bool was = raw->leading.exchange(leading);
         raw->term = term;
@@ -125,7 +132,9 @@ node::~node() {
 
 const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
 bool node::is_master() const { return impl_->cfg.is_master(); }
-caf::actor node::peer() const { return impl_->peer; }
+raft::peer_interface node::peer() const { return caf::actor_cast<raft::peer_interface>(impl_->peer); }
+int node::exit_code() const { return impl_->agent_exit.load(); }
+bool node::failed() const { return impl_->peer_failed.load(); }
 bool node::leading() const { return impl_->leading; }
 std::uint64_t node::term() const { return impl_->term; }
 registry::session_id node::session() const { return impl_->session->load(); }

@@ -26,6 +26,7 @@
 
 #include "actors/error.hpp"
 #include "actors/registry/types.hpp"
+#include "actors/raft/peer_actor.hpp"
 #include "roles/config.hpp"
 
 namespace conclave {
@@ -40,9 +41,16 @@ class node {
 
   const std::string& member_id() const;
   bool is_master() const;
-  // The Raft peer actor (masters): answers (client_atom, bytes) and
-  // (subscribe_atom, actor) with (role_atom, leading, term, leader) updates.
-  caf::actor peer() const;
+  // The Raft peer actor (masters), typed: (client_atom, bytes) -> bytes
+  // (schema/client.capnp), and (subscribe_atom, actor) for (role_atom,
+  // leading, term, leader) updates.
+  raft::peer_interface peer() const;
+
+  // Non-zero once the node has to stop: 3 a worker without masters, 4 a
+  // master without quorum under on-quorum-loss = exit (README.md).
+  int exit_code() const;
+  // The Raft server stopped on its own (a storage failure): the process should exit 1.
+  bool failed() const;
 
   // --- leadership (masters) ------------------------------------------------
   bool leading() const;

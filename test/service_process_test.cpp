@@ -289,3 +289,35 @@ TEST_CASE("a master started with join is added, takes part in the quorum, and a 
   CHECK_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
   (void)fourth;
 }
+
+TEST_CASE("a master cut off from the quorum under on-quorum-loss = fence keeps running, fenced, and rejoins") {
+  process_cluster c(3, master_flags({"--quorum-loss-timeout-ms", "600"}), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  std::this_thread::sleep_for(500ms);
+  c.signal(2, SIGKILL);
+  c.signal(3, SIGKILL);
+  // Fenced: still running, not leading, saying so.
+  REQUIRE(wait_for([&] { return c.log_of(1).find("fenced until a leader is back") != std::string::npos; }, 10s));
+  CHECK_FALSE(c.wait_exit(c.at(1).pid, 500ms).has_value());
+  auto s = c.status(1);
+  REQUIRE(s.has_value());
+  CHECK(s->role != "leader");
+  // The others come back: it rejoins.
+  c.start(2);
+  c.start(3);
+  REQUIRE(wait_for([&] { return c.log_of(1).find("no longer fenced") != std::string::npos; }, 15s));
+}
+
+TEST_CASE("a frozen worker (SIGSTOP, its connection open) turns suspect, then dead at its TTL") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto w1 = start_worker(c, "w1", 2000, "1500");
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  std::this_thread::sleep_for(300ms);
+  ::kill(w1, SIGSTOP);
+  REQUIRE(wait_for([&] { return members(c, "suspect").find("\"w1\"") != std::string::npos; }, 5s));
+  REQUIRE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s));
+  ::kill(w1, SIGCONT);
+  // Resumed, it finds its session gone and registers again.
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+}

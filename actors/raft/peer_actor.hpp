@@ -11,6 +11,10 @@
 #include <caf/actor.hpp>
 #include <caf/behavior.hpp>
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/atoms.hpp"
 
 #include <memory>
 
@@ -31,6 +35,11 @@ struct peer_setup {
   std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;  // test hook, shared with storage
   std::shared_ptr<leader_service> service;  // optional: leader-side work of the state machine
 };
+
+// The peer actor's interface for local users (the embedding API): client
+// requests and role updates. Its peers talk to it with (peer_atom, bytes).
+using peer_interface = caf::typed_actor<caf::replies_to<client_atom, std::string>::with<std::string>,
+                                        caf::reacts_to<subscribe_atom, caf::actor>>;
 
 // Handles (peer_atom, bytes), (client_atom, bytes) -> bytes, and
 // (stop_atom): hand over leadership if leading, finish pending writes, quit.
