@@ -124,9 +124,10 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
 
 node::~node() {
   impl_->stop = true;
+  // Leadership first (a quick handover), then the member leaves.
+  if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();
   for (auto& w : impl_->watchers) w.join();
-  if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->role_listener) caf::anon_send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
 }
 

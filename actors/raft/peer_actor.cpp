@@ -545,6 +545,8 @@ struct state {
       if (auto target = raft->best_transfer_target()) {
         log_line("{}: shutting down: handing leadership to node {}", name, target->value);
         (void)raft->transfer_leadership(*target);
+      } else {
+        stop_deadline_ms = steady_now_ms();  // nobody to hand over to: do not wait
       }
     }
     schedule_flush();
