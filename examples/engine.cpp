@@ -117,8 +117,14 @@ void work(node& n, int work_ms) {
         continue;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
-      auto r = n.put("/engine/done/" + task, n.member_id(), std::uint64_t{0});
-      if (r && r->code == registry::code::ok) log_line("engine {}: executed task {} (token {})", n.member_id(), task, token);
+      log_line("engine {}: executed task {} (token {})", n.member_id(), task, token);
+      // Record it until the answer is certain: a create-only put that times
+      // out may have happened; asked again it says version_mismatch.
+      while (!stopping) {
+        auto r = n.put("/engine/done/" + task, n.member_id(), std::uint64_t{0});
+        if (r && (r->code == registry::code::ok || r->code == registry::code::version_mismatch)) break;
+        std::this_thread::sleep_for(20ms);
+      }
       (void)n.remove(k);
     }
     std::this_thread::sleep_for(20ms);
