@@ -165,6 +165,20 @@ class bench {
     return ms_since(start);
   }
 
+  // Resident memory of each running master, in MiB (from /proc).
+  std::vector<double> master_rss_mib() {
+    std::vector<double> out;
+    for (const auto& m : cluster_.members()) {
+      if (m.pid <= 0) continue;
+      std::ifstream status("/proc/" + std::to_string(m.pid) + "/status");
+      std::string line;
+      while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) out.push_back(std::strtod(line.c_str() + 6, nullptr) / 1024.0);
+      }
+    }
+    return out;
+  }
+
   std::optional<double> one_write() {
     auto start = clock_type::now();
     if (!write(cluster_.client(), "/bench/write", 5s)) return std::nullopt;
@@ -251,8 +265,11 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
 
   std::vector<result> results;
+  std::vector<double> rss_idle, rss_after;
   {
     bench b(masters, workers, binary);
+    std::this_thread::sleep_for(1s);
+    rss_idle = b.master_rss_mib();
     for (const auto& s : scenarios) {
       result r{s, {}, 0};
       for (int t = 0; t < trials && !interrupted; ++t) {
@@ -273,7 +290,10 @@ int main(int argc, char** argv) {
       results.push_back(r);
       if (interrupted) break;
     }
+    rss_after = b.master_rss_mib();
   }  // every process stops here
+  auto rss = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+  (void)rss;
   if (!svg.empty()) write_svg(svg, results);
   if (json) {
     fmt::print("{{\"benchmark\":\"conclave\",\"masters\":{},\"workers\":{},\"results\":[", masters, workers);
@@ -282,7 +302,8 @@ int main(int argc, char** argv) {
       fmt::print("{}{{\"scenario\":\"{}\",\"ms_p50\":{:.2f},\"ms_p99\":{:.2f},\"ms_max\":{:.2f},\"trials\":{},\"failed\":{}}}",
                  i ? "," : "", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(), r.failed);
     }
-    fmt::print("]}}\n");
+    fmt::print("],\"master_rss_mib_idle_max\":{:.1f},\"master_rss_mib_after_max\":{:.1f}}}\n", rss(rss_idle),
+               rss(rss_after));
   } else {
     fmt::print("conclave, {} masters and {} workers on loopback (ms)\n", masters, workers);
     fmt::print("{:<16} {:>9} {:>9} {:>9} {:>7}\n", "scenario", "median", "p99", "max", "trials");
@@ -290,6 +311,8 @@ int main(int argc, char** argv) {
       fmt::print("{:<16} {:>9.1f} {:>9.1f} {:>9.1f} {:>7}{}\n", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(),
                  r.failed ? fmt::format(" ({} failed)", r.failed) : "");
     }
+    fmt::print("master RSS: {:.1f} MiB idle, {:.1f} MiB after the scenarios (largest master)\n", rss(rss_idle),
+               rss(rss_after));
   }
   return interrupted ? 130 : 0;
 }
