@@ -96,21 +96,7 @@ class process_cluster {
   // Starts another process (a worker, a tool) with its output in `log_name`
   // under the cluster's directory; it is killed with the cluster.
   pid_t spawn(std::vector<std::string> args, const std::string& log_name) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    auto path = dir_ / log_name;
-    const char* log_path = path.c_str();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
-      ::dup2(fd, 2);
-      ::dup2(fd, 1);
-      // Our sockets (CAF's connections) must not live on in the child.
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
+    auto pid = fork_exec(std::move(args), dir_ / log_name);
     others_.push_back(pid);
     return pid;
   }
@@ -152,22 +138,7 @@ class process_cluster {
     std::vector<std::string> args = {binary_,       "--id",          std::to_string(id), "--peers", peers,
                                      "--data-dir",  m.data_dir,      "--cluster-id",     cluster_id};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    // Everything the child needs is prepared before fork(): other threads
-    // (CAF's) may hold locks, so the child only calls async-signal-safe functions.
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const char* log_path = m.log_file.c_str();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int fd = ::open(log_path, O_CREAT | O_WRONLY | O_APPEND, 0644);
-      ::dup2(fd, 2);
-      ::dup2(fd, 1);
-      // Our sockets (CAF's connections) must not live on in the child.
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
+    auto pid = fork_exec(std::move(args), m.log_file);
     m.pid = pid;
   }
 
@@ -236,6 +207,27 @@ class process_cluster {
   const std::string cluster_id = "process-test";
 
  private:
+  // Starts `args` with stdout and stderr appended to `log_path`.
+  static pid_t fork_exec(std::vector<std::string> args, const std::string& log_path) {
+    // Everything the child needs is prepared before fork(): other threads
+    // (CAF's) may hold locks, so the child only calls async-signal-safe functions.
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const char* path = log_path.c_str();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(path, O_CREAT | O_WRONLY | O_APPEND, 0644);
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+      // Our sockets (CAF's connections) must not live on in the child.
+      ::close_range(3, ~0U, 0);
+      ::execv(argv[0], argv.data());
+      _exit(127);
+    }
+    return pid;
+  }
+
   temp_dir dir_;
   std::string binary_;
   std::vector<std::string> extra_;
