@@ -9,8 +9,8 @@
 // fencing token of its "engine/leader" lock; a worker refuses an assignment
 // with a token lower than one it has already seen, so a deposed leader
 // cannot make two workers run the same task. State lives in the registry:
-//   /engine/assign/<worker>/<task> = "term=T token=K"   (ephemeral to nothing: the leader cleans up)
-//   /engine/done/<task>            = worker that ran it (create-only)
+//   /engine/assign/<task> = "worker=W term=T token=K"   (created only if absent: one owner per task)
+//   /engine/done/<task>   = worker that ran it          (create-only)
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <signal.h>
@@ -63,12 +63,13 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<bool>& leadi
     std::set<std::string> done_tasks, busy;
     for (const auto& [k, kv] : *done) done_tasks.insert(k.substr(std::strlen("/engine/done/")));
     for (const auto& [k, kv] : *assigned) {
-      auto rest = k.substr(std::strlen("/engine/assign/"));
-      auto worker = rest.substr(0, rest.find('/'));
-      auto task = rest.substr(rest.find('/') + 1);
+      auto task = k.substr(std::strlen("/engine/assign/"));
+      auto worker = kv.value.substr(7, kv.value.find(' ') - 7);  // "worker=W ..."
       bool live = std::find(workers.begin(), workers.end(), worker) != workers.end();
       if (!live || done_tasks.count(task)) {
-        (void)n.remove(k);  // its worker died (or it is done): free the task
+        // Its worker died (or it is done): free the task, but only the
+        // assignment we looked at (compare-and-set on its version).
+        (void)n.remove(k, kv.version);
       } else {
         busy.insert(task);
       }
@@ -81,8 +82,11 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<bool>& leadi
         auto key = task_key(t);
         if (done_tasks.count(key) || busy.count(key)) continue;
         const auto& w = workers[next_worker++ % workers.size()];
-        auto value = "term=" + std::to_string(term) + " token=" + std::to_string(lock->token);
-        if (!n.put("/engine/assign/" + w + "/" + key, value)) break;
+        auto value = "worker=" + w + " term=" + std::to_string(term) + " token=" + std::to_string(lock->token);
+        // Create-only: a task has at most one assignment, even if an earlier
+        // attempt's outcome was unknown.
+        auto r = n.put("/engine/assign/" + key, value, std::uint64_t{0});
+        if (!r) break;
         busy.insert(key);
       }
     }
@@ -94,28 +98,26 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<bool>& leadi
 // A worker's loop: run what is assigned to it, refusing stale leaders.
 void work(node& n, int work_ms) {
   std::uint64_t highest_token = 0;
-  auto prefix = "/engine/assign/" + n.member_id() + "/";
+  auto mine = "worker=" + n.member_id() + " ";
   while (!stopping) {
-    auto mine = n.list(prefix);
-    if (!mine) {
+    auto assigned = n.list("/engine/assign/");
+    if (!assigned) {
       std::this_thread::sleep_for(50ms);
       continue;
     }
-    for (const auto& [k, kv] : *mine) {
-      auto task = k.substr(prefix.size());
+    for (const auto& [k, kv] : *assigned) {
+      if (kv.value.rfind(mine, 0) != 0) continue;
+      auto task = k.substr(std::strlen("/engine/assign/"));
       auto token = std::strtoull(kv.value.c_str() + kv.value.find("token=") + 6, nullptr, 10);
       if (token < highest_token) {
         log_line("engine {}: refusing task {} from a deposed leader (token {} < {})", n.member_id(), task, token,
                  highest_token);
-        (void)n.remove(k);
+        (void)n.remove(k, kv.version);
         continue;
       }
       highest_token = token;
       auto done = n.get("/engine/done/" + task);
-      if (done && *done) {
-        (void)n.remove(k);
-        continue;
-      }
+      if (!done || *done) continue;  // unknown or already done: the leader cleans up
       std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
       log_line("engine {}: executed task {} (token {})", n.member_id(), task, token);
       // Record it until the answer is certain: a create-only put that times
@@ -125,7 +127,6 @@ void work(node& n, int work_ms) {
         if (r && (r->code == registry::code::ok || r->code == registry::code::version_mismatch)) break;
         std::this_thread::sleep_for(20ms);
       }
-      (void)n.remove(k);
     }
     std::this_thread::sleep_for(20ms);
   }
