@@ -3,12 +3,14 @@
 // it, and stops everything it started (by pid, also on Ctrl-C).
 //
 //   conclave-bench [--masters 3] [--workers 2] [--trials 10] [--scenarios LIST]
-//                  [--json] [--svg FILE] [--binary PATH] [--compare etcd,zookeeper]
+//                  [--seconds 3] [--json] [--svg FILE] [--binary PATH] [--compare etcd,zookeeper]
 //
 // Scenarios (default: all): leader-crash (kill -9), leader-freeze (SIGSTOP),
 // leader-stop (SIGTERM, graceful), leader-cutoff (the transport fault hook),
 // worker-crash (kill -9 of a worker until every master reports it dead),
-// lock-cycle (uncontended acquire + release), write (one durable write).
+// lock-cycle (uncontended acquire + release), lock-handoff (release to the
+// next of four contenders), write (one durable write); then durable write
+// throughput with 1, 8 and 64 closed-loop clients (--seconds each, 0: skip).
 // Each trial's time is in milliseconds. --compare is not available yet:
 // conclave-bench says so and runs conclave alone.
 #include <fmt/core.h>
@@ -22,6 +24,7 @@
 #include <set>
 #include <sstream>
 
+#include "bench/load.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 
@@ -50,9 +53,9 @@ struct result {
   }
 };
 
-class bench {
+class harness {
  public:
-  bench(int masters, int workers, std::string binary)
+  harness(int masters, int workers, std::string binary)
       : cluster_(masters, {"-r", "master", "--session-ttl-ms", "1000"}, binary), workers_(workers) {
     if (!cluster_.wait_for_leader(20s)) throw std::runtime_error("no leader");
     for (int w = 1; w <= workers; ++w) start_worker(w);
@@ -165,6 +168,45 @@ class bench {
     return ms_since(start);
   }
 
+  // One lock, four contenders: from the holder's release until the next
+  // contender is seen holding it (first come, first served).
+  std::optional<double> lock_handoff() {
+    auto& c = cluster_.client();
+    while (contenders_.size() < 4) {
+      auto r = c.propose(wire::encode_command(registry::open_session{"contender", 60000}), 5s);
+      if (!r) return std::nullopt;
+      auto s = wire::decode_result(r->result)->outcome.value;
+      if (!c.propose(wire::encode_command(registry::acquire_lock{"bench-handoff", s, true}), 5s)) return std::nullopt;
+      contenders_.push_back(s);
+    }
+    auto holder = contenders_.front();
+    auto next = contenders_[1];
+    auto start = clock_type::now();
+    if (!c.propose(wire::encode_command(registry::release_lock{"bench-handoff", holder}), 5s)) return std::nullopt;
+    std::optional<double> t;
+    while (!t && ms_since(start) < 5000) {
+      auto r = c.read("lock bench-handoff", 2s);
+      if (r && r->result.find("\"holder\":" + std::to_string(next) + ",") != std::string::npos) t = ms_since(start);
+    }
+    // The released contender queues again at the back.
+    (void)c.propose(wire::encode_command(registry::acquire_lock{"bench-handoff", holder, true}), 5s);
+    std::rotate(contenders_.begin(), contenders_.begin() + 1, contenders_.end());
+    return t;
+  }
+
+  // Durable writes from `clients` closed-loop writers for `seconds`.
+  bench::load_result writes(caf::actor_system& sys, int clients, double seconds) {
+    auto leader = cluster_.wait_for_leader(10s);
+    if (!leader) return {};
+    auto handle = sys.middleman().remote_actor(cluster_.at(*leader).address.host, cluster_.at(*leader).address.port);
+    if (!handle) return {};
+    std::string value(100, 'v');
+    return bench::run_load(sys, *handle, cluster_.cluster_id, clients, seconds, [value](int who, std::uint64_t n) {
+      return wire::encode_command(registry::put{"/bench/load/" + std::to_string(who) + "/" + std::to_string(n % 64),
+                                                value, 0, std::nullopt});
+    });
+  }
+
   // Resident memory of each running master, in MiB (from /proc).
   std::vector<double> master_rss_mib() {
     std::vector<double> out;
@@ -190,6 +232,7 @@ class bench {
   int workers_;
   std::map<int, pid_t> pids_;
   registry::session_id session_ = 0;
+  std::vector<registry::session_id> contenders_;
 };
 
 // Failover-time CDFs, one curve per scenario, readable without the table.
@@ -235,7 +278,8 @@ int main(int argc, char** argv) {
   bool json = false;
   std::string svg, binary = "build/roles/conclave", compare;
   std::vector<std::string> scenarios = {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff",
-                                        "worker-crash", "lock-cycle",   "write"};
+                                        "worker-crash", "lock-cycle",   "lock-handoff", "write"};
+  double load_seconds = 3;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -246,6 +290,7 @@ int main(int argc, char** argv) {
     else if (a == "--svg") svg = next();
     else if (a == "--binary") binary = next();
     else if (a == "--compare") compare = next();
+    else if (a == "--seconds") load_seconds = std::atof(next().c_str());
     else if (a == "--scenarios") {
       scenarios.clear();
       std::stringstream list(next());
@@ -266,8 +311,9 @@ int main(int argc, char** argv) {
 
   std::vector<result> results;
   std::vector<double> rss_idle, rss_after;
+  std::vector<bench::load_result> loads;
   {
-    bench b(masters, workers, binary);
+    harness b(masters, workers, binary);
     std::this_thread::sleep_for(1s);
     rss_idle = b.master_rss_mib();
     for (const auto& s : scenarios) {
@@ -278,6 +324,7 @@ int main(int argc, char** argv) {
         if (s.rfind("leader-", 0) == 0) v = b.leader_fault(s);
         else if (s == "worker-crash") v = b.worker_crash();
         else if (s == "lock-cycle") v = b.lock_cycle();
+        else if (s == "lock-handoff") v = b.lock_handoff();
         else if (s == "write") v = b.one_write();
         else {
           fmt::print(stderr, "\nconclave-bench: unknown scenario '{}'\n", s);
@@ -289,6 +336,14 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "\r{:<14} [{}] {}/{}\n", s, std::string(20, '#'), trials, trials);
       results.push_back(r);
       if (interrupted) break;
+    }
+    if (load_seconds > 0 && !interrupted) {
+      caf::actor_system sys{client_config()};
+      for (int clients : {1, 8, 64}) {
+        fmt::print(stderr, "\rwrites with {} clients...", clients);
+        loads.push_back(b.writes(sys, clients, load_seconds));
+      }
+      fmt::print(stderr, "\n");
     }
     rss_after = b.master_rss_mib();
   }  // every process stops here
@@ -302,6 +357,11 @@ int main(int argc, char** argv) {
       fmt::print("{}{{\"scenario\":\"{}\",\"ms_p50\":{:.2f},\"ms_p99\":{:.2f},\"ms_max\":{:.2f},\"trials\":{},\"failed\":{}}}",
                  i ? "," : "", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(), r.failed);
     }
+    fmt::print("],\"writes\":[");
+    for (std::size_t i = 0; i < loads.size(); ++i) {
+      fmt::print("{}{{\"clients\":{},\"writes_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},\"errors\":{}}}",
+                 i ? "," : "", loads[i].proposers, loads[i].commits_per_s, loads[i].pct(0.5), loads[i].pct(0.99), loads[i].errors);
+    }
     fmt::print("],\"master_rss_mib_idle_max\":{:.1f},\"master_rss_mib_after_max\":{:.1f}}}\n", rss(rss_idle),
                rss(rss_after));
   } else {
@@ -310,6 +370,12 @@ int main(int argc, char** argv) {
     for (const auto& r : results) {
       fmt::print("{:<16} {:>9.1f} {:>9.1f} {:>9.1f} {:>7}{}\n", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(),
                  r.failed ? fmt::format(" ({} failed)", r.failed) : "");
+    }
+    if (!loads.empty()) {
+      fmt::print("durable writes (100-byte values)\n{:>8} {:>10} {:>9} {:>9} {:>7}\n", "clients", "writes/s", "p50 ms", "p99 ms", "errors");
+      for (const auto& l : loads) {
+        fmt::print("{:>8} {:>10.0f} {:>9.3f} {:>9.3f} {:>7}\n", l.proposers, l.commits_per_s, l.pct(0.5), l.pct(0.99), l.errors);
+      }
     }
     fmt::print("master RSS: {:.1f} MiB idle, {:.1f} MiB after the scenarios (largest master)\n", rss(rss_idle),
                rss(rss_after));

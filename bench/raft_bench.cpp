@@ -18,6 +18,7 @@
 
 #include "actors/atoms.hpp"
 #include "schema/client_codec.hpp"
+#include "bench/load.hpp"
 #include "test/process_cluster.hpp"
 
 using namespace conclave;
@@ -36,74 +37,18 @@ struct stats {
   }
 };
 
-struct load_result {
-  int proposers;
-  double commits_per_s;
-  stats latency_ms;
-  std::size_t errors;
-};
-
-// One proposer: a closed loop of proposals to the leader until the deadline.
-struct proposer_state {
-  std::vector<double> latencies_ms;
-  std::size_t errors = 0;
-};
-
-caf::behavior proposer(caf::event_based_actor* self, caf::actor leader, std::string cluster_id, clock_type::time_point until,
-                       std::shared_ptr<proposer_state> out, caf::actor done, int who) {
-  auto counter = std::make_shared<std::uint64_t>(0);
-  auto next = std::make_shared<std::function<void()>>();
-  *next = [=] {
-    if (clock_type::now() >= until) {
-      self->send(done, caf::ok_atom::value);
-      self->quit();
-      return;
-    }
-    auto command = fmt::format("{:03}-{:012}-", who, (*counter)++);
-    command.resize(100, 'x');
-    auto start = clock_type::now();
-    self->request(leader, caf::infinite, client_atom::value, wire::encode_request(client::propose{command}, cluster_id))
-        .then(
-            [=](const std::string& bytes) {
-              auto r = wire::decode_response(bytes);
-              if (r && std::holds_alternative<client::committed>(*r)) {
-                out->latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - start).count());
-              } else {
-                ++out->errors;
-              }
-              (*next)();
-            },
-            [=](caf::error&) {
-              ++out->errors;
-              (*next)();
-            });
-  };
-  (*next)();
-  return {[](caf::ok_atom) {}};
-}
+using bench::load_result;
 
 load_result run_load(process_cluster& c, caf::actor_system& sys, int proposers, double seconds) {
   auto leader = c.wait_for_leader(10s);
   if (!leader) throw std::runtime_error("no leader");
   auto handle = sys.middleman().remote_actor(c.at(*leader).address.host, c.at(*leader).address.port);
   if (!handle) throw std::runtime_error("cannot connect to the leader");
-  caf::scoped_actor self{sys};
-  auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
-  std::vector<std::shared_ptr<proposer_state>> outs;
-  auto start = clock_type::now();
-  for (int i = 0; i < proposers; ++i) {
-    outs.push_back(std::make_shared<proposer_state>());
-    sys.spawn(proposer, *handle, c.cluster_id, until, outs.back(), caf::actor(self), i);
-  }
-  for (int i = 0; i < proposers; ++i) self->receive([](caf::ok_atom) {});
-  auto elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  load_result r{proposers, 0, {}, 0};
-  for (auto& o : outs) {
-    r.latency_ms.values.insert(r.latency_ms.values.end(), o->latencies_ms.begin(), o->latencies_ms.end());
-    r.errors += o->errors;
-  }
-  r.commits_per_s = static_cast<double>(r.latency_ms.values.size()) / elapsed;
-  return r;
+  return bench::run_load(sys, *handle, c.cluster_id, proposers, seconds, [](int who, std::uint64_t n) {
+    auto command = fmt::format("{:03}-{:012}-", who, n);
+    command.resize(100, 'x');
+    return command;
+  });
 }
 
 // Milliseconds from the signal until a server other than the old leader
@@ -193,7 +138,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < loads.size(); ++i) {
       auto& l = loads[i];
       fmt::print("{}{{\"proposers\":{},\"commits_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},\"errors\":{}}}",
-                 i ? "," : "", l.proposers, l.commits_per_s, l.latency_ms.pct(0.5), l.latency_ms.pct(0.99), l.errors);
+                 i ? "," : "", l.proposers, l.commits_per_s, l.pct(0.5), l.pct(0.99), l.errors);
     }
     fmt::print("],\"failover\":[");
     for (std::size_t i = 0; i < failovers.size(); ++i) {
@@ -207,8 +152,8 @@ int main(int argc, char** argv) {
   fmt::print("3 servers on loopback, durable writes, 100-byte commands\n");
   fmt::print("{:>10} {:>12} {:>10} {:>10} {:>7}\n", "proposers", "commits/s", "p50 ms", "p99 ms", "errors");
   for (auto& l : loads) {
-    fmt::print("{:>10} {:>12.0f} {:>10.3f} {:>10.3f} {:>7}\n", l.proposers, l.commits_per_s, l.latency_ms.pct(0.5),
-               l.latency_ms.pct(0.99), l.errors);
+    fmt::print("{:>10} {:>12.0f} {:>10.3f} {:>10.3f} {:>7}\n", l.proposers, l.commits_per_s, l.pct(0.5),
+               l.pct(0.99), l.errors);
   }
   fmt::print("\nfailover, until a new leader acknowledged a commit (ms)\n");
   fmt::print("{:<36} {:>8} {:>8} {:>8} {:>7}\n", "scenario", "median", "p99", "max", "trials");

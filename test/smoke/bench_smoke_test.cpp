@@ -9,7 +9,7 @@
 TEST_CASE("conclave-bench runs every scenario once and reports it") {
   const char* env = std::getenv("CONCLAVE_BENCH");
   const char* bin = std::getenv("CONCLAVE_BIN");
-  std::string cmd = std::string(env ? env : "build/bench/conclave-bench") + " --trials 1 --json --binary " +
+  std::string cmd = std::string(env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --json --binary " +
                     (bin ? bin : "build/roles/conclave") + " 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -19,12 +19,15 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   int status = ::pclose(p);
   CHECK(status == 0);
   for (auto scenario : {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff", "worker-crash", "lock-cycle",
-                        "write"}) {
+                        "lock-handoff", "write"}) {
     auto pos = out.find(std::string("\"scenario\":\"") + scenario + "\"");
     REQUIRE_MESSAGE(pos != std::string::npos, scenario << " missing in: " << out);
     auto end = out.find('}', pos);
     auto row = out.substr(pos, end - pos);
     CHECK_MESSAGE(row.find("\"trials\":1") != std::string::npos, row);
     CHECK_MESSAGE(row.find("\"failed\":0") != std::string::npos, row);
+  }
+  for (auto clients : {"\"clients\":1,", "\"clients\":8,", "\"clients\":64,"}) {
+    CHECK_MESSAGE(out.find(clients) != std::string::npos, out);
   }
 }

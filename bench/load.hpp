@@ -1,0 +1,103 @@
+// Closed-loop load for the benchmarks: N proposer actors, each sending the
+// next command to a server as soon as the previous one is committed, for a
+// fixed time; returns every command's latency.
+#pragma once
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/atoms.hpp"
+#include "schema/client_codec.hpp"
+
+namespace conclave::bench {
+
+using clock_type = std::chrono::steady_clock;
+
+// The command proposer `who` sends as its `n`-th.
+using command_factory = std::function<std::string(int who, std::uint64_t n)>;
+
+struct load_result {
+  int proposers = 0;
+  double commits_per_s = 0;
+  std::vector<double> latency_ms;
+  std::size_t errors = 0;
+  double pct(double p) const {
+    if (latency_ms.empty()) return 0;
+    auto v = latency_ms;
+    std::sort(v.begin(), v.end());
+    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+  }
+};
+
+namespace detail {
+
+struct proposer_state {
+  std::vector<double> latencies_ms;
+  std::size_t errors = 0;
+};
+
+inline caf::behavior proposer(caf::event_based_actor* self, caf::actor target, std::string cluster_id,
+                              clock_type::time_point until, std::shared_ptr<proposer_state> out, caf::actor done,
+                              int who, command_factory make) {
+  auto counter = std::make_shared<std::uint64_t>(0);
+  auto next = std::make_shared<std::function<void()>>();
+  *next = [=] {
+    if (clock_type::now() >= until) {
+      self->send(done, caf::ok_atom::value);
+      self->quit();
+      return;
+    }
+    auto start = clock_type::now();
+    auto bytes = wire::encode_request(client::propose{make(who, (*counter)++)}, cluster_id);
+    self->request(target, caf::infinite, client_atom::value, bytes)
+        .then(
+            [=](const std::string& reply) {
+              auto r = wire::decode_response(reply);
+              if (r && std::holds_alternative<client::committed>(*r)) {
+                out->latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - start).count());
+              } else {
+                ++out->errors;
+              }
+              (*next)();
+            },
+            [=](caf::error&) {
+              ++out->errors;
+              (*next)();
+            });
+  };
+  (*next)();
+  return {[](caf::ok_atom) {}};
+}
+
+}  // namespace detail
+
+inline load_result run_load(caf::actor_system& sys, const caf::actor& target, const std::string& cluster_id,
+                            int proposers, double seconds, const command_factory& make) {
+  caf::scoped_actor self{sys};
+  auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::shared_ptr<detail::proposer_state>> outs;
+  auto start = clock_type::now();
+  for (int i = 0; i < proposers; ++i) {
+    outs.push_back(std::make_shared<detail::proposer_state>());
+    sys.spawn(detail::proposer, target, cluster_id, until, outs.back(), caf::actor(self), i, make);
+  }
+  for (int i = 0; i < proposers; ++i) self->receive([](caf::ok_atom) {});
+  auto elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+  load_result r;
+  r.proposers = proposers;
+  for (auto& o : outs) {
+    r.latency_ms.insert(r.latency_ms.end(), o->latencies_ms.begin(), o->latencies_ms.end());
+    r.errors += o->errors;
+  }
+  r.commits_per_s = static_cast<double>(r.latency_ms.size()) / elapsed;
+  return r;
+}
+
+}  // namespace conclave::bench
