@@ -12,12 +12,12 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
-#include <signal.h>
 
 #include "actors/log.hpp"
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
+#include "roles/server.hpp"
 
 using namespace conclave;
 
@@ -45,42 +45,15 @@ int main(int argc, char** argv) {
   auto cfg = parse_settings(*values);
   if (!cfg) config_error(cfg.error());
 
-  // SIGTERM and SIGINT are taken by sigtimedwait; block them before any
-  // thread starts so no CAF thread receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  caf::actor_system_config sys_cfg;
-  sys_cfg.load<caf::io::middleman>();
-  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
-  // One Raft peer is one actor: a single worker thread on a shared queue
-  // measured fastest on small machines (bench/README.md).
-  sys_cfg.set("scheduler.policy", caf::atom("sharing"));
-  sys_cfg.set("scheduler.max-threads", cfg->threads);
-  caf::actor_system sys{sys_cfg};
+  auto signals = block_stop_signals();
+  caf::actor_system sys{server_system_config(cfg->threads)};
   auto n = node::start(sys, *values);
   if (!n) {
     if (n.error().code == errc::invalid_argument) config_error(n.error());
     log_line("conclave: {}", n.error().message());
     return exit_failure;
   }
-  int exit_code = exit_ok;
-  for (;;) {
-    timespec wait{0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) {
-      log_line("member {}: {} received", (*n)->member_id(), sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-    if ((exit_code = (*n)->exit_code()) != 0) break;
-    if ((*n)->failed()) {
-      exit_code = exit_failure;
-      break;
-    }
-  }
+  int exit_code = wait_for_stop(signals, [&] { return (*n)->failed() ? exit_failure : (*n)->exit_code(); });
   n->reset();  // a leader hands over; the member leaves
   return exit_code;
 }

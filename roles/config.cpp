@@ -36,6 +36,7 @@ const settings& default_settings() {
       {"threads", "1"},
       {"join", "false"},
       {"usage-window-ms", "5000"},
+      {"lease-reads", "false"},
   };
   return keys;
 }
@@ -184,9 +185,13 @@ expected<node_config> parse_settings(const settings& given) {
   if (auto p = number("preferred-leader")) opts.raft.preferred_leader = node_id{p};
   if (failed) return failure;
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
-  if (auto ok = opts.validate(); !ok) return ok.error();
   if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
   opts.join = c["join"] == "true";
+  if (c["lease-reads"] != "true" && c["lease-reads"] != "false") {
+    return bad("lease-reads: '" + c["lease-reads"] + "' is not true or false");
+  }
+  opts.raft.lease_reads = c["lease-reads"] == "true";
+  if (auto ok = opts.validate(); !ok) return ok.error();
   if (c["listen"].empty()) {
     cfg.listen = opts.self();
   } else {
@@ -200,7 +205,6 @@ expected<node_config> parse_settings(const settings& given) {
   agent.disk_path = opts.data_dir;
   agent.quorum_loss_timeout_ms = static_cast<int>(number("quorum-loss-timeout-ms"));
   agent.exit_on_quorum_loss = c["on-quorum-loss"] == "exit";
-  agent.self = opts.self();
   if (failed) return failure;
   return cfg;
 }

@@ -71,9 +71,8 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       exit_code = exit_no_master;
       return;
     }
-    if (o.quorum_loss_timeout_ms > 0) {
-      auto s = client.status(o.self);
-      if (s && s->leader_id != 0) {
+    if (o.quorum_loss_timeout_ms > 0 && o.known_leader) {
+      if (o.known_leader() != 0) {
         last_leader = now_ms();
         if (fenced) log_line("member {}: a leader is back; no longer fenced", me.id);
         fenced = false;

@@ -8,6 +8,7 @@
 #include <caf/fwd.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +37,8 @@ struct agent_options {
   // Masters: how long without a leader counts as quorum loss, and whether to exit then.
   int quorum_loss_timeout_ms = 0;      // 0: not a master
   bool exit_on_quorum_loss = false;
-  raft::endpoint self;                 // a master's own endpoint, to ask who leads
+  // Masters: who this server sees leading (0: nobody), from its Raft peer.
+  std::function<std::uint64_t()> known_leader;
   // Where the agent publishes its registration session (0 while it has none).
   std::shared_ptr<std::atomic<std::uint64_t>> session_out;
 };

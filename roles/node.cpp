@@ -40,7 +40,7 @@ struct node::impl {
   std::function<void(std::uint64_t)> on_start;
   std::function<void()> on_stop;
   std::function<void(std::uint64_t, std::uint64_t)> on_leader;
-  std::uint64_t last_leader = 0;
+  std::atomic<std::uint64_t> last_leader{0};
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
 
   explicit impl(caf::actor_system& s) : sys(s) {}
@@ -115,6 +115,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       }};
     });
     caf::anon_send(p->peer, subscribe_atom::value, p->role_listener);
+    p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
   }
   p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
   auto* raw = p.get();

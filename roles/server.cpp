@@ -15,33 +15,6 @@ namespace conclave {
 
 using namespace conclave::raft;
 
-namespace {
-
-sigset_t block_stop_signals() {
-  // SIGTERM and SIGINT are taken by sigtimedwait; block them before any
-  // thread starts so no CAF thread receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
-caf::actor_system_config& system_config(int threads) {
-  static caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  // One Raft peer is one actor: a single worker thread on a shared queue
-  // (no work stealing, no spinning) measured fastest on small machines
-  // (bench/README.md); the storage actor has its own thread anyway.
-  cfg.set("scheduler.policy", caf::atom("sharing"));
-  cfg.set("scheduler.max-threads", threads);
-  return cfg;
-}
-
-}  // namespace
-
 expected<server_handles> start_server(caf::actor_system& sys, const server_setup& s) {
   const auto& opts = s.options;
   auto name = "node " + std::to_string(opts.raft.id.value);
@@ -94,83 +67,64 @@ void stop_server(caf::actor_system& sys, const caf::actor& peer) {
   caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
 }
 
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+caf::actor_system_config& server_system_config(int threads) {
+  static caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  cfg.set("scheduler.max-threads", threads);
+  return cfg;
+}
+
+int wait_for_stop(const sigset_t& signals, const std::function<int()>& exit_request) {
+  for (;;) {
+    timespec wait{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log_line("{} received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      return 0;
+    }
+    if (int code = exit_request()) return code;
+  }
+}
+
 int run_server(server_setup s) {
-  const auto& opts = s.options;
-  auto name = "node " + std::to_string(opts.raft.id.value);
+  auto name = "node " + std::to_string(s.options.raft.id.value);
   auto signals = block_stop_signals();
-  caf::actor_system sys{system_config(s.threads)};
+  caf::actor_system sys{server_system_config(s.threads)};
   auto started = start_server(sys, s);
   if (!started) {
     log_line("{}: {}", name, started.error().detail);
     return 1;
   }
-  auto peer = started->peer;
-  std::atomic<bool> stop{false};
-  std::atomic<int> agent_exit{0};
-  std::thread agent;
-  if (s.agent) agent = std::thread([&] { s.agent(sys, stop, agent_exit); });
-
-  caf::scoped_actor self{sys};
-  self->monitor(peer);
-  int exit_code = 0;
-  auto stop_peer = [&] {
-    self->request(peer, std::chrono::seconds(10), stop_atom::value)
-        .receive([] {}, [&](caf::error& e) {
-          log_line("{}: stopping failed: {}", name, sys.render(e));
-          exit_code = exit_code ? exit_code : 1;
-        });
-  };
-  for (;;) {
-    timespec wait{0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) {
-      log_line("{}: {} received", name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      stop = true;
-      if (agent.joinable()) agent.join();
-      stop_peer();
-      break;
-    }
-    if (int code = agent_exit.load()) {
-      exit_code = code;
-      stop = true;
-      if (agent.joinable()) agent.join();
-      stop_peer();
-      break;
-    }
-    bool down = false;
-    self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
-    if (down) {
-      log_line("{}: stopped after a failure", name);
-      exit_code = 1;
-      stop = true;
-      if (agent.joinable()) agent.join();
-      break;
-    }
+  caf::actor peer = started->peer;
+  started = make_error(errc::unavailable);  // the only handle left is `peer`
+  int exit_code;
+  {
+    caf::scoped_actor self{sys};
+    self->monitor(peer);
+    exit_code = wait_for_stop(signals, [&] {
+      bool down = false;
+      self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
+      if (down) log_line("{}: stopped after a failure", name);
+      return down ? 1 : 0;
+    });
   }
+  if (exit_code == 0) stop_server(sys, peer);
   caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
-  // The actor system waits for its detached actors (storage) to be
-  // destroyed; the peer holds the only handle, so drop ours to the peer.
+  // The actor system waits for its detached actors (storage) to be destroyed;
+  // the peer holds the only handle to it, so drop ours to the peer.
   peer = nullptr;
-  started = make_error(errc::unavailable);
   return exit_code;
-}
-
-int run_agent_only(const agent_function& agent) {
-  auto signals = block_stop_signals();
-  caf::actor_system sys{system_config(1)};
-  std::atomic<bool> stop{false};
-  std::atomic<int> agent_exit{0};
-  std::thread t([&] { agent(sys, stop, agent_exit); });
-  int exit_code = 0;
-  for (;;) {
-    timespec wait{0, 50 * 1000 * 1000};
-    int sig = sigtimedwait(&signals, nullptr, &wait);
-    if (sig == SIGTERM || sig == SIGINT) break;
-    if ((exit_code = agent_exit.load()) != 0) break;
-  }
-  stop = true;
-  t.join();
-  return exit_code ? exit_code : agent_exit.load();
 }
 
 }  // namespace conclave

@@ -1,14 +1,14 @@
-// Runs one Raft server process: opens its disk, restores the state machine,
-// spawns the storage and peer actors, listens, and waits for SIGTERM/SIGINT
-// (then a leader hands over first). An optional agent runs beside it on its
-// own thread (the member agent of conclave's roles) and can ask the process
-// to exit with a code.
+// A Raft server inside an actor system: opens its disk, restores the state
+// machine, spawns the storage and peer actors and listens (start_server);
+// and the pieces a server process is made of (signals, the actor system's
+// settings, waiting for a stop), shared by conclave and conclave-raft-node.
 #pragma once
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
-#include <atomic>
+#include <signal.h>
+
 #include <functional>
 #include <memory>
 
@@ -19,21 +19,29 @@
 
 namespace conclave {
 
-// Runs until `stop` is set; sets `exit_code` (non-zero) to end the process.
-using agent_function = std::function<void(caf::actor_system&, std::atomic<bool>& stop, std::atomic<int>& exit_code)>;
-
 struct server_setup {
   raft::node_options options;
   raft::endpoint listen;
   int threads = 1;  // CAF worker threads
   std::shared_ptr<raft::state_machine> machine;
   std::shared_ptr<raft::leader_service> service;  // may be null
-  agent_function agent;                           // may be empty
 };
 
-// Returns the process exit code: 0 after a clean stop, 1 on a runtime
-// failure, or the code the agent asked for.
+// Runs a server process until SIGTERM/SIGINT (a leader hands over first) or
+// a storage failure. Returns the exit code: 0 after a clean stop, 1 on a
+// runtime failure.
 int run_server(server_setup setup);
+
+// Blocks SIGTERM and SIGINT in this thread (call before any thread starts,
+// so no CAF thread receives them) and returns the set for wait_for_stop.
+sigset_t block_stop_signals();
+// The actor system settings of a server process: the middleman, and `threads`
+// workers on a shared queue (one Raft peer is one actor; this measured
+// fastest on small machines, bench/README.md).
+caf::actor_system_config& server_system_config(int threads);
+// Waits until one of `signals` arrives (returns 0) or `exit_request`
+// returns non-zero (returns that), polling it every 50 ms.
+int wait_for_stop(const sigset_t& signals, const std::function<int()>& exit_request);
 
 struct server_handles {
   caf::actor peer;  // answers (client_atom, bytes) and (stop_atom)
@@ -45,9 +53,5 @@ struct server_handles {
 expected<server_handles> start_server(caf::actor_system& sys, const server_setup& setup);
 // Hands over leadership if leading, finishes pending writes and stops.
 void stop_server(caf::actor_system& sys, const caf::actor& peer);
-
-// Runs just an agent (a worker has no Raft server) until SIGTERM/SIGINT or
-// until it asks to exit. Returns the exit code.
-int run_agent_only(const agent_function& agent);
 
 }  // namespace conclave

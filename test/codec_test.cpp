@@ -136,8 +136,8 @@ TEST_CASE("random bytes and random corruptions never crash the decoder") {
     auto got = wire::decode(input, cluster);
     (got ? decoded : refused)++;
   }
-  CHECK(refused > 0);
-  CHECK(decoded + refused == 20000);
+  CHECK(refused > 0);  // random bytes are refused, not taken for messages
+  CHECK(decoded < refused);
 }
 
 TEST_CASE("oversized input is refused before it is parsed") {

@@ -63,7 +63,6 @@ struct state {
   std::unique_ptr<core> raft;
   std::shared_ptr<state_machine> machine;
   std::shared_ptr<leader_service> service;
-  bool service_leading = false;
   caf::actor storage;
   std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
   std::string name;  // "node N", for logs
@@ -75,7 +74,6 @@ struct state {
   std::set<node_id> drop_to, drop_from;  // fault hook
   std::mt19937_64 rng;
   log_limiter limiter;
-  std::uint64_t dropped_messages = 0;
 
   // persistence pipeline: one job in flight, the next one accumulating
   bool write_in_flight = false;
@@ -178,7 +176,6 @@ struct state {
   void on_peer_bytes(const std::string& bytes) {
     auto decoded = wire::decode(bytes, opts.cluster_id);
     if (!decoded) {
-      ++dropped_messages;
       auto sender = self->current_sender();
       auto key = (sender ? caf::to_string(sender->node()) : std::string("unknown")) + "/" +
                  client::code_name(decoded.error().code);
@@ -239,12 +236,11 @@ struct state {
   }
 
   void report_role(const ready::role_change& rc) {
+    // The core reports a role_change only when role, term or leader changed.
     bool leading = rc.role == role::leader;
-    if (service && leading != service_leading) {
-      service_leading = leading;
+    if (service && leading != (last_role.role == role::leader)) {
       service->on_role(leading, static_cast<std::uint64_t>(steady_now_ms()));
     }
-    if (rc.role == last_role.role && rc.leader == last_role.leader && rc.term == last_role.term) return;
     if (rc.role == role::leader) {
       log_line("{}: leader in term {}", name, rc.term.value);
     } else if (last_role.role == role::leader || rc.leader != last_role.leader) {
@@ -296,9 +292,8 @@ struct state {
     after_persist.pop_front();
     write_in_flight = true;
     write_started_ms = steady_now_ms();
-    auto id = job.persist_id;
     self->request(storage, caf::infinite, write_atom::value, std::move(job))
-        .then([this, id](persisted_atom, std::uint64_t done, const std::string& err) {
+        .then([this](persisted_atom, std::uint64_t done, const std::string& err) {
           write_in_flight = false;
           if (stall_reported) {
             log_line("{}: storage is writing again", name);
@@ -311,7 +306,6 @@ struct state {
             self->quit(caf::exit_reason::user_shutdown);
             return;
           }
-          (void)id;
           for (const auto& m : in_flight_after_persist) send(m);
           in_flight_after_persist.clear();
           raft->persisted(done);

@@ -38,6 +38,16 @@ std::string number(double v) {
   return buf;
 }
 
+// "REVISION PREFIX" of the changes query.
+std::pair<revision, std::string> changes_args(const std::string& arg) {
+  std::istringstream a(arg);
+  revision after = 0;
+  std::string prefix;
+  a >> after;
+  std::getline(a >> std::ws, prefix);
+  return {after, prefix};
+}
+
 std::string to_json(const member& m) {
   std::string labels = "{";
   for (const auto& [k, v] : m.labels) labels += (labels.size() > 1 ? "," : "") + json_string(k) + ":" + json_string(v);
@@ -112,11 +122,7 @@ std::string answer(const registry& reg, std::string_view query) {
     });
   }
   if (verb == "changes") {
-    std::istringstream a(arg);
-    revision after = 0;
-    std::string prefix;
-    a >> after;
-    std::getline(a >> std::ws, prefix);
+    auto [after, prefix] = changes_args(arg);
     auto changes = reg.changes_since(after, prefix);
     if (!changes) return "{\"compacted\":true,\"revision\":" + number(reg.current_revision()) + ",\"changes\":[]}";
     return "{\"compacted\":false,\"revision\":" + number(reg.current_revision()) + ",\"changes\":" +
@@ -155,11 +161,7 @@ std::string answer_binary(const registry& reg, std::string_view query) {
     for (auto& e : reg.pending_events(arg)) out.events.push_back(e);
     if (auto it = st.events_acked.find(arg); it != st.events_acked.end()) out.events_acked[arg] = it->second;
   } else if (verb == "changes") {
-    std::istringstream a(arg);
-    revision after = 0;
-    std::string prefix;
-    a >> after;
-    std::getline(a >> std::ws, prefix);
+    auto [after, prefix] = changes_args(arg);
     auto changes = reg.changes_since(after, prefix);
     if (!changes) {
       out.history_floor = after + 1;  // compacted

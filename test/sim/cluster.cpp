@@ -380,14 +380,21 @@ void cluster::partition(const std::set<node_id>& side) {
 
 // --- clients -------------------------------------------------------------------------
 
-std::optional<std::size_t> cluster::propose(node_id where, bool flush) {
+cluster::node* cluster::client_target(node_id where) {
   if (where == node_id{0}) {
     auto l = leader();
-    if (!l) return std::nullopt;
+    if (!l) return nullptr;
     where = *l;
   }
   auto& n = at(where);
-  if (!n.up) return std::nullopt;
+  return n.up ? &n : nullptr;
+}
+
+std::optional<std::size_t> cluster::propose(node_id where, bool flush) {
+  auto* target = client_target(where);
+  if (!target) return std::nullopt;
+  auto& n = *target;
+  where = n.id;
   auto payload = "p" + std::to_string(next_payload_++);
   payload.append(random(40), 'x');
   auto r = n.raft->propose(payload);
@@ -399,13 +406,10 @@ std::optional<std::size_t> cluster::propose(node_id where, bool flush) {
 }
 
 std::optional<std::uint64_t> cluster::read(node_id where) {
-  if (where == node_id{0}) {
-    auto l = leader();
-    if (!l) return std::nullopt;
-    where = *l;
-  }
-  auto& n = at(where);
-  if (!n.up) return std::nullopt;
+  auto* target = client_target(where);
+  if (!target) return std::nullopt;
+  auto& n = *target;
+  where = n.id;
   auto id = next_read_id_++;
   reads_[id] = read_request{where, id, max_acked_index_, std::nullopt};
   if (!n.raft->read_index(id)) {

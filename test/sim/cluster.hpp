@@ -159,6 +159,7 @@ class cluster {
     node_id at, peer;
   };
 
+  node* client_target(node_id where);  // `where`, or the leader for 0; null if not up
   void send(const message& m);
   void deliver(const message& m);
   void complete_writes(node& n, bool all);
