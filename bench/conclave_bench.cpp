@@ -1,384 +1,275 @@
 // conclave-bench: starts a local conclave cluster (masters and workers as
-// processes on loopback), runs failover and coordination scenarios against
-// it, and stops everything it started (by pid, also on Ctrl-C).
-//
-//   conclave-bench [--masters 3] [--workers 2] [--trials 10] [--scenarios LIST]
-//                  [--seconds 3] [--json] [--svg FILE] [--binary PATH] [--compare etcd,zookeeper]
-//
-// Scenarios (default: all): leader-crash (kill -9), leader-freeze (SIGSTOP),
-// leader-stop (SIGTERM, graceful), leader-cutoff (the transport fault hook),
-// worker-crash (kill -9 of a worker until every master reports it dead),
-// lock-cycle (uncontended acquire + release), lock-handoff (release to the
-// next of four contenders), write (one durable write); then durable write
-// throughput with 1, 8 and 64 closed-loop clients (--seconds each, 0: skip).
-// Each trial's time is in milliseconds. --compare is not available yet:
-// conclave-bench says so and runs conclave alone.
+// processes on loopback) and, with --compare, an etcd cluster and a
+// ZooKeeper ensemble beside it; runs failover and coordination scenarios
+// against all of them, interleaved trial by trial, and stops everything it
+// started (by pid, also on Ctrl-C). `conclave-bench --help` lists options.
 #include <fmt/core.h>
 #include <signal.h>
+#include <unistd.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
+#include <atomic>
 #include <fstream>
-#include <map>
-#include <set>
+#include <memory>
 #include <sstream>
+#include <thread>
 
-#include "bench/load.hpp"
-#include "schema/registry_codec.hpp"
-#include "test/process_cluster.hpp"
+#include "bench/conclave_system.hpp"
+#include "bench/report.hpp"
+#include "bench/swarm.hpp"
+#include "test/processes.hpp"
+#ifdef CONCLAVE_BENCH_ETCD
+#include "bench/etcd_system.hpp"
+#endif
+#ifdef CONCLAVE_BENCH_ZOOKEEPER
+#include "bench/zookeeper_system.hpp"
+#endif
 
-using namespace conclave;
-using namespace conclave::test;
-using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
+using namespace conclave::bench;
 
 namespace {
 
-volatile sig_atomic_t interrupted = 0;
+const char* usage_text = R"(usage: conclave-bench [options]
+  --masters N            conclave masters (3; 3 or 5)
+  --workers N            conclave worker processes (2)
+  --trials N             trials per scenario and system (10)
+  --scenarios LIST       comma-separated (default: all):
+                         leader-crash, leader-freeze, leader-stop, leader-cutoff,
+                         worker-crash, failover-workers, failover-lock,
+                         lock-cycle, lock-handoff, write
+  --seconds S            durable-write throughput for S seconds at 1, 8 and 64
+                         clients (3; 0 skips it)
+  --scale N              heartbeat scale with N simulated workers (10000; 0 skips)
+  --scale-seconds S      measuring window of the scale run (5)
+  --recovery-entries N   entries written while a master is down (1000000; 0 skips)
+  --compare LIST         also etcd and/or zookeeper (needs ./setup.sh compare)
+  --timing WHICH         for compared systems: matched, defaults or both (both)
+  --json                 print the report as JSON
+  --svg FILE             write the failover-time CDF plot
+  --binary PATH          the conclave binary (build/roles/conclave)
+)";
 
-double ms_since(clock_type::time_point t) {
-  return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  std::string s;
+  while (std::getline(in, s, ',')) {
+    if (!s.empty()) out.push_back(s);
+  }
+  return out;
 }
 
-struct result {
-  std::string scenario;
-  std::vector<double> ms;
-  int failed = 0;
-  double pct(double p) const {
-    if (ms.empty()) return 0;
-    auto v = ms;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-  }
-};
+std::string self_exe() {
+  char buf[4096];
+  auto n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
 
-class harness {
- public:
-  harness(int masters, int workers, std::string binary)
-      : cluster_(masters, {"-r", "master", "--session-ttl-ms", "1000"}, binary), workers_(workers) {
-    if (!cluster_.wait_for_leader(20s)) throw std::runtime_error("no leader");
-    for (int w = 1; w <= workers; ++w) start_worker(w);
-    wait_members(masters + workers);
-  }
-
-  process_cluster& cluster() { return cluster_; }
-
-  void start_worker(int w) {
-    auto name = "bench-worker-" + std::to_string(w);
-    pids_[w] = cluster_.spawn({cluster_.binary(), "-r", "worker", "--name", name, "--peers", cluster_.peers(),
-                               "--cluster-id", cluster_.cluster_id, "--session-ttl-ms", "1000"},
-                              name + ".log");
-  }
-
-  void wait_members(int alive) {
-    auto until = clock_type::now() + 20s;
-    while (clock_type::now() < until) {
-      auto r = cluster_.client().read("members alive", 2s);
-      if (r) {
-        int n = 0;
-        for (auto p = r->result.find("\"status\":\"alive\""); p != std::string::npos; p = r->result.find("\"status\":\"alive\"", p + 1)) ++n;
-        if (n >= alive) return;
-      }
-      std::this_thread::sleep_for(50ms);
+std::string machine() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model;
+  int cpus = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      ++cpus;
+      model = line.substr(line.find(':') + 2);
     }
   }
+  return fmt::format("{} x {}", cpus, model);
+}
 
-  bool write(raft_client& c, const std::string& key, std::chrono::milliseconds deadline) {
-    auto r = c.propose(wire::encode_command(registry::put{key, "v", 0, std::nullopt}), deadline);
-    return r.has_value();
+std::unique_ptr<system_under_test> make_compared(const std::string& name, const std::string& timing) {
+  if (name == "etcd") {
+#ifdef CONCLAVE_BENCH_ETCD
+    return make_etcd(timing, self_exe());
+#else
+    throw std::runtime_error("this conclave-bench was built without etcd support: run ./setup.sh compare");
+#endif
   }
+  if (name == "zookeeper") {
+#ifdef CONCLAVE_BENCH_ZOOKEEPER
+    return make_zookeeper(timing, self_exe());
+#else
+    throw std::runtime_error("this conclave-bench was built without ZooKeeper support: run ./setup.sh compare");
+#endif
+  }
+  (void)timing;
+  throw std::runtime_error("--compare: unknown system '" + name + "' (etcd, zookeeper)");
+}
 
-  // From the fault until a master other than the old leader acknowledged a write.
-  std::optional<double> leader_fault(const std::string& kind) {
-    auto old = cluster_.wait_for_leader(10s);
-    if (!old) return std::nullopt;
-    for (int i = 0; i < 3; ++i) write(cluster_.client(), "/bench/warm", 5s);
-    std::this_thread::sleep_for(300ms);
-    auto start = clock_type::now();
-    if (kind == "leader-crash") std::thread([this, old] { cluster_.signal(*old, SIGKILL); }).detach();
-    if (kind == "leader-freeze") cluster_.signal(*old, SIGSTOP);
-    if (kind == "leader-stop") std::thread([this, old] { cluster_.signal(*old, SIGTERM); }).detach();
-    if (kind == "leader-cutoff") (void)cluster_.client().call(cluster_.at(*old).address, cluster_.isolate_request(*old));
-    // Every master answers status itself (never passed on), so polling it
-    // finds the new leader without waiting on a request lost with the old one.
-    std::optional<double> t;
-    while (!t && ms_since(start) < 15000) {
-      for (const auto& m : cluster_.members()) {
-        if (m.id == *old || m.pid <= 0) continue;
-        auto s = cluster_.client().call(m.address, client::status_request{}, 100ms);
-        if (!s || !std::holds_alternative<client::status>(*s) || std::get<client::status>(*s).role != "leader") continue;
-        auto r = cluster_.client().call(
-            m.address, client::propose{wire::encode_command(registry::put{"/bench/after", "v", 0, std::nullopt})}, 2000ms);
-        if (r && std::holds_alternative<client::committed>(*r)) {
-          t = ms_since(start);
-          break;
-        }
-      }
+// The systems to compare with, as `--compare` and `--timing` ask.
+std::vector<std::unique_ptr<system_under_test>> compared(const std::vector<std::string>& names, const std::string& timing) {
+  std::vector<std::unique_ptr<system_under_test>> out;
+  std::vector<std::string> timings;
+  if (timing == "matched" || timing == "both") timings.push_back("matched");
+  if (timing == "defaults" || timing == "both") timings.push_back("defaults");
+  for (const auto& n : names) {
+    for (const auto& t : timings) out.push_back(make_compared(n, t));
+  }
+  return out;
+}
+
+// The largest resident memory among `pids`, sampled while `work` runs.
+template <class F>
+double peak_rss_during(const std::vector<pid_t>& pids, F&& work) {
+  std::atomic<bool> done{false};
+  double peak = 0;
+  std::thread sampler([&] {
+    while (!done) {
+      for (auto p : pids) peak = std::max(peak, conclave::test::rss_mib(p));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    // Put the cluster back together for the next trial.
-    if (kind == "leader-freeze") cluster_.signal(*old, SIGCONT);
-    if (kind == "leader-cutoff") (void)cluster_.client().call(cluster_.at(*old).address, client::set_faults{});
-    if (kind == "leader-crash" || kind == "leader-stop") {
-      while (cluster_.running(*old)) std::this_thread::sleep_for(5ms);
-      cluster_.start(*old);
-    }
-    std::this_thread::sleep_for(700ms);
-    return t;
-  }
+  });
+  work();
+  done = true;
+  sampler.join();
+  return peak;
+}
 
-  // From kill -9 of a worker until every master's own registry says it is dead.
-  std::optional<double> worker_crash() {
-    int w = 1;
-    auto name = "bench-worker-" + std::to_string(w);
-    std::this_thread::sleep_for(300ms);  // a few heartbeats since it (re)started
-    auto start = clock_type::now();
-    ::kill(pids_[w], SIGKILL);
-    std::optional<double> t;
-    while (!t && ms_since(start) < 15000) {
-      bool everywhere = true;
-      for (const auto& m : cluster_.members()) {
-        auto r = cluster_.client().call(m.address, client::stale_read{"members dead"}, 500ms);
-        if (!r || !std::holds_alternative<client::read_result>(*r) ||
-            std::get<client::read_result>(*r).result.find("\"" + name + "\"") == std::string::npos) {
-          everywhere = false;
-          break;
-        }
-      }
-      if (everywhere) t = ms_since(start);
-      else std::this_thread::sleep_for(2ms);
-    }
-    cluster_.wait_exit(pids_[w], 1s);
-    start_worker(w);
-    wait_members(static_cast<int>(cluster_.members().size()) + workers_);
-    return t;
-  }
+double largest_rss(const std::vector<pid_t>& pids) {
+  double m = 0;
+  for (auto p : pids) m = std::max(m, conclave::test::rss_mib(p));
+  return m;
+}
 
-  std::optional<double> lock_cycle() {
-    auto& c = cluster_.client();
-    if (!session_) {
-      auto r = c.propose(wire::encode_command(registry::open_session{"bench", 60000}), 5s);
-      if (!r) return std::nullopt;
-      session_ = wire::decode_result(r->result)->outcome.value;
-    }
-    auto start = clock_type::now();
-    auto a = c.propose(wire::encode_command(registry::acquire_lock{"bench-lock", session_, true}), 5s);
-    auto b = c.propose(wire::encode_command(registry::release_lock{"bench-lock", session_}), 5s);
-    if (!a || !b) return std::nullopt;
-    return ms_since(start);
-  }
-
-  // One lock, four contenders: from the holder's release until the next
-  // contender is seen holding it (first come, first served).
-  std::optional<double> lock_handoff() {
-    auto& c = cluster_.client();
-    while (contenders_.size() < 4) {
-      auto r = c.propose(wire::encode_command(registry::open_session{"contender", 60000}), 5s);
-      if (!r) return std::nullopt;
-      auto s = wire::decode_result(r->result)->outcome.value;
-      if (!c.propose(wire::encode_command(registry::acquire_lock{"bench-handoff", s, true}), 5s)) return std::nullopt;
-      contenders_.push_back(s);
-    }
-    auto holder = contenders_.front();
-    auto next = contenders_[1];
-    auto start = clock_type::now();
-    if (!c.propose(wire::encode_command(registry::release_lock{"bench-handoff", holder}), 5s)) return std::nullopt;
-    std::optional<double> t;
-    while (!t && ms_since(start) < 5000) {
-      auto r = c.read("lock bench-handoff", 2s);
-      if (r && r->result.find("\"holder\":" + std::to_string(next) + ",") != std::string::npos) t = ms_since(start);
-    }
-    // The released contender queues again at the back.
-    (void)c.propose(wire::encode_command(registry::acquire_lock{"bench-handoff", holder, true}), 5s);
-    std::rotate(contenders_.begin(), contenders_.begin() + 1, contenders_.end());
-    return t;
-  }
-
-  // Durable writes from `clients` closed-loop writers for `seconds`.
-  bench::load_result writes(caf::actor_system& sys, int clients, double seconds) {
-    auto leader = cluster_.wait_for_leader(10s);
-    if (!leader) return {};
-    auto handle = sys.middleman().remote_actor(cluster_.at(*leader).address.host, cluster_.at(*leader).address.port);
-    if (!handle) return {};
-    std::string value(100, 'v');
-    return bench::run_load(sys, *handle, cluster_.cluster_id, clients, seconds, [value](int who, std::uint64_t n) {
-      return wire::encode_command(registry::put{"/bench/load/" + std::to_string(who) + "/" + std::to_string(n % 64),
-                                                value, 0, std::nullopt});
-    });
-  }
-
-  // Resident memory of each running master, in MiB (from /proc).
-  std::vector<double> master_rss_mib() {
-    std::vector<double> out;
-    for (const auto& m : cluster_.members()) {
-      if (m.pid <= 0) continue;
-      std::ifstream status("/proc/" + std::to_string(m.pid) + "/status");
-      std::string line;
-      while (std::getline(status, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) out.push_back(std::strtod(line.c_str() + 6, nullptr) / 1024.0);
-      }
-    }
-    return out;
-  }
-
-  std::optional<double> one_write() {
-    auto start = clock_type::now();
-    if (!write(cluster_.client(), "/bench/write", 5s)) return std::nullopt;
-    return ms_since(start);
-  }
-
- private:
-  process_cluster cluster_;
-  int workers_;
-  std::map<int, pid_t> pids_;
-  registry::session_id session_ = 0;
-  std::vector<registry::session_id> contenders_;
-};
-
-// Failover-time CDFs, one curve per scenario, readable without the table.
-void write_svg(const std::string& path, const std::vector<result>& results) {
-  const double w = 720, h = 420, left = 70, right = 200, top = 30, bottom = 50;
-  double max_ms = 1;
-  for (const auto& r : results) {
-    for (auto v : r.ms) max_ms = std::max(max_ms, v);
-  }
-  auto x = [&](double ms) { return left + (w - left - right) * std::log10(1 + ms) / std::log10(1 + max_ms); };
-  auto y = [&](double f) { return top + (h - top - bottom) * (1 - f); };
-  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"};
-  std::ofstream out(path);
-  out << fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='12'>\n", w, h);
-  out << fmt::format("<text x='{}' y='18' font-size='14'>conclave: time per trial (CDF), ms, log scale</text>\n", left);
-  out << fmt::format("<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='black'/><line x1='{0}' y1='{3}' x2='{0}' y2='{1}' stroke='black'/>\n",
-                     left, h - bottom, w - right, top);
-  for (double ms : {1.0, 10.0, 100.0, 1000.0, 10000.0}) {
-    if (ms > max_ms * 1.5) break;
-    out << fmt::format("<text x='{}' y='{}' text-anchor='middle'>{}</text>\n", x(ms), h - bottom + 18, ms);
-  }
-  for (double f : {0.0, 0.5, 0.9, 1.0}) out << fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>\n", left - 6, y(f) + 4, f);
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    auto v = results[i].ms;
-    if (v.empty()) continue;
-    std::sort(v.begin(), v.end());
-    std::string points;
-    for (std::size_t k = 0; k < v.size(); ++k) {
-      points += fmt::format("{:.1f},{:.1f} {:.1f},{:.1f} ", x(v[k]), y(double(k) / v.size()), x(v[k]), y(double(k + 1) / v.size()));
-    }
-    auto color = colors[i % 7];
-    out << fmt::format("<polyline fill='none' stroke='{}' stroke-width='2' points='{}'/>\n", color, points);
-    out << fmt::format("<text x='{}' y='{}' fill='{}'>{} (median {:.1f})</text>\n", w - right + 10, top + 18 * (i + 1), color,
-                       results[i].scenario, results[i].pct(0.5));
-  }
-  out << "</svg>\n";
+void progress(const std::string& what, int done, int total) {
+  auto width = 24;
+  auto filled = total > 0 ? width * done / total : width;
+  fmt::print(stderr, "\r{:<18} [{:<24}] {}/{}  ", what, std::string(static_cast<std::size_t>(filled), '#'), done, total);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int masters = 3, workers = 2, trials = 10;
+  if (argc > 1 && std::string(argv[1]) == "--swarm") return swarm_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--lock-holder") return lock_holder_main(argc - 1, argv + 1);
+#ifdef CONCLAVE_BENCH_ETCD
+  if (argc > 1 && std::string(argv[1]) == "--etcd-holder") return etcd_holder_main(argc - 1, argv + 1);
+#endif
+#ifdef CONCLAVE_BENCH_ZOOKEEPER
+  if (argc > 1 && std::string(argv[1]) == "--zk-holder") return zookeeper_holder_main(argc - 1, argv + 1);
+#endif
+  int masters = 3, workers = 2, trial_count = 10, scale_sessions = 10000;
+  double load_seconds = 3, scale_seconds = 5;
+  std::uint64_t recovery_entries = 1000000;
   bool json = false;
-  std::string svg, binary = "build/roles/conclave", compare;
-  std::vector<std::string> scenarios = {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff",
-                                        "worker-crash", "lock-cycle",   "lock-handoff", "write"};
-  double load_seconds = 3;
+  std::string svg, binary = "build/roles/conclave", compare, timing = "both";
+  std::vector<std::string> scenarios = {"leader-crash",     "leader-freeze", "leader-stop", "leader-cutoff",
+                                        "worker-crash",     "failover-workers", "failover-lock", "lock-cycle",
+                                        "lock-handoff",     "write"};
+  std::string command = "conclave-bench";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    command += " " + a;
+    auto next = [&] {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "conclave-bench: {} needs a value\n{}", a, usage_text);
+        std::exit(2);
+      }
+      command += std::string(" ") + argv[i + 1];
+      return std::string(argv[++i]);
+    };
     if (a == "--masters") masters = std::atoi(next().c_str());
     else if (a == "--workers") workers = std::atoi(next().c_str());
-    else if (a == "--trials") trials = std::atoi(next().c_str());
+    else if (a == "--trials") trial_count = std::atoi(next().c_str());
     else if (a == "--json") json = true;
     else if (a == "--svg") svg = next();
     else if (a == "--binary") binary = next();
     else if (a == "--compare") compare = next();
+    else if (a == "--timing") timing = next();
     else if (a == "--seconds") load_seconds = std::atof(next().c_str());
-    else if (a == "--scenarios") {
-      scenarios.clear();
-      std::stringstream list(next());
-      std::string s;
-      while (std::getline(list, s, ',')) scenarios.push_back(s);
+    else if (a == "--scale") scale_sessions = std::atoi(next().c_str());
+    else if (a == "--scale-seconds") scale_seconds = std::atof(next().c_str());
+    else if (a == "--recovery-entries") recovery_entries = std::strtoull(next().c_str(), nullptr, 10);
+    else if (a == "--scenarios") scenarios = split(next());
+    else if (a == "--help" || a == "-h") {
+      fmt::print("{}", usage_text);
+      return 0;
     } else {
-      fmt::print(stderr, "usage: conclave-bench [--masters N] [--workers N] [--trials N] [--scenarios LIST] [--json] "
-                         "[--svg FILE] [--binary PATH]\n");
+      fmt::print(stderr, "conclave-bench: unknown option {}\n{}", a, usage_text);
       return 2;
     }
   }
-  if (!compare.empty()) {
-    fmt::print(stderr, "conclave-bench: --compare {} is not available yet; running conclave alone\n", compare);
+  if (timing != "matched" && timing != "defaults" && timing != "both") {
+    fmt::print(stderr, "conclave-bench: --timing must be matched, defaults or both\n");
+    return 2;
   }
   struct sigaction sa {};
-  sa.sa_handler = [](int) { interrupted = 1; };
+  sa.sa_handler = [](int) { stop_requested = true; };
   sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 
-  std::vector<result> results;
-  std::vector<double> rss_idle, rss_after;
-  std::vector<bench::load_result> loads;
-  {
-    harness b(masters, workers, binary);
-    std::this_thread::sleep_for(1s);
-    rss_idle = b.master_rss_mib();
-    for (const auto& s : scenarios) {
-      result r{s, {}, 0};
-      for (int t = 0; t < trials && !interrupted; ++t) {
-        fmt::print(stderr, "\r{:<14} [{:<20}] {}/{}", s, std::string(static_cast<std::size_t>(20 * t / std::max(trials, 1)), '#'), t, trials);
-        std::optional<double> v;
-        if (s.rfind("leader-", 0) == 0) v = b.leader_fault(s);
-        else if (s == "worker-crash") v = b.worker_crash();
-        else if (s == "lock-cycle") v = b.lock_cycle();
-        else if (s == "lock-handoff") v = b.lock_handoff();
-        else if (s == "write") v = b.one_write();
-        else {
-          fmt::print(stderr, "\nconclave-bench: unknown scenario '{}'\n", s);
-          return 2;
-        }
-        if (v) r.ms.push_back(*v);
-        else ++r.failed;
-      }
-      fmt::print(stderr, "\r{:<14} [{}] {}/{}\n", s, std::string(20, '#'), trials, trials);
-      results.push_back(r);
-      if (interrupted) break;
+  run_report report;
+  report.machine = machine();
+  report.command = command;
+  report.scenarios = scenarios;
+  try {
+    std::vector<std::unique_ptr<system_under_test>> systems;
+    fmt::print(stderr, "starting conclave ({} masters, {} workers)...\n", masters, workers);
+    auto own = std::make_unique<conclave_system>(masters, workers, binary, self_exe());
+    auto* conclave = own.get();
+    systems.push_back(std::move(own));
+    if (!compare.empty()) {
+      fmt::print(stderr, "starting {} ({} timing)...\n", compare, timing);
+      for (auto& s : compared(split(compare), timing)) systems.push_back(std::move(s));
     }
-    if (load_seconds > 0 && !interrupted) {
-      caf::actor_system sys{client_config()};
+    for (const auto& s : systems) {
+      report.systems.push_back(s->name());
+      report.descriptions.push_back(s->description());
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    for (const auto& s : systems) report.rss_idle_mib.push_back(largest_rss(s->server_pids()));
+
+    // Trials interleaved: trial t of every system before trial t + 1.
+    for (const auto& scenario : scenarios) {
+      auto& per = report.times[scenario];
+      per.assign(systems.size(), trials{});
+      bool leader_scenario = scenario.rfind("leader-", 0) == 0;
+      if (leader_scenario) report.new_leader[scenario].assign(systems.size(), trials{});
+      for (int t = 0; t < trial_count && !stop_requested; ++t) {
+        progress(scenario, t, trial_count);
+        for (std::size_t i = 0; i < systems.size() && !stop_requested; ++i) {
+          if (!systems[i]->supports(scenario)) continue;
+          auto v = systems[i]->trial(scenario);
+          if (v) per[i].ms.push_back(*v);
+          else ++per[i].failed;
+          if (leader_scenario) {
+            if (auto nl = systems[i]->last_new_leader_ms()) report.new_leader[scenario][i].ms.push_back(*nl);
+          }
+        }
+      }
+      progress(scenario, trial_count, trial_count);
+      fmt::print(stderr, "\n");
+      if (stop_requested) break;
+    }
+    if (load_seconds > 0 && !stop_requested) {
+      report.rss_load_mib.assign(systems.size(), 0);
       for (int clients : {1, 8, 64}) {
-        fmt::print(stderr, "\rwrites with {} clients...", clients);
-        loads.push_back(b.writes(sys, clients, load_seconds));
+        std::vector<throughput> per;
+        for (std::size_t i = 0; i < systems.size() && !stop_requested; ++i) {
+          progress("writes x" + std::to_string(clients), static_cast<int>(i), static_cast<int>(systems.size()));
+          auto peak = peak_rss_during(systems[i]->server_pids(), [&] { per.push_back(systems[i]->writes(clients, load_seconds)); });
+          report.rss_load_mib[i] = std::max(report.rss_load_mib[i], peak);
+        }
+        report.writes.push_back(per);
       }
       fmt::print(stderr, "\n");
     }
-    rss_after = b.master_rss_mib();
-  }  // every process stops here
-  auto rss = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
-  (void)rss;
-  if (!svg.empty()) write_svg(svg, results);
-  if (json) {
-    fmt::print("{{\"benchmark\":\"conclave\",\"masters\":{},\"workers\":{},\"results\":[", masters, workers);
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      const auto& r = results[i];
-      fmt::print("{}{{\"scenario\":\"{}\",\"ms_p50\":{:.2f},\"ms_p99\":{:.2f},\"ms_max\":{:.2f},\"trials\":{},\"failed\":{}}}",
-                 i ? "," : "", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(), r.failed);
+    if (recovery_entries > 0 && !stop_requested) {
+      fmt::print(stderr, "recovery: writing {} entries while a master is down...\n", recovery_entries);
+      report.recovery = conclave->recovery(recovery_entries);
     }
-    fmt::print("],\"writes\":[");
-    for (std::size_t i = 0; i < loads.size(); ++i) {
-      fmt::print("{}{{\"clients\":{},\"writes_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},\"errors\":{}}}",
-                 i ? "," : "", loads[i].proposers, loads[i].commits_per_s, loads[i].pct(0.5), loads[i].pct(0.99), loads[i].errors);
-    }
-    fmt::print("],\"master_rss_mib_idle_max\":{:.1f},\"master_rss_mib_after_max\":{:.1f}}}\n", rss(rss_idle),
-               rss(rss_after));
-  } else {
-    fmt::print("conclave, {} masters and {} workers on loopback (ms)\n", masters, workers);
-    fmt::print("{:<16} {:>9} {:>9} {:>9} {:>7}\n", "scenario", "median", "p99", "max", "trials");
-    for (const auto& r : results) {
-      fmt::print("{:<16} {:>9.1f} {:>9.1f} {:>9.1f} {:>7}{}\n", r.scenario, r.pct(0.5), r.pct(0.99), r.pct(1.0), r.ms.size(),
-                 r.failed ? fmt::format(" ({} failed)", r.failed) : "");
-    }
-    if (!loads.empty()) {
-      fmt::print("durable writes (100-byte values)\n{:>8} {:>10} {:>9} {:>9} {:>7}\n", "clients", "writes/s", "p50 ms", "p99 ms", "errors");
-      for (const auto& l : loads) {
-        fmt::print("{:>8} {:>10.0f} {:>9.3f} {:>9.3f} {:>7}\n", l.proposers, l.commits_per_s, l.pct(0.5), l.pct(0.99), l.errors);
+    if (scale_sessions > 0 && !stop_requested) {
+      for (const auto& s : systems) {
+        fmt::print(stderr, "heartbeat scale: {} with {} sessions...\n", s->name(), scale_sessions);
+        report.scale.push_back(s->scale(scale_sessions, scale_seconds));
       }
     }
-    fmt::print("master RSS: {:.1f} MiB idle, {:.1f} MiB after the scenarios (largest master)\n", rss(rss_idle),
-               rss(rss_after));
-  }
-  return interrupted ? 130 : 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "\nconclave-bench: {}\n", e.what());
+    return 1;
+  }  // every process stops here, by pid
+  if (!svg.empty()) write_svg(svg, report);
+  if (json) print_json(report);
+  else print_table(report);
+  return stop_requested ? 130 : 0;
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "actors/atoms.hpp"
+#include "bench/system.hpp"
 #include "schema/client_codec.hpp"
 
 namespace conclave::bench {
@@ -22,19 +23,6 @@ using clock_type = std::chrono::steady_clock;
 
 // The command proposer `who` sends as its `n`-th.
 using command_factory = std::function<std::string(int who, std::uint64_t n)>;
-
-struct load_result {
-  int proposers = 0;
-  double commits_per_s = 0;
-  std::vector<double> latency_ms;
-  std::size_t errors = 0;
-  double pct(double p) const {
-    if (latency_ms.empty()) return 0;
-    auto v = latency_ms;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-  }
-};
 
 namespace detail {
 
@@ -78,7 +66,7 @@ inline caf::behavior proposer(caf::event_based_actor* self, caf::actor target, s
 
 }  // namespace detail
 
-inline load_result run_load(caf::actor_system& sys, const caf::actor& target, const std::string& cluster_id,
+inline throughput run_load(caf::actor_system& sys, const caf::actor& target, const std::string& cluster_id,
                             int proposers, double seconds, const command_factory& make) {
   caf::scoped_actor self{sys};
   auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
@@ -90,13 +78,13 @@ inline load_result run_load(caf::actor_system& sys, const caf::actor& target, co
   }
   for (int i = 0; i < proposers; ++i) self->receive([](caf::ok_atom) {});
   auto elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  load_result r;
-  r.proposers = proposers;
+  throughput r;
+  r.clients = proposers;
   for (auto& o : outs) {
     r.latency_ms.insert(r.latency_ms.end(), o->latencies_ms.begin(), o->latencies_ms.end());
     r.errors += o->errors;
   }
-  r.commits_per_s = static_cast<double>(r.latency_ms.size()) / elapsed;
+  r.writes_per_s = static_cast<double>(r.latency_ms.size()) / elapsed;
   return r;
 }
 

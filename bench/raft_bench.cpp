@@ -37,9 +37,9 @@ struct stats {
   }
 };
 
-using bench::load_result;
+using bench::throughput;
 
-load_result run_load(process_cluster& c, caf::actor_system& sys, int proposers, double seconds) {
+throughput run_load(process_cluster& c, caf::actor_system& sys, int proposers, double seconds) {
   auto leader = c.wait_for_leader(10s);
   if (!leader) throw std::runtime_error("no leader");
   auto handle = sys.middleman().remote_actor(c.at(*leader).address.host, c.at(*leader).address.port);
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   if (binary.empty()) binary = "build/roles/conclave-raft-node";
   caf::actor_system sys{client_config()};
 
-  std::vector<load_result> loads;
+  std::vector<throughput> loads;
   {
     process_cluster c(3, {}, binary);
     for (int p : {1, 8, 64}) {
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < loads.size(); ++i) {
       auto& l = loads[i];
       fmt::print("{}{{\"proposers\":{},\"commits_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},\"errors\":{}}}",
-                 i ? "," : "", l.proposers, l.commits_per_s, l.pct(0.5), l.pct(0.99), l.errors);
+                 i ? "," : "", l.clients, l.writes_per_s, l.pct(0.5), l.pct(0.99), l.errors);
     }
     fmt::print("],\"failover\":[");
     for (std::size_t i = 0; i < failovers.size(); ++i) {
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
   fmt::print("3 servers on loopback, durable writes, 100-byte commands\n");
   fmt::print("{:>10} {:>12} {:>10} {:>10} {:>7}\n", "proposers", "commits/s", "p50 ms", "p99 ms", "errors");
   for (auto& l : loads) {
-    fmt::print("{:>10} {:>12.0f} {:>10.3f} {:>10.3f} {:>7}\n", l.proposers, l.commits_per_s, l.pct(0.5),
+    fmt::print("{:>10} {:>12.0f} {:>10.3f} {:>10.3f} {:>7}\n", l.clients, l.writes_per_s, l.pct(0.5),
                l.pct(0.99), l.errors);
   }
   fmt::print("\nfailover, until a new leader acknowledged a commit (ms)\n");

@@ -28,7 +28,7 @@ const settings& default_settings() {
       {"snapshot-every", "10000"},
       {"snapshot-trailing", "1024"},
       {"preferred-leader", "0"},
-      {"member-heartbeat-ms", "100"},
+      {"member-heartbeat-ms", "500"},
       {"session-ttl-ms", "2000"},
       {"no-master-timeout-ms", "5000"},
       {"on-quorum-loss", "fence"},

@@ -3,6 +3,8 @@
 #include <caf/all.hpp>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "actors/log.hpp"
@@ -30,7 +32,21 @@ std::uint64_t wall_ms() {
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,
                       std::atomic<int>& exit_code) {
   using namespace std::chrono;
+  // Woken early when a connection to a master breaks: the next heartbeat
+  // then goes out at once and finds the new leader as soon as there is one,
+  // instead of up to a heartbeat interval later.
+  struct wakeup {
+    std::mutex m;
+    std::condition_variable cv;
+    bool lost = false;
+  };
+  auto wake = std::make_shared<wakeup>();
   raft_client client(sys, o.cluster_id, o.masters);
+  client.on_connection_lost([wake] {
+    std::lock_guard<std::mutex> guard(wake->m);
+    wake->lost = true;
+    wake->cv.notify_all();
+  });
   resource_sampler sampler(o.disk_path, o.usage_window_ms);
   auto me = o.me;
   me.start_time_ms = wall_ms();
@@ -51,6 +67,10 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
           if (o.session_out) o.session_out->store(session);
           last_contact = now_ms();
           log_line("member {}: registered as {} (session {})", me.id, registry::to_string(me.role), session);
+          // The first heartbeat goes out at once: it tells the leader which
+          // connection the session lives on, so that a crash right after
+          // registering is detected by the broken connection, not the TTL.
+          continue;
         }
       }
     } else {
@@ -58,6 +78,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
                                 milliseconds(o.heartbeat_ms * 3));
       if (r && std::holds_alternative<client::ok>(*r)) {
         last_contact = now_ms();
+        if (o.contact_out) o.contact_out->store(last_contact);
       } else if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") {
         log_line("member {}: session {} expired; registering again", me.id, session);
         session = 0;
@@ -88,7 +109,11 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       }
     }
     auto spent = now_ms() - started;
-    if (spent < static_cast<std::uint64_t>(o.heartbeat_ms)) std::this_thread::sleep_for(milliseconds(o.heartbeat_ms - spent));
+    if (spent < static_cast<std::uint64_t>(o.heartbeat_ms)) {
+      std::unique_lock<std::mutex> lock(wake->m);
+      wake->cv.wait_for(lock, milliseconds(o.heartbeat_ms - spent), [&] { return wake->lost || stop.load(); });
+      wake->lost = false;
+    }
   }
   if (session != 0) {
     // A graceful leave: the member shows as left at once instead of dying later.

@@ -30,7 +30,7 @@ struct agent_options {
   std::vector<raft::endpoint> masters;
   registry::member me;                 // id, role, host, port, labels
   std::uint64_t session_ttl_ms = 2000;
-  int heartbeat_ms = 100;
+  int heartbeat_ms = 500;
   std::uint64_t usage_window_ms = 5000;
   std::string disk_path = "/";
   int no_master_timeout_ms = 0;        // workers: exit after this long without a master (0: never)
@@ -41,6 +41,9 @@ struct agent_options {
   std::function<std::uint64_t()> known_leader;
   // Where the agent publishes its registration session (0 while it has none).
   std::shared_ptr<std::atomic<std::uint64_t>> session_out;
+  // Where the agent publishes when the leader last answered a heartbeat
+  // (steady clock, ms since its epoch).
+  std::shared_ptr<std::atomic<std::uint64_t>> contact_out;
 };
 
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,

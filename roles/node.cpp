@@ -311,7 +311,7 @@ void node::on_members(std::function<void(const std::vector<registry::member>&)> 
         if (digest != last) callback(*list);
         last = digest;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(p->cfg.agent.heartbeat_ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(p->cfg.agent.heartbeat_ms, 100)));
     }
   });
 }

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <functional>
 #include <thread>
 
 #include "actors/atoms.hpp"
@@ -10,11 +11,54 @@
 
 namespace conclave {
 
+namespace {
+
+// Relays requests to one server and fails every pending one as soon as the
+// connection to that server breaks. CAF 0.17 does not answer a request that
+// was on the wire when its connection broke, so without this a request lost
+// with a crashed server would wait for its whole timeout.
+caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::function<void()> on_lost) {
+  auto pending = std::make_shared<std::map<std::uint64_t, caf::response_promise>>();
+  auto next_id = std::make_shared<std::uint64_t>(0);
+  self->monitor(server);
+  self->set_down_handler([=](caf::down_msg&) {
+    for (auto& [id, promise] : *pending) promise.deliver(caf::make_error(caf::sec::request_receiver_down));
+    pending->clear();
+    if (on_lost) on_lost();
+    self->quit();
+  });
+  return {[=](client_atom, const std::string& bytes) -> caf::result<std::string> {
+    auto id = (*next_id)++;
+    (*pending)[id] = self->make_response_promise();
+    self->request(server, caf::infinite, client_atom::value, bytes)
+        .then(
+            [=](const std::string& reply) {
+              if (auto it = pending->find(id); it != pending->end()) {
+                it->second.deliver(reply);
+                pending->erase(it);
+              }
+            },
+            [=](caf::error& e) {
+              if (auto it = pending->find(id); it != pending->end()) {
+                it->second.deliver(e);
+                pending->erase(it);
+              }
+            });
+    return caf::delegated<std::string>{};
+  }};
+}
+
+}  // namespace
+
 struct raft_client::impl {
   caf::actor_system& sys;
   caf::scoped_actor self;
-  std::map<std::string, caf::actor> connections;
+  std::map<std::string, caf::actor> connections;  // endpoint -> its relay
+  std::shared_ptr<std::function<void()>> on_lost = std::make_shared<std::function<void()>>();
   explicit impl(caf::actor_system& s) : sys(s), self(s) {}
+  ~impl() {
+    for (auto& [key, r] : connections) self->send_exit(r, caf::exit_reason::user_shutdown);
+  }
 
   caf::actor connect(const raft::endpoint& to, std::chrono::milliseconds timeout) {
     auto key = to.text();
@@ -26,8 +70,13 @@ struct raft_client::impl {
               result = caf::actor_cast<caf::actor>(ptr);
             },
             [&](caf::error&) {});
-    if (result) connections[key] = result;
-    return result;
+    if (!result) return result;
+    auto lost = on_lost;
+    auto r = sys.spawn(relay, result, [lost] {
+      if (*lost) (*lost)();
+    });
+    connections[key] = r;
+    return r;
   }
 };
 
@@ -35,6 +84,8 @@ raft_client::raft_client(caf::actor_system& sys, std::string cluster_id, std::ve
     : impl_(std::make_unique<impl>(sys)), cluster_id_(std::move(cluster_id)), endpoints_(std::move(endpoints)) {}
 
 raft_client::~raft_client() = default;
+
+void raft_client::on_connection_lost(std::function<void()> f) { *impl_->on_lost = std::move(f); }
 
 expected<client::response> raft_client::call(const raft::endpoint& to, const client::request& r,
                                              std::chrono::milliseconds timeout) {

@@ -6,6 +6,7 @@
 #include <caf/fwd.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,6 +42,10 @@ class raft_client {
                                        std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
 
   const std::vector<raft::endpoint>& endpoints() const { return endpoints_; }
+
+  // Called (on a CAF thread) when a connection to a server breaks, e.g.
+  // because the server died; requests on it fail at once. Set it before use.
+  void on_connection_lost(std::function<void()> f);
 
  private:
   struct impl;

@@ -23,23 +23,10 @@
 #include <vector>
 
 #include "roles/raft_client.hpp"
+#include "test/processes.hpp"
 #include "test/temp_dir.hpp"
 
 namespace conclave::test {
-
-// A port that was free a moment ago (the kernel picks it).
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 inline caf::actor_system_config& client_config() {
   static caf::actor_system_config cfg = [] {
@@ -207,27 +194,6 @@ class process_cluster {
   const std::string cluster_id = "process-test";
 
  private:
-  // Starts `args` with stdout and stderr appended to `log_path`.
-  static pid_t fork_exec(std::vector<std::string> args, const std::string& log_path) {
-    // Everything the child needs is prepared before fork(): other threads
-    // (CAF's) may hold locks, so the child only calls async-signal-safe functions.
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const char* path = log_path.c_str();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int fd = ::open(path, O_CREAT | O_WRONLY | O_APPEND, 0644);
-      ::dup2(fd, 2);
-      ::dup2(fd, 1);
-      // Our sockets (CAF's connections) must not live on in the child.
-      ::close_range(3, ~0U, 0);
-      ::execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid;
-  }
-
   temp_dir dir_;
   std::string binary_;
   std::vector<std::string> extra_;

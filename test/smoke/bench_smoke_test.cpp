@@ -9,7 +9,7 @@
 TEST_CASE("conclave-bench runs every scenario once and reports it") {
   const char* env = std::getenv("CONCLAVE_BENCH");
   const char* bin = std::getenv("CONCLAVE_BIN");
-  std::string cmd = std::string(env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --json --binary " +
+  std::string cmd = std::string(env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000 --json --binary " +
                     (bin ? bin : "build/roles/conclave") + " 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
@@ -18,8 +18,8 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   while (std::fgets(buf, sizeof buf, p)) out += buf;
   int status = ::pclose(p);
   CHECK(status == 0);
-  for (auto scenario : {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff", "worker-crash", "lock-cycle",
-                        "lock-handoff", "write"}) {
+  for (auto scenario : {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff", "worker-crash",
+                        "failover-workers", "failover-lock", "lock-cycle", "lock-handoff", "write"}) {
     auto pos = out.find(std::string("\"scenario\":\"") + scenario + "\"");
     REQUIRE_MESSAGE(pos != std::string::npos, scenario << " missing in: " << out);
     auto end = out.find('}', pos);
@@ -30,4 +30,11 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   for (auto clients : {"\"clients\":1,", "\"clients\":8,", "\"clients\":64,"}) {
     CHECK_MESSAGE(out.find(clients) != std::string::npos, out);
   }
+  // Heartbeat scale: every simulated worker registered and heartbeated.
+  auto scale = out.find("\"scale\":[{");
+  REQUIRE_MESSAGE(scale != std::string::npos, out);
+  CHECK_MESSAGE(out.find("\"sessions\":200,", scale) != std::string::npos, out);
+  CHECK_MESSAGE(out.find("\"errors\":0}", scale) != std::string::npos, out);
+  // Recovery: the restarted master caught up both times.
+  CHECK_MESSAGE(out.find("\"ok\":true", out.find("\"recovery\":")) != std::string::npos, out);
 }

@@ -1,0 +1,496 @@
+#include "bench/conclave_system.hpp"
+
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "bench/load.hpp"
+#include "roles/config.hpp"
+#include "roles/member_agent.hpp"
+#include "schema/registry_codec.hpp"
+#include "test/process_cluster.hpp"
+
+namespace conclave::bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+using test::process_cluster;
+
+double ms_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+registry::command put_command(const std::string& key, std::string value = "v") {
+  return registry::put{key, std::move(value), 0, std::nullopt};
+}
+
+// The value of a committed registry command (a session id, a fencing token).
+std::optional<std::uint64_t> committed_value(const expected<client::committed>& r) {
+  if (!r) return std::nullopt;
+  auto res = wire::decode_result(r->result);
+  if (!res || (res->outcome.code != registry::code::ok && res->outcome.code != registry::code::queued)) return std::nullopt;
+  return res->outcome.value;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::uint64_t steady_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now().time_since_epoch()).count());
+}
+
+// A worker's member agent (the code `conclave -r worker` runs) on a thread
+// of this process; publishes when the leader last answered its heartbeat.
+class agent_worker {
+ public:
+  agent_worker(caf::actor_system& sys, const process_cluster& c, int n) {
+    opts_.cluster_id = c.cluster_id;
+    for (const auto& m : c.members()) opts_.masters.push_back(m.address);
+    opts_.me.id = "bench-engine-worker-" + std::to_string(n);
+    opts_.me.role = registry::member_role::worker;
+    opts_.me.host = "127.0.0.1";
+    opts_.heartbeat_ms = std::stoi(default_settings().at("member-heartbeat-ms"));
+    opts_.contact_out = std::make_shared<std::atomic<std::uint64_t>>(0);
+    thread_ = std::thread([this, &sys] { run_member_agent(sys, opts_, stop_, exit_code_); });
+  }
+  ~agent_worker() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::uint64_t last_contact_ms() const { return opts_.contact_out->load(); }
+
+ private:
+  agent_options opts_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> exit_code_{0};
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct conclave_system::impl {
+  process_cluster cluster;
+  int workers;
+  std::string self_exe;
+  std::map<int, pid_t> worker_pids;
+  registry::session_id session = 0;
+  std::vector<registry::session_id> contenders;
+  std::optional<double> new_leader_ms;
+  std::unique_ptr<caf::actor_system> load_system;
+  std::vector<std::unique_ptr<agent_worker>> engine_workers;
+
+  impl(int masters, int workers_, std::string binary, std::string self)
+      : cluster(masters, {"-r", "master"}, std::move(binary)), workers(workers_), self_exe(std::move(self)) {
+    if (!cluster.wait_for_leader(20s)) throw std::runtime_error("conclave: no leader within 20 s");
+    for (int w = 1; w <= workers; ++w) start_worker(w);
+    wait_members(masters + workers);
+  }
+
+  void start_worker(int w) {
+    auto name = "bench-worker-" + std::to_string(w);
+    worker_pids[w] = cluster.spawn(
+        {cluster.binary(), "-r", "worker", "--name", name, "--peers", cluster.peers(), "--cluster-id", cluster.cluster_id},
+        name + ".log");
+  }
+
+  void wait_members(int alive) {
+    auto until = clock_type::now() + 20s;
+    while (clock_type::now() < until) {
+      auto r = cluster.client().read("members alive", 2s);
+      if (r) {
+        int n = 0;
+        for (auto p = r->result.find("\"status\":\"alive\""); p != std::string::npos;
+             p = r->result.find("\"status\":\"alive\"", p + 1)) {
+          ++n;
+        }
+        if (n >= alive) return;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+
+  bool write(const std::string& key, std::chrono::milliseconds deadline) {
+    return cluster.client().propose(wire::encode_command(put_command(key)), deadline).has_value();
+  }
+
+  std::optional<std::uint64_t> propose_value(const registry::command& c) {
+    return committed_value(cluster.client().propose(wire::encode_command(c), 5s));
+  }
+
+  // Polls every master but `old` (each answers status itself, never passing
+  // it on, so nothing waits on a request lost with the old leader) until one
+  // leads, and then until that one acknowledges a write.
+  std::optional<double> until_new_leader_writes(std::uint64_t old, clock_type::time_point start) {
+    new_leader_ms.reset();
+    while (ms_since(start) < 15000) {
+      for (const auto& m : cluster.members()) {
+        if (m.id == old || m.pid <= 0) continue;
+        auto s = cluster.client().call(m.address, client::status_request{}, 100ms);
+        if (!s || !std::holds_alternative<client::status>(*s) || std::get<client::status>(*s).role != "leader") continue;
+        if (!new_leader_ms) new_leader_ms = ms_since(start);
+        auto r = cluster.client().call(m.address, client::propose{wire::encode_command(put_command("/bench/after"))}, 2000ms);
+        if (r && std::holds_alternative<client::committed>(*r)) return ms_since(start);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Puts the cluster back together after a leader fault.
+  void restore(std::uint64_t old, int sig) {
+    if (sig == SIGSTOP) cluster.signal(old, SIGCONT);
+    if (sig == SIGKILL || sig == SIGTERM) {
+      while (cluster.running(old)) std::this_thread::sleep_for(5ms);
+      cluster.start(old);
+    }
+    std::this_thread::sleep_for(700ms);
+  }
+
+  // From the fault until a master other than the old leader acknowledged a write.
+  std::optional<double> leader_fault(const std::string& kind) {
+    auto old = cluster.wait_for_leader(10s);
+    if (!old) return std::nullopt;
+    for (int i = 0; i < 3; ++i) write("/bench/warm", 5s);
+    std::this_thread::sleep_for(300ms);
+    auto start = clock_type::now();
+    int sig = 0;
+    if (kind == "leader-crash") sig = SIGKILL;
+    if (kind == "leader-freeze") sig = SIGSTOP;
+    if (kind == "leader-stop") sig = SIGTERM;
+    if (sig == SIGSTOP) cluster.signal(*old, sig);
+    if (sig == SIGKILL || sig == SIGTERM) std::thread([this, old, sig] { cluster.signal(*old, sig); }).detach();
+    if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, cluster.isolate_request(*old));
+    auto t = until_new_leader_writes(*old, start);
+    if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, client::set_faults{});
+    restore(*old, sig);
+    return t;
+  }
+
+  // From kill -9 of a worker until every master's own registry says it is dead.
+  std::optional<double> worker_crash() {
+    int w = 1;
+    auto name = "bench-worker-" + std::to_string(w);
+    std::this_thread::sleep_for(300ms);  // a few heartbeats since it (re)started
+    auto start = clock_type::now();
+    ::kill(worker_pids[w], SIGKILL);
+    std::optional<double> t;
+    while (!t && ms_since(start) < 15000) {
+      bool everywhere = true;
+      for (const auto& m : cluster.members()) {
+        auto r = cluster.client().call(m.address, client::stale_read{"members dead"}, 500ms);
+        if (!r || !std::holds_alternative<client::read_result>(*r) ||
+            std::get<client::read_result>(*r).result.find("\"" + name + "\"") == std::string::npos) {
+          everywhere = false;
+          break;
+        }
+      }
+      if (everywhere) t = ms_since(start);
+      else std::this_thread::sleep_for(2ms);
+    }
+    cluster.wait_exit(worker_pids[w], 1s);
+    start_worker(w);
+    wait_members(static_cast<int>(cluster.members().size()) + workers);
+    return t;
+  }
+
+  // Failover as an engine sees it (1): kill -9 of the leader until every
+  // worker's heartbeat has been answered by the new leader.
+  std::optional<double> failover_workers() {
+    if (!load_system) load_system = std::make_unique<caf::actor_system>(test::client_config());
+    while (engine_workers.size() < 8) {
+      engine_workers.push_back(std::make_unique<agent_worker>(*load_system, cluster, static_cast<int>(engine_workers.size())));
+    }
+    auto old = cluster.wait_for_leader(10s);
+    if (!old) return std::nullopt;
+    std::this_thread::sleep_for(600ms);  // registered and heartbeating
+    auto start = clock_type::now();
+    auto start_ms = steady_ms();
+    std::thread([this, old] { cluster.signal(*old, SIGKILL); }).detach();
+    std::optional<double> t;
+    while (!t && ms_since(start) < 15000) {
+      bool all = std::all_of(engine_workers.begin(), engine_workers.end(),
+                             [&](const auto& w) { return w->last_contact_ms() > start_ms; });
+      if (all) t = ms_since(start);
+      else std::this_thread::sleep_for(1ms);
+    }
+    restore(*old, SIGKILL);
+    return t;
+  }
+
+  // Failover as an engine sees it (2): the leader's host dies with the
+  // engine on it, which held a lock (its session kept alive through that
+  // leader); from kill -9 of both until a queued contender holds the lock
+  // with a larger fencing token.
+  std::optional<double> failover_lock() {
+    auto old = cluster.wait_for_leader(10s);
+    if (!old) return std::nullopt;
+    auto log = cluster.path("lock-holder.log");
+    std::remove(log.c_str());
+    auto holder = cluster.spawn({self_exe, "--lock-holder", cluster.at(*old).address.text(), cluster.cluster_id,
+                                 "engine-lock", "2000", "100"},
+                                "lock-holder.log");
+    std::uint64_t old_token = 0;
+    for (auto until = clock_type::now() + 10s; !old_token && clock_type::now() < until; std::this_thread::sleep_for(5ms)) {
+      auto text = file_text(log);
+      if (auto p = text.find("holding "); p != std::string::npos) old_token = std::strtoull(text.c_str() + p + 8, nullptr, 10);
+    }
+    auto contender = propose_value(registry::open_session{"bench-contender", 30000});
+    if (!old_token || !contender || !propose_value(registry::acquire_lock{"engine-lock", *contender, true})) {
+      ::kill(holder, SIGKILL);
+      cluster.wait_exit(holder, 2s);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(300ms);
+    auto start = clock_type::now();
+    ::kill(holder, SIGKILL);
+    std::thread([this, old] { cluster.signal(*old, SIGKILL); }).detach();
+    std::optional<double> t;
+    auto wanted = "\"holder\":" + std::to_string(*contender) + ",";
+    while (!t && ms_since(start) < 15000) {
+      auto r = cluster.client().read("lock engine-lock", 500ms);
+      if (r && r->result.find(wanted) != std::string::npos) {
+        auto p = r->result.find("\"token\":");
+        if (std::strtoull(r->result.c_str() + p + 8, nullptr, 10) > old_token) t = ms_since(start);
+      }
+      if (!t) std::this_thread::sleep_for(2ms);
+    }
+    cluster.wait_exit(holder, 2s);
+    (void)propose_value(registry::close_session{*contender, false});
+    restore(*old, SIGKILL);
+    return t;
+  }
+
+  std::optional<double> lock_cycle() {
+    if (!session) {
+      auto s = propose_value(registry::open_session{"bench", 600000});
+      if (!s) return std::nullopt;
+      session = *s;
+    }
+    auto start = clock_type::now();
+    auto a = propose_value(registry::acquire_lock{"bench-lock", session, true});
+    auto b = propose_value(registry::release_lock{"bench-lock", session});
+    if (!a || !b) return std::nullopt;
+    return ms_since(start);
+  }
+
+  // One lock, four contenders: from the holder's release until the next
+  // contender is seen holding it (first come, first served).
+  std::optional<double> lock_handoff() {
+    while (contenders.size() < 4) {
+      auto s = propose_value(registry::open_session{"contender", 600000});
+      if (!s || !propose_value(registry::acquire_lock{"bench-handoff", *s, true})) return std::nullopt;
+      contenders.push_back(*s);
+    }
+    auto holder = contenders.front();
+    auto next = contenders[1];
+    auto start = clock_type::now();
+    if (!propose_value(registry::release_lock{"bench-handoff", holder})) return std::nullopt;
+    std::optional<double> t;
+    while (!t && ms_since(start) < 5000) {
+      auto r = cluster.client().read("lock bench-handoff", 2s);
+      if (r && r->result.find("\"holder\":" + std::to_string(next) + ",") != std::string::npos) t = ms_since(start);
+    }
+    // The released contender queues again at the back.
+    (void)propose_value(registry::acquire_lock{"bench-handoff", holder, true});
+    std::rotate(contenders.begin(), contenders.begin() + 1, contenders.end());
+    return t;
+  }
+
+  std::optional<double> one_write() {
+    auto start = clock_type::now();
+    if (!write("/bench/write", 5s)) return std::nullopt;
+    return ms_since(start);
+  }
+
+  caf::actor leader_handle() {
+    auto leader = cluster.wait_for_leader(10s);
+    if (!leader) return {};
+    if (!load_system) load_system = std::make_unique<caf::actor_system>(test::client_config());
+    auto handle = load_system->middleman().remote_actor(cluster.at(*leader).address.host, cluster.at(*leader).address.port);
+    return handle ? *handle : caf::actor{};
+  }
+
+  throughput writes(int clients, double seconds, std::uint64_t key_space = 64) {
+    auto handle = leader_handle();
+    if (!handle) return {clients, 0, {}, 1};
+    std::string value(100, 'v');
+    return run_load(*load_system, handle, cluster.cluster_id, clients, seconds,
+                      [value, key_space](int who, std::uint64_t n) {
+                        return wire::encode_command(
+                            put_command("/bench/load/" + std::to_string(who) + "/" + std::to_string(n % key_space), value));
+                      });
+  }
+
+  std::uint64_t applied(std::uint64_t id) {
+    auto s = cluster.status(id);
+    return s ? s->applied_index : 0;
+  }
+
+  // Restarts `id` and waits until it has applied the leader's commit index.
+  std::optional<double> restart_until_caught_up(std::uint64_t id, std::uint64_t leader) {
+    auto target = cluster.status(leader);
+    if (!target) return std::nullopt;
+    auto start = clock_type::now();
+    cluster.start(id);
+    while (ms_since(start) < 600000 && !stop_requested) {
+      if (applied(id) >= target->commit_index) return ms_since(start);
+      std::this_thread::sleep_for(5ms);
+    }
+    return std::nullopt;
+  }
+};
+
+conclave_system::conclave_system(int masters, int workers, std::string binary, std::string self_exe)
+    : impl_(std::make_unique<impl>(masters, workers, std::move(binary), std::move(self_exe))) {}
+
+conclave_system::~conclave_system() {
+  impl_->engine_workers.clear();
+}
+
+std::string conclave_system::name() const { return "conclave"; }
+
+std::string conclave_system::description() const {
+  return fmt::format(
+      "{} masters (-r master) and {} workers (-r worker) with conclave's defaults (tick 10 ms, heartbeat 50 ms, "
+      "election timeout 250-500 ms, member heartbeat 100 ms, session TTL 2 s); driven through its client protocol "
+      "(CAF middleman, Cap'n Proto), one long-lived connection per client",
+      impl_->cluster.members().size(), impl_->workers);
+}
+
+bool conclave_system::supports(const std::string&) const { return true; }
+
+std::optional<double> conclave_system::trial(const std::string& s) {
+  if (s.rfind("leader-", 0) == 0) return impl_->leader_fault(s);
+  if (s == "worker-crash") return impl_->worker_crash();
+  if (s == "failover-workers") return impl_->failover_workers();
+  if (s == "failover-lock") return impl_->failover_lock();
+  if (s == "lock-cycle") return impl_->lock_cycle();
+  if (s == "lock-handoff") return impl_->lock_handoff();
+  if (s == "write") return impl_->one_write();
+  return std::nullopt;
+}
+
+std::optional<double> conclave_system::last_new_leader_ms() const { return impl_->new_leader_ms; }
+
+throughput conclave_system::writes(int clients, double seconds) { return impl_->writes(clients, seconds); }
+
+std::vector<pid_t> conclave_system::server_pids() const {
+  std::vector<pid_t> pids;
+  for (const auto& m : impl_->cluster.members()) {
+    if (m.pid > 0) pids.push_back(m.pid);
+  }
+  return pids;
+}
+
+std::optional<scale_result> conclave_system::scale(int sessions, double seconds) {
+  auto& c = impl_->cluster;
+  auto leader = c.wait_for_leader(10s);
+  if (!leader) return std::nullopt;
+  // Simulated workers, up to 2,500 per process, each heartbeat its own
+  // request, at the default member heartbeat interval.
+  constexpr int per_process = 2500;
+  auto interval = default_settings().at("member-heartbeat-ms");
+  auto ttl = default_settings().at("session-ttl-ms");
+  int processes = std::max(1, (sessions + per_process - 1) / per_process);
+  std::vector<std::pair<pid_t, std::string>> swarms;
+  for (int p = 0; p < processes; ++p) {
+    int count = sessions / processes + (p < sessions % processes ? 1 : 0);
+    auto out = c.path("swarm-" + std::to_string(p) + ".out");
+    std::remove(out.c_str());
+    auto pid = c.spawn({impl_->self_exe, "--swarm", c.at(*leader).address.text(), c.cluster_id,
+                        "sim-" + std::to_string(p) + "-", std::to_string(count), interval, ttl,
+                        std::to_string(seconds + 8), out},
+                       "swarm-" + std::to_string(p) + ".log");
+    swarms.emplace_back(pid, out);
+  }
+  auto all_registered = [&] {
+    return std::all_of(swarms.begin(), swarms.end(),
+                       [](const auto& s) { return file_text(s.second).find("registered") != std::string::npos; });
+  };
+  for (auto until = clock_type::now() + 120s; !all_registered() && clock_type::now() < until && !stop_requested;) {
+    std::this_thread::sleep_for(50ms);
+  }
+  scale_result r;
+  r.sessions = sessions;
+  r.interval_ms = std::stod(interval);
+  if (!all_registered()) {
+    for (auto& s : swarms) {
+      ::kill(s.first, SIGKILL);
+      c.wait_exit(s.first, 5s);
+    }
+    return std::nullopt;
+  }
+  std::this_thread::sleep_for(1s);
+  auto leader_pid = c.at(*leader).pid;
+  auto cpu0 = test::cpu_seconds(leader_pid);
+  auto t0 = clock_type::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  r.leader_cpu_pct = 100.0 * (test::cpu_seconds(leader_pid) - cpu0) / (ms_since(t0) / 1000.0);
+  if (auto d = impl_->worker_crash()) r.detect_ms = *d;
+  std::vector<double> p50s, p99s;
+  for (auto& s : swarms) {
+    c.wait_exit(s.first, std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000));
+    auto text = file_text(s.second);
+    auto p = text.find("heartbeats ");
+    if (p == std::string::npos) {
+      ++r.errors;
+      continue;
+    }
+    std::size_t n = 0, errors = 0;
+    double p50 = 0, p99 = 0;
+    std::sscanf(text.c_str() + p, "heartbeats %zu errors %zu p50_ms %lf p99_ms %lf", &n, &errors, &p50, &p99);
+    r.errors += errors;
+    p50s.push_back(p50);
+    p99s.push_back(p99);
+  }
+  // The processes' medians and p99s (each process saw an even share).
+  if (!p50s.empty()) {
+    std::sort(p50s.begin(), p50s.end());
+    r.heartbeat_ms_p50 = p50s[p50s.size() / 2];
+    r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
+  }
+  return r;
+}
+
+recovery_result conclave_system::recovery(std::uint64_t entries) {
+  auto& c = impl_->cluster;
+  recovery_result r;
+  auto leader = c.wait_for_leader(10s);
+  if (!leader) return r;
+  std::uint64_t follower = *leader == 1 ? 2 : 1;
+  c.signal(follower, SIGKILL);
+  auto start_index = c.status(*leader) ? c.status(*leader)->commit_index : 0;
+  // Writes over 10,000 keys until `entries` more are committed.
+  while (!stop_requested) {
+    auto s = c.status(*leader);
+    if (!s) return r;
+    if (s->commit_index >= start_index + entries) break;
+    (void)impl_->writes(64, 1.0, 10000);
+  }
+  auto end = c.status(*leader);
+  if (!end || end->commit_index < start_index + entries) return r;
+  r.entries = end->commit_index - start_index;
+  auto caught_up = impl_->restart_until_caught_up(follower, *leader);
+  if (!caught_up) return r;
+  r.catch_up_ms = *caught_up;
+  r.catch_up_peak_rss_mib = test::peak_rss_mib(c.at(follower).pid);
+  c.signal(follower, SIGKILL);
+  auto restarted = impl_->restart_until_caught_up(follower, *leader);
+  if (!restarted) return r;
+  r.restart_ms = *restarted;
+  r.restart_peak_rss_mib = test::peak_rss_mib(c.at(follower).pid);
+  r.ok = true;
+  return r;
+}
+
+}  // namespace conclave::bench

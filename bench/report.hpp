@@ -1,0 +1,37 @@
+// conclave-bench's report: per-scenario tables with conclave's ratio to each
+// other system, the targets of issue #6 checked against the run's figures,
+// JSON, and an SVG plot of the failover-time CDFs.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/conclave_system.hpp"
+#include "bench/system.hpp"
+
+namespace conclave::bench {
+
+struct run_report {
+  std::string machine;                                  // CPU model and count
+  std::string command;                                  // how the run was started
+  std::vector<std::string> systems;                     // names, conclave first
+  std::vector<std::string> descriptions;
+  std::vector<std::string> scenarios;                   // in run order
+  std::map<std::string, std::vector<trials>> times;     // scenario -> per system
+  std::map<std::string, std::vector<trials>> new_leader;  // leader-* scenario -> per system
+  std::vector<std::vector<throughput>> writes;          // per client count -> per system
+  std::vector<double> rss_idle_mib, rss_load_mib;       // per system: largest server
+  std::vector<std::optional<scale_result>> scale;       // per system
+  std::optional<recovery_result> recovery;              // conclave's
+};
+
+// What a scenario measures, one line.
+std::string describe_scenario(const std::string& scenario);
+
+void print_table(const run_report& r);
+void print_json(const run_report& r);
+void write_svg(const std::string& path, const run_report& r);
+
+}  // namespace conclave::bench

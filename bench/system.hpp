@@ -1,0 +1,108 @@
+// One coordination system under test in conclave-bench: conclave itself, or
+// etcd or ZooKeeper for comparison. conclave-bench creates every system of a
+// run first, then runs each scenario's trials interleaved (trial 1 of every
+// system, trial 2 of every system, ...), so all figures of one run share one
+// machine and one moment.
+//
+// This header is free of CAF so that the comparison drivers stay light.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace conclave::bench {
+
+// Set by conclave-bench on SIGINT or SIGTERM: long waits give up early so
+// that every process it started is stopped promptly.
+inline std::atomic<bool> stop_requested{false};
+
+// Times of one scenario's trials on one system, in milliseconds.
+struct trials {
+  std::vector<double> ms;
+  int failed = 0;
+  double pct(double p) const {
+    if (ms.empty()) return 0;
+    auto v = ms;
+    std::sort(v.begin(), v.end());
+    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+  }
+};
+
+// Closed-loop durable writes: `clients` writers, each sending its next write
+// when the previous one was acknowledged.
+struct throughput {
+  int clients = 0;
+  double writes_per_s = 0;
+  std::vector<double> latency_ms;
+  std::size_t errors = 0;
+  double pct(double p) const {
+    if (latency_ms.empty()) return 0;
+    auto v = latency_ms;
+    std::sort(v.begin(), v.end());
+    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+  }
+};
+
+// Heartbeat scale: `sessions` clients keeping a session alive at the
+// system's interval, measured over a window.
+struct scale_result {
+  int sessions = 0;
+  double interval_ms = 0;          // each session's heartbeat interval
+  double leader_cpu_pct = 0;       // of one core, over the window
+  double heartbeat_ms_p50 = 0;     // request to answer
+  double heartbeat_ms_p99 = 0;
+  double detect_ms = 0;            // a killed session owner seen gone (0: not measured)
+  std::size_t errors = 0;
+};
+
+class system_under_test {
+ public:
+  virtual ~system_under_test() = default;
+
+  // "conclave", "etcd (matched timing)", ...
+  virtual std::string name() const = 0;
+  // How it is configured and driven, for the report (one line).
+  virtual std::string description() const = 0;
+
+  // Whether `scenario` applies (e.g. leader-cutoff is conclave's fault hook).
+  virtual bool supports(const std::string& scenario) const = 0;
+
+  // One trial: milliseconds, or nothing when the trial failed. Scenarios:
+  //   leader-crash   kill -9 of the leader until a write is acknowledged
+  //   leader-freeze  SIGSTOP of the leader until a write is acknowledged
+  //   leader-stop    SIGTERM of the leader until a write is acknowledged
+  //   worker-crash   kill -9 of a session owner until it is seen gone
+  //                  (by every master where the system offers that)
+  //   lock-cycle     uncontended acquire + release
+  //   lock-handoff   release until the next of four contenders holds it
+  //   write          one durable write
+  // The system is whole again when trial() returns.
+  virtual std::optional<double> trial(const std::string& scenario) = 0;
+
+  // For the last leader-* trial: milliseconds from the fault until a new
+  // leader was known (before its first acknowledged write), if measured.
+  virtual std::optional<double> last_new_leader_ms() const { return std::nullopt; }
+
+  // Durable writes of 100-byte values from `clients` closed-loop clients.
+  virtual throughput writes(int clients, double seconds) = 0;
+
+  // `sessions` simulated clients (many per process) keeping a session or
+  // lease alive at the system's interval for `seconds`: the leader's CPU,
+  // heartbeat latency, and the time until a killed owner is seen gone under
+  // that load. Nothing when the system cannot be driven at that scale here.
+  virtual std::optional<scale_result> scale(int sessions, double seconds) {
+    (void)sessions;
+    (void)seconds;
+    return std::nullopt;
+  }
+
+  // Pids of the servers (masters, members), for memory and CPU figures.
+  virtual std::vector<pid_t> server_pids() const = 0;
+};
+
+}  // namespace conclave::bench

@@ -1,0 +1,114 @@
+// Child processes for tests and benchmarks, without CAF: free loopback
+// ports, fork+exec with output to a log file, waiting and killing by pid.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace conclave::test {
+
+// A port that was free a moment ago (the kernel picks it).
+inline std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Starts `args` (argv[0] a path) with stdout and stderr appended to `log_path`.
+inline pid_t fork_exec(std::vector<std::string> args, const std::string& log_path) {
+  // Everything the child needs is prepared before fork(): other threads
+  // may hold locks, so the child only calls async-signal-safe functions.
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const char* path = log_path.c_str();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(path, O_CREAT | O_WRONLY | O_APPEND, 0644);
+    ::dup2(fd, 2);
+    ::dup2(fd, 1);
+    // Our sockets must not live on in the child.
+    ::close_range(3, ~0U, 0);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` to end: its wait status, or nothing after `timeout`.
+inline std::optional<int> wait_pid(pid_t pid, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return std::nullopt;
+}
+
+// Ends `pid` for good (also when it is stopped) and reaps it.
+inline void kill_pid(pid_t pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGCONT);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// A memory figure of `pid` from /proc/PID/status in MiB ("VmRSS": resident
+// now, "VmHWM": the peak so far), 0 when the process is gone.
+inline double status_mib(pid_t pid, const std::string& field) {
+  std::string path = "/proc/" + std::to_string(pid) + "/status";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  auto prefix = field + ":";
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::string(line).rfind(prefix, 0) == 0) kib = std::strtod(line + prefix.size(), nullptr);
+  }
+  std::fclose(f);
+  return kib / 1024.0;
+}
+
+inline double rss_mib(pid_t pid) { return status_mib(pid, "VmRSS"); }
+inline double peak_rss_mib(pid_t pid) { return status_mib(pid, "VmHWM"); }
+
+// CPU time (user + system) `pid` has used so far, in seconds.
+inline double cpu_seconds(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return 0;
+  char buf[1024];
+  auto n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  // Fields after the command name (which may hold spaces) start after ')'.
+  std::string s(buf);
+  auto p = s.rfind(')');
+  if (p == std::string::npos) return 0;
+  unsigned long utime = 0, stime = 0;
+  // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+  std::sscanf(s.c_str() + p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace conclave::test
