@@ -7,6 +7,8 @@
 #                       is "N passed, N failed" (test cases)
 #   ./setup.sh deps     only install what is missing
 #   ./setup.sh demo     the same as build, then run examples/demo.sh (a local cluster)
+#   ./setup.sh compare  the same as build, plus etcd, ZooKeeper and their client
+#                       libraries for `conclave-bench --compare etcd,zookeeper`
 #
 # Environment: BUILD_DIR (default: build), BUILDTYPE (default: debugoptimized).
 set -euo pipefail
@@ -22,9 +24,13 @@ PACKAGES=(
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev python3
 )
 
+# Only for `conclave-bench --compare`: the systems it compares with (Debian's
+# etcd 3.4 and ZooKeeper 3.8 with a Java runtime) and their client libraries.
+COMPARE_PACKAGES=(etcd-server zookeeper default-jre-headless libzookeeper-mt-dev libcurl4-openssl-dev)
+
 install_missing() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     # dpkg-query is fast; a package counts as present only when fully installed.
     if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
       missing+=("$p")
@@ -56,17 +62,25 @@ configure_and_build() {
 }
 
 case "${1:-build}" in
-  deps) install_missing ;;
+  deps) install_missing "${PACKAGES[@]}" ;;
   demo)
-    install_missing
+    install_missing "${PACKAGES[@]}"
     configure_and_build
     exec examples/demo.sh
     ;;
-  build) install_missing; configure_and_build ;;
+  build) install_missing "${PACKAGES[@]}"; configure_and_build ;;
+  compare)
+    install_missing "${PACKAGES[@]}" "${COMPARE_PACKAGES[@]}"
+    configure_and_build
+    # meson looks for the client libraries when it configures: look again.
+    meson setup --reconfigure "$BUILD_DIR" >/dev/null
+    ninja -C "$BUILD_DIR"
+    echo "setup: ready for $BUILD_DIR/bench/conclave-bench --compare etcd,zookeeper"
+    ;;
   test)
-    install_missing
+    install_missing "${PACKAGES[@]}"
     configure_and_build
     exec python3 test/run_tests.py "$BUILD_DIR"
     ;;
-  *) echo "usage: $0 [build|test|deps|demo]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|deps|demo|compare]" >&2; exit 2 ;;
 esac

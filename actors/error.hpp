@@ -34,6 +34,7 @@ enum class errc {
   transferring,           // leadership is being handed over; proposals wait
   config_change_pending,  // one membership change at a time (Raft thesis 4.1)
   not_caught_up,          // a learner must catch up before it is promoted
+  outcome_unknown,        // sent, but no answer: it may or may not have taken effect
   // general
   invalid_argument,       // a caller broke a documented precondition
 };
@@ -59,6 +60,7 @@ constexpr std::string_view to_string(errc code) {
     case errc::transferring: return "leadership transfer in progress";
     case errc::config_change_pending: return "a configuration change is already in progress";
     case errc::not_caught_up: return "server has not caught up with the log";
+    case errc::outcome_unknown: return "outcome unknown: the request may or may not have taken effect";
     case errc::invalid_argument: return "invalid argument";
   }
   return "unknown error";

@@ -360,11 +360,13 @@ conclave_system::~conclave_system() {
 std::string conclave_system::name() const { return "conclave"; }
 
 std::string conclave_system::description() const {
+  const auto& d = default_settings();
   return fmt::format(
-      "{} masters (-r master) and {} workers (-r worker) with conclave's defaults (tick 10 ms, heartbeat 50 ms, "
-      "election timeout 250-500 ms, member heartbeat 100 ms, session TTL 2 s); driven through its client protocol "
+      "{} masters (-r master) and {} workers (-r worker) with conclave's defaults (tick {} ms, heartbeat {} ticks, "
+      "election timeout {} ticks, member heartbeat {} ms, session TTL {} ms); driven through its client protocol "
       "(CAF middleman, Cap'n Proto), one long-lived connection per client",
-      impl_->cluster.members().size(), impl_->workers);
+      impl_->cluster.members().size(), impl_->workers, d.at("tick-ms"), d.at("heartbeat-ticks"), d.at("election-ticks"),
+      d.at("member-heartbeat-ms"), d.at("session-ttl-ms"));
 }
 
 bool conclave_system::supports(const std::string&) const { return true; }

@@ -22,7 +22,8 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
   auto next_id = std::make_shared<std::uint64_t>(0);
   self->monitor(server);
   self->set_down_handler([=](caf::down_msg&) {
-    for (auto& [id, promise] : *pending) promise.deliver(caf::make_error(caf::sec::request_receiver_down));
+    // Sent, but the answer can no longer come: the outcome is unknown.
+    for (auto& [id, promise] : *pending) promise.deliver(caf::make_error(caf::sec::socket_disconnected));
     pending->clear();
     if (on_lost) on_lost();
     self->quit();
@@ -101,7 +102,10 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
           [&](caf::error& e) {
             // The connection may be gone: forget it so the next call reconnects.
             impl_->connections.erase(to.text());
-            result = make_error(errc::unavailable, to.text() + ": " + impl_->sys.render(e));
+            // A receiver known to be down never got the request; otherwise it
+            // was sent (or on its way) and whether it took effect is unknown.
+            auto code = e == caf::sec::request_receiver_down ? errc::unavailable : errc::outcome_unknown;
+            result = make_error(code, to.text() + ": " + impl_->sys.render(e));
           });
   return result;
 }
@@ -111,6 +115,13 @@ namespace {
 // Whether a refusal means "ask again, maybe elsewhere".
 bool retryable(const client::failure& f) {
   return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable";
+}
+
+// Requests that change state: after one was sent without an answer, sending
+// it again could apply it twice, so its caller must decide.
+bool changes_state(const client::request& r) {
+  return std::holds_alternative<client::propose>(r) || std::holds_alternative<client::transfer_leadership>(r) ||
+         std::holds_alternative<client::change_membership>(r);
 }
 
 }  // namespace
@@ -144,6 +155,7 @@ expected<client::response> raft_client::to_leader(const client::request& request
       }
     } else {
       last = r.error();
+      if (r.error().code == errc::outcome_unknown && changes_state(request)) return last;
     }
     ++next;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

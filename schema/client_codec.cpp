@@ -25,6 +25,7 @@ std::string code_name(errc code) {
     case errc::transferring: return "transferring";
     case errc::config_change_pending: return "config_change_pending";
     case errc::not_caught_up: return "not_caught_up";
+    case errc::outcome_unknown: return "outcome_unknown";
     case errc::invalid_argument: return "invalid_argument";
   }
   return "unknown";

@@ -333,7 +333,7 @@ struct state {
 
   void fail_proposals_upto(index_t upto, const std::string& why) {
     while (!proposals.empty() && proposals.begin()->first <= upto.value) {
-      proposals.begin()->second.promise.deliver(wire::encode_response(failure(errc::unavailable, why)));
+      proposals.begin()->second.promise.deliver(wire::encode_response(failure(errc::outcome_unknown, why)));
       proposals.erase(proposals.begin());
     }
   }
