@@ -61,6 +61,13 @@ struct raft_client::impl {
     for (auto& [key, r] : connections) self->send_exit(r, caf::exit_reason::user_shutdown);
   }
 
+  void forget(const std::string& key) {
+    auto it = connections.find(key);
+    if (it == connections.end()) return;
+    self->send_exit(it->second, caf::exit_reason::user_shutdown);
+    connections.erase(it);
+  }
+
   caf::actor connect(const raft::endpoint& to, std::chrono::milliseconds timeout) {
     auto key = to.text();
     if (auto it = connections.find(key); it != connections.end()) return it->second;
@@ -100,8 +107,9 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
             result = decoded ? expected<client::response>(*decoded) : expected<client::response>(decoded.error());
           },
           [&](caf::error& e) {
-            // The connection may be gone: forget it so the next call reconnects.
-            impl_->connections.erase(to.text());
+            // The connection may be gone: forget it (and its relay) so the
+            // next call reconnects.
+            impl_->forget(to.text());
             // A receiver known to be down never got the request; otherwise it
             // was sent (or on its way) and whether it took effect is unknown.
             auto code = e == caf::sec::request_receiver_down ? errc::unavailable : errc::outcome_unknown;
