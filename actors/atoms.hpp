@@ -7,9 +7,10 @@
 
 namespace conclave {
 
-using peer_atom = caf::atom_constant<caf::atom("peer")>;        // (peer_atom, bytes): Raft peer message
+using peer_atom = caf::atom_constant<caf::atom("peer")>;        // (peer_atom, bytes, tag): Raft peer message
 using client_atom = caf::atom_constant<caf::atom("client")>;    // (client_atom, bytes) -> bytes
-using forward_atom = caf::atom_constant<caf::atom("forward")>;  // a client request a follower passed on
+using forward_atom = caf::atom_constant<caf::atom("forward")>;  // (forward_atom, bytes, tag): a request a follower passed on
+using auth_atom = caf::atom_constant<caf::atom("auth")>;        // (auth_atom) -> nonce; (auth_atom, proof) -> level
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using write_atom = caf::atom_constant<caf::atom("write")>;

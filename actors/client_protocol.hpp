@@ -81,5 +81,7 @@ using response = std::variant<committed, read_result, status, ok, failure>;
 
 // The stable name of an error code, as carried in failure::code.
 std::string code_name(errc code);
+// The code a name stands for (errc::unavailable for a name this build does not know).
+errc code_from_name(const std::string& name);
 
 }  // namespace conclave::client

@@ -35,6 +35,7 @@ enum class errc {
   config_change_pending,  // one membership change at a time (Raft thesis 4.1)
   not_caught_up,          // a learner must catch up before it is promoted
   outcome_unknown,        // sent, but no answer: it may or may not have taken effect
+  unauthenticated,        // no valid credentials for this request (see actors/auth.hpp)
   // general
   invalid_argument,       // a caller broke a documented precondition
 };
@@ -61,6 +62,7 @@ constexpr std::string_view to_string(errc code) {
     case errc::config_change_pending: return "a configuration change is already in progress";
     case errc::not_caught_up: return "server has not caught up with the log";
     case errc::outcome_unknown: return "outcome unknown: the request may or may not have taken effect";
+    case errc::unauthenticated: return "unauthenticated";
     case errc::invalid_argument: return "invalid argument";
   }
   return "unknown error";

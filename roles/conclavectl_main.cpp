@@ -1,6 +1,7 @@
 // conclavectl: talk to a conclave cluster.
 //
-//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--json] [--stale] COMMAND [ARGS]
+//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale] COMMAND [ARGS]
+//   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
 //
 // Commands:
 //   status                      every endpoint's role, term, leader and log position
@@ -47,7 +48,7 @@ constexpr int exit_unreachable = 3;
 
 int unreachable(const error& e) {
   std::fprintf(stderr, "conclavectl: %s\n", e.message().c_str());
-  return exit_unreachable;
+  return e.code == errc::unauthenticated ? exit_refused : exit_unreachable;
 }
 
 // Runs a registry command through the leader; prints and returns its outcome.
@@ -140,7 +141,7 @@ int watch(raft_client& c, const std::string& prefix, std::uint64_t from) {
 
 int main(int argc, char** argv) {
   std::vector<raft::endpoint> endpoints;
-  std::string cluster_id;
+  std::string cluster_id, secret_file;
   bool json = false;
   int i = 1;
   for (; i < argc; ++i) {
@@ -163,9 +164,24 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--cluster-id" && i + 1 < argc) {
       cluster_id = argv[++i];
+    } else if (a == "--secret-file" && i + 1 < argc) {
+      secret_file = argv[++i];
     } else {
       break;
     }
+  }
+  auth::keys keys;
+  if (!secret_file.empty()) {
+    auto text = auth::read_key_file(secret_file);
+    if (!text) usage(text.error().detail);
+    keys = auth::from_file_text(*text);
+  }
+  if (i < argc && std::string(argv[i]) == "member-key") {
+    // Workers and clients get this instead of the secret: it opens the
+    // registry but not Raft membership or leadership.
+    if (keys.master.empty()) usage("member-key needs --secret-file with the cluster secret");
+    std::printf("%s\n", keys.member.c_str());
+    return 0;
   }
   if (endpoints.empty()) usage("--endpoints is required");
   if (cluster_id.empty()) usage("--cluster-id is required");
@@ -178,6 +194,7 @@ int main(int argc, char** argv) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   raft_client c(sys, cluster_id, endpoints);
+  c.set_keys(keys);
 
   if (cmd == "status" || cmd == "leader") {
     bool any = false;
@@ -271,6 +288,7 @@ int main(int argc, char** argv) {
     std::thread keepalive([&] {
       caf::scoped_actor self{sys};
       raft_client k(sys, cluster_id, endpoints);
+      k.set_keys(keys);
       while (!done) {
         (void)k.to_leader(client::keepalive{session, {}}, 500ms);
         std::this_thread::sleep_for(300ms);

@@ -37,6 +37,7 @@ const settings& default_settings() {
       {"join", "false"},
       {"usage-window-ms", "5000"},
       {"lease-reads", "false"},
+      {"secret-file", ""},
   };
   return keys;
 }
@@ -149,6 +150,15 @@ expected<node_config> parse_settings(const settings& given) {
   agent.heartbeat_ms = static_cast<int>(number("member-heartbeat-ms"));
   agent.session_ttl_ms = number("session-ttl-ms");
   agent.usage_window_ms = number("usage-window-ms");
+  if (!c["secret-file"].empty()) {
+    auto text = auth::read_key_file(c["secret-file"]);
+    if (!text) return bad("secret-file: " + text.error().detail);
+    agent.keys = auth::from_file_text(*text);
+    if (cfg.is_master() && agent.keys.master.empty()) {
+      return bad("secret-file: a master needs the cluster secret, not a member key");
+    }
+    opts.keys = agent.keys;
+  }
   if (failed) return failure;
   if (agent.heartbeat_ms < 1 || agent.session_ttl_ms <= static_cast<std::uint64_t>(agent.heartbeat_ms)) {
     return bad("session-ttl-ms: must be larger than member-heartbeat-ms");

@@ -42,6 +42,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
   };
   auto wake = std::make_shared<wakeup>();
   raft_client client(sys, o.cluster_id, o.masters);
+  client.set_keys(o.keys);
   client.on_connection_lost([wake] {
     std::lock_guard<std::mutex> guard(wake->m);
     wake->lost = true;
@@ -60,6 +61,12 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
     if (session == 0) {
       me.usage = usage;
       auto r = client.propose(wire::encode_command(registry::register_member{me, o.session_ttl_ms}), milliseconds(500));
+      if (!r && r.error().code == errc::unauthenticated) {
+        log_line("member {}: the cluster refused our credentials ({}); exiting (code {})", me.id, r.error().message(),
+                 exit_bad_config);
+        exit_code = exit_bad_config;
+        return;
+      }
       if (r) {
         auto res = wire::decode_result(r->result);
         if (res && res->outcome.code == registry::code::ok) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/registry/types.hpp"
 
@@ -44,6 +45,7 @@ struct agent_options {
   // Where the agent publishes when the leader last answered a heartbeat
   // (steady clock, ms since its epoch).
   std::shared_ptr<std::atomic<std::uint64_t>> contact_out;
+  auth::keys keys;  // credentials, when the cluster requires them
 };
 
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,

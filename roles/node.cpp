@@ -118,6 +118,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
   }
   p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
+  p->client->set_keys(cfg->agent.keys);
   auto* raw = p.get();
   p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   return std::unique_ptr<node>(new node(std::move(p)));
@@ -191,6 +192,7 @@ void node::watch(const std::string& prefix, std::function<void(const registry::c
   auto* p = impl_.get();
   p->watchers.emplace_back([p, prefix, callback] {
     raft_client c(p->sys, p->cfg.agent.cluster_id, p->cfg.agent.masters);
+    c.set_keys(p->cfg.agent.keys);
     registry::revision rev = 0;
     bool started = false;
     while (!p->stop) {

@@ -17,7 +17,12 @@ namespace {
 // connection to that server breaks. CAF 0.17 does not answer a request that
 // was on the wire when its connection broke, so without this a request lost
 // with a crashed server would wait for its whole timeout.
-caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::function<void()> on_lost) {
+//
+// With credentials, the relay first proves its key to the server (the
+// challenge of actors/auth.hpp) and holds requests back until then; if the
+// server refuses, every request gets that refusal.
+caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::function<void()> on_lost, auth::keys keys,
+                    std::string cluster_id) {
   auto pending = std::make_shared<std::map<std::uint64_t, caf::response_promise>>();
   auto next_id = std::make_shared<std::uint64_t>(0);
   self->monitor(server);
@@ -28,7 +33,7 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
     if (on_lost) on_lost();
     self->quit();
   });
-  return {[=](client_atom, const std::string& bytes) -> caf::result<std::string> {
+  caf::behavior relaying{[=](client_atom, const std::string& bytes) -> caf::result<std::string> {
     auto id = (*next_id)++;
     (*pending)[id] = self->make_response_promise();
     self->request(server, caf::infinite, client_atom::value, bytes)
@@ -47,6 +52,34 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
             });
     return caf::delegated<std::string>{};
   }};
+  if (!keys.enabled()) return relaying;
+  auto refuse = [=](const std::string& why) {
+    self->become([=](client_atom, const std::string&) {
+      return wire::encode_response(
+          client::failure{client::code_name(errc::unauthenticated), make_error(errc::unauthenticated, why).message(), 0, {}});
+    });
+  };
+  self->set_default_handler(caf::skip);  // requests wait for the handshake
+  self->request(server, std::chrono::seconds(5), auth_atom::value)
+      .then(
+          [=](const std::string& nonce) {
+            self->request(server, std::chrono::seconds(5), auth_atom::value, auth::prove(keys, cluster_id, nonce))
+                .then(
+                    [=](const std::string& granted) {
+                      self->set_default_handler(caf::print_and_drop);
+                      if (granted == "none") refuse("the server refused these credentials (wrong secret or member key)");
+                      else self->become(relaying);
+                    },
+                    [=](caf::error&) {
+                      self->set_default_handler(caf::print_and_drop);
+                      refuse("no answer to the authentication handshake");
+                    });
+          },
+          [=](caf::error&) {
+            self->set_default_handler(caf::print_and_drop);
+            refuse("no answer to the authentication handshake");
+          });
+  return {[](caf::ok_atom) {}};  // replaced once the handshake ends
 }
 
 }  // namespace
@@ -56,6 +89,8 @@ struct raft_client::impl {
   caf::scoped_actor self;
   std::map<std::string, caf::actor> connections;  // endpoint -> its relay
   std::shared_ptr<std::function<void()>> on_lost = std::make_shared<std::function<void()>>();
+  auth::keys keys;
+  std::string cluster_id;
   explicit impl(caf::actor_system& s) : sys(s), self(s) {}
   ~impl() {
     for (auto& [key, r] : connections) self->send_exit(r, caf::exit_reason::user_shutdown);
@@ -82,18 +117,22 @@ struct raft_client::impl {
     auto lost = on_lost;
     auto r = sys.spawn(relay, result, [lost] {
       if (*lost) (*lost)();
-    });
+    }, keys, cluster_id);
     connections[key] = r;
     return r;
   }
 };
 
 raft_client::raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints)
-    : impl_(std::make_unique<impl>(sys)), cluster_id_(std::move(cluster_id)), endpoints_(std::move(endpoints)) {}
+    : impl_(std::make_unique<impl>(sys)), cluster_id_(std::move(cluster_id)), endpoints_(std::move(endpoints)) {
+  impl_->cluster_id = cluster_id_;
+}
 
 raft_client::~raft_client() = default;
 
 void raft_client::on_connection_lost(std::function<void()> f) { *impl_->on_lost = std::move(f); }
+
+void raft_client::set_keys(const auth::keys& keys) { impl_->keys = keys; }
 
 expected<client::response> raft_client::call(const raft::endpoint& to, const client::request& r,
                                              std::chrono::milliseconds timeout) {
@@ -175,7 +214,14 @@ template <class Reply>
 static expected<Reply> typed(expected<client::response> r) {
   if (!r) return r.error();
   if (auto* ok = std::get_if<Reply>(&*r)) return *ok;
-  if (auto* f = std::get_if<client::failure>(&*r)) return make_error(errc::unavailable, f->code + ": " + f->message);
+  if (auto* f = std::get_if<client::failure>(&*r)) {
+    // The server's message already starts with the code's description.
+    auto code = client::code_from_name(f->code);
+    std::string prefix(to_string(code));
+    prefix += ": ";
+    auto detail = f->message.rfind(prefix, 0) == 0 ? f->message.substr(prefix.size()) : f->code + ": " + f->message;
+    return make_error(code, detail);
+  }
   return make_error(errc::malformed, "unexpected reply");
 }
 

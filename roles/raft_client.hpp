@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/auth.hpp"
 #include "actors/client_protocol.hpp"
 #include "actors/error.hpp"
 #include "actors/raft/node_options.hpp"
@@ -46,6 +47,10 @@ class raft_client {
   // Called (on a CAF thread) when a connection to a server breaks, e.g.
   // because the server died; requests on it fail at once. Set it before use.
   void on_connection_lost(std::function<void()> f);
+
+  // Credentials for clusters that require them (actors/auth.hpp): each
+  // connection proves them once. Set them before use.
+  void set_keys(const auth::keys& keys);
 
  private:
   struct impl;

@@ -48,6 +48,11 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
+  if (opts.keys.enabled()) {
+    log_line("{}: authentication on: peers need the cluster secret, clients the secret or the member key", name);
+  } else {
+    log_line("{}: authentication off: any process that reaches this port can join and write (set secret-file)", name);
+  }
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
                           std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stall_until_ms};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);

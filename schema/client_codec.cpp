@@ -5,6 +5,13 @@
 
 namespace conclave::client {
 
+errc code_from_name(const std::string& name) {
+  for (int c = 0; c <= static_cast<int>(errc::invalid_argument); ++c) {
+    if (code_name(static_cast<errc>(c)) == name) return static_cast<errc>(c);
+  }
+  return errc::unavailable;
+}
+
 std::string code_name(errc code) {
   switch (code) {
     case errc::io_error: return "io_error";
@@ -26,6 +33,7 @@ std::string code_name(errc code) {
     case errc::config_change_pending: return "config_change_pending";
     case errc::not_caught_up: return "not_caught_up";
     case errc::outcome_unknown: return "outcome_unknown";
+    case errc::unauthenticated: return "unauthenticated";
     case errc::invalid_argument: return "invalid_argument";
   }
   return "unknown";
@@ -89,7 +97,7 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           auto c = body.initChangeMembership();
           c.setKind(m.kind);
           c.setId(m.id);
-          c.setAddress(m.address);
+          c.setAddress(text_of(m.address));
         }
       },
       r);
@@ -151,22 +159,22 @@ std::string encode_response(const client::response& r) {
         } else if constexpr (std::is_same_v<T, client::status>) {
           auto c = body.initStatus();
           c.setId(m.id);
-          c.setRole(m.role);
+          c.setRole(text_of(m.role));
           c.setTerm(m.term);
           c.setLeaderId(m.leader_id);
-          c.setLeaderAddress(m.leader_address);
+          c.setLeaderAddress(text_of(m.leader_address));
           c.setCommitIndex(m.commit_index);
           c.setAppliedIndex(m.applied_index);
           c.setLastIndex(m.last_index);
-          c.setDigest(m.digest);
+          c.setDigest(text_of(m.digest));
         } else if constexpr (std::is_same_v<T, client::ok>) {
           body.setOk();
         } else {
           auto c = body.initError();
-          c.setCode(m.code);
-          c.setMessage(m.message);
+          c.setCode(text_of(m.code));
+          c.setMessage(text_of(m.message));
           c.setLeaderId(m.leader_id);
-          c.setLeaderAddress(m.leader_address);
+          c.setLeaderAddress(text_of(m.leader_address));
         }
       },
       r);

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -124,10 +125,25 @@ class process_cluster {
     for (const auto& o : members_) peers += (peers.empty() ? "" : ",") + std::to_string(o.id) + "=" + o.address.text();
     std::vector<std::string> args = {binary_,       "--id",          std::to_string(id), "--peers", peers,
                                      "--data-dir",  m.data_dir,      "--cluster-id",     cluster_id};
-    args.insert(args.end(), extra_.begin(), extra_.end());
+    // Shared flags, except those this server has its own value for.
+    auto own = member_extra_.find(id);
+    for (std::size_t i = 0; i < extra_.size(); ++i) {
+      bool overridden = own != member_extra_.end() && extra_[i].rfind("--", 0) == 0 &&
+                        std::find(own->second.begin(), own->second.end(), extra_[i]) != own->second.end();
+      if (overridden) {
+        ++i;  // and its value
+        continue;
+      }
+      args.push_back(extra_[i]);
+    }
+    if (own != member_extra_.end()) args.insert(args.end(), own->second.begin(), own->second.end());
     auto pid = fork_exec(std::move(args), m.log_file);
     m.pid = pid;
   }
+
+  // Flags for one server only, from its next start on; they replace shared
+  // flags of the same name (each a --NAME VALUE pair).
+  void set_member_flags(std::uint64_t id, std::vector<std::string> flags) { member_extra_[id] = std::move(flags); }
 
   // Sends `sig`; for SIGKILL and SIGTERM also waits for the process to end.
   // Returns the exit status for those.
@@ -145,6 +161,8 @@ class process_cluster {
   member& at(std::uint64_t id) { return members_.at(id - 1); }
   const std::vector<member>& members() const { return members_; }
   raft_client& client() { return *client_; }
+  // Credentials for the cluster's own client (before its first request).
+  void use_keys(const auth::keys& keys) { client_->set_keys(keys); }
   bool running(std::uint64_t id) { return at(id).pid > 0; }
 
   std::optional<client::status> status(std::uint64_t id) {
@@ -197,6 +215,7 @@ class process_cluster {
   temp_dir dir_;
   std::string binary_;
   std::vector<std::string> extra_;
+  std::map<std::uint64_t, std::vector<std::string>> member_extra_;
   std::vector<member> members_;
   std::vector<pid_t> others_;
   std::unique_ptr<caf::actor_system> system_;

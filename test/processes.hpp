@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,8 +42,14 @@ inline pid_t fork_exec(std::vector<std::string> args, const std::string& log_pat
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   const char* path = log_path.c_str();
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid == 0) {
+    // Dies with the process that started it (even on kill -9 of that
+    // one), so an interrupted test or benchmark leaves nothing running.
+    // (The signal follows the forking thread: fork from long-lived threads.)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);
     int fd = ::open(path, O_CREAT | O_WRONLY | O_APPEND, 0644);
     ::dup2(fd, 2);
     ::dup2(fd, 1);

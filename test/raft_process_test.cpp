@@ -220,10 +220,13 @@ TEST_CASE("foreign, garbled and truncated messages on a live port are refused wi
   caf::scoped_actor self{sys};
   raft::message vote{raft::node_id{2}, raft::node_id{*leader},
                      raft::vote_request{raft::term_t{1000}, raft::index_t{1000}, raft::term_t{1000}, false, false}};
-  self->send(*handle, peer_atom::value, wire::encode(vote, "another-cluster"));
-  self->send(*handle, peer_atom::value, std::string("definitely not cap'n proto"));
+  // (Without a cluster secret, peer messages carry an empty tag.)
+  self->send(*handle, peer_atom::value, wire::encode(vote, "another-cluster"), std::string());
+  self->send(*handle, peer_atom::value, std::string("definitely not cap'n proto"), std::string());
   auto valid = wire::encode(vote, c.cluster_id);
-  self->send(*handle, peer_atom::value, valid.substr(0, valid.size() / 2));
+  self->send(*handle, peer_atom::value, valid.substr(0, valid.size() / 2), std::string());
+  // A message of a shape no actor expects is dropped, too.
+  self->send(*handle, peer_atom::value, std::string("no tag"));
   // A client request for another cluster gets a clear refusal.
   std::string reply;
   self->request(*handle, 2s, client_atom::value, wire::encode_request(client::status_request{}, "another-cluster"))

@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include "actors/auth.hpp"
 #include "actors/error.hpp"
 #include "actors/raft/config.hpp"
 
@@ -34,6 +35,7 @@ struct node_options {
   int reconnect_min_ms = 20;    // capped exponential backoff with jitter
   int reconnect_max_ms = 1000;
   int shutdown_transfer_ms = 1000;  // how long a leader waits to hand over on SIGTERM
+  auth::keys keys;                  // cluster credentials (none: authentication off)
 
   const endpoint& self() const { return members.at(raft.id); }
   expected<void> validate() const;

@@ -71,6 +71,9 @@ struct state {
   // Heartbeating clients: the sessions each connection carries, so that a
   // broken connection (a dead process) is reported at once.
   std::map<caf::actor_addr, std::set<std::uint64_t>> client_sessions;
+  // Client connections that proved a key (auth.hpp), and open challenges.
+  std::map<caf::actor_addr, auth::level> authenticated;
+  std::map<caf::actor_addr, std::string> challenges;
   std::set<node_id> drop_to, drop_from;  // fault hook
   std::mt19937_64 rng;
   log_limiter limiter;
@@ -133,6 +136,8 @@ struct state {
   }
 
   void on_down(const caf::down_msg& dm) {
+    authenticated.erase(dm.source);
+    challenges.erase(dm.source);
     if (auto it = client_sessions.find(dm.source); it != client_sessions.end()) {
       log_line("{}: a client connection carrying {} session(s) broke", name, it->second.size());
       if (service && raft->role() == role::leader) {
@@ -170,10 +175,22 @@ struct state {
       connect(m.to);
       return;
     }
-    self->send(it->second.handle, peer_atom::value, wire::encode(m, opts.cluster_id));
+    auto bytes = wire::encode(m, opts.cluster_id);
+    auto tag = auth::tag(opts.keys, bytes);
+    self->send(it->second.handle, peer_atom::value, std::move(bytes), std::move(tag));
   }
 
-  void on_peer_bytes(const std::string& bytes) {
+  void on_peer_bytes(const std::string& bytes, const std::string& tag) {
+    if (opts.keys.enabled() && !auth::check_tag(opts.keys, bytes, tag)) {
+      auto sender = self->current_sender();
+      auto from = sender ? caf::to_string(sender->node()) : std::string("unknown");
+      limiter(from + "/unauthenticated", [&](std::uint64_t suppressed) {
+        log_line("{}: refusing a peer message without the cluster secret's tag from {}; {} more like it in the last "
+                 "minute",
+                 name, from, suppressed);
+      });
+      return;
+    }
     auto decoded = wire::decode(bytes, opts.cluster_id);
     if (!decoded) {
       auto sender = self->current_sender();
@@ -369,9 +386,65 @@ struct state {
     return f;
   }
 
+  // What a request needs: changing who votes or leads, or injecting faults,
+  // takes the cluster secret; the registry needs at least the member key.
+  static auth::level required(const client::request& r) {
+    bool admin = std::holds_alternative<client::transfer_leadership>(r) || std::holds_alternative<client::set_faults>(r) ||
+                 std::holds_alternative<client::stall_storage>(r) ||
+                 std::holds_alternative<client::change_membership>(r);
+    return admin ? auth::level::master : auth::level::member;
+  }
+
+  // --- authentication (auth.hpp): a challenge per client connection ---------------
+
+  std::string on_auth_hello() {
+    auto sender = self->current_sender();
+    if (!sender) return {};
+    auto addr = caf::actor_cast<caf::actor_addr>(sender);
+    auto nonce = auth::random_nonce();
+    if (challenges.emplace(addr, nonce).second && !authenticated.count(addr)) {
+      self->monitor(caf::actor_cast<caf::actor>(sender));
+    }
+    challenges[addr] = nonce;
+    return nonce;
+  }
+
+  std::string on_auth_proof(const std::string& proof) {
+    auto sender = self->current_sender();
+    if (!sender) return "none";
+    auto addr = caf::actor_cast<caf::actor_addr>(sender);
+    auto it = challenges.find(addr);
+    if (it == challenges.end() || !opts.keys.enabled()) return "none";
+    auto granted = auth::verify(opts.keys, opts.cluster_id, it->second, proof);
+    challenges.erase(it);  // one answer per challenge
+    if (granted == auth::level::none) {
+      limiter(caf::to_string(sender->node()) + "/bad-proof", [&](std::uint64_t suppressed) {
+        log_line("{}: refusing a client from {}: wrong credentials; {} more like it in the last minute", name,
+                 caf::to_string(sender->node()), suppressed);
+      });
+      return "none";
+    }
+    authenticated[addr] = granted;
+    return auth::to_string(granted);
+  }
+
   caf::result<std::string> on_client(const std::string& bytes, bool forwarded) {
     auto decoded = wire::decode_request(bytes, opts.cluster_id);
     if (!decoded) return wire::encode_response(failure(decoded.error().code, decoded.error().detail));
+    // A passed-on request was checked by the follower that passed it on.
+    if (opts.keys.enabled() && !forwarded) {
+      auto sender = self->current_sender();
+      auto it = sender ? authenticated.find(caf::actor_cast<caf::actor_addr>(sender)) : authenticated.end();
+      auto have = it == authenticated.end() ? auth::level::none : it->second;
+      auto need = required(*decoded);
+      if (static_cast<int>(have) < static_cast<int>(need)) {
+        return wire::encode_response(failure(
+            errc::unauthenticated, need == auth::level::master
+                                       ? "this request needs the cluster secret (--secret-file)"
+                                       : "this cluster requires credentials: the cluster secret or a member key "
+                                         "(--secret-file)"));
+      }
+    }
     if (stopping) return wire::encode_response(failure(errc::unavailable, "shutting down"));
     // A follower passes writes and linearizable reads to the leader it knows
     // (once: a passed-on request is never passed on again), so a client may
@@ -382,7 +455,7 @@ struct state {
     if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
       auto it = links.find(raft->leader());
       if (it != links.end() && it->second.handle) {
-        self->delegate(it->second.handle, forward_atom::value, bytes);
+        self->delegate(it->second.handle, forward_atom::value, bytes, auth::tag(opts.keys, "forward|" + bytes));
         return caf::delegated<std::string>{};
       }
     }
@@ -576,9 +649,16 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   self->delayed_send(self, milliseconds(st->opts.tick_ms), tick_atom::value);
   st->schedule_flush();
   return {
-      [st](peer_atom, const std::string& bytes) { st->on_peer_bytes(bytes); },
+      [st](peer_atom, const std::string& bytes, const std::string& tag) { st->on_peer_bytes(bytes, tag); },
       [st](client_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes, false); },
-      [st](forward_atom, const std::string& bytes) -> caf::result<std::string> { return st->on_client(bytes, true); },
+      [st](forward_atom, const std::string& bytes, const std::string& tag) -> caf::result<std::string> {
+        if (st->opts.keys.enabled() && !auth::check_tag(st->opts.keys, "forward|" + bytes, tag)) {
+          return wire::encode_response(st->failure(errc::unauthenticated, "a passed-on request without the secret's tag"));
+        }
+        return st->on_client(bytes, true);
+      },
+      [st](auth_atom) { return st->on_auth_hello(); },
+      [st](auth_atom, const std::string& proof) { return st->on_auth_proof(proof); },
       [st](tick_atom) { st->on_tick(); },
       [st](flush_atom) { st->flush(); },
       [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },

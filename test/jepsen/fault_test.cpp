@@ -236,9 +236,8 @@ struct fault_cluster {
 
 // KV client: reads, writes of unique values, and compare-and-sets on the
 // version it last read, on the keys of the current 10-second epoch.
-void kv_client(fault_cluster& f, history& h, std::uint64_t seed, const std::atomic<bool>& stop,
+void kv_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint64_t seed, const std::atomic<bool>& stop,
                std::set<std::string>& keys_used, std::mutex& keys_mutex) {
-  caf::actor_system sys{client_config()};
   raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
   std::mt19937_64 rng(seed);
   int process = h.new_process();
@@ -284,8 +283,7 @@ void kv_client(fault_cluster& f, history& h, std::uint64_t seed, const std::atom
 // Lock client: a session kept alive in the background, try-lock, hold a
 // moment, release; an unknown outcome or a lost session starts over with a
 // new session (and a new process in the history).
-void lock_client(fault_cluster& f, history& h, std::uint64_t seed, const std::atomic<bool>& stop) {
-  caf::actor_system sys{client_config()};
+void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint64_t seed, const std::atomic<bool>& stop) {
   raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
   std::mt19937_64 rng(seed);
   const std::string lock = "the-lock";
@@ -299,8 +297,7 @@ void lock_client(fault_cluster& f, history& h, std::uint64_t seed, const std::at
     int process = h.new_process();
     std::atomic<bool> lost{false}, done{false};
     std::thread keepalive([&] {
-      caf::actor_system ksys{client_config()};
-      raft_client k(ksys, f.cluster.cluster_id, endpoints(f.cluster));
+      raft_client k(sys, f.cluster.cluster_id, endpoints(f.cluster));
       while (!done && !lost) {
         auto r = k.to_leader(client::keepalive{session, {}}, 400ms);
         if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") lost = true;
@@ -364,16 +361,18 @@ int check(const std::string& path) {
 
 void run(int masters, int seconds, std::uint64_t seed) {
   fault_cluster f(masters, seed);
+  // One actor system for every client thread (each with its own connections).
+  caf::actor_system sys{client_config()};
   history h;
   std::atomic<bool> stop{false};
   std::set<std::string> keys;
   std::mutex keys_mutex;
   std::vector<std::thread> clients;
   for (int i = 0; i < 4; ++i) {
-    clients.emplace_back([&, i] { kv_client(f, h, seed * 100 + static_cast<std::uint64_t>(i), stop, keys, keys_mutex); });
+    clients.emplace_back([&, i] { kv_client(sys, f, h, seed * 100 + static_cast<std::uint64_t>(i), stop, keys, keys_mutex); });
   }
   for (int i = 0; i < 3; ++i) {
-    clients.emplace_back([&, i] { lock_client(f, h, seed * 100 + 50 + static_cast<std::uint64_t>(i), stop); });
+    clients.emplace_back([&, i] { lock_client(sys, f, h, seed * 100 + 50 + static_cast<std::uint64_t>(i), stop); });
   }
   // The nemesis: a fault for 0.5-3 s, then healed for 0.5-2 s.
   auto until = clock_type::now() + std::chrono::seconds(seconds);
@@ -390,7 +389,6 @@ void run(int masters, int seconds, std::uint64_t seed) {
 
   // Read back every key after healing, and again after all masters were
   // killed at once and restarted.
-  caf::actor_system sys{client_config()};
   raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
   REQUIRE(f.cluster.wait_for_leader(20s));
   int reader = h.new_process();

@@ -1,0 +1,155 @@
+// Access control on real processes (actors/auth.hpp): with a cluster
+// secret, a process without it can neither read nor write the registry,
+// register as a worker, take a lock, nor take part in Raft; a member key
+// opens the registry but not membership or leadership.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "schema/registry_codec.hpp"
+#include "test/process_cluster.hpp"
+
+using namespace conclave;
+using namespace conclave::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string conclave_binary() {
+  const char* env = std::getenv("CONCLAVE_BIN");
+  return env ? env : "build/roles/conclave";
+}
+
+std::string conclavectl_binary() {
+  const char* env = std::getenv("CONCLAVECTL_BIN");
+  return env ? env : "build/roles/conclavectl";
+}
+
+struct key_files {
+  temp_dir dir;
+  std::string secret = dir / "secret", member = dir / "member", wrong = dir / "wrong";
+  key_files() {
+    write(secret, "the cluster secret of this test");
+    write(member, auth::member_key_of("the cluster secret of this test"));
+    write(wrong, "somebody else's cluster secret");
+  }
+  static void write(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text << "\n";
+    ::chmod(path.c_str(), 0600);
+  }
+};
+
+// Runs conclavectl against the cluster; its exit code, and its output in `out`.
+int conclavectl(process_cluster& c, const std::string& key_file, std::vector<std::string> args, std::string* out = nullptr) {
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  std::vector<std::string> all = {conclavectl_binary(), "--endpoints", endpoints, "--cluster-id", c.cluster_id};
+  if (!key_file.empty()) {
+    all.push_back("--secret-file");
+    all.push_back(key_file);
+  }
+  all.insert(all.end(), args.begin(), args.end());
+  static int n = 0;
+  auto log = "ctl-" + std::to_string(++n) + ".log";
+  auto pid = c.spawn(all, log);
+  auto status = c.wait_exit(pid, 30s);
+  REQUIRE(status.has_value());
+  if (out) {
+    std::ifstream in(c.path(log));
+    *out = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("without credentials a client can neither read, write nor lock; a member key can, but not administer") {
+  key_files keys;
+  process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
+  c.use_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE(c.wait_for_leader(20s));
+  std::string out;
+  CHECK(conclavectl(c, "", {"put", "k", "v"}, &out) == 1);
+  CHECK_MESSAGE(out.find("unauthenticated") != std::string::npos, out);
+  CHECK(conclavectl(c, "", {"get", "k"}, &out) == 1);
+  CHECK(conclavectl(c, keys.wrong, {"put", "k", "v"}, &out) == 1);
+  CHECK_MESSAGE(out.find("refused these credentials") != std::string::npos, out);
+  CHECK(conclavectl(c, keys.wrong, {"lock", "L", "--", "true"}, &out) != 0);
+  CHECK(conclavectl(c, keys.member, {"put", "k", "v"}) == 0);
+  CHECK(conclavectl(c, keys.member, {"get", "k"}, &out) == 0);
+  CHECK(out.find("\"value\":\"v\"") != std::string::npos);
+  CHECK(conclavectl(c, keys.member, {"lock", "L", "--", "true"}) == 0);
+  // Nothing a stranger tried got in: only the member key's put changed k.
+  auto k = c.client().read("get k", 5s);
+  REQUIRE(k);
+  CHECK(k->result.find("\"version\":1,") != std::string::npos);
+  // Leadership and membership need the secret itself.
+  CHECK(conclavectl(c, keys.member, {"transfer-leader"}, &out) == 1);
+  CHECK_MESSAGE(out.find("needs the cluster secret") != std::string::npos, out);
+  CHECK(conclavectl(c, keys.member, {"remove-master", "3"}, &out) != 0);
+  CHECK(conclavectl(c, keys.secret, {"transfer-leader"}) == 0);
+}
+
+TEST_CASE("a worker with wrong credentials is refused and exits; one with the member key registers") {
+  key_files keys;
+  process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
+  c.use_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE(c.wait_for_leader(20s));
+  auto stranger = c.spawn({c.binary(), "-r", "worker", "--name", "stranger", "--peers", c.peers(), "--cluster-id",
+                           c.cluster_id, "--secret-file", keys.wrong},
+                          "stranger.log");
+  auto welcome = c.spawn({c.binary(), "-r", "worker", "--name", "welcome", "--peers", c.peers(), "--cluster-id",
+                          c.cluster_id, "--secret-file", keys.member},
+                         "welcome.log");
+  auto status = c.wait_exit(stranger, 20s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 2);
+  std::string members;
+  for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+    auto r = c.client().read("members", 2s);
+    if (r) members = r->result;
+    if (members.find("\"welcome\"") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(members.find("\"welcome\"") != std::string::npos);
+  CHECK(members.find("\"stranger\"") == std::string::npos);
+  (void)welcome;
+}
+
+TEST_CASE("a master needs the secret: with a member key it does not start; with a wrong one it takes no part") {
+  key_files keys;
+  process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
+  c.use_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE(c.wait_for_leader(20s));
+  // A member key is refused at start: it can never make a voter.
+  auto member_master = c.spawn({c.binary(), "-r", "master", "--id", "3", "--peers", c.peers(), "--cluster-id",
+                                c.cluster_id, "--data-dir", c.path("member-master"), "--secret-file", keys.member},
+                               "member-master.log");
+  auto status = c.wait_exit(member_master, 10s);
+  REQUIRE(status.has_value());
+  CHECK(WEXITSTATUS(*status) == 2);
+  // A server restarted with another cluster's secret: its peers' messages
+  // and the cluster's answers to it are refused, and it exits with a clear
+  // error (code 2) while the others go on without it.
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto odd = *leader == 3 ? 2u : 3u;
+  c.signal(odd, SIGKILL);
+  c.set_member_flags(odd, {"--secret-file", keys.wrong});
+  c.start(odd);
+  auto exited = c.wait_exit(c.at(odd).pid, 20s);
+  REQUIRE(exited.has_value());
+  CHECK(WIFEXITED(*exited));
+  CHECK(WEXITSTATUS(*exited) == 2);
+  auto log = c.log_of(odd);
+  CHECK_MESSAGE(log.find("refused our credentials") != std::string::npos, log);
+  CHECK_MESSAGE(log.find("refusing a peer message without the cluster secret") != std::string::npos, log);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(c.client().propose(wire::encode_command(registry::put{"after", std::to_string(i), 0, std::nullopt}), 5s));
+  }
+  auto leader_now = c.wait_for_leader(5s);
+  REQUIRE(leader_now);
+  CHECK(*leader_now != odd);
+}
