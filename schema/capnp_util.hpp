@@ -62,6 +62,12 @@ inline std::string to_bytes(capnp::MessageBuilder& builder) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+// Text from a std::string with its full size. Passing the std::string to a
+// setter directly goes through kj::StringPtr's c_str() conversion, which cuts
+// the text at the first NUL byte, while the decoders keep every byte: a
+// decoded value would not survive being encoded again.
+inline capnp::Text::Reader text_of(const std::string& v) { return capnp::Text::Reader(v.data(), v.size()); }
+
 inline std::string_view view(capnp::Data::Reader data) {
   return {reinterpret_cast<const char*>(data.begin()), data.size()};
 }

@@ -28,7 +28,7 @@ void write_configuration(s::Configuration::Builder out, const configuration& con
   for (unsigned i = 0; i < config.servers.size(); ++i) {
     const auto& srv = config.servers[i];
     servers[i].setId(srv.id.value);
-    servers[i].setAddress(srv.address);
+    servers[i].setAddress(text_of(srv.address));
     servers[i].setSuffrage(srv.role == suffrage::voter ? s::Suffrage::VOTER : s::Suffrage::LEARNER);
   }
 }
@@ -41,7 +41,8 @@ configuration read_configuration(s::Configuration::Reader in) {
     if (srv.getId() == 0) throw invalid{errc::malformed, "server id 0 in configuration"};
     server out;
     out.id = node_id{srv.getId()};
-    out.address = srv.getAddress().cStr();
+    auto address = srv.getAddress();
+    out.address.assign(address.cStr(), address.size());
     switch (srv.getSuffrage()) {
       case s::Suffrage::VOTER: out.role = suffrage::voter; break;
       case s::Suffrage::LEARNER: out.role = suffrage::learner; break;

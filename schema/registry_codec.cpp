@@ -12,7 +12,6 @@ namespace r = conclave::registry;
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 std::string data(capnp::Data::Reader d) { return std::string(view(d)); }
-capnp::Text::Reader text_of(const std::string& v) { return capnp::Text::Reader(v.data(), v.size()); }
 
 r::member_role role_from(s::MemberRole v) {
   switch (v) {
@@ -66,16 +65,16 @@ r::resources read_resources(s::Resources::Reader in) {
 }
 
 void write_member(s::Member::Builder out, const r::member& m) {
-  out.setId(m.id);
+  out.setId(text_of(m.id));
   out.setRole(role_to(m.role));
-  out.setHost(m.host);
+  out.setHost(text_of(m.host));
   out.setPort(m.port);
   out.setStartTimeMs(m.start_time_ms);
   auto labels = out.initLabels(static_cast<unsigned>(m.labels.size()));
   unsigned i = 0;
   for (const auto& [k, v] : m.labels) {
-    labels[i].setKey(k);
-    labels[i].setValue(v);
+    labels[i].setKey(text_of(k));
+    labels[i].setValue(text_of(v));
     ++i;
   }
   write_resources(out.initUsage(), m.usage);
@@ -109,18 +108,18 @@ struct command_writer {
   void operator()(const r::report_usage& c) {
     auto list = out.initReportUsage(static_cast<unsigned>(c.reports.size()));
     for (unsigned i = 0; i < c.reports.size(); ++i) {
-      list[i].setId(c.reports[i].first);
+      list[i].setId(text_of(c.reports[i].first));
       write_resources(list[i].initUsage(), c.reports[i].second);
     }
   }
   void operator()(const r::set_member_status& c) {
     auto g = out.initSetMemberStatus();
-    g.setId(c.id);
+    g.setId(text_of(c.id));
     g.setStatus(status_to(c.status));
   }
   void operator()(const r::open_session& c) {
     auto g = out.initOpenSession();
-    g.setOwner(c.owner);
+    g.setOwner(text_of(c.owner));
     g.setTtlMs(c.ttl_ms);
   }
   void operator()(const r::close_session& c) {
@@ -137,7 +136,7 @@ struct command_writer {
   }
   void operator()(const r::put& c) {
     auto g = out.initPut();
-    g.setKey(c.key);
+    g.setKey(text_of(c.key));
     g.setValue(data_of(c.value));
     g.setSession(c.session);
     g.setHasIfVersion(c.if_version.has_value());
@@ -145,35 +144,35 @@ struct command_writer {
   }
   void operator()(const r::remove_key& c) {
     auto g = out.initRemoveKey();
-    g.setKey(c.key);
+    g.setKey(text_of(c.key));
     g.setHasIfVersion(c.if_version.has_value());
     g.setIfVersion(c.if_version.value_or(0));
   }
   void operator()(const r::acquire_lock& c) {
     auto g = out.initAcquireLock();
-    g.setName(c.name);
+    g.setName(text_of(c.name));
     g.setSession(c.session);
     g.setWait(c.wait);
   }
   void operator()(const r::release_lock& c) {
     auto g = out.initReleaseLock();
-    g.setName(c.name);
+    g.setName(text_of(c.name));
     g.setSession(c.session);
   }
   void operator()(const r::cancel_lock_wait& c) {
     auto g = out.initCancelLockWait();
-    g.setName(c.name);
+    g.setName(text_of(c.name));
     g.setSession(c.session);
   }
   void operator()(const r::publish_event& c) {
     auto g = out.initPublishEvent();
-    g.setFrom(c.from);
-    g.setTo(c.to);
+    g.setFrom(text_of(c.from));
+    g.setTo(text_of(c.to));
     g.setPayload(data_of(c.payload));
   }
   void operator()(const r::ack_events& c) {
     auto g = out.initAckEvents();
-    g.setMember(c.member);
+    g.setMember(text_of(c.member));
     g.setUpto(c.upto);
   }
 };
@@ -287,10 +286,10 @@ std::string encode_result(const registry_result& res) {
   auto out = builder.initRoot<s::Outcome>();
   out.setCode(code_to(res.outcome.code));
   out.setValue(res.outcome.value);
-  out.setDetail(res.outcome.detail);
+  out.setDetail(text_of(res.outcome.detail));
   auto grants = out.initGrants(static_cast<unsigned>(res.grants.size()));
   for (unsigned i = 0; i < res.grants.size(); ++i) {
-    grants[i].setName(res.grants[i].name);
+    grants[i].setName(text_of(res.grants[i].name));
     grants[i].setSession(res.grants[i].session);
     grants[i].setToken(res.grants[i].token);
   }
@@ -318,7 +317,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   i = 0;
   for (const auto& [id, x] : st.sessions) {
     sessions[i].setId(x.id);
-    sessions[i].setOwner(x.owner);
+    sessions[i].setOwner(text_of(x.owner));
     sessions[i].setTtlMs(x.ttl_ms);
     sessions[i].setRemainingMs(x.remaining_ms);
     ++i;
@@ -326,7 +325,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   auto keys = out.initKeys(static_cast<unsigned>(st.keys.size()));
   i = 0;
   for (const auto& [k, kv] : st.keys) {
-    keys[i].setKey(k);
+    keys[i].setKey(text_of(k));
     keys[i].setValue(data_of(kv.value));
     keys[i].setCreated(kv.created);
     keys[i].setModified(kv.modified);
@@ -337,7 +336,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   auto locks = out.initLocks(static_cast<unsigned>(st.locks.size()));
   i = 0;
   for (const auto& [name, l] : st.locks) {
-    locks[i].setName(name);
+    locks[i].setName(text_of(name));
     locks[i].setHolder(l.holder);
     locks[i].setToken(l.token);
     auto w = locks[i].initWaiters(static_cast<unsigned>(l.waiters.size()));
@@ -348,8 +347,8 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   i = 0;
   for (const auto& e : st.events) {
     events[i].setSeq(e.seq);
-    events[i].setFrom(e.from);
-    events[i].setTo(e.to);
+    events[i].setFrom(text_of(e.from));
+    events[i].setTo(text_of(e.to));
     events[i].setPayload(data_of(e.payload));
     auto rec = events[i].initRecipients(static_cast<unsigned>(e.recipients.size()));
     unsigned k = 0;
@@ -359,7 +358,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   auto acked = out.initAcked(static_cast<unsigned>(st.events_acked.size()));
   i = 0;
   for (const auto& [m, seq] : st.events_acked) {
-    acked[i].setMember(m);
+    acked[i].setMember(text_of(m));
     acked[i].setSeq(seq);
     ++i;
   }
@@ -368,7 +367,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   for (const auto& c : st.history) {
     history[i].setRev(c.rev);
     history[i].setDeleted(c.deleted);
-    history[i].setKey(c.key);
+    history[i].setKey(text_of(c.key));
     history[i].setValue(data_of(c.value));
     ++i;
   }

@@ -1,0 +1,249 @@
+// Shared by the fuzz targets (test/fuzz/*_fuzz.cpp): the cluster id the
+// seeds are encoded for, a check that aborts (a fuzz target reports a bug by
+// crashing), field-by-field equality for the plain structs that have no
+// operator==, and a scratch directory for the targets that need files.
+//
+// Header-only and CAF-free: every target is compiled on its own, once as a
+// libFuzzer executable and once (with LLVMFuzzerTestOneInput renamed) into
+// the replay test.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "actors/client_protocol.hpp"
+#include "actors/registry/registry.hpp"
+#include "schema/registry_codec.hpp"
+
+namespace conclave::fuzz {
+
+// The cluster id the peer-message and client-request seeds are encoded for.
+inline constexpr std::string_view cluster = "fuzz";
+
+inline void remove_scratch_dirs();
+
+// A bug: print what broke and abort, so that libFuzzer saves the input.
+[[noreturn]] inline void fail(const char* target, const std::string& what) {
+  std::fprintf(stderr, "fuzz target %s: %s\n", target, what.c_str());
+  std::fflush(stderr);
+  remove_scratch_dirs();  // abort() runs no destructors
+  std::abort();
+}
+
+#define FUZZ_CHECK(target, cond, what)                                    \
+  do {                                                                    \
+    if (!(cond)) ::conclave::fuzz::fail(target, std::string("check failed: " #cond ": ") + (what)); \
+  } while (0)
+
+inline std::string_view as_view(const std::uint8_t* data, std::size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
+}
+
+// --- equality where the structs have none ------------------------------------
+
+// Doubles compare by bits: a NaN must survive a round trip unchanged too.
+inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+inline bool same(const client::request& a, const client::request& b) {
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        const auto& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, client::propose>) return x.command == y.command;
+        if constexpr (std::is_same_v<T, client::read>) return x.query == y.query;
+        if constexpr (std::is_same_v<T, client::status_request>) return true;
+        if constexpr (std::is_same_v<T, client::transfer_leadership>) return x.target == y.target;
+        if constexpr (std::is_same_v<T, client::set_faults>) return x.drop_to == y.drop_to && x.drop_from == y.drop_from;
+        if constexpr (std::is_same_v<T, client::stall_storage>) return x.ms == y.ms;
+        if constexpr (std::is_same_v<T, client::keepalive>) return x.session == y.session && x.payload == y.payload;
+        if constexpr (std::is_same_v<T, client::stale_read>) return x.query == y.query;
+        if constexpr (std::is_same_v<T, client::change_membership>) {
+          return x.kind == y.kind && x.id == y.id && x.address == y.address;
+        }
+      },
+      a);
+}
+
+inline bool same(const client::response& a, const client::response& b) {
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        const auto& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, client::committed>) {
+          return x.index == y.index && x.term == y.term && x.result == y.result;
+        }
+        if constexpr (std::is_same_v<T, client::read_result>) return x.index == y.index && x.result == y.result;
+        if constexpr (std::is_same_v<T, client::status>) {
+          return x.id == y.id && x.role == y.role && x.term == y.term && x.leader_id == y.leader_id &&
+                 x.leader_address == y.leader_address && x.commit_index == y.commit_index &&
+                 x.applied_index == y.applied_index && x.last_index == y.last_index && x.digest == y.digest;
+        }
+        if constexpr (std::is_same_v<T, client::ok>) return true;
+        if constexpr (std::is_same_v<T, client::failure>) {
+          return x.code == y.code && x.message == y.message && x.leader_id == y.leader_id &&
+                 x.leader_address == y.leader_address;
+        }
+      },
+      a);
+}
+
+inline bool same(const registry::resources& a, const registry::resources& b) {
+  return same_bits(a.cpu_percent, b.cpu_percent) && same_bits(a.load_average, b.load_average) &&
+         a.memory_used_bytes == b.memory_used_bytes && a.memory_available_bytes == b.memory_available_bytes &&
+         a.disk_available_bytes == b.disk_available_bytes;
+}
+
+inline bool same(const registry::member& a, const registry::member& b) {
+  return a.id == b.id && a.role == b.role && a.host == b.host && a.port == b.port &&
+         a.start_time_ms == b.start_time_ms && a.labels == b.labels && same(a.usage, b.usage) &&
+         a.status == b.status && a.session == b.session && a.changed == b.changed;
+}
+
+inline bool same(const registry::command& a, const registry::command& b) {
+  namespace r = registry;
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        const auto& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, r::register_member>) return same(x.m, y.m) && x.ttl_ms == y.ttl_ms;
+        if constexpr (std::is_same_v<T, r::report_usage>) {
+          if (x.reports.size() != y.reports.size()) return false;
+          for (std::size_t i = 0; i < x.reports.size(); ++i) {
+            if (x.reports[i].first != y.reports[i].first || !same(x.reports[i].second, y.reports[i].second)) {
+              return false;
+            }
+          }
+          return true;
+        }
+        if constexpr (std::is_same_v<T, r::set_member_status>) return x.id == y.id && x.status == y.status;
+        if constexpr (std::is_same_v<T, r::open_session>) return x.owner == y.owner && x.ttl_ms == y.ttl_ms;
+        if constexpr (std::is_same_v<T, r::close_session>) return x.id == y.id && x.expired == y.expired;
+        if constexpr (std::is_same_v<T, r::checkpoint_sessions>) return x.remaining_ms == y.remaining_ms;
+        if constexpr (std::is_same_v<T, r::put>) {
+          return x.key == y.key && x.value == y.value && x.session == y.session && x.if_version == y.if_version;
+        }
+        if constexpr (std::is_same_v<T, r::remove_key>) return x.key == y.key && x.if_version == y.if_version;
+        if constexpr (std::is_same_v<T, r::acquire_lock>) {
+          return x.name == y.name && x.session == y.session && x.wait == y.wait;
+        }
+        if constexpr (std::is_same_v<T, r::release_lock>) return x.name == y.name && x.session == y.session;
+        if constexpr (std::is_same_v<T, r::cancel_lock_wait>) return x.name == y.name && x.session == y.session;
+        if constexpr (std::is_same_v<T, r::publish_event>) {
+          return x.from == y.from && x.to == y.to && x.payload == y.payload;
+        }
+        if constexpr (std::is_same_v<T, r::ack_events>) return x.member == y.member && x.upto == y.upto;
+      },
+      a);
+}
+
+inline bool same(const wire::registry_result& a, const wire::registry_result& b) {
+  if (a.outcome.code != b.outcome.code || a.outcome.value != b.outcome.value || a.outcome.detail != b.outcome.detail ||
+      a.grants.size() != b.grants.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.grants.size(); ++i) {
+    const auto& x = a.grants[i];
+    const auto& y = b.grants[i];
+    if (x.name != y.name || x.session != y.session || x.token != y.token) return false;
+  }
+  return true;
+}
+
+inline bool same(const registry::registry_state& a, const registry::registry_state& b) {
+  if (a.rev != b.rev || a.event_seq != b.event_seq || a.history_floor != b.history_floor) return false;
+  if (a.members.size() != b.members.size()) return false;
+  for (auto i = a.members.begin(), j = b.members.begin(); i != a.members.end(); ++i, ++j) {
+    if (i->first != j->first || !same(i->second, j->second)) return false;
+  }
+  if (a.sessions.size() != b.sessions.size()) return false;
+  for (auto i = a.sessions.begin(), j = b.sessions.begin(); i != a.sessions.end(); ++i, ++j) {
+    const auto& x = i->second;
+    const auto& y = j->second;
+    if (i->first != j->first || x.id != y.id || x.owner != y.owner || x.ttl_ms != y.ttl_ms ||
+        x.remaining_ms != y.remaining_ms) {
+      return false;
+    }
+  }
+  if (a.keys.size() != b.keys.size()) return false;
+  for (auto i = a.keys.begin(), j = b.keys.begin(); i != a.keys.end(); ++i, ++j) {
+    const auto& x = i->second;
+    const auto& y = j->second;
+    if (i->first != j->first || x.value != y.value || x.created != y.created || x.modified != y.modified ||
+        x.version != y.version || x.session != y.session) {
+      return false;
+    }
+  }
+  if (a.locks.size() != b.locks.size()) return false;
+  for (auto i = a.locks.begin(), j = b.locks.begin(); i != a.locks.end(); ++i, ++j) {
+    const auto& x = i->second;
+    const auto& y = j->second;
+    if (i->first != j->first || x.holder != y.holder || x.token != y.token || x.waiters != y.waiters) return false;
+  }
+  if (a.events.size() != b.events.size()) return false;
+  for (std::size_t i = 0; i < a.events.size(); ++i) {
+    const auto& x = a.events[i];
+    const auto& y = b.events[i];
+    if (x.seq != y.seq || x.from != y.from || x.to != y.to || x.payload != y.payload || x.recipients != y.recipients) {
+      return false;
+    }
+  }
+  if (a.events_acked != b.events_acked) return false;
+  if (a.history.size() != b.history.size()) return false;
+  for (std::size_t i = 0; i < a.history.size(); ++i) {
+    const auto& x = a.history[i];
+    const auto& y = b.history[i];
+    if (x.rev != y.rev || x.deleted != y.deleted || x.key != y.key || x.value != y.value) return false;
+  }
+  return true;
+}
+
+// --- scratch files -------------------------------------------------------------
+
+struct scratch_holder {
+  std::string name;
+  std::string path;
+  scratch_holder(const char* n, std::string p) : name(n), path(std::move(p)) {}
+  ~scratch_holder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+inline std::vector<std::unique_ptr<scratch_holder>>& scratch_dirs() {
+  static std::vector<std::unique_ptr<scratch_holder>> dirs;
+  return dirs;
+}
+
+inline void remove_scratch_dirs() { scratch_dirs().clear(); }
+
+// A directory for this process's scratch files, one per `name`, made on
+// first use (in /dev/shm when there is one: the snapshot store fsyncs every
+// save; CONCLAVE_FUZZ_TMPDIR overrides) and removed at exit.
+inline const std::string& scratch_dir(const char* name) {
+  auto& dirs = scratch_dirs();
+  for (const auto& d : dirs) {
+    if (d->name == name) return d->path;
+  }
+  const char* env = std::getenv("CONCLAVE_FUZZ_TMPDIR");
+  std::string base = env && *env ? env : (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+  std::string pattern = base + "/conclave-fuzz-" + name + "-XXXXXX";
+  if (!::mkdtemp(pattern.data())) fail(name, "cannot create a scratch directory under " + base);
+  dirs.push_back(std::make_unique<scratch_holder>(name, pattern));
+  return dirs.back()->path;
+}
+
+}  // namespace conclave::fuzz
