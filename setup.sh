@@ -9,6 +9,8 @@
 #   ./setup.sh demo     the same as build, then run examples/demo.sh (a local cluster)
 #   ./setup.sh compare  the same as build, plus etcd, ZooKeeper and their client
 #                       libraries for `conclave-bench --compare etcd,zookeeper`
+#   ./setup.sh fuzz [S] install clang with libFuzzer, then run every fuzz target
+#                       for S seconds (default 60; test/fuzz/README.md)
 #
 # Environment: BUILD_DIR (default: build), BUILDTYPE (default: debugoptimized).
 set -euo pipefail
@@ -21,12 +23,14 @@ BUILDTYPE=${BUILDTYPE:-debugoptimized}
 # ccache only speeds rebuilds of the CAF code.
 PACKAGES=(
   g++ meson ninja-build pkg-config ccache
-  libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev python3
+  libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev libssl-dev python3
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's
 # etcd 3.4 and ZooKeeper 3.8 with a Java runtime) and their client libraries.
 COMPARE_PACKAGES=(etcd-server zookeeper default-jre-headless libzookeeper-mt-dev libcurl4-openssl-dev)
+# Only for `./setup.sh fuzz`: clang and its libFuzzer/sanitizer runtimes.
+FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 install_missing() {
   local missing=()
@@ -77,10 +81,14 @@ case "${1:-build}" in
     ninja -C "$BUILD_DIR"
     echo "setup: ready for $BUILD_DIR/bench/conclave-bench --compare etcd,zookeeper"
     ;;
+  fuzz)
+    install_missing "${PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
+    exec test/fuzz/run.sh "${2:-60}"
+    ;;
   test)
     install_missing "${PACKAGES[@]}"
     configure_and_build
     exec python3 test/run_tests.py "$BUILD_DIR"
     ;;
-  *) echo "usage: $0 [build|test|deps|demo|compare]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|deps|demo|compare|fuzz [SECONDS]]" >&2; exit 2 ;;
 esac
