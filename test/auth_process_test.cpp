@@ -7,6 +7,8 @@
 
 #include <fstream>
 
+#include "actors/atoms.hpp"
+#include "schema/codec.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 
@@ -145,11 +147,27 @@ TEST_CASE("a master needs the secret: with a member key it does not start; with 
   CHECK(WEXITSTATUS(*exited) == 2);
   auto log = c.log_of(odd);
   CHECK_MESSAGE(log.find("refused our credentials") != std::string::npos, log);
-  CHECK_MESSAGE(log.find("refusing a peer message without the cluster secret") != std::string::npos, log);
+  // A peer message tagged under another secret (here a vote request for a
+  // far higher term, which would depose the leader) is refused.
+  auto target = c.at(*leader).address;
+  caf::actor_system sys{client_config()};
+  auto handle = sys.middleman().remote_actor(target.host, target.port);
+  REQUIRE(handle);
+  caf::scoped_actor self{sys};
+  raft::message vote{raft::node_id{odd}, raft::node_id{*leader},
+                     raft::vote_request{raft::term_t{1000}, raft::index_t{1000}, raft::term_t{1000}, false, false}};
+  auto bytes = wire::encode(vote, c.cluster_id);
+  self->send(*handle, peer_atom::value, bytes, auth::tag(auth::from_secret("somebody else's cluster secret"), bytes));
+  self->send(*handle, peer_atom::value, bytes, std::string());
   for (int i = 0; i < 20; ++i) {
     CHECK(c.client().propose(wire::encode_command(registry::put{"after", std::to_string(i), 0, std::nullopt}), 5s));
   }
   auto leader_now = c.wait_for_leader(5s);
   REQUIRE(leader_now);
   CHECK(*leader_now != odd);
+  auto st = c.status(*leader);
+  REQUIRE(st);
+  CHECK(st->term < 1000);
+  auto leader_log = c.log_of(*leader);
+  CHECK_MESSAGE(leader_log.find("refusing a peer message without the cluster secret") != std::string::npos, leader_log);
 }
