@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -31,7 +32,8 @@ namespace {
 const char* usage_text = R"(usage: conclave-bench [options]
   --masters N            conclave masters (3; 3 or 5)
   --workers N            conclave worker processes (2)
-  --trials N             trials per scenario and system (10)
+  --trials N             trials per scenario and system (10); repeat as
+                         --trials SCENARIO=N for one scenario
   --scenarios LIST       comma-separated (default: all):
                          leader-crash, leader-freeze, leader-stop, leader-cutoff,
                          worker-crash, failover-workers, failover-lock,
@@ -157,6 +159,7 @@ int main(int argc, char** argv) {
                                         "worker-crash",     "failover-workers", "failover-lock", "lock-cycle",
                                         "lock-handoff",     "write"};
   std::string command = "conclave-bench";
+  std::map<std::string, int> trials_for;  // per-scenario trial counts
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     command += " " + a;
@@ -170,7 +173,12 @@ int main(int argc, char** argv) {
     };
     if (a == "--masters") masters = std::atoi(next().c_str());
     else if (a == "--workers") workers = std::atoi(next().c_str());
-    else if (a == "--trials") trial_count = std::atoi(next().c_str());
+    else if (a == "--trials") {
+      auto v = next();
+      auto eq = v.find('=');
+      if (eq == std::string::npos) trial_count = std::atoi(v.c_str());
+      else trials_for[v.substr(0, eq)] = std::atoi(v.c_str() + eq + 1);
+    }
     else if (a == "--json") json = true;
     else if (a == "--svg") svg = next();
     else if (a == "--binary") binary = next();
@@ -225,8 +233,9 @@ int main(int argc, char** argv) {
       per.assign(systems.size(), trials{});
       bool leader_scenario = scenario.rfind("leader-", 0) == 0;
       if (leader_scenario) report.new_leader[scenario].assign(systems.size(), trials{});
-      for (int t = 0; t < trial_count && !stop_requested; ++t) {
-        progress(scenario, t, trial_count);
+      int count = trials_for.count(scenario) ? trials_for[scenario] : trial_count;
+      for (int t = 0; t < count && !stop_requested; ++t) {
+        progress(scenario, t, count);
         for (std::size_t i = 0; i < systems.size() && !stop_requested; ++i) {
           if (!systems[i]->supports(scenario)) continue;
           auto v = systems[i]->trial(scenario);
@@ -237,7 +246,7 @@ int main(int argc, char** argv) {
           }
         }
       }
-      progress(scenario, trial_count, trial_count);
+      progress(scenario, count, count);
       fmt::print(stderr, "\n");
       if (stop_requested) break;
     }
