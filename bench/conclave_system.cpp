@@ -38,13 +38,6 @@ std::optional<std::uint64_t> committed_value(const expected<client::committed>& 
   return res->outcome.value;
 }
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::uint64_t steady_ms() {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now().time_since_epoch()).count());
@@ -241,7 +234,7 @@ struct conclave_system::impl {
                                 "lock-holder.log");
     std::uint64_t old_token = 0;
     for (auto until = clock_type::now() + 10s; !old_token && clock_type::now() < until; std::this_thread::sleep_for(5ms)) {
-      auto text = file_text(log);
+      auto text = test::file_text(log);
       if (auto p = text.find("holding "); p != std::string::npos) old_token = std::strtoull(text.c_str() + p + 8, nullptr, 10);
     }
     auto contender = propose_value(registry::open_session{"bench-contender", 30000});
@@ -417,7 +410,7 @@ std::optional<scale_result> conclave_system::scale(int sessions, double seconds)
   }
   auto all_registered = [&] {
     return std::all_of(swarms.begin(), swarms.end(),
-                       [](const auto& s) { return file_text(s.second).find("registered") != std::string::npos; });
+                       [](const auto& s) { return test::file_text(s.second).find("registered") != std::string::npos; });
   };
   for (auto until = clock_type::now() + 120s; !all_registered() && clock_type::now() < until && !stop_requested;) {
     std::this_thread::sleep_for(50ms);
@@ -439,28 +432,12 @@ std::optional<scale_result> conclave_system::scale(int sessions, double seconds)
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   r.leader_cpu_pct = 100.0 * (test::cpu_seconds(leader_pid) - cpu0) / (ms_since(t0) / 1000.0);
   if (auto d = impl_->worker_crash()) r.detect_ms = *d;
-  std::vector<double> p50s, p99s;
+  std::vector<std::string> reports;
   for (auto& s : swarms) {
     c.wait_exit(s.first, std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000));
-    auto text = file_text(s.second);
-    auto p = text.find("heartbeats ");
-    if (p == std::string::npos) {
-      ++r.errors;
-      continue;
-    }
-    std::size_t n = 0, errors = 0;
-    double p50 = 0, p99 = 0;
-    std::sscanf(text.c_str() + p, "heartbeats %zu errors %zu p50_ms %lf p99_ms %lf", &n, &errors, &p50, &p99);
-    r.errors += errors;
-    p50s.push_back(p50);
-    p99s.push_back(p99);
+    reports.push_back(test::file_text(s.second));
   }
-  // The processes' medians and p99s (each process saw an even share).
-  if (!p50s.empty()) {
-    std::sort(p50s.begin(), p50s.end());
-    r.heartbeat_ms_p50 = p50s[p50s.size() / 2];
-    r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
-  }
+  add_heartbeat_reports(reports, r);
   return r;
 }
 

@@ -309,12 +309,6 @@ int hold_one(const std::string& urls, const std::string& key, const std::string&
   return 1;
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
-
 // One connection of `--etcd-holder many`: grants its `count` leases and
 // keeps each alive every `period`, oldest due first; a keepalive that is
 // due goes before the next grant, so no lease waits for the others.
@@ -363,7 +357,7 @@ struct lease_keeper {
 // `--etcd-holder many URLS COUNT TTL SECONDS OUT`: COUNT leases of TTL
 // seconds kept alive every TTL/3 over up to 25 connections (one thread
 // each). Writes "registered" to OUT once all are granted, keeps them alive
-// SECONDS longer, then appends "keepalives N errors E p50_ms X p99_ms Y".
+// SECONDS longer, then appends the heartbeat report (bench/system.hpp).
 // Writes "overloaded" instead when a lease expired before all were granted
 // (or granting took over 120 s): etcd cannot be driven at that scale here.
 int hold_many(const std::string& urls, int count, long ttl_s, double seconds, const std::string& out) {
@@ -397,9 +391,7 @@ int hold_many(const std::string& urls, int count, long ttl_s, double seconds, co
     latencies.insert(latencies.end(), k.latency_ms.begin(), k.latency_ms.end());
     errors += k.errors;
   }
-  std::ofstream(out, std::ios::app) << fmt::format("keepalives {} errors {} p50_ms {:.3f} p99_ms {:.3f}\n",
-                                                   latencies.size(), errors, percentile(latencies, 0.5),
-                                                   percentile(latencies, 0.99));
+  std::ofstream(out, std::ios::app) << heartbeat_report(latencies, errors);
   return 0;
 }
 
@@ -454,7 +446,7 @@ const std::string worker_key = "/bench/worker";
 const std::string handoff_lock = "bench-handoff";
 const std::string cycle_lock = "bench-cycle";
 
-class etcd_system final : public system_under_test {
+class etcd_system final : public compared_system {
  public:
   etcd_system(timing t, std::string self_exe) : timing_(t), self_exe_(std::move(self_exe)), etcd_(find_etcd()) {
     try {
@@ -476,22 +468,6 @@ class etcd_system final : public system_under_test {
         version_, heartbeat_ms(), election_ms(), lease_ttl_s_);
   }
 
-  bool supports(const std::string& scenario) const override {
-    return scenario == "leader-crash" || scenario == "leader-freeze" || scenario == "leader-stop" ||
-           scenario == "worker-crash" || scenario == "lock-cycle" || scenario == "lock-handoff" ||
-           scenario == "write";
-  }
-
-  std::optional<double> trial(const std::string& scenario) override {
-    if (scenario == "leader-crash") return leader_fault(SIGKILL);
-    if (scenario == "leader-freeze") return leader_fault(SIGSTOP);
-    if (scenario == "leader-stop") return leader_fault(SIGTERM);
-    if (scenario == "worker-crash") return worker_crash();
-    if (scenario == "lock-cycle") return lock_cycle();
-    if (scenario == "lock-handoff") return lock_handoff();
-    if (scenario == "write") return one_write();
-    return std::nullopt;
-  }
 
   std::optional<double> last_new_leader_ms() const override { return last_new_leader_ms_; }
 
@@ -644,7 +620,7 @@ class etcd_system final : public system_under_test {
 
   // From the signal to the leader until a write through the new leader is
   // acknowledged. The new leader is the one the other members name.
-  std::optional<double> leader_fault(int sig) {
+  std::optional<double> leader_fault(int sig) override {
     last_new_leader_ms_.reset();
     auto old = leader_index();
     if (!old) return std::nullopt;
@@ -743,7 +719,7 @@ class etcd_system final : public system_under_test {
   // From kill -9 of a lease holder until every member's watcher saw its
   // key deleted: etcd's leader expires the lease after its TTL and the
   // revoke is committed through Raft.
-  std::optional<double> worker_crash() {
+  std::optional<double> worker_crash() override {
     auto leader = leader_index();
     if (!leader) return std::nullopt;
     // The holder talks to the leader, and to the others should it fail.
@@ -799,7 +775,7 @@ class etcd_system final : public system_under_test {
   // --- lock-cycle, lock-handoff ---
 
   // Uncontended: lock and unlock of one lock on a lease granted beforehand.
-  std::optional<double> lock_cycle() {
+  std::optional<double> lock_cycle() override {
     auto leader = leader_index();
     if (!leader) return std::nullopt;
     auto& m = members_[*leader];
@@ -812,7 +788,7 @@ class etcd_system final : public system_under_test {
   // Four contenders queue on one lock (FIFO by the revision of their lock
   // keys). From the start of the holder's unlock until the next contender's
   // blocked lock call returns; the released holder then queues again.
-  std::optional<double> lock_handoff() {
+  std::optional<double> lock_handoff() override {
     auto leader = leader_index();
     if (!leader) return std::nullopt;
     auto& m = members_[*leader];
@@ -911,11 +887,10 @@ class etcd_system final : public system_under_test {
   std::vector<std::string> start_swarms(int sessions, double child_seconds, const std::string& urls);
   bool await_swarms(const std::string& word, std::chrono::duration<double> timeout,
                     const std::vector<std::string>& outs);
-  void add_keepalive_stats(scale_result& r, const std::vector<std::string>& outs);
 
   // --- write ---
 
-  std::optional<double> one_write() {
+  std::optional<double> one_write() override {
     auto leader = leader_index();
     if (!leader) return std::nullopt;
     auto& m = members_[*leader];
@@ -984,11 +959,6 @@ throughput etcd_system::writes(int clients, double seconds) {
   return out;
 }
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 // Heartbeat scale: `sessions` leases of the smallest TTL, kept alive every
 // TTL/3 (as clientv3 does) by children with up to 2,500 leases each.
 // Through the gateway every keepalive is an HTTP request of its own (it
@@ -1019,8 +989,10 @@ std::optional<scale_result> etcd_system::scale(int sessions, double seconds) {
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     r->leader_cpu_pct = 100.0 * (test::cpu_seconds(lead.pid) - cpu0) / (ms_since(t0) / 1000.0);
     r->detect_ms = worker_crash().value_or(0);
-    await_swarms("keepalives", std::chrono::duration<double>(child_seconds + 30), outs);
-    add_keepalive_stats(*r, outs);
+    await_swarms("heartbeats", std::chrono::duration<double>(child_seconds + 30), outs);
+    std::vector<std::string> reports;
+    for (const auto& o : outs) reports.push_back(test::file_text(o));
+    add_heartbeat_reports(reports, *r);
   } else {
     fmt::print(stderr, "etcd: {} leases cannot be kept alive through the gateway here (they expire)\n", sessions);
   }
@@ -1052,7 +1024,7 @@ bool etcd_system::await_swarms(const std::string& word, std::chrono::duration<do
   while (clock_type::now() < until) {
     std::size_t have = 0;
     for (auto& o : outs) {
-      auto text = file_text(o);
+      auto text = test::file_text(o);
       if (text.find("overloaded") != std::string::npos) return false;
       if (text.find(word) != std::string::npos) ++have;
     }
@@ -1060,29 +1032,6 @@ bool etcd_system::await_swarms(const std::string& word, std::chrono::duration<do
     std::this_thread::sleep_for(50ms);
   }
   return false;
-}
-
-// The children's medians and p99s (each saw an even share of the leases).
-void etcd_system::add_keepalive_stats(scale_result& r, const std::vector<std::string>& outs) {
-  std::vector<double> p50s, p99s;
-  for (auto& o : outs) {
-    auto text = file_text(o);
-    auto p = text.find("keepalives ");
-    std::size_t n = 0, errors = 0;
-    double p50 = 0, p99 = 0;
-    if (p == std::string::npos || std::sscanf(text.c_str() + p, "keepalives %zu errors %zu p50_ms %lf p99_ms %lf", &n,
-                                              &errors, &p50, &p99) != 4) {
-      ++r.errors;
-      continue;
-    }
-    r.errors += errors;
-    p50s.push_back(p50);
-    p99s.push_back(p99);
-  }
-  if (p50s.empty()) return;
-  std::sort(p50s.begin(), p50s.end());
-  r.heartbeat_ms_p50 = p50s[p50s.size() / 2];
-  r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
 }
 
 }  // namespace

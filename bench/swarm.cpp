@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "actors/atoms.hpp"
+#include "bench/system.hpp"
 #include "actors/registry/registry_service.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/registry_codec.hpp"
@@ -138,12 +139,6 @@ caf::behavior registrar(caf::event_based_actor* self, caf::actor leader, std::st
   return {[](caf::ok_atom) {}};
 }
 
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-}
-
 }  // namespace
 
 int swarm_main(int argc, char** argv) {
@@ -192,9 +187,7 @@ int swarm_main(int argc, char** argv) {
     self->receive([](caf::ok_atom) {});
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms * 2));  // the last answers
   }
-  std::ofstream(out_path, std::ios::app) << fmt::format("heartbeats {} errors {} p50_ms {:.3f} p99_ms {:.3f}\n",
-                                                        stats->latency_ms.size(), stats->errors,
-                                                        pct(stats->latency_ms, 0.5), pct(stats->latency_ms, 0.99));
+  std::ofstream(out_path, std::ios::app) << heartbeat_report(stats->latency_ms, stats->errors);
   return 0;
 }
 

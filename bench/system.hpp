@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
+#include <cstdio>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,16 +23,18 @@ namespace conclave::bench {
 // that every process it started is stopped promptly.
 inline std::atomic<bool> stop_requested{false};
 
+// The p-quantile of `v` (0 when empty).
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+}
+
 // Times of one scenario's trials on one system, in milliseconds.
 struct trials {
   std::vector<double> ms;
   int failed = 0;
-  double pct(double p) const {
-    if (ms.empty()) return 0;
-    auto v = ms;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-  }
+  double pct(double p) const { return percentile(ms, p); }
 };
 
 // Closed-loop durable writes: `clients` writers, each sending its next write
@@ -40,12 +44,7 @@ struct throughput {
   double writes_per_s = 0;
   std::vector<double> latency_ms;
   std::size_t errors = 0;
-  double pct(double p) const {
-    if (latency_ms.empty()) return 0;
-    auto v = latency_ms;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
-  }
+  double pct(double p) const { return percentile(latency_ms, p); }
 };
 
 // Heartbeat scale: `sessions` clients keeping a session alive at the
@@ -59,6 +58,38 @@ struct scale_result {
   double detect_ms = 0;            // a killed session owner seen gone (0: not measured)
   std::size_t errors = 0;
 };
+
+// The last line a heartbeat-scale child process writes (each system's
+// simulated workers, leases or sessions), and the parent's reading of it.
+inline std::string heartbeat_report(const std::vector<double>& latency_ms, std::size_t errors) {
+  char line[160];
+  std::snprintf(line, sizeof line, "heartbeats %zu errors %zu p50_ms %.3f p99_ms %.3f\n", latency_ms.size(), errors,
+                percentile(latency_ms, 0.5), percentile(latency_ms, 0.99));
+  return line;
+}
+
+// Folds the children's reports (their output files' text) into `r`: errors
+// summed, a missing report counted as one; p50 the median of the children's,
+// p99 the largest (each child served an even share of the sessions).
+inline void add_heartbeat_reports(const std::vector<std::string>& texts, scale_result& r) {
+  std::vector<double> p50s, p99s;
+  for (const auto& text : texts) {
+    auto p = text.rfind("heartbeats ");
+    std::size_t beats = 0, errors = 0;
+    double p50 = 0, p99 = 0;
+    if (p == std::string::npos ||
+        std::sscanf(text.c_str() + p, "heartbeats %zu errors %zu p50_ms %lf p99_ms %lf", &beats, &errors, &p50, &p99) != 4) {
+      ++r.errors;
+      continue;
+    }
+    r.errors += errors;
+    p50s.push_back(p50);
+    p99s.push_back(p99);
+  }
+  if (p50s.empty()) return;
+  r.heartbeat_ms_p50 = percentile(p50s, 0.5);
+  r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
+}
 
 class system_under_test {
  public:
@@ -103,6 +134,37 @@ class system_under_test {
 
   // Pids of the servers (masters, members), for memory and CPU figures.
   virtual std::vector<pid_t> server_pids() const = 0;
+};
+
+// A system compared with conclave: the scenarios etcd and ZooKeeper both
+// offer, each a method of its driver.
+class compared_system : public system_under_test {
+ public:
+  bool supports(const std::string& scenario) const override {
+    for (const char* s : {"leader-crash", "leader-freeze", "leader-stop", "worker-crash", "lock-cycle", "lock-handoff",
+                          "write"}) {
+      if (scenario == s) return true;
+    }
+    return false;
+  }
+
+  std::optional<double> trial(const std::string& scenario) override {
+    if (scenario == "leader-crash") return leader_fault(SIGKILL);
+    if (scenario == "leader-freeze") return leader_fault(SIGSTOP);
+    if (scenario == "leader-stop") return leader_fault(SIGTERM);
+    if (scenario == "worker-crash") return worker_crash();
+    if (scenario == "lock-cycle") return lock_cycle();
+    if (scenario == "lock-handoff") return lock_handoff();
+    if (scenario == "write") return one_write();
+    return std::nullopt;
+  }
+
+ protected:
+  virtual std::optional<double> leader_fault(int sig) = 0;
+  virtual std::optional<double> worker_crash() = 0;
+  virtual std::optional<double> lock_cycle() = 0;
+  virtual std::optional<double> lock_handoff() = 0;
+  virtual std::optional<double> one_write() = 0;
 };
 
 }  // namespace conclave::bench

@@ -496,12 +496,7 @@ class swarm {
       poll_once(5);
       ping_due();
     }
-    std::sort(latencies_.begin(), latencies_.end());
-    auto pct = [&](double p) {
-      return latencies_.empty() ? 0.0 : latencies_[static_cast<std::size_t>(p * static_cast<double>(latencies_.size() - 1))];
-    };
-    std::ofstream(out, std::ios::app) << fmt::format("heartbeats {} errors {} p50_ms {:.3f} p99_ms {:.3f}\n",
-                                                     latencies_.size(), failed_, pct(0.5), pct(0.99));
+    std::ofstream(out, std::ios::app) << heartbeat_report(latencies_, failed_);
     close_all();
   }
 
@@ -662,7 +657,7 @@ int swarm_main(const std::string& hosts, int count, int timeout_ms, const std::s
 // ---------------------------------------------------------------------------
 // The system.
 
-class zookeeper_system final : public system_under_test {
+class zookeeper_system final : public compared_system {
  public:
   zookeeper_system(const std::string& timing_name, std::string self_exe)
       : timing_name_(timing_name), timing_(timing_for(timing_name)), self_exe_(std::move(self_exe)) {
@@ -707,23 +702,6 @@ class zookeeper_system final : public system_under_test {
         2 * timing_.tick_ms, worker_session_ms_ ? fmt::format(", {} ms negotiated", *worker_session_ms_) : "");
   }
 
-  bool supports(const std::string& scenario) const override {
-    for (const char* s : {"leader-crash", "leader-freeze", "leader-stop", "worker-crash", "lock-cycle", "lock-handoff", "write"}) {
-      if (scenario == s) return true;
-    }
-    return false;
-  }
-
-  std::optional<double> trial(const std::string& scenario) override {
-    if (scenario == "leader-crash") return leader_fault(SIGKILL);
-    if (scenario == "leader-freeze") return leader_fault(SIGSTOP);
-    if (scenario == "leader-stop") return leader_fault(SIGTERM);
-    if (scenario == "worker-crash") return worker_crash();
-    if (scenario == "lock-cycle") return lock_cycle();
-    if (scenario == "lock-handoff") return lock_handoff();
-    if (scenario == "write") return one_write();
-    return std::nullopt;
-  }
 
   std::optional<double> last_new_leader_ms() const override { return new_leader_ms_; }
 
@@ -856,7 +834,7 @@ class zookeeper_system final : public system_under_test {
   // try the next server, and the write goes through once a new leader has a
   // quorum. (A SIGTERMed leader may still commit a write or two while its JVM
   // exits; those do not count.)
-  std::optional<double> leader_fault(int signal) {
+  std::optional<double> leader_fault(int signal) override {
     new_leader_ms_.reset();
     auto old = find_leader(10s);
     if (!old || !ensure_client()) return std::nullopt;
@@ -918,7 +896,7 @@ class zookeeper_system final : public system_under_test {
   // watcher that the owner's ephemeral znode is gone: the session must time
   // out first (2 x tickTime, the servers' minimum), then the leader expires
   // it and every server applies the deletion.
-  std::optional<double> worker_crash() {
+  std::optional<double> worker_crash() override {
     const std::string node = "/bench-worker";
     if (!ensure_client()) return std::nullopt;
     for (std::size_t i = 0; i < servers_.size(); ++i) {
@@ -976,7 +954,7 @@ class zookeeper_system final : public system_under_test {
 
   // Uncontended lock with the standard recipe: create an EPHEMERAL|SEQUENCE
   // child, list the children (it is the lowest: the lock is held), delete it.
-  std::optional<double> lock_cycle() {
+  std::optional<double> lock_cycle() override {
     if (!ensure_client()) return std::nullopt;
     auto zh = client_.get();
     auto start = clock_type::now();
@@ -994,7 +972,7 @@ class zookeeper_system final : public system_under_test {
   // Four contenders queued on one lock: from the start of the holder's
   // delete until the next contender's check of the children finds its node
   // lowest. The released one queues again at the back.
-  std::optional<double> lock_handoff() {
+  std::optional<double> lock_handoff() override {
     if (contenders_.empty() && !queue_contenders()) {
       contenders_.clear();
       return std::nullopt;
@@ -1020,7 +998,7 @@ class zookeeper_system final : public system_under_test {
     return contenders_[0]->wait_holding(5s).has_value();
   }
 
-  std::optional<double> one_write() {
+  std::optional<double> one_write() override {
     if (!ensure_client()) return std::nullopt;
     auto start = clock_type::now();
     if (!write_value(client_.get(), "/bench-write")) return std::nullopt;
@@ -1140,31 +1118,15 @@ std::optional<scale_result> zookeeper_system::scale(int sessions, double seconds
     r.leader_cpu_pct = 100.0 * (test::cpu_seconds(leader_pid) - cpu0) / (ms_since(t0) / 1000.0);
     if (auto d = worker_crash()) r.detect_ms = *d;
   }
-  std::vector<double> p50s, p99s;
+  std::vector<std::string> reports;
   for (auto& [pid, out] : swarms) {
     ::kill(pid, SIGUSR1);
     if (!test::wait_pid(pid, 30s)) test::kill_pid(pid);
     children_.erase(std::remove(children_.begin(), children_.end(), pid), children_.end());
-    auto text = file_tail(out, 4096);
-    auto p = text.find("heartbeats ");
-    if (p == std::string::npos) {
-      ++r.errors;
-      continue;
-    }
-    std::size_t beats = 0, errors = 0;
-    double p50 = 0, p99 = 0;
-    std::sscanf(text.c_str() + p, "heartbeats %zu errors %zu p50_ms %lf p99_ms %lf", &beats, &errors, &p50, &p99);
-    r.errors += errors;
-    p50s.push_back(p50);
-    p99s.push_back(p99);
+    reports.push_back(file_tail(out, 4096));
   }
   if (!up) return std::nullopt;
-  // The processes' median p50 and largest p99 (each saw an even share).
-  if (!p50s.empty()) {
-    std::sort(p50s.begin(), p50s.end());
-    r.heartbeat_ms_p50 = p50s[p50s.size() / 2];
-    r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
-  }
+  add_heartbeat_reports(reports, r);
   return r;
 }
 

@@ -18,16 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string conclave_binary() {
-  const char* env = std::getenv("CONCLAVE_BIN");
-  return env ? env : "build/roles/conclave";
-}
-
-std::string conclavectl_binary() {
-  const char* env = std::getenv("CONCLAVECTL_BIN");
-  return env ? env : "build/roles/conclavectl";
-}
-
 struct key_files {
   temp_dir dir;
   std::string secret = dir / "secret", member = dir / "member", wrong = dir / "wrong";

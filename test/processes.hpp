@@ -20,6 +20,15 @@
 
 namespace conclave::test {
 
+// The programs under test: from the environment (meson sets it), else the
+// default build directory.
+inline std::string program(const char* env_var, const char* fallback) {
+  const char* env = std::getenv(env_var);
+  return env ? env : fallback;
+}
+inline std::string conclave_binary() { return program("CONCLAVE_BIN", "build/roles/conclave"); }
+inline std::string conclavectl_binary() { return program("CONCLAVECTL_BIN", "build/roles/conclavectl"); }
+
 // A port that was free a moment ago (the kernel picks it).
 inline std::uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -70,6 +79,17 @@ inline std::optional<int> wait_pid(pid_t pid, std::chrono::milliseconds timeout)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return std::nullopt;
+}
+
+// The whole text of a file (a child's output), empty when it cannot be read.
+inline std::string file_text(const std::string& path) {
+  std::string out;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
 }
 
 // Ends `pid` for good (also when it is stopped) and reaps it.

@@ -16,11 +16,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string conclave_binary() {
-  const char* env = std::getenv("CONCLAVE_BIN");
-  return env ? env : "build/roles/conclave";
-}
-
 std::vector<std::string> master_flags(std::vector<std::string> more = {}) {
   std::vector<std::string> f = {"-r", "master", "--session-ttl-ms", "1000", "--member-heartbeat-ms", "100"};
   f.insert(f.end(), more.begin(), more.end());
@@ -265,8 +260,7 @@ TEST_CASE("a master started with join is added, takes part in the quorum, and a 
   auto fourth = c.spawn({c.binary(), "-r", "master", "--id", "4", "--join", "true", "--peers", peers, "--cluster-id",
                          c.cluster_id, "--data-dir", dir, "--session-ttl-ms", "1000"},
                         "node4.log");
-  const char* env = std::getenv("CONCLAVECTL_BIN");
-  std::string ctl = env ? env : "build/roles/conclavectl";
+  std::string ctl = conclavectl_binary();
   std::string endpoints;
   for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
   auto conclavectl = [&](std::vector<std::string> args, const std::string& log) {

@@ -401,12 +401,9 @@ struct state {
     auto sender = self->current_sender();
     if (!sender) return {};
     auto addr = caf::actor_cast<caf::actor_addr>(sender);
-    auto nonce = auth::random_nonce();
-    if (challenges.emplace(addr, nonce).second && !authenticated.count(addr)) {
-      self->monitor(caf::actor_cast<caf::actor>(sender));
-    }
-    challenges[addr] = nonce;
-    return nonce;
+    // Watched from its first challenge on, so both maps forget it when it goes.
+    if (!challenges.count(addr) && !authenticated.count(addr)) self->monitor(caf::actor_cast<caf::actor>(sender));
+    return challenges[addr] = auth::random_nonce();
   }
 
   std::string on_auth_proof(const std::string& proof) {

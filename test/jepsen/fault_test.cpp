@@ -137,11 +137,6 @@ struct fault_cluster {
     }
   }
 
-  static std::string conclave_binary() {
-    const char* env = std::getenv("CONCLAVE_BIN");
-    return env ? env : "build/roles/conclave";
-  }
-
   std::uint64_t random_master() {
     return std::uniform_int_distribution<std::uint64_t>(1, cluster.members().size())(rng);
   }
