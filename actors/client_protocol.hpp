@@ -68,6 +68,7 @@ struct status {
   std::uint64_t applied_index = 0;
   std::uint64_t last_index = 0;
   std::string digest;
+  std::string storage_error;  // set while this server cannot write to its disk
 };
 struct ok {};
 struct failure {

@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(s->id), s->role.c_str(), static_cast<unsigned long long>(s->term),
                   static_cast<unsigned long long>(s->leader_id), static_cast<unsigned long long>(s->commit_index),
                   static_cast<unsigned long long>(s->applied_index), s->digest.c_str());
+      if (!s->storage_error.empty()) std::printf("%s: cannot write: %s\n", ep.text().c_str(), s->storage_error.c_str());
     }
     if (!any) return unreachable(make_error(errc::unavailable, "no endpoint answered"));
     return cmd == "leader" ? exit_refused : 0;

@@ -159,9 +159,11 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
 
 namespace {
 
-// Whether a refusal means "ask again, maybe elsewhere".
+// Whether a refusal means "ask again, maybe elsewhere" (a master whose disk
+// is full refuses writes that another master may take).
 bool retryable(const client::failure& f) {
-  return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable";
+  return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable" ||
+         f.code == "disk_full" || f.code == "map_full";
 }
 
 // Requests that change state: after one was sent without an answer, sending
@@ -187,7 +189,10 @@ expected<client::response> raft_client::to_leader(const client::request& request
         preferred_ = next % eps.size();
         return r;
       }
-      last = make_error(errc::unavailable, f->code + ": " + f->message);
+      // When every master refuses for want of disk, say so, not "unavailable".
+      auto code = client::code_from_name(f->code);
+      bool full = code == errc::disk_full || code == errc::map_full;
+      last = full ? make_error(code, f->message) : make_error(errc::unavailable, f->code + ": " + f->message);
       bool hinted = false;
       for (std::size_t i = 0; f->leader_id != 0 && i < eps.size(); ++i) {
         if (eps[i].text() == f->leader_address) {

@@ -65,6 +65,7 @@ struct Status {
   appliedIndex @6 :UInt64;
   lastIndex @7 :UInt64;
   digest @8 :Text;        # the state machine's summary of what it applied
+  storageError @9 :Text;  # set while this server cannot write to its disk (full)
 }
 
 struct Error {

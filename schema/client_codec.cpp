@@ -167,6 +167,7 @@ std::string encode_response(const client::response& r) {
           c.setAppliedIndex(m.applied_index);
           c.setLastIndex(m.last_index);
           c.setDigest(text_of(m.digest));
+          c.setStorageError(text_of(m.storage_error));
         } else if constexpr (std::is_same_v<T, client::ok>) {
           body.setOk();
         } else {
@@ -196,7 +197,8 @@ expected<client::response> decode_response(std::string_view bytes) {
       case s::ClientResponse::Body::STATUS: {
         auto c = body.getStatus();
         return client::status{c.getId(), text(c.getRole()), c.getTerm(), c.getLeaderId(), text(c.getLeaderAddress()),
-                              c.getCommitIndex(), c.getAppliedIndex(), c.getLastIndex(), text(c.getDigest())};
+                              c.getCommitIndex(), c.getAppliedIndex(), c.getLastIndex(), text(c.getDigest()),
+                              text(c.getStorageError())};
       }
       case s::ClientResponse::Body::OK: return client::ok{};
       case s::ClientResponse::Body::ERROR: {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -97,6 +98,13 @@ struct lmdb_log::impl {
     return {};
   }
 
+  std::size_t free_bytes() const {
+    struct statvfs s {};
+    if (::statvfs(dir.c_str(), &s) != 0) return SIZE_MAX;
+    return static_cast<std::size_t>(s.f_bavail) * s.f_frsize;
+  }
+  bool low_on_space() const { return free_bytes() < (1u << 20); }
+
   // Runs `body(txn)` (returning an LMDB code) in a write transaction and
   // commits it, growing the map and starting over when it is full. A failed
   // transaction is aborted whole, so nothing of it reaches the disk.
@@ -116,6 +124,12 @@ struct lmdb_log::impl {
       if (rc == MDB_MAP_FULL) {
         if (auto grown = grow(); !grown) return grown;
         continue;
+      }
+      if (rc == EIO && low_on_space()) {
+        // LMDB reports a short write as EIO; on a file system with no room
+        // left that is the disk filling up mid-write, not a failing device.
+        return make_error(errc::disk_full, dir + ": " + what + ": short write, " +
+                                               std::to_string(free_bytes()) + " bytes left on the file system");
       }
       if (rc != 0) return lmdb_error(rc, dir + ": " + what);
       return {};

@@ -7,6 +7,7 @@
 
 #include "storage/lmdb_log.hpp"
 #include "storage/memory_log.hpp"
+#include "test/small_disk.hpp"
 #include "test/temp_dir.hpp"
 
 using namespace conclave;
@@ -294,4 +295,45 @@ TEST_CASE("the LMDB map grows when full, and at its cap appends fail cleanly") {
   auto reopened = lmdb_log::open(dir.path(), options);
   REQUIRE(reopened.has_value());
   CHECK((*reopened)->last_index() == index_t{last.value + 16});
+}
+
+TEST_CASE("a full disk fails appends cleanly, and the same handle writes again once space returns") {
+  test::small_disk disk(8 << 20);
+  if (!disk.mounted()) {
+    MESSAGE("not run: " << disk.why_not());
+    return;
+  }
+  auto opened = lmdb_log::open(disk / "log");
+  REQUIRE_MESSAGE(opened.has_value(), opened.error().message());
+  auto& log = **opened;
+  REQUIRE(log.append(run(1, 16, 1, 4096)).has_value());
+  disk.fill(1 << 20);
+  std::uint64_t next = 17;
+  expected<void> result;
+  // Batches of 16 entries of 4 KiB (64 KiB) until the file system is full.
+  while ((result = log.append(run(next, next + 15, 1, 4096))).has_value()) {
+    next += 16;
+    REQUIRE(next < 100000);
+  }
+  INFO(result.error().message());
+  // A short write (the kernel wrote what fit) is disk full too, not an I/O error.
+  CHECK(result.error().code == errc::disk_full);
+  CHECK(result.error().message().find("disk/map full") != std::string::npos);
+  auto last = log.last_index();
+  CHECK(last == index_t{next - 1});
+  for (std::uint64_t i = 1; i <= last.value; i += 7) CHECK(*log.entry(index_t{i}) == entry_at(i, 1, 4096));
+  // Still full: the same batch fails again, and nothing of it is stored.
+  CHECK(log.append(run(next, next + 15, 1, 4096)).error().code == errc::disk_full);
+  CHECK(log.last_index() == last);
+
+  disk.free_filler();
+  auto resumed = log.append(run(next, next + 15, 1, 4096));
+  CHECK_MESSAGE(resumed.has_value(), resumed.error().message());
+  REQUIRE(log.save_state({term_t{1}, node_id{1}, index_t{next + 15}}).has_value());
+  opened->reset();
+  auto reopened = lmdb_log::open(disk / "log");
+  REQUIRE(reopened.has_value());
+  CHECK((*reopened)->last_index() == index_t{next + 15});
+  CHECK((*reopened)->state().commit_index == index_t{next + 15});
+  for (std::uint64_t i = 1; i <= next + 15; i += 5) CHECK(*(*reopened)->entry(index_t{i}) == entry_at(i, 1, 4096));
 }

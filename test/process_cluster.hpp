@@ -49,14 +49,18 @@ class process_cluster {
     pid_t pid = -1;
   };
 
-  // `extra` flags go to every server (timing, snapshot settings).
-  explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {})
+  // `extra` flags go to every server (timing, snapshot settings);
+  // `data_dirs` places some servers' data elsewhere (by id; the others get
+  // one under the cluster's temporary directory).
+  explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {},
+                           std::map<std::uint64_t, std::string> data_dirs = {})
       : binary_(binary.empty() ? default_binary() : std::move(binary)), extra_(std::move(extra)) {
     for (int i = 1; i <= size; ++i) {
       member m;
       m.id = static_cast<std::uint64_t>(i);
       m.address = raft::endpoint{"127.0.0.1", free_port()};
-      m.data_dir = dir_ / ("node" + std::to_string(i));
+      auto placed = data_dirs.find(m.id);
+      m.data_dir = placed != data_dirs.end() ? placed->second : dir_ / ("node" + std::to_string(i));
       m.log_file = dir_ / ("node" + std::to_string(i) + ".log");
       members_.push_back(m);
     }

@@ -10,6 +10,7 @@
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 #include "test/process_cluster.hpp"
+#include "test/small_disk.hpp"
 
 using namespace conclave;
 using namespace conclave::test;
@@ -207,6 +208,133 @@ TEST_CASE("a leader whose disk stalls loses leadership and the cluster keeps com
   CHECK(propose_many(c, 20, "e").size() == 20);
   CHECK(c.log_of(*leader).find("stepping down: storage stalled") != std::string::npos);
   REQUIRE(converged(c, 15s));
+}
+
+// Makes `id` the leader by a transfer (retried: the target must be caught up).
+bool make_leader(process_cluster& c, std::uint64_t id, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    auto s = c.status(id);
+    if (s && s->role == "leader") return true;
+    if (auto leader = c.wait_for_leader(2s)) {
+      (void)c.client().call(c.at(*leader).address, client::transfer_leadership{id}, 500ms);
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing and resumes in place when space returns") {
+  small_disk disk(16 << 20);
+  if (!disk.mounted()) {
+    MESSAGE("not run: " << disk.why_not());
+    return;
+  }
+  process_cluster c(3, {}, {}, {{1, disk / "node1"}});
+  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE(make_leader(c, 1, 15s));
+  auto pid = c.at(1).pid;
+  // Commands of 4 KiB, so that each needs fresh pages on disk.
+  std::string pad(4096, 'p');
+  auto put = [&](const std::string& name) {
+    auto r = c.client().propose(name + pad);
+    // One in the write that failed may or may not have been applied; sending
+    // it again is fine here (commands are looked up by name).
+    for (int retry = 0; !r && r.error().code == errc::outcome_unknown && retry < 3; ++retry) {
+      r = c.client().propose(name + pad);
+    }
+    return r.has_value();
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE(put("a" + std::to_string(i)));
+
+  disk.fill();
+  int acked = 0;
+  for (int i = 0; i < 40; ++i) acked += put("b" + std::to_string(i)) ? 1 : 0;
+  // The other two carried on without node 1: every write was acknowledged.
+  CHECK(acked == 40);
+  auto next = c.wait_for_leader(5s, 1);
+  REQUIRE(next);
+  auto full = c.status(1);
+  REQUIRE(full);
+  CHECK(full->role != "leader");
+  CHECK_MESSAGE(full->storage_error.find("disk/map full") != std::string::npos, full->storage_error);
+  CHECK(c.log_of(1).find("stepping down: cannot write to disk") != std::string::npos);
+  // Node 1 itself refuses new entries with the reason, whoever leads.
+  auto refused = c.client().call(c.at(1).address, client::propose{"direct" + pad}, 2s);
+  REQUIRE(refused.has_value());
+  auto* f = std::get_if<client::failure>(&*refused);
+  REQUIRE(f);
+  CHECK(f->code == "disk_full");
+  CHECK(f->message.find("cannot write to its disk") != std::string::npos);
+  // It is still the same process, not restarted.
+  int status = 0;
+  CHECK(::waitpid(pid, &status, WNOHANG) == 0);
+
+  disk.free_filler();
+  // The retried write lands, node 1 catches up in place and may lead again.
+  auto until = std::chrono::steady_clock::now() + 10s;
+  std::optional<client::status> resumed;
+  while ((!(resumed = c.status(1)) || !resumed->storage_error.empty()) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(resumed);
+  CHECK(resumed->storage_error.empty());
+  REQUIRE(converged(c, 20s));
+  CHECK(c.log_of(1).find("storage is writing again") != std::string::npos);
+  CHECK(c.at(1).pid == pid);
+  CHECK(::waitpid(pid, &status, WNOHANG) == 0);
+  REQUIRE(make_leader(c, 1, 15s));
+  for (int i = 0; i < 10; ++i) CHECK(put("c" + std::to_string(i)));
+  // Nothing acknowledged was lost.
+  int found = 0;
+  for (const auto* prefix : {"a", "b", "c"}) {
+    for (int i = 0; i < (prefix[0] == 'b' ? 40 : 10); ++i) {
+      auto r = c.client().read("index " + std::string(prefix) + std::to_string(i) + pad);
+      found += r && r->result != "none" ? 1 : 0;
+    }
+  }
+  CHECK(found == 60);
+  REQUIRE(converged(c, 15s));
+}
+
+TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and restarts with nothing lost") {
+  small_disk disk(16 << 20);
+  if (!disk.mounted()) {
+    MESSAGE("not run: " << disk.why_not());
+    return;
+  }
+  process_cluster c(3, {}, {}, {{3, disk / "node3"}});
+  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE(make_leader(c, 1, 15s));
+  std::string pad(4096, 'p');
+  REQUIRE(propose_many(c, 5, "f").size() == 5);
+  disk.fill();
+  int acked = 0;
+  for (int i = 0; i < 30; ++i) acked += c.client().propose("g" + std::to_string(i) + pad).has_value() ? 1 : 0;
+  CHECK(acked == 30);
+  auto until = std::chrono::steady_clock::now() + 10s;
+  std::optional<client::status> full;
+  while ((!(full = c.status(3)) || full->storage_error.empty()) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(full);
+  CHECK_MESSAGE(full->storage_error.find("disk/map full") != std::string::npos, c.log_of(3));
+  // Its failed write holds nothing anybody was promised: it stops at once.
+  auto pid = c.at(3).pid;
+  ::kill(pid, SIGTERM);
+  auto exited = c.wait_exit(pid, 5s);
+  REQUIRE(exited);
+  CHECK(WIFEXITED(*exited));
+  CHECK(WEXITSTATUS(*exited) == 0);
+  disk.free_filler();
+  c.start(3);
+  REQUIRE(converged(c, 20s));
+  int found = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto r = c.client().read("index g" + std::to_string(i) + pad);
+    found += r && r->result != "none" ? 1 : 0;
+  }
+  CHECK(found == 30);
 }
 
 TEST_CASE("foreign, garbled and truncated messages on a live port are refused without harm") {

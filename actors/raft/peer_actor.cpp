@@ -85,6 +85,10 @@ struct state {
   std::deque<std::vector<message>> after_persist;       // messages of each queued job
   std::vector<message> in_flight_after_persist;
   bool stall_reported = false;
+  // Set while the storage actor cannot write for want of space (it retries
+  // the write in flight): no leading, no new entries from this server.
+  std::optional<error> storage_error;
+  std::int64_t storage_failed_ms = 0;
 
   index_t applied;
   index_t last_snapshot;
@@ -312,10 +316,14 @@ struct state {
     self->request(storage, caf::infinite, write_atom::value, std::move(job))
         .then([this](persisted_atom, std::uint64_t done, const std::string& err) {
           write_in_flight = false;
-          if (stall_reported) {
+          if (storage_error && err.empty()) {
+            log_line("{}: storage is writing again after {} ms without space; writes accepted again", name,
+                     steady_now_ms() - storage_failed_ms);
+            storage_error.reset();
+          } else if (stall_reported) {
             log_line("{}: storage is writing again", name);
-            stall_reported = false;
           }
+          stall_reported = false;
           if (!err.empty()) {
             // The write did not happen; nothing it promised may be sent.
             log_line("{}: storage write failed: {}; stepping down and stopping", name, err);
@@ -329,6 +337,26 @@ struct state {
           schedule_flush();
           start_write();
         });
+  }
+
+  // The disk (or the LMDB map) is full: the storage actor keeps the write and
+  // tries it again. Until it succeeds this server cannot make anything
+  // durable, so it must not lead (its entries could not count towards a
+  // majority, and clients would wait on it) and refuses new entries with the
+  // error; as a follower it cannot ack or vote either (those messages wait
+  // for the write), so the others carry on without it. Nothing acknowledged
+  // depended on the failed write: acks and votes follow durability.
+  void on_storage_failed(errc code, const std::string& detail) {
+    if (!storage_error) storage_failed_ms = steady_now_ms();
+    storage_error = make_error(code, detail);
+    log_line("{}: storage write failed: {}; refusing writes and not leading until space returns (retrying every {} "
+             "ms)",
+             name, storage_error->message(), storage_retry_ms);
+    if (raft->role() == role::leader) {
+      log_line("{}: stepping down: cannot write to disk", name);
+      (void)raft->step_down();
+    }
+    schedule_flush();
   }
 
   // --- state machine ------------------------------------------------------------
@@ -449,6 +477,13 @@ struct state {
     bool for_leader = std::holds_alternative<client::propose>(*decoded) ||
                       std::holds_alternative<client::read>(*decoded) ||
                       std::holds_alternative<client::change_membership>(*decoded);
+    // A master that cannot write refuses writes itself, so that its clients
+    // learn why and move on (raft_client tries another master).
+    bool writes = std::holds_alternative<client::propose>(*decoded) ||
+                  std::holds_alternative<client::change_membership>(*decoded);
+    if (writes) {
+      if (auto refused = refuse_new_entries()) return wire::encode_response(*refused);
+    }
     if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
       auto it = links.find(raft->leader());
       if (it != links.end() && it->second.handle) {
@@ -457,6 +492,13 @@ struct state {
       }
     }
     return std::visit([&](auto& req) { return handle(req); }, *decoded);
+  }
+
+  // New entries need this server's disk.
+  std::optional<client::failure> refuse_new_entries() {
+    if (!storage_error) return std::nullopt;
+    return failure(storage_error->code, "this master cannot write to its disk (" + storage_error->detail +
+                                            "); ask another master, or retry once space returns");
   }
 
   caf::result<std::string> handle(client::propose& p) {
@@ -523,6 +565,7 @@ struct state {
     s.applied_index = applied.value;
     s.last_index = raft->log().last_index().value;
     s.digest = machine->digest();
+    if (storage_error) s.storage_error = storage_error->message();
     return wire::encode_response(s);
   }
 
@@ -569,7 +612,7 @@ struct state {
   void on_tick() {
     raft->tick();
     auto now = steady_now_ms();
-    if (service && raft->role() == role::leader) {
+    if (service && raft->role() == role::leader && !storage_error) {
       for (auto& command : service->on_tick(static_cast<std::uint64_t>(now))) (void)raft->propose(std::move(command));
     }
     // A leader whose disk stopped finishing writes must not keep leading:
@@ -577,7 +620,7 @@ struct state {
     auto stall_ms = opts.storage_stall_ms > 0 ? opts.storage_stall_ms
                                               : opts.raft.election_timeout_min_ticks * opts.tick_ms;
     if (write_in_flight && now - write_started_ms > stall_ms) {
-      if (!stall_reported) {
+      if (!stall_reported && !storage_error) {
         log_line("{}: storage has not finished a write for {} ms", name, now - write_started_ms);
         stall_reported = true;
       }
@@ -593,7 +636,9 @@ struct state {
 
   void continue_stop(std::int64_t now) {
     bool handed_over = raft->role() != role::leader;
-    if ((handed_over || now >= stop_deadline_ms) && !write_in_flight && queued.empty()) {
+    // A write waiting for space is abandoned: nothing acknowledged needs it.
+    bool writes_done = (!write_in_flight && queued.empty()) || storage_error;
+    if ((handed_over || now >= stop_deadline_ms) && writes_done) {
       log_line("{}: stopped ({})", name, handed_over ? "not leading" : "leadership not handed over in time");
       stop_promise.deliver(caf::unit);
       // A non-normal reason, so that the linked storage actor stops too.
@@ -657,6 +702,11 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
       [st](auth_atom) { return st->on_auth_hello(); },
       [st](auth_atom, const std::string& proof) { return st->on_auth_proof(proof); },
       [st](tick_atom) { st->on_tick(); },
+      [st](storage_failed_atom, std::uint32_t code, const std::string& detail) {
+        // Only from our own storage actor (this actor's port is public).
+        if (st->self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st->storage)) return;
+        st->on_storage_failed(static_cast<errc>(code), detail);
+      },
       [st](flush_atom) { st->flush(); },
       [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },
       [st](subscribe_atom, const caf::actor& listener) {

@@ -16,7 +16,7 @@ std::int64_t steady_now_ms() {
 
 namespace {
 
-expected<void> run(storage_handles& h, const storage_job& job) {
+expected<void> run(const storage_handles& h, const storage_job& job) {
   while (steady_now_ms() < h.stall_until_ms->load()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   if (job.snapshot) {
     if (auto ok = h.snapshots->save(job.snapshot->meta, *job.snapshot->data); !ok) return ok;
@@ -49,11 +49,47 @@ expected<void> run(storage_handles& h, const storage_job& job) {
 }  // namespace
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handles) {
-  (void)self;
+  // The job waiting for space, if any; the requester sends no other job
+  // until this one is answered.
+  struct pending {
+    storage_job job;
+    caf::response_promise promise;
+    caf::actor requester;
+    std::string reported;  // the last error text the requester was told
+  };
+  auto waiting = std::make_shared<std::optional<pending>>();
+  auto answer = [](caf::response_promise& promise, const storage_job& job, const expected<void>& ok) {
+    promise.deliver(persisted_atom::value, job.persist_id, ok ? std::string() : ok.error().message());
+  };
+  auto retryable = [](const expected<void>& ok) {
+    return !ok && (ok.error().code == errc::disk_full || ok.error().code == errc::map_full);
+  };
+  auto report = [self](pending& p, const error& e) {
+    if (e.detail == p.reported) return;
+    p.reported = e.detail;
+    self->send(p.requester, storage_failed_atom::value, static_cast<std::uint32_t>(e.code), e.detail);
+  };
   return {
-      [handles](write_atom, const storage_job& job) mutable {
+      [=](write_atom, storage_job& job) -> caf::result<persisted_atom, std::uint64_t, std::string> {
         auto ok = run(handles, job);
-        return caf::make_message(persisted_atom::value, job.persist_id, ok ? std::string() : ok.error().message());
+        if (!retryable(ok)) return {persisted_atom::value, job.persist_id, ok ? std::string() : ok.error().message()};
+        auto requester = caf::actor_cast<caf::actor>(self->current_sender());
+        *waiting = pending{std::move(job), self->make_response_promise(), requester, {}};
+        report(**waiting, ok.error());
+        self->delayed_send(self, std::chrono::milliseconds(storage_retry_ms), retry_atom::value);
+        return (*waiting)->promise;
+      },
+      [=](retry_atom) {
+        if (!*waiting) return;
+        auto& p = **waiting;
+        auto ok = run(handles, p.job);
+        if (retryable(ok)) {
+          report(p, ok.error());
+          self->delayed_send(self, std::chrono::milliseconds(storage_retry_ms), retry_atom::value);
+          return;
+        }
+        answer(p.promise, p.job, ok);
+        waiting->reset();
       },
   };
 }

@@ -34,8 +34,17 @@ struct storage_handles {
   std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
 };
 
+// How long a write that failed for want of space waits before it is tried again.
+constexpr int storage_retry_ms = 200;
+
 // Answers (write_atom, storage_job) with (persisted_atom, persist_id, error
-// text), the text empty on success.
+// text), the text empty on success. A job that fails because the disk or the
+// LMDB map is full (disk_full, map_full) is not answered: it is kept and
+// tried again every storage_retry_ms until it succeeds, and the requester is
+// told (storage_failed_atom, errc, detail) when it first fails and whenever the
+// detail changes. Nothing of a failed attempt is stored, so a retry
+// writes the whole job; the requester sends nothing the job promised until
+// the answer comes. Other errors (I/O, corruption) are answered at once.
 caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handles);
 
 std::int64_t steady_now_ms();
