@@ -24,6 +24,7 @@ BUILDTYPE=${BUILDTYPE:-debugoptimized}
 PACKAGES=(
   g++ meson ninja-build pkg-config ccache
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev libssl-dev python3
+  iproute2  # the fault suite's real link cuts (network namespaces, tc)
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's

@@ -49,18 +49,27 @@ class process_cluster {
     pid_t pid = -1;
   };
 
-  // `extra` flags go to every server (timing, snapshot settings);
-  // `data_dirs` places some servers' data elsewhere (by id; the others get
-  // one under the cluster's temporary directory).
-  explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {},
-                           std::map<std::uint64_t, std::string> data_dirs = {})
-      : binary_(binary.empty() ? default_binary() : std::move(binary)), extra_(std::move(extra)) {
+  // Where servers run, by id; a server not named gets 127.0.0.1, a data
+  // directory under the cluster's temporary directory, and is started
+  // directly.
+  struct layout {
+    std::map<std::uint64_t, std::string> data_dirs;
+    std::map<std::uint64_t, std::string> hosts;
+    std::map<std::uint64_t, std::vector<std::string>> launchers;  // argv prefix, e.g. ip netns exec NS
+  };
+
+  // `extra` flags go to every server (timing, snapshot settings).
+  explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {}, layout where = {})
+      : binary_(binary.empty() ? default_binary() : std::move(binary)),
+        extra_(std::move(extra)),
+        launchers_(std::move(where.launchers)) {
     for (int i = 1; i <= size; ++i) {
       member m;
       m.id = static_cast<std::uint64_t>(i);
-      m.address = raft::endpoint{"127.0.0.1", free_port()};
-      auto placed = data_dirs.find(m.id);
-      m.data_dir = placed != data_dirs.end() ? placed->second : dir_ / ("node" + std::to_string(i));
+      auto host = where.hosts.find(m.id);
+      m.address = raft::endpoint{host != where.hosts.end() ? host->second : "127.0.0.1", free_port()};
+      auto placed = where.data_dirs.find(m.id);
+      m.data_dir = placed != where.data_dirs.end() ? placed->second : dir_ / ("node" + std::to_string(i));
       m.log_file = dir_ / ("node" + std::to_string(i) + ".log");
       members_.push_back(m);
     }
@@ -127,8 +136,12 @@ class process_cluster {
     auto& m = at(id);
     std::string peers;
     for (const auto& o : members_) peers += (peers.empty() ? "" : ",") + std::to_string(o.id) + "=" + o.address.text();
-    std::vector<std::string> args = {binary_,       "--id",          std::to_string(id), "--peers", peers,
-                                     "--data-dir",  m.data_dir,      "--cluster-id",     cluster_id};
+    std::vector<std::string> args;
+    if (auto l = launchers_.find(id); l != launchers_.end()) args = l->second;
+    for (auto a : {binary_, std::string("--id"), std::to_string(id), std::string("--peers"), peers,
+                   std::string("--data-dir"), m.data_dir, std::string("--cluster-id"), cluster_id}) {
+      args.push_back(a);
+    }
     // Shared flags, except those this server has its own value for.
     auto own = member_extra_.find(id);
     for (std::size_t i = 0; i < extra_.size(); ++i) {
@@ -220,6 +233,7 @@ class process_cluster {
   std::string binary_;
   std::vector<std::string> extra_;
   std::map<std::uint64_t, std::vector<std::string>> member_extra_;
+  std::map<std::uint64_t, std::vector<std::string>> launchers_;
   std::vector<member> members_;
   std::vector<pid_t> others_;
   std::unique_ptr<caf::actor_system> system_;

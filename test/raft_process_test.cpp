@@ -230,7 +230,9 @@ TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing a
     MESSAGE("not run: " << disk.why_not());
     return;
   }
-  process_cluster c(3, {}, {}, {{1, disk / "node1"}});
+  process_cluster::layout where;
+  where.data_dirs[1] = disk / "node1";
+  process_cluster c(3, {}, {}, where);
   REQUIRE(c.wait_for_leader(10s));
   REQUIRE(make_leader(c, 1, 15s));
   auto pid = c.at(1).pid;
@@ -303,7 +305,9 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
     MESSAGE("not run: " << disk.why_not());
     return;
   }
-  process_cluster c(3, {}, {}, {{3, disk / "node3"}});
+  process_cluster::layout where;
+  where.data_dirs[3] = disk / "node3";
+  process_cluster c(3, {}, {}, where);
   REQUIRE(c.wait_for_leader(10s));
   REQUIRE(make_leader(c, 1, 15s));
   std::string pad(4096, 'p');

@@ -2,8 +2,10 @@
 // processes (masters and workers) on loopback, clients doing concurrent KV
 // reads, writes and compare-and-sets on a few keys and try-lock/release on
 // a lock, while a nemesis kills (-9) and restarts masters and the leader,
-// freezes them (SIGSTOP/SIGCONT) and partitions them through the transport
-// fault hook (halves, isolated leader, bridge, one-way). Every operation is
+// freezes them (SIGSTOP/SIGCONT), partitions them through the transport
+// fault hook (halves, isolated leader, bridge, one-way) and fills the disk
+// of a master or of the leader (each master's data directory is a small
+// tmpfs of its own when the test may mount one, i.e. runs as root). Every operation is
 // recorded as invoke and ok/fail/info with monotonic timestamps in a JSON
 // Lines history, which test/jepsen/checker.py judges: linearizable per key,
 // never two lock holders at once, fencing tokens only ever increasing.
@@ -29,6 +31,8 @@
 
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
+#include "test/net_lab.hpp"
+#include "test/small_disk.hpp"
 
 using namespace conclave;
 using namespace conclave::test;
@@ -121,14 +125,53 @@ std::optional<std::uint64_t> recorded_read(raft_client& c, history& h, int proce
   return std::nullopt;
 }
 
+// A small disk per master, or none if this process may not mount one.
+std::vector<std::unique_ptr<small_disk>> make_disks(int masters) {
+  std::vector<std::unique_ptr<small_disk>> disks;
+  for (int i = 0; i < masters; ++i) {
+    auto d = std::make_unique<small_disk>(32 << 20);
+    if (!d->mounted()) {
+      MESSAGE("no disk-full faults: " << d->why_not());
+      return {};
+    }
+    disks.push_back(std::move(d));
+  }
+  return disks;
+}
+
+// Each master on its own disk and in its own network namespace, where the
+// machine allows.
+process_cluster::layout place(const std::vector<std::unique_ptr<small_disk>>& disks, const net_lab& net, int masters) {
+  process_cluster::layout where;
+  for (std::size_t i = 0; i < disks.size(); ++i) where.data_dirs[i + 1] = *disks[i] / "data";
+  for (int i = 1; net.ready() && i <= masters; ++i) {
+    where.hosts[static_cast<std::uint64_t>(i)] = net.host(i);
+    where.launchers[static_cast<std::uint64_t>(i)] = net.launcher(i);
+  }
+  return where;
+}
+
+std::unique_ptr<net_lab> make_net(int masters) {
+  auto net = std::make_unique<net_lab>(masters);
+  if (!net->ready()) MESSAGE("no real link cuts: " << net->why_not());
+  return net;
+}
+
 struct fault_cluster {
+  // Both outlive the processes (members are destroyed in reverse order).
+  std::vector<std::unique_ptr<small_disk>> disks;
+  std::unique_ptr<net_lab> net;
   process_cluster cluster;
   std::vector<pid_t> workers;
   std::mt19937_64 rng;
   std::map<std::string, int> faults;  // injected, by kind
   std::vector<std::string> mdb_stat_failures;
 
-  fault_cluster(int masters, std::uint64_t seed) : cluster(masters, {"-r", "master"}, conclave_binary()), rng(seed) {
+  fault_cluster(int masters, std::uint64_t seed)
+      : disks(make_disks(masters)),
+        net(make_net(masters)),
+        cluster(masters, {"-r", "master"}, conclave_binary(), place(disks, *net, masters)),
+        rng(seed) {
     REQUIRE(cluster.wait_for_leader(20s));
     for (int w = 1; w <= 2; ++w) {
       workers.push_back(cluster.spawn({cluster.binary(), "-r", "worker", "--name", "w" + std::to_string(w), "--peers",
@@ -182,6 +225,15 @@ struct fault_cluster {
     std::vector<std::string> kinds = {"kill", "kill-leader", "freeze", "freeze-leader", "partition-halves",
                                       "isolate-leader", "one-way"};
     if (n >= 5) kinds.push_back("bridge");
+    if (!disks.empty()) {
+      kinds.push_back("disk-full");
+      kinds.push_back("disk-full-leader");
+    }
+    if (net->ready()) {
+      for (const auto* k : {"net-halves", "net-isolate-leader", "net-one-way", "net-unplug", "net-unplug-leader"}) {
+        kinds.push_back(k);
+      }
+    }
     auto kind = kinds[std::uniform_int_distribution<std::size_t>(0, kinds.size() - 1)(rng)];
     std::vector<std::uint64_t> ids;
     for (std::uint64_t i = 1; i <= n; ++i) ids.push_back(i);
@@ -207,6 +259,34 @@ struct fault_cluster {
       // ids[0] and ids[1] | ids[2] (the bridge, sees everyone) | ids[3] and ids[4]
       partition({ids[0], ids[1]}, {ids[3], ids[4]});
     }
+    if (kind == "disk-full" || kind == "disk-full-leader") {
+      disks[(kind == "disk-full" ? ids[0] : leader_or_random()) - 1]->fill();
+      // A large write needs fresh pages on every master's disk (small ones
+      // often fit in pages LMDB freed earlier); its key is not checked.
+      (void)cluster.client().propose(
+          wire::encode_command(registry::put{"nemesis-ballast", std::string(256 << 10, 'b'), 0, std::nullopt}), 1000ms);
+    }
+    if (kind == "net-halves") {
+      auto half = static_cast<long>(n / 2);
+      for (auto a = ids.begin(); a != ids.begin() + half; ++a) {
+        for (auto b = ids.begin() + half; b != ids.end(); ++b) {
+          net->cut(static_cast<int>(*a), static_cast<int>(*b));
+          net->cut(static_cast<int>(*b), static_cast<int>(*a));
+        }
+      }
+    }
+    if (kind == "net-isolate-leader") {
+      // Cut from the other masters only: clients and workers still reach it.
+      auto l = static_cast<int>(leader_or_random());
+      for (auto id : ids) {
+        if (static_cast<int>(id) == l) continue;
+        net->cut(l, static_cast<int>(id));
+        net->cut(static_cast<int>(id), l);
+      }
+    }
+    if (kind == "net-one-way") net->cut(static_cast<int>(ids[0]), static_cast<int>(ids[1]));
+    if (kind == "net-unplug") net->unplug(static_cast<int>(ids[0]));
+    if (kind == "net-unplug-leader") net->unplug(static_cast<int>(leader_or_random()));
     if (kind == "one-way") {
       set_faults(ids[0], {ids[1]}, {});  // ids[0] -> ids[1] dropped
       set_faults(ids[1], {}, {ids[0]});
@@ -216,8 +296,10 @@ struct fault_cluster {
   }
 
   // Undoes every fault: restarts killed masters, resumes frozen ones,
-  // clears every transport fault.
+  // clears every transport fault, gives every disk its space back.
   void heal() {
+    for (auto& d : disks) d->free_filler();
+    if (net->ready()) net->heal();
     for (const auto& m : cluster.members()) {
       if (m.pid > 0) ::kill(m.pid, SIGCONT);
     }
@@ -401,6 +483,16 @@ void run(int masters, int seconds, std::uint64_t seed) {
   h.write(path);
   std::string fault_list;
   for (const auto& [k, n] : f.faults) fault_list += fmt::format(" {}={}", k, n);
+  // How often a full disk really stopped a master's writes (a fill can
+  // pass unnoticed while LMDB still has freed pages to reuse).
+  int refused = 0;
+  for (const auto& m : f.cluster.members()) {
+    auto text = f.cluster.log_of(m.id);
+    for (auto at = text.find("storage write failed"); at != std::string::npos; at = text.find("storage write failed", at + 1)) {
+      ++refused;
+    }
+  }
+  if (!f.disks.empty()) fault_list += fmt::format(" (writes stopped by a full disk: {})", refused);
   MESSAGE(fmt::format("{} masters, {} s, seed {}: {} ok, {} fail, {} info operations; {} keys; faults:{}; history {}",
                       masters, seconds, seed, h.count("\"type\":\"ok\""), h.count("\"type\":\"fail\""),
                       h.count("\"type\":\"info\""), keys.size(), fault_list, path));
