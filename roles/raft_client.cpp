@@ -182,6 +182,10 @@ expected<client::response> raft_client::to_leader(const client::request& request
   const auto& eps = endpoints_;
   while (std::chrono::steady_clock::now() < until) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    // At most 1 s per attempt: a frozen server (SIGSTOP, a dead link) keeps
+    // its connection open, so only a timeout ends the wait, and another
+    // master may answer at once. A state-changing request that times out is
+    // not resent (outcome unknown, below), so it gets one attempt of 1 s.
     auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), std::chrono::milliseconds(1000)));
     if (r) {
       auto* f = std::get_if<client::failure>(&*r);

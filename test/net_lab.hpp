@@ -5,10 +5,16 @@
 // packets silently at a namespace's interface, as a dead link or a
 // firewall would: TCP connections stay open and see nothing, unlike a
 // killed process (reset) or the transport fault hook (messages dropped
-// above TCP). Everything is deleted when the object goes.
+// above TCP). Everything is deleted when the object goes; what a killed test
+// process left (names carry its pid) is deleted by the next one.
 #pragma once
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +34,7 @@ class net_lab {
       why_not_ = "real link cuts need root and iproute2 (ip, tc)";
       return;
     }
+    remove_stale();
     bool ok = run("ip link add " + bridge_ + " type bridge") && run("ip addr add " + subnet_ + "1/24 dev " + bridge_) &&
               run("ip link set " + bridge_ + " up");
     for (int i = 1; ok && i <= servers; ++i) {
@@ -94,6 +101,24 @@ class net_lab {
     if (filtered_[static_cast<std::size_t>(i)]) return;
     run(in(i, "tc qdisc add dev eth0 root handle 1: prio"));
     filtered_[static_cast<std::size_t>(i)] = true;
+  }
+
+  // Namespaces cnc<pid>_<i> and bridges cnb<pid> of processes that are gone.
+  void remove_stale() {
+    auto dead = [](const std::string& name, const char* prefix) {
+      if (name.rfind(prefix, 0) != 0) return false;
+      auto owner = std::atoi(name.c_str() + std::strlen(prefix));
+      return owner > 0 && ::kill(owner, 0) != 0 && errno == ESRCH;
+    };
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec)) {
+      auto name = e.path().filename().string();
+      if (dead(name, "cnc")) run("ip netns del " + name, true);
+    }
+    for (const auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+      auto name = e.path().filename().string();
+      if (dead(name, "cnb")) run("ip link del " + name, true);
+    }
   }
 
   // The full path of a program on $PATH, or "" (fork_exec does not search).

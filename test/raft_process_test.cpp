@@ -4,6 +4,7 @@
 // on free ports and kills every process it started.
 #include <doctest/doctest.h>
 
+#include <future>
 #include <set>
 
 #include "actors/atoms.hpp"
@@ -339,6 +340,35 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
     found += r && r->result != "none" ? 1 : 0;
   }
   CHECK(found == 30);
+}
+
+TEST_CASE("a request a follower passed on fails as soon as the leader's connection breaks, not at the client's timeout") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  REQUIRE(propose_many(c, 5, "p").size() == 5);
+  auto follower = *leader % 3 + 1;
+  // The leader freezes with its connections open; the follower passes a
+  // read and a write on to it, and they wait there until it is killed.
+  c.signal(*leader, SIGSTOP);
+  caf::actor_system sys{client_config()};
+  auto ask = [&](client::request r) {
+    raft_client own(sys, c.cluster_id, {c.at(follower).address});
+    return own.call(c.at(follower).address, r, 30s);
+  };
+  auto read = std::async(std::launch::async, ask, client::read{"index p0"});
+  auto write = std::async(std::launch::async, ask, client::propose{"q0"});
+  std::this_thread::sleep_for(100ms);
+  c.signal(*leader, SIGKILL);
+  for (auto* pending : {&read, &write}) {
+    auto r = pending->get();
+    // An answer from the follower, not the client's timeout.
+    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    auto* f = std::get_if<client::failure>(&*r);
+    if (!f) continue;  // the follower already knew the next leader: answered
+    CHECK(f->message.find("broke while it had the request") != std::string::npos);
+    CHECK(f->code == (pending == &read ? "unavailable" : "outcome_unknown"));
+  }
 }
 
 TEST_CASE("foreign, garbled and truncated messages on a live port are refused without harm") {

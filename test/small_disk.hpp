@@ -1,47 +1,61 @@
 // A small file system for disk-full tests: a tmpfs of a given size mounted
-// under a fresh temporary directory (needs root: CAP_SYS_ADMIN), with a
-// filler file that takes all its free space and gives it back on demand.
-// Unmounted (lazily, so open files do not block it) when it goes out of
-// scope.
+// on a fresh directory /tmp/conclave-disk-<pid>-XXXXXX (needs root:
+// CAP_SYS_ADMIN), with a filler file that takes all its free space and gives
+// it back on demand. Unmounted (lazily, so open files do not block it) when
+// it goes out of scope; mounts left by a test process that was killed are
+// removed by the next one.
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
-
-#include "test/temp_dir.hpp"
 
 namespace conclave::test {
 
 class small_disk {
  public:
   explicit small_disk(std::size_t bytes) {
+    remove_stale();
+    const char* base = std::getenv("TMPDIR");
+    auto pattern = std::string(base && *base ? base : "/tmp") + "/" + prefix + std::to_string(::getpid()) + "-XXXXXX";
+    if (!::mkdtemp(pattern.data())) {
+      why_not_ = std::string("cannot create a directory: ") + std::strerror(errno);
+      return;
+    }
+    dir_ = pattern;
     auto options = "size=" + std::to_string(bytes);
-    if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, options.c_str()) == 0) {
+    if (::mount("tmpfs", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0) {
       mounted_ = true;
     } else {
       why_not_ = std::string("cannot mount a tmpfs (disk-full tests need root): ") + std::strerror(errno);
     }
   }
   ~small_disk() {
-    if (mounted_) ::umount2(dir_.path().c_str(), MNT_DETACH);
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
   }
   small_disk(const small_disk&) = delete;
   small_disk& operator=(const small_disk&) = delete;
 
   bool mounted() const { return mounted_; }
   const std::string& why_not() const { return why_not_; }
-  const std::string& path() const { return dir_.path(); }
-  std::string operator/(const std::string& name) const { return dir_ / name; }
+  const std::string& path() const { return dir_; }
+  std::string operator/(const std::string& name) const { return dir_ + "/" + name; }
 
   std::size_t free_bytes() const {
     struct statvfs s {};
-    if (::statvfs(dir_.path().c_str(), &s) != 0) return 0;
+    if (::statvfs(dir_.c_str(), &s) != 0) return 0;
     return static_cast<std::size_t>(s.f_bavail) * s.f_frsize;
   }
 
@@ -65,9 +79,29 @@ class small_disk {
   void free_filler() { ::unlink(filler().c_str()); }
 
  private:
-  std::string filler() const { return dir_ / "filler"; }
+  static constexpr const char* prefix = "conclave-disk-";
 
-  temp_dir dir_;
+  std::string filler() const { return dir_ + "/filler"; }
+
+  // Unmounts and deletes the disks of test processes that no longer run.
+  static void remove_stale() {
+    std::ifstream mounts("/proc/mounts");
+    std::string line;
+    while (std::getline(mounts, line)) {
+      std::istringstream fields(line);
+      std::string device, mount_point;
+      fields >> device >> mount_point;
+      auto at = mount_point.find(std::string("/") + prefix);
+      if (at == std::string::npos) continue;
+      auto owner = std::atoi(mount_point.c_str() + at + 1 + std::strlen(prefix));
+      if (owner <= 0 || ::kill(owner, 0) == 0 || errno != ESRCH) continue;
+      ::umount2(mount_point.c_str(), MNT_DETACH);
+      std::error_code ec;
+      std::filesystem::remove_all(mount_point, ec);
+    }
+  }
+
+  std::string dir_;
   bool mounted_ = false;
   std::string why_not_;
 };

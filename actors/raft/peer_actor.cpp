@@ -95,6 +95,16 @@ struct state {
   std::map<std::uint64_t, proposal_wait> proposals;  // by log index
   std::map<std::uint64_t, read_wait> reads;          // by read id
   std::uint64_t next_read_id = 1;
+  // Requests passed on to the leader, so that they fail at once when the
+  // connection to it breaks (CAF 0.17 never answers a request that was on
+  // the wire then; the client would wait for its timeout).
+  struct passed_on_wait {
+    node_id leader;
+    bool changes_state;
+    caf::response_promise promise;
+  };
+  std::map<std::uint64_t, passed_on_wait> passed_on;
+  std::uint64_t next_pass_id = 1;
 
   bool flush_scheduled = false;
   bool stopping = false;
@@ -159,6 +169,11 @@ struct state {
                    suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
         });
         raft->peer_connection_lost(id);
+        std::vector<std::uint64_t> lost;
+        for (const auto& [fid, w] : passed_on) {
+          if (w.leader == id) lost.push_back(fid);
+        }
+        for (auto fid : lost) fail_passed_on(fid);
         retry(id);
         schedule_flush();
       }
@@ -487,11 +502,37 @@ struct state {
     if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
       auto it = links.find(raft->leader());
       if (it != links.end() && it->second.handle) {
-        self->delegate(it->second.handle, forward_atom::value, bytes, auth::tag(opts.keys, "forward|" + bytes));
-        return caf::delegated<std::string>{};
+        return pass_on(raft->leader(), it->second.handle, bytes, !std::holds_alternative<client::read>(*decoded));
       }
     }
     return std::visit([&](auto& req) { return handle(req); }, *decoded);
+  }
+
+  caf::result<std::string> pass_on(node_id leader, const caf::actor& to, const std::string& bytes, bool changes_state) {
+    auto id = next_pass_id++;
+    passed_on[id] = passed_on_wait{leader, changes_state, self->make_response_promise()};
+    self->request(to, caf::infinite, forward_atom::value, bytes, auth::tag(opts.keys, "forward|" + bytes))
+        .then(
+            [this, id](const std::string& reply) {
+              if (auto it = passed_on.find(id); it != passed_on.end()) {
+                it->second.promise.deliver(reply);
+                passed_on.erase(it);
+              }
+            },
+            [this, id](caf::error&) { fail_passed_on(id); });
+    return passed_on[id].promise;
+  }
+
+  // A request passed on to the leader got no answer (its connection broke):
+  // a write may or may not have taken effect; a read changed nothing.
+  void fail_passed_on(std::uint64_t id) {
+    auto it = passed_on.find(id);
+    if (it == passed_on.end()) return;
+    auto why = "the connection to the leader (node " + std::to_string(it->second.leader.value) +
+               ") broke while it had the request";
+    it->second.promise.deliver(wire::encode_response(
+        it->second.changes_state ? failure(errc::outcome_unknown, why) : failure(errc::unavailable, why)));
+    passed_on.erase(it);
   }
 
   // New entries need this server's disk.
