@@ -154,7 +154,7 @@ TEST_CASE("§5.2: a follower that hears nothing for an election timeout pre-vote
   }
 }
 
-TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requests wait for its vote to be durable") {
+TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requests go out while its vote is written") {
   core c(config_of(1), {}, voters(3));
   flush(c);
   while (c.role() == role::follower) c.tick();
@@ -167,8 +167,29 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
   REQUIRE(r.state.has_value());
   CHECK(r.state->term == term_t{2});
   CHECK(r.state->voted_for == n(1));
-  CHECK(bodies<vote_request>(r.messages).empty());
-  CHECK(bodies<vote_request>(r.messages_after_persist).size() == 2);
+  CHECK(bodies<vote_request>(r.messages).size() == 2);
+  CHECK(bodies<vote_request>(r.messages_after_persist).empty());
+  // Its own vote counts only once durable: a granted vote is not enough yet
+  // (had it won and crashed before the write, it could come back without
+  // the vote and grant it to another candidate of the same term).
+  c.step({n(2), n(1), vote_reply{term_t{2}, true, false}});
+  CHECK(c.role() == role::candidate);
+  c.persisted(r.persist_id);
+  CHECK(c.role() == role::leader);
+  CHECK(c.term() == term_t{2});
+}
+
+TEST_CASE("§5.2: a candidate whose own vote is durable first wins with the next granted vote") {
+  core c(config_of(1), {}, voters(3));
+  flush(c);
+  while (c.role() == role::follower) c.tick();
+  flush(c);
+  c.step({n(2), n(1), vote_reply{term_t{2}, true, true}});
+  REQUIRE(c.role() == role::candidate);
+  flush(c);  // its vote is on disk
+  CHECK(c.role() == role::candidate);
+  c.step({n(3), n(1), vote_reply{term_t{2}, true, false}});
+  CHECK(c.role() == role::leader);
 }
 
 TEST_CASE("§5.2: a candidate that wins a majority becomes leader and appends a no-op of its term (thesis 6.4)") {
@@ -796,23 +817,21 @@ TEST_CASE("connection lost: a leader that loses its connections to a quorum step
   CHECK(c.at(leader).raft->role() == role::follower);
 }
 
-TEST_CASE("regression (sim seed 363): a leader sends nothing for its term until the term is durable") {
-  // A single voter wins alone, without a round trip that would have made its
-  // term durable first. Had it sent AppendEntries at once and crashed, it could
-  // win the same term again and send different entries under the same
-  // (index, term) to the learner.
+TEST_CASE("regression (sim seed 363): a single voter leads only once its term is durable, then sends at once") {
+  // A single voter wins alone, without a round trip. Had it led and sent
+  // AppendEntries before its term was durable and crashed, it could win the
+  // same term again and send different entries under the same (index, term)
+  // to the learner. Its own vote counts only once on disk.
   core c(config_of(1), {}, voters(1, 1));
   flush(c);
-  while (c.role() != role::leader) c.tick();
+  while (c.role() == role::follower || c.role() == role::pre_candidate) c.tick();
+  CHECK(c.role() == role::candidate);
   auto r = c.take_ready();
   REQUIRE(r.state.has_value());
   CHECK(r.state->term == c.term());
-  CHECK(bodies<append_entries>(r.messages).empty());
-  CHECK_FALSE(bodies<append_entries>(r.messages_after_persist).empty());
+  CHECK(bodies<append_entries>(sent(r)).empty());
   c.persisted(r.persist_id);
-  // Once durable, the leader's AppendEntries run in parallel with its writes again.
-  c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
-  flush(c);
-  REQUIRE(c.propose("x").has_value());
+  CHECK(c.role() == role::leader);
+  // Its term is durable: AppendEntries go out in parallel with its writes.
   CHECK_FALSE(bodies<append_entries>(c.take_ready().messages).empty());
 }

@@ -202,18 +202,21 @@ void core::become_pre_candidate() {
 
 void core::become_candidate(bool leadership_transfer) {
   // §5.2: increment the term, vote for self, ask every voter. The requests
-  // go out only once term and vote are durable.
+  // go out at once, while term and vote are being written (one disk write
+  // less on every election and leadership transfer); our own vote counts
+  // only once it is durable (persisted()). Were it counted before, we could
+  // win, crash before the write, come back without the vote, grant it to
+  // another candidate of the same term, and two leaders would share a term.
   term_ = next_term();
   voted_for_ = cfg_.id;
   role_ = raft::role::candidate;
   leader_ = no_node;
-  votes_granted_ = {cfg_.id};
+  votes_granted_.clear();
   votes_rejected_.clear();
   reset_election_timer();
-  if (count_voters(votes_granted_) >= quorum()) return become_leader();
   for (auto v : voters()) {
     if (v == cfg_.id) continue;
-    send(v, vote_request{term_, log_.last_index(), log_.last_term(), false, leadership_transfer}, true);
+    send(v, vote_request{term_, log_.last_index(), log_.last_term(), false, leadership_transfer});
   }
 }
 
@@ -1038,6 +1041,12 @@ void core::persisted(std::uint64_t persist_id) {
     if (w.index != index_t{0}) log_.stable_to(w.index, w.term);
     durable_term_ = std::max(durable_term_, w.state_term);
     unsynced_.pop_front();
+  }
+  // A candidate's own vote counts from here (become_candidate()): the only
+  // hard state of its term on disk is the one voting for itself.
+  if (role_ == raft::role::candidate && durable_term_ >= term_ && voted_for_ == cfg_.id && is_voter(cfg_.id)) {
+    votes_granted_.insert(cfg_.id);
+    if (count_voters(votes_granted_) >= quorum()) become_leader();
   }
   maybe_commit();
 }
