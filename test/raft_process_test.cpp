@@ -342,6 +342,50 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
   CHECK(found == 30);
 }
 
+TEST_CASE("with every master's disk full, writes fail with disk_full, stale reads still answer, and all resume together") {
+  std::vector<std::unique_ptr<small_disk>> disks;
+  process_cluster::layout where;
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    disks.push_back(std::make_unique<small_disk>(16 << 20));
+    if (!disks.back()->mounted()) {
+      MESSAGE("not run: " << disks.back()->why_not());
+      return;
+    }
+    where.data_dirs[id] = *disks.back() / "node";
+  }
+  process_cluster c(3, {}, {}, where);
+  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE(propose_many(c, 5, "h").size() == 5);
+  for (auto& d : disks) d->fill();
+  std::string pad(4096, 'p');
+  // The first write fills a disk somewhere; soon every master refuses, and
+  // the client says why.
+  expected<client::committed> r = make_error(errc::unavailable, "not tried");
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < until) {
+    r = c.client().propose("full" + pad, 3s);
+    if (!r && r.error().code == errc::disk_full) break;
+  }
+  REQUIRE_FALSE(r.has_value());
+  CHECK_MESSAGE(r.error().code == errc::disk_full, r.error().message());
+  CHECK(r.error().message().find("cannot write to its disk") != std::string::npos);
+  // What was committed before stays readable from any master.
+  for (const auto& m : c.members()) {
+    auto s = c.client().call(m.address, client::stale_read{"index h0"}, 2s);
+    REQUIRE(s.has_value());
+    auto* read = std::get_if<client::read_result>(&*s);
+    REQUIRE(read);
+    CHECK(read->result != "none");
+  }
+  for (auto& d : disks) d->free_filler();
+  expected<client::committed> resumed = make_error(errc::unavailable, "not tried");
+  until = std::chrono::steady_clock::now() + 20s;
+  while (!resumed && std::chrono::steady_clock::now() < until) resumed = c.client().propose("after" + pad, 3s);
+  CHECK_MESSAGE(resumed.has_value(), resumed.error().message());
+  REQUIRE(converged(c, 20s));
+  check_acked_survive(c, "h", 5, 5);
+}
+
 TEST_CASE("a request a follower passed on fails as soon as the leader's connection breaks, not at the client's timeout") {
   process_cluster c(3);
   auto leader = c.wait_for_leader(10s);
