@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -93,8 +94,14 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
         last_contact = now_ms();
       }
     }
-    if (o.no_master_timeout_ms > 0 && now_ms() - last_contact > static_cast<std::uint64_t>(o.no_master_timeout_ms)) {
-      log_line("member {}: no master reachable for {} ms; exiting (code {})", me.id, now_ms() - last_contact,
+    // Masters are gone when none answers at all; one that answers but cannot
+    // lead (no quorum, a full disk) is still there, and quorum loss has its
+    // own policy below.
+    auto answered = static_cast<std::uint64_t>(
+        duration_cast<milliseconds>(client.last_answer().time_since_epoch()).count());
+    auto heard = std::max(last_contact, answered);
+    if (o.no_master_timeout_ms > 0 && now_ms() - heard > static_cast<std::uint64_t>(o.no_master_timeout_ms)) {
+      log_line("member {}: no master answered for {} ms; exiting (code {})", me.id, now_ms() - heard,
                exit_no_master);
       exit_code = exit_no_master;
       return;

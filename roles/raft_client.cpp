@@ -142,6 +142,7 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
   impl_->self->request(handle, timeout, client_atom::value, wire::encode_request(r, cluster_id_))
       .receive(
           [&](const std::string& bytes) {
+            last_answer_ = std::chrono::steady_clock::now();
             auto decoded = wire::decode_response(bytes);
             result = decoded ? expected<client::response>(*decoded) : expected<client::response>(decoded.error());
           },

@@ -48,6 +48,11 @@ class raft_client {
   // because the server died; requests on it fail at once. Set it before use.
   void on_connection_lost(std::function<void()> f);
 
+  // When a server last answered anything, a refusal included (steady
+  // clock; the epoch if none has): some master is alive, even if none can
+  // lead (no quorum, a full disk).
+  std::chrono::steady_clock::time_point last_answer() const { return last_answer_; }
+
   // Credentials for clusters that require them (actors/auth.hpp): each
   // connection proves them once. Set them before use.
   void set_keys(const auth::keys& keys);
@@ -58,6 +63,7 @@ class raft_client {
   std::string cluster_id_;
   std::vector<raft::endpoint> endpoints_;
   std::size_t preferred_ = 0;  // the endpoint that led last time
+  std::chrono::steady_clock::time_point last_answer_{};
 };
 
 }  // namespace conclave

@@ -9,6 +9,7 @@
 
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
+#include "test/small_disk.hpp"
 
 using namespace conclave;
 using namespace conclave::test;
@@ -107,6 +108,41 @@ TEST_CASE("with every master gone, every worker exits with code 3 after its time
     CHECK(WEXITSTATUS(*status) == 3);
   }
   CHECK(std::chrono::steady_clock::now() - started >= 1400ms);
+}
+
+TEST_CASE("while every master's disk is full, masters answer but none leads: workers stay, and heartbeat again after") {
+  std::vector<std::unique_ptr<small_disk>> disks;
+  process_cluster::layout where;
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    disks.push_back(std::make_unique<small_disk>(16 << 20));
+    if (!disks.back()->mounted()) {
+      MESSAGE("not run: " << disks.back()->why_not());
+      return;
+    }
+    where.data_dirs[id] = *disks.back() / "node";
+  }
+  process_cluster c(3, master_flags(), conclave_binary(), where);
+  REQUIRE(c.wait_for_leader(10s));
+  auto w1 = start_worker(c, "w1", 1500);
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  for (auto& d : disks) d->fill();
+  // A large write makes every master's next write fail; then none can lead.
+  std::string big(256 << 10, 'b');
+  REQUIRE(wait_for([&] {
+    auto r = c.client().propose(wire::encode_command(registry::put{"ballast", big, 0, std::nullopt}), 2s);
+    return !r && r.error().code == errc::disk_full;
+  }, 20s));
+  std::this_thread::sleep_for(3s);  // twice the worker's no-master timeout
+  CHECK_FALSE(c.wait_exit(w1, 10ms).has_value());
+  for (const auto& m : c.members()) {
+    auto s = c.status(m.id);
+    REQUIRE(s);
+    CHECK(s->role != "leader");
+  }
+  for (auto& d : disks) d->free_filler();
+  REQUIRE(c.wait_for_leader(20s));
+  CHECK(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  CHECK_FALSE(c.wait_exit(w1, 10ms).has_value());
 }
 
 TEST_CASE("a master cut off from the quorum under on-quorum-loss = exit exits with code 4") {
