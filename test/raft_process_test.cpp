@@ -343,20 +343,15 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
 }
 
 TEST_CASE("with every master's disk full, writes fail with disk_full, stale reads still answer, and all resume together") {
-  std::vector<std::unique_ptr<small_disk>> disks;
-  process_cluster::layout where;
-  for (std::uint64_t id = 1; id <= 3; ++id) {
-    disks.push_back(std::make_unique<small_disk>(16 << 20));
-    if (!disks.back()->mounted()) {
-      MESSAGE("not run: " << disks.back()->why_not());
-      return;
-    }
-    where.data_dirs[id] = *disks.back() / "node";
+  small_disks disks(3, 16 << 20);
+  if (!disks.mounted()) {
+    MESSAGE("not run: " << disks.why_not());
+    return;
   }
-  process_cluster c(3, {}, {}, where);
+  process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
   REQUIRE(propose_many(c, 5, "h").size() == 5);
-  for (auto& d : disks) d->fill();
+  disks.fill_all();
   std::string pad(4096, 'p');
   // The first write fills a disk somewhere; soon every master refuses, and
   // the client says why.
@@ -377,7 +372,7 @@ TEST_CASE("with every master's disk full, writes fail with disk_full, stale read
     REQUIRE(read);
     CHECK(read->result != "none");
   }
-  for (auto& d : disks) d->free_filler();
+  disks.free_all();
   expected<client::committed> resumed = make_error(errc::unavailable, "not tried");
   until = std::chrono::steady_clock::now() + 20s;
   while (!resumed && std::chrono::steady_clock::now() < until) resumed = c.client().propose("after" + pad, 3s);

@@ -111,21 +111,16 @@ TEST_CASE("with every master gone, every worker exits with code 3 after its time
 }
 
 TEST_CASE("while every master's disk is full, masters answer but none leads: workers stay, and heartbeat again after") {
-  std::vector<std::unique_ptr<small_disk>> disks;
-  process_cluster::layout where;
-  for (std::uint64_t id = 1; id <= 3; ++id) {
-    disks.push_back(std::make_unique<small_disk>(16 << 20));
-    if (!disks.back()->mounted()) {
-      MESSAGE("not run: " << disks.back()->why_not());
-      return;
-    }
-    where.data_dirs[id] = *disks.back() / "node";
+  small_disks disks(3, 16 << 20);
+  if (!disks.mounted()) {
+    MESSAGE("not run: " << disks.why_not());
+    return;
   }
-  process_cluster c(3, master_flags(), conclave_binary(), where);
+  process_cluster c(3, master_flags(), conclave_binary(), {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
   auto w1 = start_worker(c, "w1", 1500);
   REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
-  for (auto& d : disks) d->fill();
+  disks.fill_all();
   // A large write makes every master's next write fail; then none can lead.
   std::string big(256 << 10, 'b');
   REQUIRE(wait_for([&] {
@@ -139,7 +134,7 @@ TEST_CASE("while every master's disk is full, masters answer but none leads: wor
     REQUIRE(s);
     CHECK(s->role != "leader");
   }
-  for (auto& d : disks) d->free_filler();
+  disks.free_all();
   REQUIRE(c.wait_for_leader(20s));
   CHECK(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
   CHECK_FALSE(c.wait_exit(w1, 10ms).has_value());

@@ -17,8 +17,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace conclave::test {
 
@@ -103,6 +106,44 @@ class small_disk {
 
   std::string dir_;
   bool mounted_ = false;
+  std::string why_not_;
+};
+
+// A small disk for each of servers 1..n, or none if this process may not
+// mount them (then why_not() says so).
+class small_disks {
+ public:
+  small_disks(int servers, std::size_t bytes) {
+    for (int i = 0; i < servers; ++i) {
+      auto d = std::make_unique<small_disk>(bytes);
+      if (!d->mounted()) {
+        why_not_ = d->why_not();
+        disks_.clear();
+        return;
+      }
+      disks_.push_back(std::move(d));
+    }
+  }
+
+  bool mounted() const { return !disks_.empty(); }
+  const std::string& why_not() const { return why_not_; }
+  small_disk& operator[](std::uint64_t id) { return *disks_.at(id - 1); }
+
+  // Each server's data directory on its own disk, by id.
+  std::map<std::uint64_t, std::string> data_dirs() const {
+    std::map<std::uint64_t, std::string> dirs;
+    for (std::size_t i = 0; i < disks_.size(); ++i) dirs[i + 1] = *disks_[i] / "data";
+    return dirs;
+  }
+  void fill_all() {
+    for (auto& d : disks_) d->fill();
+  }
+  void free_all() {
+    for (auto& d : disks_) d->free_filler();
+  }
+
+ private:
+  std::vector<std::unique_ptr<small_disk>> disks_;
   std::string why_not_;
 };
 

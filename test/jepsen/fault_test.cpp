@@ -125,25 +125,17 @@ std::optional<std::uint64_t> recorded_read(raft_client& c, history& h, int proce
   return std::nullopt;
 }
 
-// A small disk per master, or none if this process may not mount one.
-std::vector<std::unique_ptr<small_disk>> make_disks(int masters) {
-  std::vector<std::unique_ptr<small_disk>> disks;
-  for (int i = 0; i < masters; ++i) {
-    auto d = std::make_unique<small_disk>(32 << 20);
-    if (!d->mounted()) {
-      MESSAGE("no disk-full faults: " << d->why_not());
-      return {};
-    }
-    disks.push_back(std::move(d));
-  }
+std::unique_ptr<small_disks> make_disks(int masters) {
+  auto disks = std::make_unique<small_disks>(masters, 32 << 20);
+  if (!disks->mounted()) MESSAGE("no disk-full faults: " << disks->why_not());
   return disks;
 }
 
 // Each master on its own disk and in its own network namespace, where the
 // machine allows.
-process_cluster::layout place(const std::vector<std::unique_ptr<small_disk>>& disks, const net_lab& net, int masters) {
+process_cluster::layout place(const small_disks& disks, const net_lab& net, int masters) {
   process_cluster::layout where;
-  for (std::size_t i = 0; i < disks.size(); ++i) where.data_dirs[i + 1] = *disks[i] / "data";
+  where.data_dirs = disks.data_dirs();
   for (int i = 1; net.ready() && i <= masters; ++i) {
     where.hosts[static_cast<std::uint64_t>(i)] = net.host(i);
     where.launchers[static_cast<std::uint64_t>(i)] = net.launcher(i);
@@ -159,7 +151,7 @@ std::unique_ptr<net_lab> make_net(int masters) {
 
 struct fault_cluster {
   // Both outlive the processes (members are destroyed in reverse order).
-  std::vector<std::unique_ptr<small_disk>> disks;
+  std::unique_ptr<small_disks> disks;
   std::unique_ptr<net_lab> net;
   process_cluster cluster;
   std::vector<pid_t> workers;
@@ -170,7 +162,7 @@ struct fault_cluster {
   fault_cluster(int masters, std::uint64_t seed)
       : disks(make_disks(masters)),
         net(make_net(masters)),
-        cluster(masters, {"-r", "master"}, conclave_binary(), place(disks, *net, masters)),
+        cluster(masters, {"-r", "master"}, conclave_binary(), place(*disks, *net, masters)),
         rng(seed) {
     REQUIRE(cluster.wait_for_leader(20s));
     for (int w = 1; w <= 2; ++w) {
@@ -225,7 +217,7 @@ struct fault_cluster {
     std::vector<std::string> kinds = {"kill", "kill-leader", "freeze", "freeze-leader", "partition-halves",
                                       "isolate-leader", "one-way"};
     if (n >= 5) kinds.push_back("bridge");
-    if (!disks.empty()) {
+    if (disks->mounted()) {
       kinds.push_back("disk-full");
       kinds.push_back("disk-full-leader");
     }
@@ -260,7 +252,7 @@ struct fault_cluster {
       partition({ids[0], ids[1]}, {ids[3], ids[4]});
     }
     if (kind == "disk-full" || kind == "disk-full-leader") {
-      disks[(kind == "disk-full" ? ids[0] : leader_or_random()) - 1]->fill();
+      (*disks)[kind == "disk-full" ? ids[0] : leader_or_random()].fill();
       // A large write needs fresh pages on every master's disk (small ones
       // often fit in pages LMDB freed earlier); its key is not checked.
       (void)cluster.client().propose(
@@ -298,7 +290,7 @@ struct fault_cluster {
   // Undoes every fault: restarts killed masters, resumes frozen ones,
   // clears every transport fault, gives every disk its space back.
   void heal() {
-    for (auto& d : disks) d->free_filler();
+    disks->free_all();
     if (net->ready()) net->heal();
     for (const auto& m : cluster.members()) {
       if (m.pid > 0) ::kill(m.pid, SIGCONT);
@@ -492,7 +484,7 @@ void run(int masters, int seconds, std::uint64_t seed) {
       ++refused;
     }
   }
-  if (!f.disks.empty()) fault_list += fmt::format(" (writes stopped by a full disk: {})", refused);
+  if (f.disks->mounted()) fault_list += fmt::format(" (writes stopped by a full disk: {})", refused);
   MESSAGE(fmt::format("{} masters, {} s, seed {}: {} ok, {} fail, {} info operations; {} keys; faults:{}; history {}",
                       masters, seconds, seed, h.count("\"type\":\"ok\""), h.count("\"type\":\"fail\""),
                       h.count("\"type\":\"info\""), keys.size(), fault_list, path));
