@@ -27,6 +27,7 @@ const settings& default_settings() {
       {"election-ticks", "25:50"},
       {"snapshot-every", "10000"},
       {"snapshot-trailing", "1024"},
+      {"log-max-mib", "65536"},
       {"preferred-leader", "0"},
       {"member-heartbeat-ms", "500"},
       {"session-ttl-ms", "2000"},
@@ -192,6 +193,10 @@ expected<node_config> parse_settings(const settings& given) {
   opts.raft.election_timeout_max_ticks = std::atoi(election.substr(colon + 1).c_str());
   opts.snapshot_every_entries = number("snapshot-every");
   opts.raft.snapshot_trailing_entries = number("snapshot-trailing");
+  opts.log_max_bytes = number("log-max-mib") << 20;
+  if (!failed && (opts.log_max_bytes == 0 || opts.log_max_bytes >> 20 > (1u << 24))) {
+    return bad("log-max-mib: '" + c["log-max-mib"] + "' is not between 1 and 16777216");
+  }
   if (auto p = number("preferred-leader")) opts.raft.preferred_leader = node_id{p};
   if (failed) return failure;
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());

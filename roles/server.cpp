@@ -4,6 +4,7 @@
 #include <caf/io/all.hpp>
 #include <signal.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "actors/atoms.hpp"
@@ -18,7 +19,10 @@ using namespace conclave::raft;
 expected<server_handles> start_server(caf::actor_system& sys, const server_setup& s) {
   const auto& opts = s.options;
   auto name = "node " + std::to_string(opts.raft.id.value);
-  auto log = storage::lmdb_log::open(opts.data_dir + "/log");
+  storage::lmdb_options lmdb;
+  lmdb.max_map_bytes = static_cast<std::size_t>(opts.log_max_bytes);
+  lmdb.initial_map_bytes = std::min(lmdb.initial_map_bytes, lmdb.max_map_bytes);
+  auto log = storage::lmdb_log::open(opts.data_dir + "/log", lmdb);
   if (!log) return make_error(log.error().code, "cannot open the log: " + log.error().message());
   auto snapshots = storage::snapshot_store::open(opts.data_dir + "/snapshots", opts.snapshots_kept);
   if (!snapshots) return make_error(snapshots.error().code, "cannot open the snapshot directory: " + snapshots.error().message());

@@ -342,6 +342,39 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
   CHECK(found == 30);
 }
 
+TEST_CASE("a follower whose log reaches its cap (log-max-mib) refuses writes as if full; restarted with room it catches up") {
+  process_cluster c(3);
+  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE(make_leader(c, 1, 15s));
+  c.set_member_flags(3, {"--log-max-mib", "1"});
+  REQUIRE(WIFEXITED(c.signal(3, SIGTERM)));
+  c.start(3);
+  std::string pad(4096, 'p');
+  int acked = 0;
+  for (int i = 0; i < 400; ++i) acked += c.client().propose("m" + std::to_string(i) + pad).has_value() ? 1 : 0;
+  CHECK(acked == 400);
+  auto until = std::chrono::steady_clock::now() + 10s;
+  std::optional<client::status> capped;
+  while ((!(capped = c.status(3)) || capped->storage_error.empty()) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(capped);
+  CHECK_MESSAGE(capped->storage_error.find("size cap") != std::string::npos, capped->storage_error);
+  auto refused = c.client().call(c.at(3).address, client::propose{"direct"}, 2s);
+  REQUIRE(refused.has_value());
+  REQUIRE(std::holds_alternative<client::failure>(*refused));
+  CHECK(std::get<client::failure>(*refused).code == "map_full");
+  c.set_member_flags(3, {"--log-max-mib", "64"});
+  auto stopped = c.signal(3, SIGTERM);
+  CHECK(WIFEXITED(stopped));
+  CHECK(WEXITSTATUS(stopped) == 0);
+  c.start(3);
+  REQUIRE(converged(c, 20s));
+  auto s3 = c.status(3);
+  REQUIRE(s3);
+  CHECK(s3->storage_error.empty());
+}
+
 TEST_CASE("with every master's disk full, writes fail with disk_full, stale reads still answer, and all resume together") {
   small_disks disks(3, 16 << 20);
   if (!disks.mounted()) {

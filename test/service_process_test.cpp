@@ -203,6 +203,8 @@ TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
                       "1=127.0.0.1:1,1=127.0.0.1:2"}) == 2);
   CHECK(run_conclave({"-r", "master", "--id", "1", "--cluster-id", "x", "--data-dir", c.path("d"), "--peers",
                       "1=127.0.0.1:1,2=127.0.0.1:1"}) == 2);
+  CHECK(run_conclave({"-r", "master", "--id", "1", "--cluster-id", "x", "--data-dir", c.path("d"), "--peers",
+                      "1=127.0.0.1:1", "--log-max-mib", "0"}) == 2);
   // The running server's data dir belongs to cluster process-test, node 1.
   auto dir = c.at(1).data_dir;
   auto before = std::filesystem::last_write_time(dir + "/IDENTITY");
@@ -217,6 +219,7 @@ TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
   CHECK(text.str().find("unknown flag '--no-such-key'") != std::string::npos);
   CHECK(text.str().find("belongs to another cluster or server") != std::string::npos);
   CHECK(text.str().find("listed twice") != std::string::npos);
+  CHECK(text.str().find("log-max-mib: '0' is not between 1 and") != std::string::npos);
 }
 
 TEST_CASE("any master answers: a follower passes writes and linearizable reads to the leader, stale reads it answers itself") {

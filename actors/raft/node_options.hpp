@@ -28,6 +28,7 @@ struct node_options {
   bool join = false;                       // not a founder: start empty and wait to be added
   int tick_ms = 10;                        // one core tick
   std::uint64_t snapshot_every_entries = 10000;  // snapshot the state machine this often
+  std::uint64_t log_max_bytes = 64ull << 30;      // the LMDB map's cap: beyond it writes fail with map_full
   std::size_t snapshots_kept = 2;
   // A leader whose disk has not finished a write for this long hands over
   // leadership (0: election_timeout_min_ticks * tick_ms).
