@@ -95,8 +95,9 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       }
     }
     // Masters are gone when none answers at all; one that answers but cannot
-    // lead (no quorum, a full disk) is still there, and quorum loss has its
-    // own policy below.
+    // lead (no quorum, a full disk) is still there. A member that is also a
+    // master fences or exits on quorum loss (below); a pure worker keeps
+    // running, and its engine sees heartbeats fail (contact_out).
     auto answered = static_cast<std::uint64_t>(
         duration_cast<milliseconds>(client.last_answer().time_since_epoch()).count());
     auto heard = std::max(last_contact, answered);

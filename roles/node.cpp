@@ -114,7 +114,8 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
         if (!leading && was && raw->on_stop) raw->on_stop();
       }};
     });
-    caf::anon_send(p->peer, subscribe_atom::value, p->role_listener);
+    // From the listener itself: the peer takes subscriptions from its own process only.
+    caf::send_as(p->role_listener, p->peer, subscribe_atom::value, p->role_listener);
     p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
   }
   p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);

@@ -160,6 +160,16 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
 
 namespace {
 
+// A server's refusal as an error; its message already starts with the
+// code's description.
+error error_of(const client::failure& f) {
+  auto code = client::code_from_name(f.code);
+  std::string prefix(to_string(code));
+  prefix += ": ";
+  auto detail = f.message.rfind(prefix, 0) == 0 ? f.message.substr(prefix.size()) : f.code + ": " + f.message;
+  return make_error(code, detail);
+}
+
 // Whether a refusal means "ask again, maybe elsewhere" (a master whose disk
 // is full refuses writes that another master may take).
 bool retryable(const client::failure& f) {
@@ -197,7 +207,7 @@ expected<client::response> raft_client::to_leader(const client::request& request
       // When every master refuses for want of disk, say so, not "unavailable".
       auto code = client::code_from_name(f->code);
       bool full = code == errc::disk_full || code == errc::map_full;
-      last = full ? make_error(code, f->message) : make_error(errc::unavailable, f->code + ": " + f->message);
+      last = full ? error_of(*f) : make_error(errc::unavailable, f->code + ": " + f->message);
       bool hinted = false;
       for (std::size_t i = 0; f->leader_id != 0 && i < eps.size(); ++i) {
         if (eps[i].text() == f->leader_address) {
@@ -224,14 +234,7 @@ template <class Reply>
 static expected<Reply> typed(expected<client::response> r) {
   if (!r) return r.error();
   if (auto* ok = std::get_if<Reply>(&*r)) return *ok;
-  if (auto* f = std::get_if<client::failure>(&*r)) {
-    // The server's message already starts with the code's description.
-    auto code = client::code_from_name(f->code);
-    std::string prefix(to_string(code));
-    prefix += ": ";
-    auto detail = f->message.rfind(prefix, 0) == 0 ? f->message.substr(prefix.size()) : f->code + ": " + f->message;
-    return make_error(code, detail);
-  }
+  if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
   return make_error(errc::malformed, "unexpected reply");
 }
 

@@ -126,10 +126,10 @@ struct lmdb_log::impl {
         continue;
       }
       if (rc == EIO && low_on_space()) {
-        // LMDB reports a short write as EIO; on a file system with no room
-        // left that is the disk filling up mid-write, not a failing device.
-        return make_error(errc::disk_full, dir + ": " + what + ": short write, " +
-                                               std::to_string(free_bytes()) + " bytes left on the file system");
+        // LMDB reports a write cut short by a full file system as EIO; with
+        // no room left that is the disk filling up, not a failing device.
+        return make_error(errc::disk_full, dir + ": " + what + ": I/O error with " + std::to_string(free_bytes()) +
+                                               " bytes left on the file system (taken as a full disk)");
       }
       if (rc != 0) return lmdb_error(rc, dir + ": " + what);
       return {};

@@ -179,6 +179,27 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
   CHECK(c.term() == term_t{2});
 }
 
+TEST_CASE("a server that cannot write holds its campaigns: no pre-vote, no transfer to it, a campaign under way dropped") {
+  core c(config_of(1), {}, voters(3));
+  flush(c);
+  c.hold_campaigns(true);
+  for (int i = 0; i < 100; ++i) c.tick();
+  CHECK(c.role() == role::follower);
+  CHECK(bodies<vote_request>(flush(c)).empty());
+  // A leader's TimeoutNow does not make it campaign either.
+  c.step({n(2), n(1), append_entries{term_t{1}, index_t{0}, term_t{0}, {}, index_t{0}, 1}});
+  flush(c);
+  c.step({n(2), n(1), timeout_now{term_t{1}}});
+  CHECK(c.role() == role::follower);
+  CHECK(bodies<vote_request>(flush(c)).empty());
+  c.hold_campaigns(false);
+  while (c.role() == role::follower) c.tick();
+  CHECK(c.role() == role::pre_candidate);
+  // Held again mid-campaign: it drops the campaign.
+  c.hold_campaigns(true);
+  CHECK(c.role() == role::follower);
+}
+
 TEST_CASE("§5.2: a candidate whose own vote is durable first wins with the next granted vote") {
   core c(config_of(1), {}, voters(3));
   flush(c);

@@ -88,6 +88,11 @@ class core {
   // hands leadership to the most caught-up voter and steps down at once.
   // Errors: not_leader.
   expected<void> step_down();
+  // While held, this server does not campaign (no pre-vote, no vote, no
+  // leadership transfer to it), and a campaign under way is dropped: it is
+  // for a server that cannot write (a full disk), which could not make its
+  // vote durable and would only waste the others' votes.
+  void hold_campaigns(bool held);
   // The voter a transfer should go to: connected and most caught up.
   std::optional<node_id> best_transfer_target() const;
   // The state machine has written a snapshot of everything up to `index`
@@ -208,6 +213,7 @@ class core {
   std::deque<pending_read> reads_pending_;
   std::optional<node_id> transfer_target_;
   int preferred_backoff_ticks_ = 0;
+  bool campaigns_held_ = false;  // hold_campaigns()
   bool broadcast_pending_ = false;  // new entries to send
   bool heartbeat_pending_ = false;  // a read needs a round now
   bool commit_pending_ = false;     // the commit index moved: tell followers

@@ -113,6 +113,15 @@ struct state {
   ready::role_change last_role{role::follower, term_t{}, node_id{}};
   std::vector<caf::actor> role_listeners;
 
+  // Whether the message being handled comes from this process. The actor's
+  // port is public: timer, control and subscription messages from elsewhere
+  // are dropped (peers and clients speak peer_atom, forward_atom,
+  // client_atom and auth_atom, which carry their own checks).
+  bool from_here() const {
+    auto sender = self->current_sender();
+    return sender && sender->node() == self->node();
+  }
+
   void tell_role(const caf::actor& to) {
     self->send(to, role_atom::value, raft->role() == role::leader, raft->term().value, raft->leader().value);
   }
@@ -169,11 +178,7 @@ struct state {
                    suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
         });
         raft->peer_connection_lost(id);
-        std::vector<std::uint64_t> lost;
-        for (const auto& [fid, w] : passed_on) {
-          if (w.leader == id) lost.push_back(fid);
-        }
-        for (auto fid : lost) fail_passed_on(fid);
+        fail_passed_on_if([&](node_id l) { return l == id; });
         retry(id);
         schedule_flush();
       }
@@ -283,6 +288,9 @@ struct state {
       log_line("{}: {} in term {}, leader {}", name, to_string(rc.role), rc.term.value,
                rc.leader == no_node ? std::string("unknown") : std::to_string(rc.leader.value));
     }
+    // Requests passed on to a leader that is no longer the one we know (a
+    // frozen or cut-off leader keeps its connection open) get no answer.
+    if (rc.leader != last_role.leader) fail_passed_on_if([&](node_id l) { return l != rc.leader; });
     last_role = rc;
     for (const auto& l : role_listeners) tell_role(l);
   }
@@ -335,6 +343,7 @@ struct state {
             log_line("{}: storage is writing again after {} ms without space; writes accepted again", name,
                      steady_now_ms() - storage_failed_ms);
             storage_error.reset();
+            raft->hold_campaigns(false);
           } else if (stall_reported) {
             log_line("{}: storage is writing again", name);
           }
@@ -371,6 +380,9 @@ struct state {
       log_line("{}: stepping down: cannot write to disk", name);
       (void)raft->step_down();
     }
+    // It could not make a vote durable: campaigning would only waste the
+    // others' votes (they would grant them, and then wait for us).
+    raft->hold_campaigns(true);
     schedule_flush();
   }
 
@@ -523,13 +535,23 @@ struct state {
     return passed_on[id].promise;
   }
 
+  // Fails every request passed on to a leader for which `gone(leader)`.
+  template <class Pred>
+  void fail_passed_on_if(Pred gone) {
+    std::vector<std::uint64_t> lost;
+    for (const auto& [id, w] : passed_on) {
+      if (gone(w.leader)) lost.push_back(id);
+    }
+    for (auto id : lost) fail_passed_on(id);
+  }
+
   // A request passed on to the leader got no answer (its connection broke):
   // a write may or may not have taken effect; a read changed nothing.
   void fail_passed_on(std::uint64_t id) {
     auto it = passed_on.find(id);
     if (it == passed_on.end()) return;
     auto why = "the connection to the leader (node " + std::to_string(it->second.leader.value) +
-               ") broke while it had the request";
+               ") broke, or it stopped leading, while it had the request";
     it->second.promise.deliver(wire::encode_response(
         it->second.changes_state ? failure(errc::outcome_unknown, why) : failure(errc::unavailable, why)));
     passed_on.erase(it);
@@ -742,19 +764,27 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
       },
       [st](auth_atom) { return st->on_auth_hello(); },
       [st](auth_atom, const std::string& proof) { return st->on_auth_proof(proof); },
-      [st](tick_atom) { st->on_tick(); },
+      [st](tick_atom) {
+        if (st->from_here()) st->on_tick();
+      },
       [st](storage_failed_atom, std::uint32_t code, const std::string& detail) {
         // Only from our own storage actor (this actor's port is public).
         if (st->self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st->storage)) return;
         st->on_storage_failed(static_cast<errc>(code), detail);
       },
-      [st](flush_atom) { st->flush(); },
-      [st](reconnect_atom, std::uint64_t id) { st->connect(node_id{id}); },
+      [st](flush_atom) {
+        if (st->from_here()) st->flush();
+      },
+      [st](reconnect_atom, std::uint64_t id) {
+        if (st->from_here()) st->connect(node_id{id});
+      },
       [st](subscribe_atom, const caf::actor& listener) {
+        if (!st->from_here()) return;
         st->role_listeners.push_back(listener);
         st->tell_role(listener);
       },
       [st](stop_atom) -> caf::result<caf::unit_t> {
+        if (!st->from_here()) return caf::make_error(caf::sec::unexpected_message);
         st->stop_promise = st->self->make_response_promise();
         st->on_stop();
         return st->stop_promise;

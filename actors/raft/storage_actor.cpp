@@ -16,10 +16,13 @@ std::int64_t steady_now_ms() {
 
 namespace {
 
-expected<void> run(const storage_handles& h, const storage_job& job) {
+// Carries out `job`, dropping each step from it once done, so that a job
+// tried again after a failure redoes only what failed.
+expected<void> run(const storage_handles& h, storage_job& job) {
   while (steady_now_ms() < h.stall_until_ms->load()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   if (job.snapshot) {
     if (auto ok = h.snapshots->save(job.snapshot->meta, *job.snapshot->data); !ok) return ok;
+    job.snapshot.reset();
   }
   if (job.compact) {
     auto target = job.compact->first;
@@ -42,6 +45,7 @@ expected<void> run(const storage_handles& h, const storage_job& job) {
         }
       }
     }
+    job.compact.reset();
   }
   return h.log->write(job.batch);
 }

@@ -42,9 +42,10 @@ constexpr int storage_retry_ms = 200;
 // LMDB map is full (disk_full, map_full) is not answered: it is kept and
 // tried again every storage_retry_ms until it succeeds, and the requester is
 // told (storage_failed_atom, errc, detail) when it first fails and whenever the
-// detail changes. Nothing of a failed attempt is stored, so a retry
-// writes the whole job; the requester sends nothing the job promised until
-// the answer comes. Other errors (I/O, corruption) are answered at once.
+// detail changes. A retry redoes only the steps that did not complete
+// (snapshot file, compaction, log write: each all or nothing); the
+// requester sends nothing the job promised until the answer comes. Other
+// errors (I/O, corruption) are answered at once.
 caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handles);
 
 std::int64_t steady_now_ms();
