@@ -179,10 +179,10 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
   CHECK(c.term() == term_t{2});
 }
 
-TEST_CASE("a server that cannot write holds its campaigns: no pre-vote, no transfer to it, a campaign under way dropped") {
+TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer to it, a campaign or a lead dropped") {
   core c(config_of(1), {}, voters(3));
   flush(c);
-  c.hold_campaigns(true);
+  c.hold_leadership(true);
   for (int i = 0; i < 100; ++i) c.tick();
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
@@ -192,12 +192,25 @@ TEST_CASE("a server that cannot write holds its campaigns: no pre-vote, no trans
   c.step({n(2), n(1), timeout_now{term_t{1}}});
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
-  c.hold_campaigns(false);
+  c.hold_leadership(false);
   while (c.role() == role::follower) c.tick();
   CHECK(c.role() == role::pre_candidate);
   // Held again mid-campaign: it drops the campaign.
-  c.hold_campaigns(true);
+  c.hold_leadership(true);
   CHECK(c.role() == role::follower);
+}
+
+TEST_CASE("a leader that cannot write steps down when its leadership is held, handing over to a caught-up voter") {
+  core c(config_of(1), {}, voters(3));
+  elect(c, {2, 3});
+  REQUIRE(c.role() == role::leader);
+  c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  flush(c);
+  c.hold_leadership(true);
+  CHECK(c.role() == role::follower);
+  auto handover = bodies<timeout_now>(flush(c));
+  REQUIRE(handover.size() == 1);
+  CHECK(handover[0].first == n(2));
 }
 
 TEST_CASE("§5.2: a candidate whose own vote is durable first wins with the next granted vote") {

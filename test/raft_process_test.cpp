@@ -226,14 +226,12 @@ bool make_leader(process_cluster& c, std::uint64_t id, std::chrono::milliseconds
 }
 
 TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing and resumes in place when space returns") {
-  small_disk disk(16 << 20);
-  if (!disk.mounted()) {
-    MESSAGE("not run: " << disk.why_not());
+  small_disks disks(3, 16 << 20);
+  if (!disks.mounted()) {
+    MESSAGE("not run: " << disks.why_not());
     return;
   }
-  process_cluster::layout where;
-  where.data_dirs[1] = disk / "node1";
-  process_cluster c(3, {}, {}, where);
+  process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
   REQUIRE(make_leader(c, 1, 15s));
   auto pid = c.at(1).pid;
@@ -250,7 +248,7 @@ TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing a
   };
   for (int i = 0; i < 10; ++i) REQUIRE(put("a" + std::to_string(i)));
 
-  disk.fill();
+  disks[1].fill();
   int acked = 0;
   for (int i = 0; i < 40; ++i) acked += put("b" + std::to_string(i)) ? 1 : 0;
   // The other two carried on without node 1: every write was acknowledged.
@@ -273,7 +271,7 @@ TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing a
   int status = 0;
   CHECK(::waitpid(pid, &status, WNOHANG) == 0);
 
-  disk.free_filler();
+  disks[1].free_filler();
   // The retried write lands, node 1 catches up in place and may lead again.
   auto until = std::chrono::steady_clock::now() + 10s;
   std::optional<client::status> resumed;
@@ -301,19 +299,17 @@ TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing a
 }
 
 TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and restarts with nothing lost") {
-  small_disk disk(16 << 20);
-  if (!disk.mounted()) {
-    MESSAGE("not run: " << disk.why_not());
+  small_disks disks(3, 16 << 20);
+  if (!disks.mounted()) {
+    MESSAGE("not run: " << disks.why_not());
     return;
   }
-  process_cluster::layout where;
-  where.data_dirs[3] = disk / "node3";
-  process_cluster c(3, {}, {}, where);
+  process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
   REQUIRE(make_leader(c, 1, 15s));
   std::string pad(4096, 'p');
   REQUIRE(propose_many(c, 5, "f").size() == 5);
-  disk.fill();
+  disks[3].fill();
   int acked = 0;
   for (int i = 0; i < 30; ++i) acked += c.client().propose("g" + std::to_string(i) + pad).has_value() ? 1 : 0;
   CHECK(acked == 30);
@@ -331,7 +327,7 @@ TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and
   REQUIRE(exited);
   CHECK(WIFEXITED(*exited));
   CHECK(WEXITSTATUS(*exited) == 0);
-  disk.free_filler();
+  disks[3].free_filler();
   c.start(3);
   REQUIRE(converged(c, 20s));
   int found = 0;

@@ -137,7 +137,7 @@ std::size_t core::count_voters(const std::set<node_id>& ids) const {
 }
 
 bool core::promotable() const {
-  if (campaigns_held_) return false;
+  if (leadership_held_) return false;
   if (is_voter(cfg_.id)) return true;
   // Thesis 4.2.2: a server that its latest, uncommitted configuration removes
   // must still campaign, as it may be needed to commit that very entry (its
@@ -977,9 +977,11 @@ expected<void> core::step_down() {
   return {};
 }
 
-void core::hold_campaigns(bool held) {
-  campaigns_held_ = held;
-  if (held && (role_ == raft::role::candidate || role_ == raft::role::pre_candidate)) become_follower(term_, no_node);
+void core::hold_leadership(bool held) {
+  leadership_held_ = held;
+  if (!held) return;
+  if (role_ == raft::role::leader) (void)step_down();
+  if (role_ == raft::role::candidate || role_ == raft::role::pre_candidate) become_follower(term_, no_node);
 }
 
 void core::maybe_transfer_to_preferred() {

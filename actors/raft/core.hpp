@@ -88,11 +88,13 @@ class core {
   // hands leadership to the most caught-up voter and steps down at once.
   // Errors: not_leader.
   expected<void> step_down();
-  // While held, this server does not campaign (no pre-vote, no vote, no
-  // leadership transfer to it), and a campaign under way is dropped: it is
-  // for a server that cannot write (a full disk), which could not make its
-  // vote durable and would only waste the others' votes.
-  void hold_campaigns(bool held);
+  // While held, this server neither leads nor campaigns (no pre-vote, no
+  // vote, no leadership transfer to it): a leader steps down as step_down()
+  // does and a campaign under way is dropped. It is for a server that cannot
+  // write (a full disk): its entries could not become durable, and as a
+  // candidate it could not make its vote durable and would only waste the
+  // others' votes.
+  void hold_leadership(bool held);
   // The voter a transfer should go to: connected and most caught up.
   std::optional<node_id> best_transfer_target() const;
   // The state machine has written a snapshot of everything up to `index`
@@ -213,7 +215,7 @@ class core {
   std::deque<pending_read> reads_pending_;
   std::optional<node_id> transfer_target_;
   int preferred_backoff_ticks_ = 0;
-  bool campaigns_held_ = false;  // hold_campaigns()
+  bool leadership_held_ = false;  // hold_leadership()
   bool broadcast_pending_ = false;  // new entries to send
   bool heartbeat_pending_ = false;  // a read needs a round now
   bool commit_pending_ = false;     // the commit index moved: tell followers

@@ -86,7 +86,7 @@ struct state {
   std::vector<message> in_flight_after_persist;
   bool stall_reported = false;
   // Set while the storage actor cannot write for want of space (it retries
-  // the write in flight): no leading, no new entries from this server.
+  // the write in flight): leadership held (core), no new entries accepted.
   std::optional<error> storage_error;
   std::int64_t storage_failed_ms = 0;
 
@@ -343,7 +343,7 @@ struct state {
             log_line("{}: storage is writing again after {} ms without space; writes accepted again", name,
                      steady_now_ms() - storage_failed_ms);
             storage_error.reset();
-            raft->hold_campaigns(false);
+            raft->hold_leadership(false);
           } else if (stall_reported) {
             log_line("{}: storage is writing again", name);
           }
@@ -376,13 +376,8 @@ struct state {
     log_line("{}: storage write failed: {}; refusing writes and not leading until space returns (retrying every {} "
              "ms)",
              name, storage_error->message(), storage_retry_ms);
-    if (raft->role() == role::leader) {
-      log_line("{}: stepping down: cannot write to disk", name);
-      (void)raft->step_down();
-    }
-    // It could not make a vote durable: campaigning would only waste the
-    // others' votes (they would grant them, and then wait for us).
-    raft->hold_campaigns(true);
+    if (raft->role() == role::leader) log_line("{}: stepping down: cannot write to disk", name);
+    raft->hold_leadership(true);
     schedule_flush();
   }
 
@@ -675,7 +670,7 @@ struct state {
   void on_tick() {
     raft->tick();
     auto now = steady_now_ms();
-    if (service && raft->role() == role::leader && !storage_error) {
+    if (service && raft->role() == role::leader) {
       for (auto& command : service->on_tick(static_cast<std::uint64_t>(now))) (void)raft->propose(std::move(command));
     }
     // A leader whose disk stopped finishing writes must not keep leading:

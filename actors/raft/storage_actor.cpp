@@ -62,9 +62,6 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handle
     std::string reported;  // the last error text the requester was told
   };
   auto waiting = std::make_shared<std::optional<pending>>();
-  auto answer = [](caf::response_promise& promise, const storage_job& job, const expected<void>& ok) {
-    promise.deliver(persisted_atom::value, job.persist_id, ok ? std::string() : ok.error().message());
-  };
   auto retryable = [](const expected<void>& ok) {
     return !ok && (ok.error().code == errc::disk_full || ok.error().code == errc::map_full);
   };
@@ -92,7 +89,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handle
           self->delayed_send(self, std::chrono::milliseconds(storage_retry_ms), retry_atom::value);
           return;
         }
-        answer(p.promise, p.job, ok);
+        p.promise.deliver(persisted_atom::value, p.job.persist_id, ok ? std::string() : ok.error().message());
         waiting->reset();
       },
   };
