@@ -4,7 +4,7 @@
 #
 #   ./setup.sh          install what is missing, configure, build
 #   ./setup.sh test     the same, then run every test; the last line printed
-#                       is "N passed, N failed" (test cases)
+#                       is "N passed, N failed, N skipped" (test cases)
 #   ./setup.sh deps     only install what is missing
 #   ./setup.sh demo     the same as build, then run examples/demo.sh (a local cluster)
 #   ./setup.sh compare  the same as build, plus etcd, ZooKeeper and their client
@@ -77,9 +77,17 @@ case "${1:-build}" in
   compare)
     install_missing "${PACKAGES[@]}" "${COMPARE_PACKAGES[@]}"
     configure_and_build
-    # meson looks for the client libraries when it configures: look again.
+    # meson looks for the client libraries when it configures, and keeps a
+    # failed header check cached across --reconfigure: if a driver is still
+    # left out, configure from scratch (ccache makes the rebuild cheap).
     meson setup --reconfigure "$BUILD_DIR" >/dev/null
+    if ! grep -q etcd_system "$BUILD_DIR/build.ninja" || ! grep -q zookeeper_system "$BUILD_DIR/build.ninja"; then
+      meson setup --wipe "$BUILD_DIR" >/dev/null
+    fi
     ninja -C "$BUILD_DIR"
+    for driver in etcd_system zookeeper_system; do
+      grep -q "$driver" "$BUILD_DIR/build.ninja" || { echo "setup: bench/$driver.cpp is still not built; see meson's log in $BUILD_DIR/meson-logs" >&2; exit 1; }
+    done
     echo "setup: ready for $BUILD_DIR/bench/conclave-bench --compare etcd,zookeeper"
     ;;
   fuzz)

@@ -152,7 +152,10 @@ struct conclave_system::impl {
   // From the fault until a master other than the old leader acknowledged a write.
   std::optional<double> leader_fault(const std::string& kind) {
     auto old = cluster.wait_for_leader(10s);
-    if (!old) return std::nullopt;
+    if (!old) {
+      fmt::print(stderr, "conclave-bench: {}: no leader within 10 s before the fault\n", kind);
+      return std::nullopt;
+    }
     for (int i = 0; i < 3; ++i) write("/bench/warm", 5s);
     std::this_thread::sleep_for(300ms);
     auto start = clock_type::now();
@@ -164,6 +167,10 @@ struct conclave_system::impl {
     if (sig == SIGKILL || sig == SIGTERM) std::thread([this, old, sig] { cluster.signal(*old, sig); }).detach();
     if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, cluster.isolate_request(*old));
     auto t = until_new_leader_writes(*old, start);
+    if (!t) {
+      fmt::print(stderr, "conclave-bench: {}: no master but {} {} within 15 s of the fault\n", kind, *old,
+                 new_leader_ms ? "acknowledged a write" : "led");
+    }
     if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, client::set_faults{});
     restore(*old, sig);
     return t;

@@ -266,9 +266,10 @@ void print_json(const run_report& r) {
     if (!r.scale[i]) continue;
     const auto& s = *r.scale[i];
     fmt::print("{}{{\"system\":\"{}\",\"sessions\":{},\"interval_ms\":{:.0f},\"leader_cpu_pct\":{:.1f},"
-               "\"heartbeat_ms_p50\":{:.3f},\"heartbeat_ms_p99\":{:.3f},\"detect_ms\":{:.1f},\"errors\":{}}}",
+               "\"heartbeat_ms_p50\":{:.3f},\"heartbeat_ms_p99\":{:.3f},\"detect_ms\":{:.1f},\"heartbeats\":{},"
+               "\"errors\":{}}}",
                first ? "" : ",", json_escape(r.systems[i]), s.sessions, s.interval_ms, s.leader_cpu_pct,
-               s.heartbeat_ms_p50, s.heartbeat_ms_p99, s.detect_ms, s.errors);
+               s.heartbeat_ms_p50, s.heartbeat_ms_p99, s.detect_ms, s.heartbeats, s.errors);
     first = false;
   }
   fmt::print("]");

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -65,6 +66,11 @@ std::uint64_t committed_value(const std::optional<client::response>& r) {
 struct heartbeat_stats {
   std::vector<double> latency_ms;
   std::size_t errors = 0;
+  std::map<std::string, std::size_t> errors_by_kind;  // for the log: why heartbeats failed
+  void fail(const std::string& kind) {
+    ++errors;
+    ++errors_by_kind[kind];
+  }
 };
 
 // Sends each session's heartbeat once per interval, in slices of the
@@ -91,11 +97,13 @@ caf::behavior heartbeater(caf::event_based_actor* self, caf::actor leader, std::
                 auto r = wire::decode_response(reply);
                 if (r && std::holds_alternative<client::ok>(*r)) {
                   out->latency_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - start).count());
+                } else if (r && std::holds_alternative<client::failure>(*r)) {
+                  out->fail(std::get<client::failure>(*r).code);
                 } else {
-                  ++out->errors;
+                  out->fail("malformed reply");
                 }
               },
-              [=](caf::error&) { ++out->errors; });
+              [=](caf::error& e) { out->fail(caf::to_string(e)); });
     }
     *slice = (*slice + 1) % slices;
     self->delayed_send(self, std::chrono::milliseconds(std::max(1, interval_ms / slices)), tick_atom::value);
@@ -187,6 +195,7 @@ int swarm_main(int argc, char** argv) {
     self->receive([](caf::ok_atom) {});
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms * 2));  // the last answers
   }
+  for (const auto& [kind, n] : stats->errors_by_kind) fmt::print(stderr, "swarm: {} heartbeats failed: {}\n", n, kind);
   std::ofstream(out_path, std::ios::app) << heartbeat_report(stats->latency_ms, stats->errors);
   return 0;
 }

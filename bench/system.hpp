@@ -56,7 +56,8 @@ struct scale_result {
   double heartbeat_ms_p50 = 0;     // request to answer
   double heartbeat_ms_p99 = 0;
   double detect_ms = 0;            // a killed session owner seen gone (0: not measured)
-  std::size_t errors = 0;
+  std::size_t heartbeats = 0;      // answered
+  std::size_t errors = 0;          // refused or unanswered (a leader change under load refuses a window of them)
 };
 
 // The last line a heartbeat-scale child process writes (each system's
@@ -82,6 +83,7 @@ inline void add_heartbeat_reports(const std::vector<std::string>& texts, scale_r
       ++r.errors;
       continue;
     }
+    r.heartbeats += beats;
     r.errors += errors;
     p50s.push_back(p50);
     p99s.push_back(p99);

@@ -11,6 +11,7 @@
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 #include "test/process_cluster.hpp"
+#include "test/skip.hpp"
 #include "test/small_disk.hpp"
 
 using namespace conclave;
@@ -228,8 +229,7 @@ bool make_leader(process_cluster& c, std::uint64_t id, std::chrono::milliseconds
 TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing and resumes in place when space returns") {
   small_disks disks(3, 16 << 20);
   if (!disks.mounted()) {
-    MESSAGE("not run: " << disks.why_not());
-    return;
+    CONCLAVE_SKIP(disks.why_not());
   }
   process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
@@ -301,8 +301,7 @@ TEST_CASE("a leader whose disk fills steps down, refuses writes, loses nothing a
 TEST_CASE("a follower whose disk is full reports it, still stops on SIGTERM, and restarts with nothing lost") {
   small_disks disks(3, 16 << 20);
   if (!disks.mounted()) {
-    MESSAGE("not run: " << disks.why_not());
-    return;
+    CONCLAVE_SKIP(disks.why_not());
   }
   process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
@@ -374,8 +373,7 @@ TEST_CASE("a follower whose log reaches its cap (log-max-mib) refuses writes as 
 TEST_CASE("with every master's disk full, writes fail with disk_full, stale reads still answer, and all resume together") {
   small_disks disks(3, 16 << 20);
   if (!disks.mounted()) {
-    MESSAGE("not run: " << disks.why_not());
-    return;
+    CONCLAVE_SKIP(disks.why_not());
   }
   process_cluster c(3, {}, {}, {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
