@@ -37,7 +37,6 @@ const settings& default_settings() {
       {"threads", "1"},
       {"join", "false"},
       {"usage-window-ms", "5000"},
-      {"lease-reads", "false"},
       {"secret-file", ""},
   };
   return keys;
@@ -46,6 +45,13 @@ const settings& default_settings() {
 namespace {
 
 error bad(const std::string& what) { return make_error(errc::invalid_argument, what); }
+
+// Keys that existed once get a reason with the "unknown key" error.
+std::string unknown(const std::string& what, const std::string& key) {
+  auto text = "unknown " + what;
+  if (key == "lease-reads") text += " (removed: reads are always linearizable by ReadIndex, with no leases)";
+  return text;
+}
 
 std::string trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r");
@@ -70,7 +76,7 @@ expected<settings> read_settings(int argc, char** argv) {
     }
     if (a.rfind("--", 0) != 0) return bad("unexpected argument '" + a + "'");
     auto key = a.substr(2);
-    if (!known.count(key)) return bad("unknown flag '" + a + "'");
+    if (!known.count(key)) return bad(unknown("flag '" + a + "'", key));
     if (flags.count(key)) return bad("'" + a + "' given twice");
     flags[key] = value;
   }
@@ -87,7 +93,7 @@ expected<settings> read_settings(int argc, char** argv) {
       auto eq = line.find('=');
       if (eq == std::string::npos) return bad(where + "expected KEY = VALUE");
       auto key = trim(line.substr(0, eq));
-      if (!known.count(key)) return bad(where + "unknown key '" + key + "'");
+      if (!known.count(key)) return bad(where + unknown("key '" + key + "'", key));
       if (file.count(key)) return bad(where + "key '" + key + "' given twice");
       file[key] = trim(line.substr(eq + 1));
     }
@@ -99,7 +105,7 @@ expected<settings> read_settings(int argc, char** argv) {
 expected<node_config> parse_settings(const settings& given) {
   auto c = default_settings();
   for (const auto& [k, v] : given) {
-    if (!c.count(k)) return bad("unknown key '" + k + "'");
+    if (!c.count(k)) return bad(unknown("key '" + k + "'", k));
     c[k] = v;
   }
   error failure = bad("");
@@ -202,10 +208,6 @@ expected<node_config> parse_settings(const settings& given) {
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
   if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
   opts.join = c["join"] == "true";
-  if (c["lease-reads"] != "true" && c["lease-reads"] != "false") {
-    return bad("lease-reads: '" + c["lease-reads"] + "' is not true or false");
-  }
-  opts.raft.lease_reads = c["lease-reads"] == "true";
   if (auto ok = opts.validate(); !ok) return ok.error();
   if (c["listen"].empty()) {
     cfg.listen = opts.self();

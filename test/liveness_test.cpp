@@ -1,7 +1,11 @@
 // Failure detection on the leader, with time as an argument: suspect and
 // dead transitions, crash detection by a broken connection, the bounds on
-// session expiry across a leader change, and overload.
+// session expiry across a leader change, overload, and proposals that Raft
+// refuses or commits late (each is proposed again until the registry holds it).
 #include <doctest/doctest.h>
+
+#include <deque>
+#include <functional>
 
 #include "actors/registry/liveness.hpp"
 
@@ -9,12 +13,18 @@ using namespace conclave::registry;
 
 namespace {
 
-// A leader: the monitor proposes, the registry applies at once (commit).
+// A leader: the monitor proposes and the registry applies (commits) at once,
+// unless `refuse` says the proposal is refused (as Raft refuses one while a
+// leadership transfer is under way or too much is uncommitted) or `delay_ms`
+// holds accepted proposals back that long before they commit.
 struct leader {
   registry reg;
   liveness_monitor mon;
   std::uint64_t index = 0;
-  std::vector<command> proposed;
+  std::vector<command> proposed;  // every proposal, refused or not
+  std::function<bool(const command&, std::uint64_t)> refuse = [](const command&, std::uint64_t) { return false; };
+  std::uint64_t delay_ms = 0;
+  std::deque<std::pair<std::uint64_t, command>> in_flight;  // (commit time, command)
   explicit leader(liveness_config c = {}) : mon(c) {}
 
   outcome apply(const command& c, std::uint64_t now) {
@@ -23,9 +33,18 @@ struct leader {
     return o;
   }
   void tick(std::uint64_t now) {
+    while (!in_flight.empty() && in_flight.front().first <= now) {
+      apply(in_flight.front().second, now);
+      in_flight.pop_front();
+    }
     for (auto& c : mon.tick(now)) {
       proposed.push_back(c);
-      apply(c, now);
+      if (refuse(c, now)) continue;
+      if (delay_ms) {
+        in_flight.emplace_back(now + delay_ms, c);
+      } else {
+        apply(c, now);
+      }
     }
   }
   // Ticks every 10 ms from `from` to `to`, with heartbeats for `alive` every `period` ms.
@@ -37,12 +56,19 @@ struct leader {
       tick(t);
     }
   }
-  int count_expired() const {
+  template <class C>
+  int count() const {
     int n = 0;
-    for (const auto& c : proposed) n += std::holds_alternative<close_session>(c);
+    for (const auto& c : proposed) n += std::holds_alternative<C>(c);
     return n;
   }
+  int count_expired() const { return count<close_session>(); }
 };
+
+bool is_status(const command& c, member_status s) {
+  auto* m = std::get_if<set_member_status>(&c);
+  return m && m->status == s;
+}
 
 member worker(const std::string& id) {
   member m;
@@ -168,9 +194,7 @@ TEST_CASE("resource usage is replicated in batches, at most usage_interval stale
   CHECK(l.reg.find_member("w1")->usage.cpu_percent == 0);  // not yet
   l.run(1000, 1010);
   CHECK(l.reg.find_member("w1")->usage.cpu_percent == 10);
-  int usage_commands = 0;
-  for (const auto& c : l.proposed) usage_commands += std::holds_alternative<report_usage>(c);
-  CHECK(usage_commands == 1);
+  CHECK(l.count<report_usage>() == 1);
 }
 
 TEST_CASE("a follower proposes nothing") {
@@ -182,4 +206,131 @@ TEST_CASE("a follower proposes nothing") {
   mon.become_leader(reg.state(), 0);
   mon.step_down();
   CHECK(mon.tick(200000).empty());
+}
+
+// --- refused and delayed proposals: the monitor proposes what the registry
+// lacks until it holds it, and gives up only with leadership ------------------
+
+TEST_CASE("a refused expiry is proposed again until it commits: the session's locks and ephemeral keys go") {
+  leader l;
+  l.mon.become_leader(l.reg.state(), 0);
+  auto dead = l.apply(open_session{"c", 1000}, 0).value;
+  auto waiter = l.apply(open_session{"d", 60000}, 0).value;
+  REQUIRE(l.apply(put{"/eph", "x", dead, std::nullopt}, 0).code == code::ok);
+  REQUIRE(l.apply(acquire_lock{"L", dead, true}, 0).code == code::ok);
+  REQUIRE(l.apply(acquire_lock{"L", waiter, true}, 0).code == code::queued);
+  // The owner of `dead` is silent from 0: its deadline is 1000. Raft refuses
+  // every proposal until 2500 (a leadership transfer that was abandoned, then
+  // a full queue).
+  l.refuse = [](const command&, std::uint64_t now) { return now < 2500; };
+  l.run(0, 2490, {waiter});
+  REQUIRE(l.count_expired() >= 1);
+  REQUIRE(l.reg.find_session(dead) != nullptr);
+  l.refuse = [](const command&, std::uint64_t) { return false; };
+  l.run(2500, 4000, {waiter});
+  CHECK(l.reg.find_session(dead) == nullptr);
+  CHECK(l.reg.get("/eph") == nullptr);
+  REQUIRE(l.reg.find_lock("L") != nullptr);
+  CHECK(l.reg.find_lock("L")->holder == waiter);
+  CHECK(l.reg.find_session(waiter) != nullptr);
+}
+
+TEST_CASE("a member suspect when leadership changes is made alive by the new leader once it heartbeats") {
+  leader old_leader;
+  old_leader.mon.become_leader(old_leader.reg.state(), 0);
+  auto s = old_leader.apply(register_member{worker("w1"), 5000}, 0).value;
+  old_leader.run(0, 500);  // silent: suspect at 300
+  REQUIRE(old_leader.reg.find_member("w1")->status == member_status::suspect);
+  // The old leader dies; the new one starts from the replicated state.
+  leader next;
+  next.reg = registry(old_leader.reg.state());
+  next.index = old_leader.index;
+  next.mon.become_leader(next.reg.state(), 700);
+  next.run(700, 790);  // not heard from yet: nothing to propose
+  CHECK(next.count<set_member_status>() == 0);
+  // Its heartbeats reach the new leader from 800 on.
+  next.run(800, 2000, {s});
+  CHECK(next.reg.find_member("w1")->status == member_status::alive);
+}
+
+TEST_CASE("a member made suspect by the old leader is not made alive by the new one before it is heard from") {
+  leader old_leader;
+  old_leader.mon.become_leader(old_leader.reg.state(), 0);
+  auto s = old_leader.apply(register_member{worker("w1"), 5000}, 0).value;
+  // The new leader starts before the old leader's suspect transition is
+  // applied on it; it applies it right after.
+  leader next;
+  next.reg = registry(old_leader.reg.state());
+  next.index = old_leader.index;
+  next.mon.become_leader(next.reg.state(), 300);
+  next.apply(set_member_status{"w1", member_status::suspect}, 310);
+  next.run(310, 1000);
+  CHECK(next.reg.find_member("w1")->status == member_status::suspect);
+  CHECK(next.count<set_member_status>() == 0);
+  next.run(1010, 1500, {s});
+  CHECK(next.reg.find_member("w1")->status == member_status::alive);
+}
+
+TEST_CASE("a refused suspect or alive transition is proposed again until the registry holds it") {
+  leader l;
+  l.mon.become_leader(l.reg.state(), 0);
+  auto s = l.apply(register_member{worker("w1"), 10000}, 0).value;
+  // Silent from 0: suspect is due at 300, refused until 400.
+  l.refuse = [](const command& c, std::uint64_t now) { return is_status(c, member_status::suspect) && now < 400; };
+  l.run(0, 1500);
+  CHECK(l.reg.find_member("w1")->status == member_status::suspect);
+  // Back at 1510: alive is due at once, refused until 1600.
+  l.refuse = [](const command& c, std::uint64_t now) { return is_status(c, member_status::alive) && now < 1600; };
+  l.run(1510, 3000, {s}, 10);
+  CHECK(l.reg.find_member("w1")->status == member_status::alive);
+}
+
+TEST_CASE("a refused checkpoint is proposed again after the retry interval, not a checkpoint interval later") {
+  liveness_config cfg;  // checkpoints every 1000 ms, retries after 500 ms
+  leader l(cfg);
+  l.mon.become_leader(l.reg.state(), 0);
+  auto s = l.apply(open_session{"c", 5000}, 0).value;
+  l.refuse = [](const command& c, std::uint64_t now) {
+    return std::holds_alternative<checkpoint_sessions>(c) && now < 1100;
+  };
+  l.run(0, 1600);  // silent since 0
+  // A checkpoint from 1500 (retrying the one refused at 1000) holds its
+  // remaining TTL, so a new leader would not restart it from a stale value.
+  REQUIRE(l.reg.find_session(s) != nullptr);
+  CHECK(l.reg.find_session(s)->remaining_ms <= 5000 - 1500);
+}
+
+TEST_CASE("a refused usage report is proposed again at the next usage interval") {
+  leader l;
+  l.mon.become_leader(l.reg.state(), 0);
+  auto s = l.apply(register_member{worker("w1"), 60000}, 0).value;
+  resources u;
+  u.cpu_percent = 10;
+  l.mon.keepalive(s, 100, std::make_pair(std::string("w1"), u));  // reported once
+  l.refuse = [](const command& c, std::uint64_t now) { return std::holds_alternative<report_usage>(c) && now < 1500; };
+  l.run(110, 2010);
+  CHECK(l.reg.find_member("w1")->usage.cpu_percent == 10);
+}
+
+TEST_CASE("a transition on its way to commit is not proposed again within the retry interval") {
+  leader l;
+  l.delay_ms = 300;  // slow commits, but under the 500 ms retry interval
+  l.mon.become_leader(l.reg.state(), 0);
+  auto s = l.apply(register_member{worker("w1"), 1000}, 0).value;
+  l.run(0, 3000);
+  CHECK(l.reg.find_session(s) == nullptr);
+  CHECK(l.count_expired() == 1);
+  CHECK(l.count<set_member_status>() == 1);  // suspect, once
+}
+
+TEST_CASE("a monitor that lost leadership proposes nothing, even what it was retrying") {
+  leader l;
+  l.mon.become_leader(l.reg.state(), 0);
+  l.apply(open_session{"c", 100}, 0);
+  l.refuse = [](const command&, std::uint64_t) { return true; };
+  l.run(0, 500);
+  REQUIRE(l.count_expired() >= 1);
+  l.mon.step_down();
+  CHECK(l.mon.tick(600).empty());
+  CHECK(l.mon.tick(5000).empty());
 }

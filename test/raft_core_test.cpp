@@ -125,10 +125,6 @@ TEST_CASE("config validation names the field and the bound it broke") {
   c = config_of(1);
   c.id = no_node;
   CHECK(c.validate().error().message().find("raft.id") != std::string::npos);
-  c = config_of(1);
-  c.lease_reads = true;
-  c.check_quorum = false;
-  CHECK(c.validate().error().message().find("lease_reads") != std::string::npos);
 }
 
 // --- elections (§5.2, thesis 9.6) --------------------------------------------------
@@ -618,31 +614,6 @@ TEST_CASE("ReadIndex: a leader that steps down fails its pending reads; a follow
   REQUIRE_FALSE(refused.has_value());
   CHECK(refused.error().code == errc::not_leader);
   CHECK(refused.error().message().find("leader is 2") != std::string::npos);
-}
-
-TEST_CASE("leases: with lease_reads a read right after a confirmed round needs no new round, until the lease ends") {
-  auto cfg = config_of(1);
-  cfg.lease_reads = true;
-  cfg.lease_drift_margin_ticks = 2;  // lease = 10 - 2 = 8 ticks from the acknowledged send
-  core c(cfg, {}, voters(3));
-  elect(c, {2});
-  c.tick();
-  c.tick();  // heartbeat round
-  auto round = bodies<append_entries>(flush(c));
-  REQUIRE_FALSE(round.empty());
-  c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, round.back().second.sequence}});
-  flush(c);
-  REQUIRE(c.read_index(1).has_value());
-  auto now = c.take_ready();
-  REQUIRE(now.reads.size() == 1);  // served from the lease, no round
-  CHECK(bodies<append_entries>(now.messages).empty());
-  for (int i = 0; i < 8; ++i) {
-    c.tick();
-    flush(c);
-  }
-  REQUIRE(c.role() == role::leader);
-  REQUIRE(c.read_index(2).has_value());
-  CHECK(c.take_ready().reads.empty());  // the lease ran out: a round is needed
 }
 
 // --- leadership transfer and preferred leader (thesis 3.10) ----------------------------------

@@ -66,12 +66,8 @@ cluster_options options_for(std::uint64_t seed) {
   o.base.snapshot_trailing_entries = r(10);
   o.base.promotion_lag_entries = 4;
   o.base.max_uncommitted_bytes = 4096;
-  if (r(5) == 0) {
-    o.base.lease_reads = true;
-    o.base.lease_drift_margin_ticks = 2;
-  }
   if (r(5) == 0) o.base.preferred_leader = node_id{1};
-  if (r(8) == 0 && !o.base.lease_reads) o.base.check_quorum = false;
+  if (r(8) == 0) o.base.check_quorum = false;
   return o;
 }
 

@@ -48,17 +48,6 @@ struct config {
   // up, the leader hands leadership to it.
   std::optional<node_id> preferred_leader;
 
-  // Leader leases (opt-in): reads without a quorum round while the lease
-  // holds. Assumption: no two servers' tick rates differ by more than
-  // lease_drift_margin_ticks over an election timeout. A follower that
-  // heard from the leader votes for nobody else for election_timeout_min
-  // ticks of its own clock; the leader's lease runs from when it *sent* the
-  // heartbeat a quorum acknowledged, for election_timeout_min minus the margin.
-  // With leases on, a broken connection does not let followers grant early
-  // pre-votes (that would cut the lease short).
-  bool lease_reads = false;
-  int lease_drift_margin_ticks = 5;
-
   // Checks every field, naming the one that is wrong and the bound it broke.
   expected<void> validate() const;
 };

@@ -43,10 +43,6 @@ expected<void> config::validate() const {
   if (max_inflight_messages < 1) return bad("raft.max_inflight_messages: must be >= 1");
   if (snapshot_chunk_bytes < 1) return bad("raft.snapshot_chunk_bytes: must be >= 1");
   if (max_apply_bytes < 1) return bad("raft.max_apply_bytes: must be >= 1");
-  if (lease_reads && !check_quorum) return bad("raft.lease_reads: needs check_quorum");
-  if (lease_reads && (lease_drift_margin_ticks < 1 || lease_drift_margin_ticks >= election_timeout_min_ticks)) {
-    return bad("raft.lease_drift_margin_ticks: must be in [1, election_timeout_min_ticks)");
-  }
   return {};
 }
 
@@ -162,8 +158,6 @@ void core::become_follower(term_t term, node_id leader) {
     fail_reads();
     progress_.clear();
     transfer_target_.reset();
-    lease_until_ = 0;
-    sent_tick_.clear();
   }
   if (term > term_) {
     term_ = term;
@@ -229,7 +223,6 @@ void core::become_leader() {
   heartbeat_elapsed_ = 0;
   election_elapsed_ = 0;
   transfer_target_.reset();
-  lease_until_ = 0;
   preferred_backoff_ticks_ = 0;
   progress_.clear();
   sync_progress();
@@ -265,7 +258,6 @@ void core::sync_progress() {
 // --- ticks -------------------------------------------------------------------------
 
 void core::tick() {
-  ++now_;
   if (role_ == raft::role::leader) return tick_leader();
   ++election_elapsed_;
   // §5.2: a follower that hears nothing for an election timeout campaigns.
@@ -344,7 +336,7 @@ void core::send(node_id to, message_body body, bool after_persist) {
   (after_persist ? out_.messages_after_persist : out_.messages).push_back(std::move(m));
 }
 
-bool core::in_lease() const {
+bool core::hears_leader() const {
   // Thesis 4.2.3: a server that heard from a live leader within the minimum
   // election timeout neither grants votes nor updates its term for a
   // RequestVote, so a server that cannot see the leader cannot depose it.
@@ -363,7 +355,7 @@ void core::step(const message& m) {
   auto mterm = term_of(m.body);
   if (mterm > term_) {
     if (auto* r = std::get_if<vote_request>(&m.body)) {
-      if (!r->leadership_transfer && in_lease()) {
+      if (!r->leadership_transfer && hears_leader()) {
         // Thesis 4.2.3 (above): refuse without adopting the term.
         send(m.from, vote_reply{term_, false, r->pre_vote});
         return;
@@ -625,7 +617,6 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   if (has_entries) ae.entries = log_.slice(pr.next, cfg_.max_entries_per_message, cfg_.max_bytes_per_message);
   ae.leader_commit = log_.commit_index();
   ae.sequence = ++sequence_;
-  if (cfg_.lease_reads) sent_tick_[ae.sequence] = now_;
   if (pr.state == progress::mode::probe) {
     pr.probe_sent = true;
   } else if (has_entries) {
@@ -647,7 +638,6 @@ void core::send_heartbeat(node_id to, progress& pr) {
   ae.prev_log_term = *prev_term;
   ae.leader_commit = log_.commit_index();
   ae.sequence = ++sequence_;
-  if (cfg_.lease_reads) sent_tick_[ae.sequence] = now_;
   send(to, std::move(ae));
 }
 
@@ -817,8 +807,7 @@ void core::start_read(std::uint64_t id) {
   // Thesis 6.4 ReadIndex: the read index is the commit index now; the read is
   // safe once a quorum confirms we were still leader after this moment.
   auto index = log_.commit_index();
-  bool alone = quorum() == 1 && is_voter(cfg_.id);
-  if (alone || (cfg_.lease_reads && now_ < lease_until_)) {
+  if (quorum() == 1 && is_voter(cfg_.id)) {  // a lone voter is its own quorum
     out_.reads.push_back({id, index});
     return;
   }
@@ -827,7 +816,7 @@ void core::start_read(std::uint64_t id) {
 }
 
 void core::confirm_reads() {
-  if (role_ != raft::role::leader || (reads_pending_.empty() && !cfg_.lease_reads)) return;
+  if (role_ != raft::role::leader || reads_pending_.empty()) return;
   // The highest sequence answered by a quorum (the leader counts as having
   // answered everything).
   std::vector<std::uint64_t> acked;
@@ -846,15 +835,6 @@ void core::confirm_reads() {
   while (!reads_pending_.empty() && reads_pending_.front().sequence <= quorum_acked) {
     out_.reads.push_back({reads_pending_.front().id, reads_pending_.front().index});
     reads_pending_.pop_front();
-  }
-  if (cfg_.lease_reads) {
-    // The lease runs from when the acknowledged message was sent.
-    auto it = sent_tick_.find(quorum_acked);
-    if (it != sent_tick_.end()) {
-      auto until = it->second + static_cast<std::uint64_t>(cfg_.election_timeout_min_ticks - cfg_.lease_drift_margin_ticks);
-      lease_until_ = std::max(lease_until_, until);
-    }
-    sent_tick_.erase(sent_tick_.begin(), sent_tick_.lower_bound(quorum_acked));
   }
 }
 
@@ -1033,8 +1013,7 @@ void core::peer_connection_lost(node_id peer) {
   // who saw the same) and campaign soon instead of after a full election
   // timeout. If the signal was spurious the others still hear the leader and
   // refuse our pre-vote (thesis 4.2.3), so no healthy leader is disturbed.
-  // With leases, the lease would be cut short: wait for the timeout instead.
-  if (peer != leader_ || leader_ == no_node || cfg_.lease_reads) return;
+  if (peer != leader_ || leader_ == no_node) return;
   leader_ = no_node;
   if (promotable()) {
     election_elapsed_ = std::max(election_elapsed_, randomized_election_timeout_ - fast_election_delay(peer));

@@ -7,7 +7,7 @@
 // Features and the rules they follow are commented where implemented:
 // elections with randomized timeouts, pre-vote and check-quorum; pipelined,
 // batched, flow-controlled replication with fast backtracking; commit by
-// current-term counting; ReadIndex reads and opt-in leases; leadership
+// current-term counting; ReadIndex reads; leadership
 // transfer and a preferred leader; learners and one-at-a-time membership
 // changes; snapshots sent in chunks; fast failover on "connection lost".
 #pragma once
@@ -178,7 +178,7 @@ class core {
   void truncate_log(index_t from);
   void rebuild_configs();
   configuration config_at(index_t index) const;
-  bool in_lease() const;
+  bool hears_leader() const;
   int fast_election_delay(node_id lost_leader) const;
   void send(node_id to, message_body body, bool after_persist = false);
   hard_state current_state() const;
@@ -200,7 +200,6 @@ class core {
   int election_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   int heartbeat_elapsed_ = 0;
-  std::uint64_t now_ = 0;  // ticks since start
 
   std::set<node_id> votes_granted_;
   std::set<node_id> votes_rejected_;
@@ -209,8 +208,6 @@ class core {
   std::map<node_id, progress> progress_;  // every other server in the configuration
   index_t term_start_index_;              // this term's no-op entry
   std::uint64_t sequence_ = 0;            // last AppendEntries sequence sent
-  std::map<std::uint64_t, std::uint64_t> sent_tick_;  // sequence -> tick sent (leases)
-  std::uint64_t lease_until_ = 0;         // reads need no round before this tick
   std::deque<std::uint64_t> reads_waiting_commit_;
   std::deque<pending_read> reads_pending_;
   std::optional<node_id> transfer_target_;

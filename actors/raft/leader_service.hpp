@@ -17,6 +17,9 @@ class leader_service {
   // Committed entries were applied to the state machine.
   virtual void on_applied(std::uint64_t now_ms) = 0;
   // Called every tick; returns encoded commands to propose (leader only).
+  // The shell may fail to propose some (Raft refuses them during a transfer
+  // or when too much is uncommitted): the service compares the applied
+  // state with what it wants and proposes what is missing again later.
   virtual std::vector<std::string> on_tick(std::uint64_t now_ms) = 0;
   // A client's heartbeat for `session`, with an opaque payload (the
   // registry's: the member's resource usage). Returns false if unknown.

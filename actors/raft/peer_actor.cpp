@@ -671,6 +671,8 @@ struct state {
     raft->tick();
     auto now = steady_now_ms();
     if (service && raft->role() == role::leader) {
+      // A refused proposal (transferring, busy) is not lost: the service
+      // proposes again whatever the state machine still lacks.
       for (auto& command : service->on_tick(static_cast<std::uint64_t>(now))) (void)raft->propose(std::move(command));
     }
     // A leader whose disk stopped finishing writes must not keep leading:

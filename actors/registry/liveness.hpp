@@ -5,7 +5,14 @@
 // alive again (back), a session expires (dead), periodic checkpoints of the
 // remaining TTLs, and resource usage at most every usage_interval_ms.
 //
-// Bounds, with T the session TTL:
+// Proposals are level-triggered: every tick compares what the registry should
+// hold with what it holds (as of the last sync) and proposes the difference.
+// A proposal is repeated, if the registry still lacks it, retry_interval_ms
+// later (it may have been refused, e.g. during a leadership transfer or when
+// too much is uncommitted, or lost); nothing is given up until leadership is.
+//
+// Bounds, with T the session TTL (each refused proposal adds up to
+// retry_interval_ms):
 //  - a live session is never expired by a leader change: a new leader gives
 //    each session max(checkpointed remaining TTL, failover_grace_ms), and
 //    clients find the new leader within the grace;
@@ -14,6 +21,9 @@
 //    at the new leader's start + failover_grace_ms, whichever is later;
 //    without a leader change, by t + T (or, when its connection broke, by
 //    the break + crash_grace_ms);
+//  - a member's status follows its heartbeats under every leader: a new
+//    leader starts from the registry's status (a suspect member stays suspect
+//    until it is heard from);
 //  - an overloaded leader (a tick later than max_loop_lag_ms) expires
 //    nothing that round and pushes every deadline back by the lag, since
 //    heartbeats may be waiting unread in its mailbox.
@@ -37,6 +47,7 @@ struct liveness_config {
   std::uint64_t usage_interval_ms = 1000;     // replicated resource usage is at most this stale
   std::uint64_t failover_grace_ms = 1000;     // a new leader's minimum for every session
   std::uint64_t max_loop_lag_ms = 200;        // a tick this late means the leader is overloaded
+  std::uint64_t retry_interval_ms = 500;      // a proposal the registry still lacks is made again
 };
 
 class liveness_monitor {
@@ -49,7 +60,7 @@ class liveness_monitor {
   bool leading() const { return leading_; }
 
   // After commands were applied: start tracking new sessions (full TTL from
-  // now), forget ended ones.
+  // now), forget ended ones, and take note of what the registry now holds.
   void sync(const registry_state& st, std::uint64_t now_ms);
 
   // A heartbeat for `session`, optionally with the member's resource usage.
@@ -65,23 +76,33 @@ class liveness_monitor {
   std::optional<std::uint64_t> deadline(session_id session) const;
 
  private:
+  enum class transition : std::uint8_t { none, suspect, alive, expire };
   struct tracked {
     std::uint64_t ttl_ms = 0;
     std::uint64_t deadline_ms = 0;
     std::uint64_t last_seen_ms = 0;
     std::string member;        // non-empty for a member's registration session
-    bool suspect = false;      // a suspect transition was proposed
-    bool back = false;         // heard from again after being suspect
-    bool expiring = false;     // an expiry was proposed; waiting for it to apply
+    member_status status = member_status::alive;  // the member's, as the registry holds it
+    bool heard = false;        // a heartbeat arrived under this leader
+    bool expiring = false;     // past its deadline: it goes, whatever is heard later
+    transition proposed = transition::none;  // the last transition proposed ...
+    std::uint64_t proposed_ms = 0;           // ... and when
   };
+
+  // What the registry lacks for this session now.
+  transition wanted(const tracked& t, std::uint64_t now_ms) const;
+  void checkpoint(std::uint64_t now_ms, std::vector<command>& out);
 
   liveness_config cfg_;
   bool leading_ = false;
   std::map<session_id, tracked> sessions_;
-  std::map<std::string, resources> usage_;  // reported since the last usage command
+  // Each member's latest usage report, until the registry holds it.
+  std::map<std::string, resources> usage_;
   std::uint64_t last_tick_ms_ = 0;
-  std::uint64_t last_checkpoint_ms_ = 0;
-  std::uint64_t last_usage_ms_ = 0;
+  std::uint64_t last_checkpoint_ms_ = 0;  // when the checkpoint the registry holds was taken
+  std::optional<checkpoint_sessions> checkpoint_proposed_;  // not yet seen in the registry
+  std::uint64_t checkpoint_proposed_ms_ = 0;
+  std::uint64_t last_usage_ms_ = 0;       // the last usage proposal
 };
 
 }  // namespace conclave::registry
