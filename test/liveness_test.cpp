@@ -4,6 +4,7 @@
 // refuses or commits late (each is proposed again until the registry holds it).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 
@@ -181,6 +182,24 @@ TEST_CASE("an overloaded leader expires nothing while it lags and pushes deadlin
   l.mon.keepalive(s, 2610);
   l.run(2620, 3000, {s});
   CHECK(l.count_expired() == 0);
+}
+
+TEST_CASE("an overloaded leader does not make its members suspect for the time it lost") {
+  leader l;
+  l.mon.become_leader(l.reg.state(), 0);
+  auto s = l.apply(register_member{worker("w1"), 3000}, 0).value;
+  l.run(0, 500, {s});
+  // The leader's loop stalls for 1 s (a SIGSTOP, a starved CPU): the
+  // member's heartbeats wait unread. The next ticks must not call it late.
+  l.tick(1500);
+  l.tick(1510);
+  l.tick(1520);
+  CHECK(l.reg.find_member("w1")->status == member_status::alive);
+  CHECK(std::none_of(l.proposed.begin(), l.proposed.end(), [](const command& c) { return is_status(c, member_status::suspect); }));
+  // Its queued heartbeat is read, and it keeps heartbeating: never suspect.
+  l.mon.keepalive(s, 1530);
+  l.run(1540, 3000, {s});
+  CHECK(std::none_of(l.proposed.begin(), l.proposed.end(), [](const command& c) { return is_status(c, member_status::suspect); }));
 }
 
 TEST_CASE("resource usage is replicated in batches, at most usage_interval stale") {

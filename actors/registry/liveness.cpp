@@ -117,8 +117,12 @@ std::vector<command> liveness_monitor::tick(std::uint64_t now_ms) {
   last_tick_ms_ = now_ms;
   if (lag > cfg_.max_loop_lag_ms) {
     // Overloaded: heartbeats may be queued unread. Expire nothing now and
-    // give everybody back the time the leader lost.
-    for (auto& [id, t] : sessions_) t.deadline_ms += lag;
+    // give everybody back the time the leader lost, for expiry and for
+    // suspicion alike (their silence was the leader's).
+    for (auto& [id, t] : sessions_) {
+      t.deadline_ms += lag;
+      t.last_seen_ms = std::min(now_ms, t.last_seen_ms + lag);
+    }
     return out;
   }
   for (auto& [id, t] : sessions_) {

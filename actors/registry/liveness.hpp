@@ -25,8 +25,9 @@
 //    leader starts from the registry's status (a suspect member stays suspect
 //    until it is heard from);
 //  - an overloaded leader (a tick later than max_loop_lag_ms) expires
-//    nothing that round and pushes every deadline back by the lag, since
-//    heartbeats may be waiting unread in its mailbox.
+//    nothing that round and pushes every deadline and last heartbeat back
+//    by the lag (no member turns suspect for it), since heartbeats may be
+//    waiting unread in its mailbox.
 #pragma once
 
 #include <cstdint>
