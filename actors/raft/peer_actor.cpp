@@ -34,6 +34,10 @@ struct read_wait {
   std::string query;
   caf::response_promise promise;
   std::optional<index_t> index;  // set once the core says the read is safe
+  // A heartbeat for a session this leader did not know: answered once the
+  // read is safe, from the registry as of then (see handle(keepalive)).
+  std::optional<client::keepalive> keepalive;
+  caf::strong_actor_ptr sender;
 };
 
 // Rate-limits a log line per key to once a minute, counting what it skipped.
@@ -408,8 +412,9 @@ struct state {
   void serve_reads() {
     for (auto it = reads.begin(); it != reads.end();) {
       if (it->second.index && *it->second.index <= applied) {
-        it->second.promise.deliver(
-            wire::encode_response(client::read_result{applied.value, machine->query(it->second.query)}));
+        auto& w = it->second;
+        w.promise.deliver(w.keepalive ? answer_keepalive(*w.keepalive, w.sender, true)
+                                      : wire::encode_response(client::read_result{applied.value, machine->query(w.query)}));
         it = reads.erase(it);
       } else {
         ++it;
@@ -573,7 +578,7 @@ struct state {
     auto ok = raft->read_index(id);
     if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
     auto promise = self->make_response_promise();
-    reads[id] = read_wait{std::move(r.query), promise, std::nullopt};
+    reads[id] = read_wait{std::move(r.query), promise, std::nullopt, std::nullopt, nullptr};
     schedule_flush();
     return promise;
   }
@@ -647,10 +652,34 @@ struct state {
 
   caf::result<std::string> handle(client::keepalive& k) {
     if (raft->role() != role::leader) return wire::encode_response(failure(errc::not_leader, "heartbeats go to the leader"));
-    if (!service || !service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms()))) {
+    if (!service) return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
+    auto sender = self->current_sender();
+    if (service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms()))) {
+      return answer_keepalive(k, sender, false);
+    }
+    // "No such session" ends the client's session for good, so it is said
+    // only as a linearizable read would be: this server may not have applied
+    // its predecessor's last entries yet, or may be deposed without knowing
+    // it. ReadIndex (thesis 6.4) confirms leadership and the applied state.
+    auto id = next_read_id++;
+    auto ok = raft->read_index(id);
+    if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
+    auto promise = self->make_response_promise();
+    read_wait w{std::string(), promise, std::nullopt, k, sender};
+    reads.emplace(id, std::move(w));
+    schedule_flush();
+    return promise;
+  }
+
+  // A heartbeat's answer; `confirmed`: the registry is as of a confirmed read.
+  std::string answer_keepalive(const client::keepalive& k, const caf::strong_actor_ptr& sender, bool confirmed) {
+    if (confirmed && !(raft->role() == role::leader && service &&
+                       service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms())))) {
       return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
     }
-    if (auto sender = self->current_sender()) {
+    // The connection that carries a session's heartbeats: when it breaks
+    // (its process died) the session is expired after a short grace.
+    if (sender) {
       auto addr = caf::actor_cast<caf::actor_addr>(sender);
       auto [it, fresh] = client_sessions.emplace(addr, std::set<std::uint64_t>{});
       if (fresh) self->monitor(caf::actor_cast<caf::actor>(sender));
