@@ -285,7 +285,8 @@ struct fault_cluster {
       if (cluster.members().size() >= 5) round.push_back("bridge");
       if (disks->mounted()) round.insert(round.end(), {"disk-full", "disk-full-leader"});
       if (net->ready()) {
-        round.insert(round.end(), {"net-halves", "net-isolate-leader", "net-one-way", "net-unplug", "net-unplug-leader"});
+        round.insert(round.end(),
+                     {"net-halves", "net-isolate-leader", "net-one-way", "net-unplug", "net-unplug-leader"});
       }
       std::shuffle(round.begin(), round.end(), rng);
       if (first) {
@@ -556,10 +557,16 @@ void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint
     int stops_heartbeats_at = queue && rng() % 3 == 0 ? static_cast<int>(rng() % 4) : -1;
     auto base = [&](const char* f) { return fmt::format("\"process\":{},\"f\":\"{}\",\"lock\":{}", process, f, json_str(lock)); };
     bool lost = false, unknown = false;
-    // The session ended: the client learnt it from `how`.
+    // The session ended: the client learnt it from `how`. For diagnosis, a
+    // client that kept it alive reads whether it really is gone.
     auto session_lost = [&](const char* how) {
-      h.add(base("session_lost") + fmt::format(",\"type\":\"info\",\"heartbeating\":{},\"how\":\"{}\"",
-                                               ks.heartbeating() ? "true" : "false", how));
+      std::string exists = "null";
+      if (ks.heartbeating()) {
+        if (auto e = session_exists(c, session)) exists = *e ? "true" : "false";
+      }
+      h.add(base("session_lost") +
+            fmt::format(",\"type\":\"info\",\"heartbeating\":{},\"how\":\"{}\",\"exists_after\":{}",
+                        ks.heartbeating() ? "true" : "false", how, exists));
       lost = true;
       book.ended(session);
     };
@@ -773,23 +780,24 @@ void run(int masters, int seconds, std::uint64_t seed) {
   for (const auto& [k, n] : f.faults) fault_list += fmt::format(" {}={}", k, n);
   // How often a full disk really stopped a master's writes (a fill can
   // pass unnoticed while LMDB still has freed pages to reuse), and who led.
+  auto occurrences = [](const std::string& text, const std::string& needle) {
+    int n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
   int refused = 0;
   std::string leaders;
   for (const auto& m : f.cluster.members()) {
     auto text = f.cluster.log_of(m.id);
-    for (auto at = text.find("storage write failed"); at != std::string::npos; at = text.find("storage write failed", at + 1)) {
-      ++refused;
-    }
-    int led = 0;
-    for (auto at = text.find(": leader in term"); at != std::string::npos; at = text.find(": leader in term", at + 1)) ++led;
-    leaders += fmt::format(" m{} {}", m.id, led);
+    refused += occurrences(text, "storage write failed");
+    leaders += fmt::format(" m{} {}", m.id, occurrences(text, ": leader in term"));
   }
   if (f.disks->mounted()) fault_list += fmt::format(" (writes stopped by a full disk: {})", refused);
   MESSAGE(fmt::format("{} masters, {} s, seed {}: {} ok, {} fail, {} info operations; {} keys; {} lock grants handed "
                       "to a waiter; {} sessions stopped their keepalives; terms led:{}; faults:{}; history {}",
                       masters, seconds, seed, h.count("\"type\":\"ok\""), h.count("\"type\":\"fail\""),
-                      h.count("\"type\":\"info\""), keys.size(), h.count("\"queued_ns\""), stats.zombies.load(), leaders,
-                      fault_list, path));
+                      h.count("\"type\":\"info\""), keys.size(), h.count("\"queued_ns\""), stats.zombies.load(),
+                      leaders, fault_list, path));
   CHECK_MESSAGE(f.mdb_stat_failures.empty(), "mdb_stat failed after a kill: " << f.mdb_stat_failures.front());
   CHECK_MESSAGE(h.count("\"f\":\"read\",\"key\"") > 0, "no reads recorded");
   CHECK_MESSAGE(h.count("\"token\":") > 0, "no lock was ever acquired");
@@ -811,12 +819,14 @@ void run(int masters, int seconds, std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("faults against 3 masters: linearizable KV, exclusive FIFO locks with increasing tokens, sessions and workers outlive their leader, no acknowledged write lost") {
+TEST_CASE("faults against 3 masters: linearizable KV, exclusive first-come locks with increasing tokens, sessions "
+          "and workers outlive their leader, no acknowledged write lost") {
   if (options.masters != 0 && options.masters != 3) return;
   run(3, options.seconds, options.seed);
 }
 
-TEST_CASE("faults against 5 masters: linearizable KV, exclusive FIFO locks with increasing tokens, sessions and workers outlive their leader, no acknowledged write lost") {
+TEST_CASE("faults against 5 masters: linearizable KV, exclusive first-come locks with increasing tokens, sessions "
+          "and workers outlive their leader, no acknowledged write lost") {
   if (options.masters != 0 && options.masters != 5) return;
   run(5, options.seconds, options.seed + 1);
 }
