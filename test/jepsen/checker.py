@@ -164,7 +164,7 @@ def _validate_common(event: dict, line: int) -> None:
              f"{event['f']} event needs a string '{target}'")
 
 
-def _validate_queued(event: dict, op: "Op", line: int) -> None:
+def _validate_queued(event: dict, op: Op, line: int) -> None:
     """Rule: 'queued_ns' (when an acquire that waits was queued) is an int
     between its invoke and its completion."""
     if "queued_ns" not in event:
@@ -175,7 +175,7 @@ def _validate_queued(event: dict, op: "Op", line: int) -> None:
              "'queued_ns' must be an int between the invoke and the completion")
 
 
-def _observation(event: dict, line: int) -> "Observation":
+def _observation(event: dict, line: int) -> Observation:
     """Rule: a member observation names the member, its status and session."""
     _require(_is_int(event.get("time_ns")), line, "event needs an int 'time_ns'")
     _require(isinstance(event.get("member"), str), line, "member observation needs a string 'member'")
