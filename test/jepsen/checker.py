@@ -12,8 +12,13 @@ Checks:
     (P-compositionality) must be linearizable with respect to a versioned
     register, found by a Wing & Gong / Lowe just-in-time linearization search.
   * Locks (f = acquire / release / session_lost on field "lock"): fencing
-    tokens are unique and increase in real-time order, and two processes never
-    hold a lock at the same time unless the older holder lost its session.
+    tokens are unique and increase in request order (real time, and first
+    come, first served for requests that were queued), two processes never
+    hold a lock at the same time unless the older holder lost its session,
+    and a client that kept its session alive never loses it.
+  * Members (type = observe, f = member): a member the test never stops is
+    never seen dead or left, keeps its first registration session, and is
+    alive when last seen.
 
 Usable as a module, `check(events) -> dict`, or as a command:
     python3 checker.py HISTORY.jsonl [--json]
@@ -28,6 +33,8 @@ from typing import Any, Dict, List, Optional, Tuple
 KV_FUNCTIONS = ("read", "write", "cas")
 LOCK_FUNCTIONS = ("acquire", "release")
 SESSION_LOST = "session_lost"
+OBSERVE = "observe"
+MEMBER = "member"
 COMPLETIONS = ("ok", "fail", "info")
 INFINITY = float("inf")
 PREFIX_TAIL = 5  # linearized ops shown before a linearizability failure
@@ -58,7 +65,7 @@ class Op:
 
     def describe(self) -> str:
         """A one-line description naming the op's arguments, result and lines."""
-        args = ""
+        args = " (wait)" if self.invoke.get("wait") else ""
         if self.f in ("write", "cas"):
             args = f" {self.invoke['value']!r}"
         if self.f == "cas":
@@ -70,6 +77,8 @@ class Op:
             result += f" applied={self.completion['applied']}"
         elif self.type == "ok" and self.f == "acquire":
             result += f" token={self.completion['token']}"
+            if "queued_ns" in self.completion:
+                result += f" (queued at t={self.completion['queued_ns']})"
         where = f"invoke line {self.invoke_line} t={self.invoke_time}"
         if self.complete_line is not None:
             where += f", {self.type} line {self.complete_line} t={self.completion['time_ns']}"
@@ -78,9 +87,21 @@ class Op:
 
 @dataclass
 class Notice:
-    """A session_lost notice: `process` learned its session on `lock` expired."""
+    """A session_lost notice: `process` learned its session on `lock` ended;
+    `heartbeating`: it had kept the session alive until then."""
     process: int
     lock: str
+    time: int
+    line: int
+    heartbeating: bool
+
+
+@dataclass
+class Observation:
+    """A member's registry entry as a client read it."""
+    member: str
+    status: str
+    session: int
     time: int
     line: int
 
@@ -108,8 +129,11 @@ def _target_field(f: str) -> str:
 
 
 def _validate_invoke(event: dict, line: int) -> None:
-    """Rule: writes and cas carry a string value, cas an int expected_version."""
+    """Rule: writes and cas carry a string value, cas an int expected_version,
+    an acquire that waits in the queue says so with a boolean 'wait'."""
     f = event["f"]
+    if f == "acquire" and "wait" in event:
+        _require(isinstance(event["wait"], bool), line, "acquire 'wait' must be a boolean")
     if f in ("write", "cas"):
         _require(isinstance(event.get("value"), str), line,
                  f"{f} invoke needs a string 'value'")
@@ -140,7 +164,27 @@ def _validate_common(event: dict, line: int) -> None:
              f"{event['f']} event needs a string '{target}'")
 
 
-def parse_history(numbered_events) -> Tuple[List[Op], List[Notice]]:
+def _validate_queued(event: dict, op: Op, line: int) -> None:
+    """Rule: 'queued_ns' (when an acquire that waits was queued) is an int
+    between its invoke and its completion."""
+    if "queued_ns" not in event:
+        return
+    _require(op.invoke.get("wait") is True, line, "'queued_ns' on an acquire that did not wait")
+    queued = event["queued_ns"]
+    _require(_is_int(queued) and op.invoke_time <= queued <= event["time_ns"], line,
+             "'queued_ns' must be an int between the invoke and the completion")
+
+
+def _observation(event: dict, line: int) -> Observation:
+    """Rule: a member observation names the member, its status and session."""
+    _require(_is_int(event.get("time_ns")), line, "event needs an int 'time_ns'")
+    _require(isinstance(event.get("member"), str), line, "member observation needs a string 'member'")
+    _require(isinstance(event.get("status"), str), line, "member observation needs a string 'status'")
+    _require(_is_int(event.get("session")), line, "member observation needs an int 'session'")
+    return Observation(event["member"], event["status"], event["session"], event["time_ns"], line)
+
+
+def parse_history(numbered_events) -> Tuple[List[Op], List[Notice], List[Observation]]:
     """Pairs invokes with completions; raises MalformedHistory on bad structure.
 
     Rules: a process has at most one operation outstanding, and an op that
@@ -151,18 +195,24 @@ def parse_history(numbered_events) -> Tuple[List[Op], List[Notice]]:
     """
     ops: List[Op] = []
     notices: List[Notice] = []
+    observations: List[Observation] = []
     outstanding: Dict[int, Op] = {}
     retired: Dict[int, Op] = {}  # process -> its op that ended with info
     for line, event in numbered_events:
         if not isinstance(event, dict):
             raise MalformedHistory(line, "event is not a JSON object")
+        if event.get("type") == OBSERVE and event.get("f") == MEMBER:
+            observations.append(_observation(event, line))
+            continue
         if not _is_relevant(event):
             continue
         _validate_common(event, line)
         process, f, kind = event["process"], event["f"], event.get("type")
         target = event[_target_field(f)]
         if f == SESSION_LOST:
-            notices.append(Notice(process, target, event["time_ns"], line))
+            _require(isinstance(event.get("heartbeating"), bool), line,
+                     "session_lost needs a boolean 'heartbeating'")
+            notices.append(Notice(process, target, event["time_ns"], line, event["heartbeating"]))
         elif kind == "invoke":
             if process in outstanding:
                 previous = outstanding[process]
@@ -190,6 +240,7 @@ def parse_history(numbered_events) -> Tuple[List[Op], List[Notice]]:
                      f"completion time precedes its invoke at line {op.invoke_line}")
             if kind == "ok":
                 _validate_ok(event, f, line)
+                _validate_queued(event, op, line)
             op.type, op.completion, op.complete_line = kind, event, line
             if kind == "info":  # never completes: it stays concurrent with all later ops
                 retired[process] = op
@@ -197,7 +248,7 @@ def parse_history(numbered_events) -> Tuple[List[Op], List[Notice]]:
                 op.complete_time = event["time_ns"]
         else:
             raise MalformedHistory(line, f"unknown event type {kind!r}")
-    return ops, notices
+    return ops, notices, observations
 
 
 def load_history(path: str) -> List[Tuple[int, Any]]:
@@ -626,24 +677,46 @@ def check_unique_tokens(lock: str, acquires: List[Op]) -> List[str]:
     return _capped(errors, total, "duplicate-token")
 
 
+def _taken_in(op: Op) -> float:
+    """When the lock service had surely taken in `op`'s request: the reply
+    that queued it, or else its completion."""
+    return op.completion.get("queued_ns", op.complete_time)
+
+
 def check_token_order(lock: str, acquires: List[Op]) -> List[str]:
-    """Rule (b): if acquire A completed before acquire B was invoked,
-    token(A) < token(B)."""
-    by_completion = sorted(acquires, key=lambda op: op.complete_time)
+    """Rule (b): if acquire A was taken in (completed, or queued behind the
+    holder) before acquire B was invoked, token(A) < token(B). For a queued A
+    this is first come, first served: no later request gets the lock before
+    it, whether it waits too or tries once."""
+    by_taken_in = sorted(acquires, key=_taken_in)
     errors, total = [], 0
-    highest, done = None, 0  # highest-token acquire completed before B's invoke
+    highest, done = None, 0  # highest-token acquire taken in before B's invoke
     for op in sorted(acquires, key=lambda op: op.invoke_time):
-        while done < len(by_completion) and by_completion[done].complete_time < op.invoke_time:
-            earlier = by_completion[done]
+        while done < len(by_taken_in) and _taken_in(by_taken_in[done]) < op.invoke_time:
+            earlier = by_taken_in[done]
             if highest is None or earlier.completion["token"] > highest.completion["token"]:
                 highest = earlier
             done += 1
         if highest is not None and highest.completion["token"] >= op.completion["token"]:
             total += 1
             if len(errors) < MAX_LOCK_ERRORS:
-                errors.append(f"lock {lock!r}: token did not increase in real-time order: "
-                              f"{highest.describe()} completed before {op.describe()}")
+                if highest.complete_time < op.invoke_time:
+                    what = "token did not increase in real-time order"
+                    order = "completed before"
+                else:
+                    what = "a later request got the lock first (first come, first served)"
+                    order = "was queued before the invoke of"
+                errors.append(f"lock {lock!r}: {what}: {highest.describe()} {order} {op.describe()}")
     return _capped(errors, total, "token-order")
+
+
+def check_live_sessions(lock: str, notices: List[Notice]) -> List[str]:
+    """Rule (d): a client that kept its session alive (keepalives sent
+    throughout, while the cluster had a leader) never loses it."""
+    errors = [f"lock {lock!r}: p{n.process} lost its session [line {n.line} t={n.time}] "
+              f"although it kept it alive" for n in notices if n.heartbeating]
+    total = len(errors)
+    return _capped(errors[:MAX_LOCK_ERRORS], total, "live-session")
 
 
 def lock_holds(ops: List[Op]) -> List[Hold]:
@@ -695,19 +768,46 @@ def check_mutual_exclusion(lock: str, holds: List[Hold], notices: List[Notice]) 
 
 
 def check_lock(lock: str, ops: List[Op], notices: List[Notice]) -> dict:
-    """Runs checks (a), (b) and (c) on one lock."""
+    """Runs checks (a) to (d) on one lock."""
     acquires = [op for op in ops if op.f == "acquire" and op.type == "ok"]
     errors = (check_unique_tokens(lock, acquires)
               + check_token_order(lock, acquires)
-              + check_mutual_exclusion(lock, lock_holds(ops), notices))
+              + check_mutual_exclusion(lock, lock_holds(ops), notices)
+              + check_live_sessions(lock, notices))
     return {
         "valid": not errors,
         "ops": len(ops),
         "acquires": len(acquires),
+        "queued": sum("queued_ns" in op.completion for op in acquires),
         "releases": sum(op.f == "release" and op.type == "ok" for op in ops),
         "session_lost": len(notices),
         "errors": errors,
     }
+
+
+# ---------------------------------------------------------------- members
+
+def check_member(member: str, observations: List[Observation]) -> dict:
+    """Rule (e): a member the test keeps running is never declared dead (nor
+    left), never registers again (a new session means its first one
+    expired), and is alive when last seen (suspect only for a while)."""
+    errors = []
+    dead = [o for o in observations if o.status in ("dead", "left")]
+    if dead:
+        errors.append(f"member {member!r} was seen {dead[0].status} [line {dead[0].line} t={dead[0].time}]"
+                      f"{f' ({len(dead) - 1} more times)' if len(dead) > 1 else ''}")
+    first = observations[0]
+    other = next((o for o in observations if o.session != first.session), None)
+    if other is not None:
+        errors.append(f"member {member!r} registered again: session {first.session} "
+                      f"[line {first.line}], then {other.session} [line {other.line} t={other.time}]")
+    last = observations[-1]
+    if last.status != "alive":
+        errors.append(f"member {member!r} was {last.status} when last seen [line {last.line} t={last.time}]")
+    statuses: Dict[str, int] = {}
+    for o in observations:
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    return {"valid": not errors, "observations": len(observations), "statuses": statuses, "errors": errors}
 
 
 # ------------------------------------------------------------------- API
@@ -721,23 +821,26 @@ def _group(items, attribute: str) -> Dict[str, list]:
 
 def check_numbered(numbered_events) -> dict:
     """Like check(), for (line number, event) pairs."""
-    ops, notices = parse_history(numbered_events)
+    ops, notices, observations = parse_history(numbered_events)
     kv_ops = _group((op for op in ops if op.f in KV_FUNCTIONS), "target")
     lock_ops = _group((op for op in ops if op.f in LOCK_FUNCTIONS), "target")
     notices_by_lock = _group(notices, "lock")
     kv = {key: check_key(key, key_ops) for key, key_ops in sorted(kv_ops.items())}
     locks = {lock: check_lock(lock, lock_ops.get(lock, []), notices_by_lock.get(lock, []))
              for lock in sorted(set(lock_ops) | set(notices_by_lock))}
+    members = {member: check_member(member, seen)
+               for member, seen in sorted(_group(observations, "member").items())}
     errors = [result["failure"]["message"] for result in kv.values() if not result["valid"]]
     errors += [error for result in locks.values() for error in result["errors"]]
-    return {"valid": not errors, "kv": kv, "locks": locks, "errors": errors}
+    errors += [error for result in members.values() for error in result["errors"]]
+    return {"valid": not errors, "kv": kv, "locks": locks, "members": members, "errors": errors}
 
 
 def check(events) -> dict:
     """Checks a history given as a list of event dicts (line = 1-based index).
 
     Returns {"valid": bool, "kv": {key: {...}}, "locks": {lock: {...}},
-    "errors": [str]}; raises MalformedHistory if the history is malformed.
+    "members": {member: {...}}, "errors": [str]}; raises MalformedHistory if the history is malformed.
     """
     return check_numbered(enumerate(events, 1))
 
@@ -770,8 +873,14 @@ def summary(result: dict) -> List[str]:
                 lines += [f"    {op}" for op in failure["awaited_reads"]]
     for lock, r in result["locks"].items():
         verdict = "valid" if r["valid"] else "INVALID"
-        lines.append(f"lock {lock}: {r['ops']} ops ({r['acquires']} acquired, "
-                     f"{r['releases']} released, {r['session_lost']} session_lost): {verdict}")
+        lines.append(f"lock {lock}: {r['ops']} ops ({r['acquires']} acquired, {r['queued']} of them "
+                     f"after waiting in the queue, {r['releases']} released, "
+                     f"{r['session_lost']} session_lost): {verdict}")
+        lines += [f"  {error}" for error in r["errors"]]
+    for member, r in result["members"].items():
+        verdict = "valid" if r["valid"] else "INVALID"
+        seen = ", ".join(f"{status} {n}" for status, n in sorted(r["statuses"].items()))
+        lines.append(f"member {member}: seen {r['observations']} times ({seen}): {verdict}")
         lines += [f"  {error}" for error in r["errors"]]
     lines.append("VALID" if result["valid"] else f"INVALID: {len(result['errors'])} violations")
     return lines

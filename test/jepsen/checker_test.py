@@ -57,12 +57,27 @@ class History:
         self.invoke(process, "acquire", lock)
         return self.complete(process, "ok", token=token)
 
+    def queue(self, process, lock):
+        """An acquire that waits, up to the reply that queued it."""
+        self.invoke(process, "acquire", lock, wait=True)
+        self.queued_at = getattr(self, "queued_at", {})
+        self.queued_at[process] = self.time + 5
+        return self
+
+    def granted(self, process, lock, token):
+        """The waiter sees that the lock was handed to it."""
+        return self.complete(process, "ok", token=token, queued_ns=self.queued_at.pop(process))
+
     def release(self, process, lock, type="ok"):
         self.invoke(process, "release", lock)
         return self.complete(process, type)
 
-    def session_lost(self, process, lock):
-        self._emit(process=process, type="info", f="session_lost", lock=lock)
+    def session_lost(self, process, lock, heartbeating=False):
+        self._emit(process=process, type="info", f="session_lost", lock=lock, heartbeating=heartbeating)
+        return self
+
+    def member(self, name, status, session=7):
+        self._emit(type="observe", f="member", member=name, status=status, session=session)
         return self
 
 
@@ -161,7 +176,7 @@ def simulate(seed, n_ops, n_procs, key="k", info_rate=0.05, abort_rate=0.1):
 def brute_force_linearizable(events):
     """An independent oracle: tries every order of the ok ops and any subset
     of the info ops (reads and fail ops dropped), with no pruning."""
-    ops, _ = checker.parse_history(enumerate(events, 1))
+    ops, _, _ = checker.parse_history(enumerate(events, 1))
     ops = [op for op in ops if op.type == "ok" or (op.type == "info" and op.f != "read")]
 
     def step(state, op):
@@ -398,6 +413,96 @@ class LockTest(unittest.TestCase):
         result = self.check(h)
         self.assertTrue(result["valid"], result["errors"])
 
+    def test_queued_waiters_are_served_first_come_first_served(self):
+        h = History().acquire(1, "L", 1).queue(2, "L").queue(3, "L").release(1, "L")
+        h.granted(2, "L", 4).release(2, "L").granted(3, "L", 6).release(3, "L")
+        result = self.check(h)
+        self.assertTrue(result["valid"], result["errors"])
+        self.assertEqual(result["locks"]["L"]["queued"], 2)
+
+    def test_later_waiter_served_first_invalid(self):
+        h = History().acquire(1, "L", 1).queue(2, "L").queue(3, "L").release(1, "L")
+        h.granted(3, "L", 4).release(3, "L").granted(2, "L", 6).release(2, "L")
+        result = self.check(h)
+        self.assertFalse(result["valid"])
+        self.assertIn("first come, first served", result["errors"][0])
+
+    def test_try_lock_jumping_the_queue_invalid(self):
+        h = History().acquire(1, "L", 1).queue(2, "L").release(1, "L").acquire(3, "L", 4).release(3, "L")
+        h.granted(2, "L", 6)
+        self.assertFalse(self.check(h)["valid"])
+
+    def test_waiters_queued_concurrently_may_be_served_in_any_order(self):
+        h = History().acquire(1, "L", 1).invoke(2, "acquire", "L", wait=True).queue(3, "L")
+        h.queued_at[2] = h.time + 5  # queued after 3 was invoked
+        h.release(1, "L").granted(3, "L", 4).release(3, "L").granted(2, "L", 6)
+        result = self.check(h)
+        self.assertTrue(result["valid"], result["errors"])
+
+    def test_hand_off_observed_late_overlaps_nothing(self):
+        # The waiter sees its grant after the holder released: no overlap.
+        h = History().acquire(1, "L", 1).queue(2, "L").release(1, "L").granted(2, "L", 3)
+        h.release(2, "L")
+        self.assertTrue(self.check(h)["valid"])
+
+    def test_session_lost_while_heartbeating_invalid(self):
+        h = History().acquire(1, "L", 1).session_lost(1, "L", heartbeating=True)
+        result = self.check(h)
+        self.assertFalse(result["valid"])
+        self.assertIn("although it kept it alive", result["errors"][0])
+
+    def test_session_lost_after_heartbeats_stopped_valid(self):
+        h = History().acquire(1, "L", 1).session_lost(1, "L", heartbeating=False)
+        self.assertTrue(self.check(h)["valid"])
+
+    def test_zombie_holder_fenced_by_the_next_waiter(self):
+        # 1 stops heartbeating while holding: its session expires, the lock
+        # passes to waiter 2 with a higher token, and 1 learns it later.
+        h = History().acquire(1, "L", 1).queue(2, "L").granted(2, "L", 5)
+        h.session_lost(1, "L").release(1, "L", type="fail").release(2, "L")
+        result = self.check(h)
+        self.assertTrue(result["valid"], result["errors"])
+
+    def test_zombie_holder_with_the_higher_token_invalid(self):
+        h = History().acquire(1, "L", 5).queue(2, "L").granted(2, "L", 3)
+        h.session_lost(1, "L").release(1, "L", type="fail")
+        self.assertFalse(self.check(h)["valid"])
+
+
+class MemberTest(unittest.TestCase):
+    def check(self, history):
+        return checker.check(history.events)
+
+    def test_alive_and_briefly_suspect_valid(self):
+        h = History().member("w1", "alive").member("w1", "suspect").member("w1", "alive")
+        result = self.check(h)
+        self.assertTrue(result["valid"], result["errors"])
+        self.assertEqual(result["members"]["w1"]["statuses"], {"alive": 2, "suspect": 1})
+
+    def test_seen_dead_invalid(self):
+        h = History().member("w1", "alive").member("w1", "dead").member("w1", "alive")
+        result = self.check(h)
+        self.assertFalse(result["valid"])
+        self.assertIn("was seen dead", result["errors"][0])
+
+    def test_registered_again_invalid(self):
+        h = History().member("w1", "alive", session=7).member("w1", "alive", session=9)
+        result = self.check(h)
+        self.assertFalse(result["valid"])
+        self.assertIn("registered again", result["errors"][0])
+
+    def test_suspect_when_last_seen_invalid(self):
+        h = History().member("w1", "alive").member("w1", "suspect")
+        result = self.check(h)
+        self.assertFalse(result["valid"])
+        self.assertIn("suspect when last seen", result["errors"][0])
+
+    def test_members_are_independent(self):
+        h = History().member("w1", "alive").member("w2", "dead").member("w1", "alive")
+        result = self.check(h)
+        self.assertTrue(result["members"]["w1"]["valid"])
+        self.assertFalse(result["members"]["w2"]["valid"])
+
 
 class CliTest(unittest.TestCase):
     def run_checker(self, lines, *args):
@@ -436,6 +541,20 @@ class CliTest(unittest.TestCase):
     def test_malformed_two_outstanding_ops(self):
         h = History().invoke(1, "write", "k", value="a").invoke(1, "read", "k")
         self.assertMalformed([json.dumps(e) for e in h.events], "line 2: process 1 invokes read")
+
+    def test_malformed_session_lost_without_heartbeating(self):
+        event = {"process": 1, "type": "info", "f": "session_lost", "lock": "L", "time_ns": 1}
+        self.assertMalformed([json.dumps(event)], "line 1: session_lost needs a boolean 'heartbeating'")
+
+    def test_malformed_queued_before_invoke(self):
+        h = History().queue(1, "L")
+        h.queued_at[1] = 0
+        h.granted(1, "L", 3)
+        self.assertMalformed([json.dumps(e) for e in h.events], "line 2: 'queued_ns' must be")
+
+    def test_malformed_member_observation_without_status(self):
+        event = {"type": "observe", "f": "member", "member": "w1", "session": 3, "time_ns": 1}
+        self.assertMalformed([json.dumps(event)], "line 1: member observation needs a string 'status'")
 
     def test_malformed_process_reused_after_info(self):
         h = History().write(1, "k", "a", type="info").invoke(1, "read", "k")

@@ -1,19 +1,28 @@
 // Fault injection in the manner of Jepsen: a real cluster of conclave
 // processes (masters and workers) on loopback, clients doing concurrent KV
-// reads, writes and compare-and-sets on a few keys and try-lock/release on
-// a lock, while a nemesis kills (-9) and restarts masters and the leader,
-// freezes them (SIGSTOP/SIGCONT), partitions them through the transport
-// fault hook (halves, isolated leader, bridge, one-way) and fills the disk
-// of a master or of the leader (each master's data directory is a small
-// tmpfs of its own when the test may mount one, i.e. runs as root). Every operation is
-// recorded as invoke and ok/fail/info with monotonic timestamps in a JSON
-// Lines history, which test/jepsen/checker.py judges: linearizable per key,
-// never two lock holders at once, fencing tokens only ever increasing.
+// reads, writes and compare-and-sets on a few keys, try-lock/release on one
+// lock and blocking waits (first come, first served hand-off) on another,
+// some of whose sessions stop their keepalives on purpose, while a nemesis
+// kills (-9) and restarts masters and the leader, freezes them
+// (SIGSTOP/SIGCONT, the leader also for longer than a session TTL), moves
+// leadership (transfer-leader; with 5 masters master 1 is the preferred
+// leader and takes leadership back after every leader fault), partitions
+// them through the transport fault hook (halves, isolated leader, bridge,
+// one-way) and fills the disk of a master or of the leader (each master's
+// data directory is a small tmpfs of its own when the test may mount one,
+// i.e. runs as root). Every operation is recorded as invoke and
+// ok/fail/info with monotonic timestamps in a JSON Lines history, with the
+// workers' registry entries as a client saw them; test/jepsen/checker.py
+// judges it: linearizable per key, never two lock holders at once, fencing
+// tokens increasing in request order, no session lost while kept alive, no
+// worker declared dead.
 //
-// At the end every fault is healed, every key read back, then all masters
-// are killed at once and restarted and every key read back again: an
-// acknowledged write that did not survive shows up as a stale read. After
-// every kill, mdb_stat must still read the killed master's LMDB log.
+// At the end every fault is healed; every session the clients closed or
+// let lapse must be gone and both locks free; every key is read back, then
+// all masters are killed at once and restarted and every key read back
+// again: an acknowledged write that did not survive shows up as a stale
+// read. After every kill, mdb_stat must still read the killed master's LMDB
+// log.
 //
 //   fault_test [--masters N] [--seconds S] [--seed N] [doctest options]
 // Without --masters it runs the CI schedule: 3 masters, then 5. The
@@ -51,10 +60,12 @@ struct run_options {
 class history {
  public:
   int new_process() { return next_process_++; }
+  std::int64_t now_ns() const {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start_).count();
+  }
   void add(const std::string& fields) {
     std::lock_guard<std::mutex> guard(m_);
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - start_).count();
-    lines_.push_back("{" + fields + ",\"time_ns\":" + std::to_string(ns) + "}");
+    lines_.push_back("{" + fields + ",\"time_ns\":" + std::to_string(now_ns()) + "}");
   }
   std::size_t count(const std::string& needle) {
     std::lock_guard<std::mutex> guard(m_);
@@ -149,6 +160,55 @@ std::unique_ptr<net_lab> make_net(int masters) {
   return net;
 }
 
+// The workers: never stopped by the test, so never rightly declared dead.
+const std::vector<std::string> worker_names = {"w1", "w2"};
+
+// The masters' flags: with 5 masters, master 1 is the preferred leader, so
+// every fault that takes leadership from it ends with a handover back.
+std::vector<std::string> master_flags(int masters) {
+  std::vector<std::string> flags = {"-r", "master"};
+  if (masters >= 5) flags.insert(flags.end(), {"--preferred-leader", "1"});
+  return flags;
+}
+
+// A worker's registry entry as "members" lists it: {"id":"w1",...,"status":"alive","session":N,...}.
+bool parse_member(const std::string& json, const std::string& id, std::string& status, std::uint64_t& session) {
+  auto at = json.find("{\"id\":" + json_str(id) + ",");
+  if (at == std::string::npos) return false;
+  auto st = json.find("\"status\":\"", at);
+  auto se = json.find("\"session\":", at);
+  if (st == std::string::npos || se == std::string::npos) return false;
+  status = json.substr(st + 10, json.find('"', st + 10) - (st + 10));
+  session = std::strtoull(json.c_str() + se + 10, nullptr, 10);
+  return true;
+}
+
+// Reads the member list once and records each worker's status and
+// session; whether every worker was seen alive.
+bool observe_workers(raft_client& c, history& h) {
+  auto r = c.read("members", 1000ms);
+  if (!r) return false;
+  bool all_alive = true;
+  for (const auto& w : worker_names) {
+    std::string status;
+    std::uint64_t session = 0;
+    if (!parse_member(r->result, w, status, session)) {
+      all_alive = false;
+      continue;
+    }
+    h.add(fmt::format("\"type\":\"observe\",\"f\":\"member\",\"member\":{},\"status\":{},\"session\":{}", json_str(w),
+                      json_str(status), session));
+    all_alive = all_alive && status == "alive";
+  }
+  return all_alive;
+}
+
+struct fault {
+  std::string kind;
+  std::uint64_t target = 0;  // the master it hit, when one
+  std::chrono::milliseconds lasts{0};
+};
+
 struct fault_cluster {
   // Both outlive the processes (members are destroyed in reverse order).
   std::unique_ptr<small_disks> disks;
@@ -156,19 +216,20 @@ struct fault_cluster {
   process_cluster cluster;
   std::vector<pid_t> workers;
   std::mt19937_64 rng;
+  std::vector<std::string> round;  // the kinds still to inject in this round
   std::map<std::string, int> faults;  // injected, by kind
   std::vector<std::string> mdb_stat_failures;
 
   fault_cluster(int masters, std::uint64_t seed)
       : disks(make_disks(masters)),
         net(make_net(masters)),
-        cluster(masters, {"-r", "master"}, conclave_binary(), place(*disks, *net, masters)),
+        cluster(masters, master_flags(masters), conclave_binary(), place(*disks, *net, masters)),
         rng(seed) {
     REQUIRE(cluster.wait_for_leader(20s));
-    for (int w = 1; w <= 2; ++w) {
-      workers.push_back(cluster.spawn({cluster.binary(), "-r", "worker", "--name", "w" + std::to_string(w), "--peers",
-                                       cluster.peers(), "--cluster-id", cluster.cluster_id},
-                                      "worker" + std::to_string(w) + ".log"));
+    for (const auto& w : worker_names) {
+      workers.push_back(cluster.spawn({cluster.binary(), "-r", "worker", "--name", w, "--peers", cluster.peers(),
+                                       "--cluster-id", cluster.cluster_id},
+                                      "worker-" + w + ".log"));
     }
   }
 
@@ -212,36 +273,62 @@ struct fault_cluster {
     for (auto id : b) set_faults(id, a, a);
   }
 
-  // Injects one fault; returns its name.
-  std::string inject() {
-    auto n = cluster.members().size();
-    std::vector<std::string> kinds = {"kill", "kill-leader", "freeze", "freeze-leader", "partition-halves",
-                                      "isolate-leader", "one-way"};
-    if (n >= 5) kinds.push_back("bridge");
-    if (disks->mounted()) {
-      kinds.push_back("disk-full");
-      kinds.push_back("disk-full-leader");
-    }
-    if (net->ready()) {
-      for (const auto* k : {"net-halves", "net-isolate-leader", "net-one-way", "net-unplug", "net-unplug-leader"}) {
-        kinds.push_back(k);
+  // Every kind once per round, in a random order, so that even a short run
+  // sees most kinds; the first round starts with the two that sessions and
+  // locks meet most (a long leader freeze, a leadership transfer), so that
+  // every CI run has them.
+  std::string next_kind() {
+    bool first = faults.empty();
+    if (round.empty()) {
+      round = {"kill", "kill-leader", "freeze", "freeze-leader", "freeze-leader-long", "transfer-leader",
+               "partition-halves", "isolate-leader", "one-way"};
+      if (cluster.members().size() >= 5) round.push_back("bridge");
+      if (disks->mounted()) round.insert(round.end(), {"disk-full", "disk-full-leader"});
+      if (net->ready()) {
+        round.insert(round.end(),
+                     {"net-halves", "net-isolate-leader", "net-one-way", "net-unplug", "net-unplug-leader"});
+      }
+      std::shuffle(round.begin(), round.end(), rng);
+      if (first) {
+        std::stable_partition(round.begin(), round.end(),
+                              [](const std::string& k) { return k != "freeze-leader-long" && k != "transfer-leader"; });
       }
     }
-    auto kind = kinds[std::uniform_int_distribution<std::size_t>(0, kinds.size() - 1)(rng)];
+    auto kind = round.back();
+    round.pop_back();
+    return kind;
+  }
+
+  // Injects the next fault; it lasts 0.5-3 s, a long leader freeze 3-6 s
+  // (longer than a session's TTL of 2 s).
+  fault inject() {
+    auto n = cluster.members().size();
+    fault f{next_kind(), 0, std::chrono::milliseconds(500 + rng() % 2500)};
+    const auto& kind = f.kind;
     std::vector<std::uint64_t> ids;
     for (std::uint64_t i = 1; i <= n; ++i) ids.push_back(i);
     std::shuffle(ids.begin(), ids.end(), rng);
-    if (kind == "kill") kill(ids[0]);
-    if (kind == "kill-leader") kill(leader_or_random());
-    if (kind == "freeze") cluster.signal(ids[0], SIGSTOP);
-    if (kind == "freeze-leader") cluster.signal(leader_or_random(), SIGSTOP);
+    if (kind == "kill") kill(f.target = ids[0]);
+    if (kind == "kill-leader") kill(f.target = leader_or_random());
+    if (kind == "freeze") cluster.signal(f.target = ids[0], SIGSTOP);
+    if (kind == "freeze-leader") cluster.signal(f.target = leader_or_random(), SIGSTOP);
+    if (kind == "freeze-leader-long") {
+      cluster.signal(f.target = leader_or_random(), SIGSTOP);
+      f.lasts = std::chrono::milliseconds(3000 + rng() % 3000);
+    }
+    if (kind == "transfer-leader") {
+      // What `conclavectl transfer-leader ID` asks of the leader.
+      auto l = leader_or_random();
+      f.target = ids[0] != l ? ids[0] : ids[1];
+      (void)cluster.client().call(cluster.at(l).address, client::transfer_leadership{f.target}, 500ms);
+    }
     if (kind == "partition-halves") {
       std::vector<std::uint64_t> minority(ids.begin(), ids.begin() + static_cast<long>(n / 2));
       std::vector<std::uint64_t> majority(ids.begin() + static_cast<long>(n / 2), ids.end());
       partition(minority, majority);
     }
     if (kind == "isolate-leader") {
-      auto l = leader_or_random();
+      auto l = f.target = leader_or_random();
       std::vector<std::uint64_t> rest;
       for (auto id : ids) {
         if (id != l) rest.push_back(id);
@@ -253,7 +340,8 @@ struct fault_cluster {
       partition({ids[0], ids[1]}, {ids[3], ids[4]});
     }
     if (kind == "disk-full" || kind == "disk-full-leader") {
-      (*disks)[kind == "disk-full" ? ids[0] : leader_or_random()].fill();
+      f.target = kind == "disk-full" ? ids[0] : leader_or_random();
+      (*disks)[f.target].fill();
       // A large write needs fresh pages on every master's disk (small ones
       // often fit in pages LMDB freed earlier); its key is not checked.
       (void)cluster.client().propose(
@@ -270,7 +358,7 @@ struct fault_cluster {
     }
     if (kind == "net-isolate-leader") {
       // Cut from the other masters only: clients and workers still reach it.
-      auto l = static_cast<int>(leader_or_random());
+      auto l = static_cast<int>(f.target = leader_or_random());
       for (auto id : ids) {
         if (static_cast<int>(id) == l) continue;
         net->cut(l, static_cast<int>(id));
@@ -278,14 +366,14 @@ struct fault_cluster {
       }
     }
     if (kind == "net-one-way") net->cut(static_cast<int>(ids[0]), static_cast<int>(ids[1]));
-    if (kind == "net-unplug") net->unplug(static_cast<int>(ids[0]));
-    if (kind == "net-unplug-leader") net->unplug(static_cast<int>(leader_or_random()));
+    if (kind == "net-unplug") net->unplug(static_cast<int>(f.target = ids[0]));
+    if (kind == "net-unplug-leader") net->unplug(static_cast<int>(f.target = leader_or_random()));
     if (kind == "one-way") {
       set_faults(ids[0], {ids[1]}, {});  // ids[0] -> ids[1] dropped
       set_faults(ids[1], {}, {ids[0]});
     }
     ++faults[kind];
-    return kind;
+    return f;
   }
 
   // Undoes every fault: restarts killed masters, resumes frozen ones,
@@ -350,13 +438,112 @@ void kv_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint64
   }
 }
 
-// Lock client: a session kept alive in the background, try-lock, hold a
-// moment, release; an unknown outcome or a lost session starts over with a
-// new session (and a new process in the history).
-void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint64_t seed, const std::atomic<bool>& stop) {
+// The lock clients' sessions that have not surely ended: at the end of the
+// run, with every fault healed, each must be gone (closed by its client, or
+// expired because its keepalives stopped).
+class session_book {
+ public:
+  void opened(registry::session_id s) {
+    std::lock_guard<std::mutex> guard(m_);
+    open_.insert(s);
+  }
+  void ended(registry::session_id s) {
+    std::lock_guard<std::mutex> guard(m_);
+    open_.erase(s);
+  }
+  std::set<registry::session_id> open() {
+    std::lock_guard<std::mutex> guard(m_);
+    return open_;
+  }
+
+ private:
+  std::mutex m_;
+  std::set<registry::session_id> open_;
+};
+
+// A lock client's session, kept alive in the background as `conclavectl
+// lock` does (a keepalive to the leader every 200 ms) until
+// stop_heartbeats() or the leader says it is gone.
+class kept_session {
+ public:
+  kept_session(caf::actor_system& sys, fault_cluster& f, registry::session_id id) : id(id) {
+    thread_ = std::thread([this, &sys, &f] {
+      raft_client k(sys, f.cluster.cluster_id, endpoints(f.cluster));
+      while (!done_ && !lost_) {
+        if (heartbeating_) {
+          auto r = k.to_leader(client::keepalive{this->id, {}}, 400ms);
+          if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") {
+            lost_ = true;
+          }
+        }
+        std::this_thread::sleep_for(200ms);
+      }
+    });
+  }
+  ~kept_session() {
+    done_ = true;
+    thread_.join();
+  }
+  void stop_heartbeats() { heartbeating_ = false; }
+  bool heartbeating() const { return heartbeating_; }
+  bool lost() const { return lost_; }  // a keepalive was answered "no such session"
+
+  const registry::session_id id;
+
+ private:
+  std::atomic<bool> done_{false}, lost_{false}, heartbeating_{true};
+  std::thread thread_;
+};
+
+// Whether `session` still exists (a linearizable read), or nothing if no answer came.
+std::optional<bool> session_exists(raft_client& c, registry::session_id session) {
+  auto r = c.read("session " + std::to_string(session), 1000ms);
+  if (!r) return std::nullopt;
+  return r->result != "null";
+}
+
+// A lock's state from the "lock NAME" query.
+struct lock_state {
+  registry::session_id holder = 0;
+  registry::revision token = 0;
+  std::vector<registry::session_id> waiters;
+};
+std::optional<lock_state> read_lock(raft_client& c, const std::string& name) {
+  auto r = c.read("lock " + name, 1000ms);
+  if (!r) return std::nullopt;
+  lock_state l;
+  if (r->result == "null") return l;  // free, nobody waiting
+  const auto& j = r->result;
+  auto holder = j.find("\"holder\":"), token = j.find("\"token\":"), waiters = j.find("\"waiters\":[");
+  if (holder == std::string::npos || token == std::string::npos || waiters == std::string::npos) return std::nullopt;
+  l.holder = std::strtoull(j.c_str() + holder + 9, nullptr, 10);
+  l.token = std::strtoull(j.c_str() + token + 8, nullptr, 10);
+  for (auto at = waiters + 11; at < j.size() && j[at] != ']';) {
+    char* end = nullptr;
+    l.waiters.push_back(std::strtoull(j.c_str() + at, &end, 10));
+    at = static_cast<std::size_t>(end - j.c_str());
+    if (at < j.size() && j[at] == ',') ++at;
+  }
+  return l;
+}
+
+struct lock_client_stats {
+  std::atomic<int> zombies{0};          // sessions that stopped their keepalives on purpose
+  std::atomic<int> vanished_waits{0};   // queued requests gone while their session lived
+};
+
+// Lock client on `lock`. Each session (at most 8 requests; an unknown
+// outcome or a lost session starts a new one, and a new process in the
+// history) requests the lock, holds it a moment, releases it. A `queue`
+// client mostly waits: a queued request is granted when the lock is handed
+// over, which it sees by reading the lock. One of its sessions in three
+// stops its keepalives on purpose at some request: then its session must
+// expire, its place in the queue go and its lock pass to the next waiter
+// with a higher token; it acts as holder until it sees the session gone.
+void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint64_t seed, const std::string& lock,
+                 bool queue, const std::atomic<bool>& stop, session_book& book, lock_client_stats& stats) {
   raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
   std::mt19937_64 rng(seed);
-  const std::string lock = "the-lock";
   while (!stop) {
     auto opened = decode(c.propose(wire::encode_command(registry::open_session{"fault-test", 2000}), 1000ms));
     if (!opened || opened->outcome.code != registry::code::ok) {
@@ -364,26 +551,80 @@ void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint
       continue;
     }
     auto session = opened->outcome.value;
+    book.opened(session);
+    kept_session ks(sys, f, session);
     int process = h.new_process();
-    std::atomic<bool> lost{false}, done{false};
-    std::thread keepalive([&] {
-      raft_client k(sys, f.cluster.cluster_id, endpoints(f.cluster));
-      while (!done && !lost) {
-        auto r = k.to_leader(client::keepalive{session, {}}, 400ms);
-        if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") lost = true;
-        std::this_thread::sleep_for(200ms);
-      }
-    });
+    int stops_heartbeats_at = queue && rng() % 3 == 0 ? static_cast<int>(rng() % 4) : -1;
     auto base = [&](const char* f) { return fmt::format("\"process\":{},\"f\":\"{}\",\"lock\":{}", process, f, json_str(lock)); };
-    bool unknown = false;
-    while (!stop && !lost && !unknown) {
-      h.add(base("acquire") + ",\"type\":\"invoke\"");
-      auto r = c.propose(wire::encode_command(registry::acquire_lock{lock, session, false}), 1000ms);
+    bool lost = false, unknown = false;
+    // The session ended: the client learnt it from `how`. For diagnosis, a
+    // client that kept it alive reads whether it really is gone.
+    auto session_lost = [&](const char* how) {
+      std::string exists = "null";
+      if (ks.heartbeating()) {
+        if (auto e = session_exists(c, session)) exists = *e ? "true" : "false";
+      }
+      h.add(base("session_lost") +
+            fmt::format(",\"type\":\"info\",\"heartbeating\":{},\"how\":\"{}\",\"exists_after\":{}",
+                        ks.heartbeating() ? "true" : "false", how, exists));
+      lost = true;
+      book.ended(session);
+    };
+    // Waits (even past the end of the run, as the lock may have passed on)
+    // until the session is gone; false if it outlived the wait.
+    auto await_expiry = [&] {
+      auto until = clock_type::now() + 15s;
+      while (clock_type::now() < until) {
+        if (session_exists(c, session) == false) return true;
+        std::this_thread::sleep_for(100ms);
+      }
+      return false;
+    };
+    for (int n = 0; n < 8 && !stop && !lost && !unknown; ++n) {
+      if (n == stops_heartbeats_at) {
+        ks.stop_heartbeats();
+        ++stats.zombies;
+      }
+      bool wait = queue && rng() % 4 != 0;
+      h.add(base("acquire") + fmt::format(",\"type\":\"invoke\",\"wait\":{}", wait ? "true" : "false"));
+      auto r = c.propose(wire::encode_command(registry::acquire_lock{lock, session, wait}), 1000ms);
       auto res = decode(r);
+      std::optional<registry::revision> token;
+      std::string queued;
       if (res && res->outcome.code == registry::code::ok) {
-        h.add(base("acquire") + fmt::format(",\"type\":\"ok\",\"token\":{}", res->outcome.value));
-      } else if (res || (!r && r.error().code != errc::outcome_unknown)) {
+        token = res->outcome.value;
+      } else if (res && res->outcome.code == registry::code::queued) {
+        // Handed over in the queue's order; seen by reading the lock.
+        queued = fmt::format(",\"queued_ns\":{}", h.now_ns());
+        while (!token && !stop && !ks.lost()) {
+          auto l = read_lock(c, lock);
+          if (l && l->holder == session) {
+            token = l->token;
+          } else if (l && std::find(l->waiters.begin(), l->waiters.end(), session) == l->waiters.end()) {
+            break;  // no longer waiting: the session ended (or the registry lost the request)
+          } else {
+            std::this_thread::sleep_for(20ms);
+          }
+        }
+        if (!token) {
+          h.add(base("acquire") + ",\"type\":\"info\"");  // may have been granted and lost unseen
+          unknown = true;
+          if (ks.lost()) {
+            session_lost("keepalive");
+          } else {
+            std::optional<bool> exists;
+            while (!exists && !stop) exists = session_exists(c, session);
+            if (exists == false) session_lost("lock-read");
+            if (exists == true) ++stats.vanished_waits;
+          }
+          break;
+        }
+      } else if (res && res->outcome.code == registry::code::no_session) {
         h.add(base("acquire") + ",\"type\":\"fail\"");
+        session_lost("acquire");
+        break;
+      } else if (res || (!r && r.error().code != errc::outcome_unknown)) {
+        h.add(base("acquire") + ",\"type\":\"fail\"");  // held (a try), or refused
         std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));
         continue;
       } else {
@@ -391,8 +632,15 @@ void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint
         unknown = true;
         break;
       }
+      h.add(base("acquire") + fmt::format(",\"type\":\"ok\",\"token\":{}{}", *token, queued));
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 100));
-      if (lost) break;
+      // Without keepalives the session expires and the lock passes on; till
+      // this client sees that (below), it believes it holds the lock.
+      if (!ks.heartbeating()) break;
+      if (ks.lost()) {
+        session_lost("keepalive");
+        break;
+      }
       h.add(base("release") + ",\"type\":\"invoke\"");
       auto rel = c.propose(wire::encode_command(registry::release_lock{lock, session}), 1000ms);
       auto rres = decode(rel);
@@ -400,10 +648,10 @@ void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint
         h.add(base("release") + ",\"type\":\"ok\"");
       } else if (rres && (rres->outcome.code == registry::code::not_holder ||
                           rres->outcome.code == registry::code::no_session)) {
-        // The session expired while this client thought it held the lock:
+        // The session ended while this client thought it held the lock:
         // the hold ended whenever that happened.
         h.add(base("release") + ",\"type\":\"fail\"");
-        lost = true;
+        session_lost("release");
       } else if (rres || (!rel && rel.error().code != errc::outcome_unknown)) {
         h.add(base("release") + ",\"type\":\"fail\"");
         unknown = true;
@@ -413,11 +661,23 @@ void lock_client(caf::actor_system& sys, fault_cluster& f, history& h, std::uint
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));
     }
-    if (lost) h.add(base("session_lost") + ",\"type\":\"info\"");
-    done = true;
-    keepalive.join();
-    // Whatever this session still holds ends with it.
-    (void)c.propose(wire::encode_command(registry::close_session{session, false}), 1000ms);
+    // A session that stopped its keepalives is left to expire; any other is
+    // closed, which releases whatever it still holds and leaves the queue.
+    if (!lost && !ks.heartbeating() && await_expiry()) session_lost("session-read");
+    if (!lost && ks.heartbeating()) {
+      auto closed = decode(c.propose(wire::encode_command(registry::close_session{session, false}), 1000ms));
+      if (closed && closed->outcome.code == registry::code::no_session) session_lost("close");
+      if (closed && closed->outcome.code == registry::code::ok) book.ended(session);
+    }
+  }
+}
+
+// Records the workers' registry entries every 200 ms.
+void member_observer(caf::actor_system& sys, fault_cluster& f, history& h, const std::atomic<bool>& stop) {
+  raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
+  while (!stop) {
+    (void)observe_workers(c, h);
+    std::this_thread::sleep_for(200ms);
   }
 }
 
@@ -434,33 +694,75 @@ void run(int masters, int seconds, std::uint64_t seed) {
   // One actor system for every client thread (each with its own connections).
   caf::actor_system sys{client_config()};
   history h;
-  std::atomic<bool> stop{false};
+  raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
+  auto registered = clock_type::now() + 20s;
+  while (!observe_workers(c, h) && clock_type::now() < registered) std::this_thread::sleep_for(100ms);
+  REQUIRE_MESSAGE(observe_workers(c, h), "the workers did not register");
+  std::atomic<bool> stop{false}, stop_observer{false};
   std::set<std::string> keys;
   std::mutex keys_mutex;
+  session_book book;
+  lock_client_stats stats;
   std::vector<std::thread> clients;
   for (int i = 0; i < 4; ++i) {
     clients.emplace_back([&, i] { kv_client(sys, f, h, seed * 100 + static_cast<std::uint64_t>(i), stop, keys, keys_mutex); });
   }
-  for (int i = 0; i < 3; ++i) {
-    clients.emplace_back([&, i] { lock_client(sys, f, h, seed * 100 + 50 + static_cast<std::uint64_t>(i), stop); });
+  for (int i = 0; i < 6; ++i) {
+    bool queue = i >= 3;
+    clients.emplace_back([&, i, queue] {
+      lock_client(sys, f, h, seed * 100 + 50 + static_cast<std::uint64_t>(i), queue ? "the-queue" : "the-lock", queue,
+                  stop, book, stats);
+    });
   }
-  // The nemesis: a fault for 0.5-3 s, then healed for 0.5-2 s.
+  std::thread observer([&] { member_observer(sys, f, h, stop_observer); });
+  // The nemesis: a fault for 0.5-3 s (or longer), then healed for 0.5-2 s.
   auto until = clock_type::now() + std::chrono::seconds(seconds);
   while (clock_type::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500 + f.rng() % 1500));
-    auto kind = f.inject();
-    h.add(fmt::format("\"type\":\"nemesis\",\"f\":\"start\",\"fault\":{}", json_str(kind)));
-    std::this_thread::sleep_for(std::chrono::milliseconds(500 + f.rng() % 2500));
+    auto fault = f.inject();
+    h.add(fmt::format("\"type\":\"nemesis\",\"f\":\"start\",\"fault\":{},\"target\":{},\"ms\":{}", json_str(fault.kind),
+                      fault.target, fault.lasts.count()));
+    std::this_thread::sleep_for(fault.lasts);
     f.heal();
     h.add("\"type\":\"nemesis\",\"f\":\"heal\"");
   }
   stop = true;
   for (auto& t : clients) t.join();
+  stop_observer = true;
+  observer.join();
+
+  // Every fault is healed and every client gone: every session of theirs
+  // must end (closed, or expired without keepalives), so both locks are
+  // free, and the workers are alive (suspect only for a while). Sessions
+  // last 2 s; 15 s is a bound for "never".
+  REQUIRE(f.cluster.wait_for_leader(20s));
+  std::set<registry::session_id> sessions_left;
+  std::vector<std::string> locks_held;
+  auto settle = clock_type::now() + 15s;
+  bool workers_alive = false;
+  do {
+    std::this_thread::sleep_for(200ms);
+    workers_alive = observe_workers(c, h);
+    sessions_left.clear();
+    for (auto s : book.open()) {
+      if (session_exists(c, s) != false) sessions_left.insert(s);
+    }
+    locks_held.clear();
+    for (const auto* name : {"the-lock", "the-queue"}) {
+      auto l = read_lock(c, name);
+      if (!l || l->holder != 0 || !l->waiters.empty()) locks_held.push_back(name);
+    }
+  } while ((!workers_alive || !sessions_left.empty() || !locks_held.empty()) && clock_type::now() < settle);
+  std::vector<std::string> workers_gone;
+  for (std::size_t w = 0; w < f.workers.size(); ++w) {
+    int status = 0;
+    if (::waitpid(f.workers[w], &status, WNOHANG) == f.workers[w]) {
+      workers_gone.push_back(fmt::format("{} (status {})", worker_names[w], status));
+    }
+  }
 
   // Read back every key after healing, and again after all masters were
   // killed at once and restarted.
-  raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
-  REQUIRE(f.cluster.wait_for_leader(20s));
   int reader = h.new_process();
   for (const auto& k : keys) recorded_read(c, h, reader, k, 10000ms);
   for (const auto& m : f.cluster.members()) f.kill(m.id);
@@ -477,34 +779,54 @@ void run(int masters, int seconds, std::uint64_t seed) {
   std::string fault_list;
   for (const auto& [k, n] : f.faults) fault_list += fmt::format(" {}={}", k, n);
   // How often a full disk really stopped a master's writes (a fill can
-  // pass unnoticed while LMDB still has freed pages to reuse).
+  // pass unnoticed while LMDB still has freed pages to reuse), and who led.
+  auto occurrences = [](const std::string& text, const std::string& needle) {
+    int n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+  };
   int refused = 0;
+  std::string leaders;
   for (const auto& m : f.cluster.members()) {
     auto text = f.cluster.log_of(m.id);
-    for (auto at = text.find("storage write failed"); at != std::string::npos; at = text.find("storage write failed", at + 1)) {
-      ++refused;
-    }
+    refused += occurrences(text, "storage write failed");
+    leaders += fmt::format(" m{} {}", m.id, occurrences(text, ": leader in term"));
   }
   if (f.disks->mounted()) fault_list += fmt::format(" (writes stopped by a full disk: {})", refused);
-  MESSAGE(fmt::format("{} masters, {} s, seed {}: {} ok, {} fail, {} info operations; {} keys; faults:{}; history {}",
+  MESSAGE(fmt::format("{} masters, {} s, seed {}: {} ok, {} fail, {} info operations; {} keys; {} lock grants handed "
+                      "to a waiter; {} sessions stopped their keepalives; terms led:{}; faults:{}; history {}",
                       masters, seconds, seed, h.count("\"type\":\"ok\""), h.count("\"type\":\"fail\""),
-                      h.count("\"type\":\"info\""), keys.size(), fault_list, path));
+                      h.count("\"type\":\"info\""), keys.size(), h.count("\"queued_ns\""), stats.zombies.load(),
+                      leaders, fault_list, path));
   CHECK_MESSAGE(f.mdb_stat_failures.empty(), "mdb_stat failed after a kill: " << f.mdb_stat_failures.front());
   CHECK_MESSAGE(h.count("\"f\":\"read\",\"key\"") > 0, "no reads recorded");
   CHECK_MESSAGE(h.count("\"token\":") > 0, "no lock was ever acquired");
+  CHECK_MESSAGE(h.count("\"queued_ns\"") > 0, "no lock was ever handed to a waiter");
+  CHECK_MESSAGE(stats.vanished_waits == 0,
+                stats.vanished_waits << " queued lock requests vanished while their session was alive");
+  CHECK_MESSAGE(sessions_left.empty(), sessions_left.size() << " lock client sessions still exist 15 s after their "
+                                                               "clients closed them or stopped their keepalives, e.g. "
+                                                            << *sessions_left.begin());
+  CHECK_MESSAGE(locks_held.empty(), "lock '" << locks_held.front() << "' is still held or waited for after every "
+                                                                       "client left");
+  CHECK_MESSAGE(workers_alive, "a worker is not alive 15 s after the last fault was healed (the history has its "
+                               "status)");
+  CHECK_MESSAGE(workers_gone.empty(), "worker " << workers_gone.front() << " exited during the run");
   int verdict = check(path);
-  CHECK_MESSAGE(verdict == 0, "the checker found " << (verdict == 1 ? "a violation" : "a malformed history")
-                                                   << "; the history is kept in " << path);
+  std::string found = verdict == 1 ? "a violation" : "a malformed history";
+  CHECK_MESSAGE(verdict == 0, "the checker found " << found << "; the history is kept in " << path);
 }
 
 }  // namespace
 
-TEST_CASE("faults against 3 masters: linearizable KV, exclusive locks with increasing tokens, no acknowledged write lost") {
+TEST_CASE("faults against 3 masters: linearizable KV, exclusive first-come locks with increasing tokens, sessions "
+          "and workers outlive their leader, no acknowledged write lost") {
   if (options.masters != 0 && options.masters != 3) return;
   run(3, options.seconds, options.seed);
 }
 
-TEST_CASE("faults against 5 masters: linearizable KV, exclusive locks with increasing tokens, no acknowledged write lost") {
+TEST_CASE("faults against 5 masters: linearizable KV, exclusive first-come locks with increasing tokens, sessions "
+          "and workers outlive their leader, no acknowledged write lost") {
   if (options.masters != 0 && options.masters != 5) return;
   run(5, options.seconds, options.seed + 1);
 }
