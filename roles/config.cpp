@@ -38,6 +38,7 @@ const settings& default_settings() {
       {"join", "false"},
       {"usage-window-ms", "5000"},
       {"lease-reads", "false"},
+      {"watch-history", "10000"},
       {"secret-file", ""},
   };
   return keys;
@@ -206,6 +207,10 @@ expected<node_config> parse_settings(const settings& given) {
     return bad("lease-reads: '" + c["lease-reads"] + "' is not true or false");
   }
   opts.raft.lease_reads = c["lease-reads"] == "true";
+  cfg.watch_history = number("watch-history");
+  if (!failed && (cfg.watch_history < 1 || cfg.watch_history > 10000000)) {
+    return bad("watch-history: '" + c["watch-history"] + "' is not between 1 and 10000000");
+  }
   if (auto ok = opts.validate(); !ok) return ok.error();
   if (c["listen"].empty()) {
     cfg.listen = opts.self();
