@@ -420,3 +420,52 @@ TEST_CASE("queries answer JSON: members, keys, locks, sessions, changes") {
   CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":true") != std::string::npos);
   CHECK(answer(r.reg, "bogus").find("unknown query") != std::string::npos);
 }
+
+#include "actors/registry/watch_cursor.hpp"
+#include "schema/registry_codec.hpp"
+
+TEST_CASE("a watch never repeats or goes back on a server behind, and re-lists past the history") {
+  replica a(limits{4, 100}), behind(limits{4, 100});
+  auto both = [&](const command& c) {
+    a(c);
+    behind(c);
+  };
+  auto ask = [](const replica& r, const watch_cursor& w) {
+    auto st = conclave::wire::decode_registry_snapshot(answer_binary(r.reg, w.query()));
+    REQUIRE(st.has_value());
+    return *st;
+  };
+  std::vector<std::string> seen;
+  std::vector<watch_listing> listings;
+  auto on_change = [&](const change& c) { seen.push_back(c.key + "@" + std::to_string(c.rev)); };
+  auto on_listing = [&](const watch_listing& l) { listings.push_back(l); };
+  both(put{"/w/a", "1", 0, std::nullopt});
+  watch_cursor w("/w/", std::nullopt);
+  CHECK(w.query() == "revision");
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  auto start = w.position();
+  a(put{"/w/b", "2", 0, std::nullopt});  // `behind` does not have it yet
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "/w/b@" + std::to_string(start + 1));
+  // A server behind what was delivered is ignored: no rewind, no repeat.
+  CHECK_FALSE(w.take(ask(behind, w), on_change, on_listing));
+  CHECK(w.position() == start + 1);
+  behind(put{"/w/b", "2", 0, std::nullopt});
+  REQUIRE(w.take(ask(behind, w), on_change, on_listing));
+  CHECK(seen.size() == 1);
+  // Past the history (4 changes): told, with a listing, then changes continue after it.
+  for (int i = 0; i < 6; ++i) a(put{"/w/n" + std::to_string(i), "v", 0, std::nullopt});
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  CHECK(seen.size() == 1);
+  CHECK(w.query() == "list /w/");
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(listings.size() == 1);
+  CHECK(listings[0].after == start + 1);
+  CHECK(listings[0].rev == a.reg.current_revision());
+  CHECK(listings[0].keys.size() == 8);
+  a(remove_key{"/w/a", std::nullopt});
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1] == "/w/a@" + std::to_string(a.reg.current_revision()));
+}
