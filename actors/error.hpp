@@ -38,6 +38,7 @@ enum class errc {
   unauthenticated,        // no valid credentials for this request (see actors/auth.hpp)
   // general
   invalid_argument,       // a caller broke a documented precondition
+  resource_exhausted,     // a limit is reached (e.g. undelivered events); retry once it frees
 };
 
 // A short, stable description of each code, for logs and error messages.
@@ -64,6 +65,7 @@ constexpr std::string_view to_string(errc code) {
     case errc::outcome_unknown: return "outcome unknown: the request may or may not have taken effect";
     case errc::unauthenticated: return "unauthenticated";
     case errc::invalid_argument: return "invalid argument";
+    case errc::resource_exhausted: return "resource exhausted";
   }
   return "unknown error";
 }

@@ -3,22 +3,27 @@
 //   engine [conclave settings: --role, --id, --name, --peers, --cluster-id, --data-dir, ...]
 //          [--tasks 100] [--work-ms 20]
 //
-// The leader (a master, while it leads) assigns tasks to live workers and
-// reassigns the tasks of workers that die; workers run what they are
-// assigned. Every assignment carries the assigning leader's term and the
-// fencing token of its "engine/leader" lock; a worker refuses an assignment
-// with a token lower than one it has already seen, so a deposed leader
-// cannot make two workers run the same task. State lives in the registry:
+// The leader (a master, while it leads and holds the "engine/leader" lock,
+// which it releases when it stops leading) assigns tasks to alive workers, a
+// few at a time to the least loaded, and reassigns the tasks of workers that
+// die; a suspect worker keeps its tasks, since it may still run them. Workers
+// run what they are assigned. Every assignment carries the assigning
+// leader's term and the fencing token of its lock; a worker refuses an
+// assignment with a token lower than one it has already seen, so a deposed
+// leader cannot make two workers run the same task. State lives in the
+// registry:
 //   /engine/assign/<task> = "worker=W term=T token=K"   (created only if absent: one owner per task)
 //   /engine/done/<task>   = worker that ran it          (create-only)
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -31,6 +36,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::atomic<bool> stopping{false};
+constexpr std::size_t tasks_per_worker = 3;  // assigned and not done, at a time
 
 std::string task_key(int t) {
   char buf[16];
@@ -38,58 +44,83 @@ std::string task_key(int t) {
   return buf;
 }
 
-// The leader's loop, for one term: assign every task not done to a live worker.
-void lead(node& n, std::uint64_t term, int tasks, const std::atomic<bool>& leading) {
-  auto lock = n.lock("engine/leader", 5s);
-  if (!lock) {
-    log_line("engine {}: cannot take the leader lock: {}", n.member_id(), lock.error().message());
-    return;
+// The leader's loop, for one term: assign every task not done to a live
+// worker. `leading` holds the term this process leads in (0: none).
+void lead(node& n, std::uint64_t term, int tasks, const std::atomic<std::uint64_t>& leading) {
+  auto still = [&] { return leading == term && !stopping; };
+  // The previous leader may still hold the lock (it hands it over when it
+  // sees it no longer leads, or loses it with its session): keep asking.
+  std::optional<node::lock_grant> lock;
+  while (still() && !lock) {
+    auto l = n.lock("engine/leader", 1s);
+    if (l) lock = *l;
+    else log_line("engine {}: waiting for the leader lock: {}", n.member_id(), l.error().message());
   }
+  if (!lock) return;
   log_line("engine {}: leading in term {} with fencing token {}", n.member_id(), term, lock->token);
-  std::size_t next_worker = 0;
   bool reported = false;
-  while (leading && !stopping) {
+  while (still()) {
     auto done = n.list("/engine/done/");
     auto assigned = n.list("/engine/assign/");
-    auto alive = n.members(registry::member_status::alive);
-    if (!done || !assigned || !alive) {
+    auto members = n.members();
+    if (!done || !assigned || !members) {
       std::this_thread::sleep_for(50ms);
       continue;
     }
+    // New tasks go to alive workers; a suspect one (late heartbeats, perhaps
+    // frozen) keeps its tasks until it is dead, as it may still run them.
     std::vector<std::string> workers;
-    for (const auto& m : *alive) {
-      if (m.role == registry::member_role::worker) workers.push_back(m.id);
+    std::set<std::string> live;
+    for (const auto& m : *members) {
+      if (m.role != registry::member_role::worker) continue;
+      if (m.status == registry::member_status::alive) workers.push_back(m.id);
+      if (m.status == registry::member_status::alive || m.status == registry::member_status::suspect) live.insert(m.id);
     }
     std::set<std::string> done_tasks, busy;
+    std::map<std::string, std::size_t> in_flight;  // per alive worker
+    for (const auto& w : workers) in_flight[w] = 0;
     for (const auto& [k, kv] : *done) done_tasks.insert(k.substr(std::strlen("/engine/done/")));
     for (const auto& [k, kv] : *assigned) {
       auto task = k.substr(std::strlen("/engine/assign/"));
       auto worker = kv.value.substr(7, kv.value.find(' ') - 7);  // "worker=W ..."
-      bool live = std::find(workers.begin(), workers.end(), worker) != workers.end();
-      if (!live || done_tasks.count(task)) {
+      if (!live.count(worker) || done_tasks.count(task)) {
         // Its worker died (or it is done): free the task, but only the
         // assignment we looked at (compare-and-set on its version).
         (void)n.remove(k, kv.version);
       } else {
         busy.insert(task);
+        if (in_flight.count(worker)) ++in_flight[worker];
       }
     }
     if (static_cast<int>(done_tasks.size()) >= tasks) {
       if (!reported) log_line("engine {}: all {} tasks done", n.member_id(), tasks);
       reported = true;
-    } else if (!workers.empty()) {
+    } else {
       for (int t = 0; t < tasks; ++t) {
         auto key = task_key(t);
         if (done_tasks.count(key) || busy.count(key)) continue;
-        const auto& w = workers[next_worker++ % workers.size()];
+        // A few tasks per worker at a time, to the least loaded: the leader
+        // keeps assigning as workers finish.
+        auto least = std::min_element(in_flight.begin(), in_flight.end(),
+                                      [](const auto& a, const auto& b) { return a.second < b.second; });
+        if (least == in_flight.end() || least->second >= tasks_per_worker) break;
+        const auto& w = least->first;
         auto value = "worker=" + w + " term=" + std::to_string(term) + " token=" + std::to_string(lock->token);
         // Create-only: a task has at most one assignment, even if an earlier
         // attempt's outcome was unknown.
         auto r = n.put("/engine/assign/" + key, value, std::uint64_t{0});
         if (!r) break;
         busy.insert(key);
+        ++least->second;
       }
     }
+    std::this_thread::sleep_for(50ms);
+  }
+  // Hand the lock to the next leader: this process may live on (a leadership
+  // transfer), and its session with it.
+  for (;;) {
+    auto released = n.unlock("engine/leader");
+    if (released || released.error().code == errc::invalid_argument || stopping) break;  // done, or not ours
     std::this_thread::sleep_for(50ms);
   }
   log_line("engine {}: no longer leading term {}", n.member_id(), term);
@@ -162,23 +193,27 @@ int main(int argc, char** argv) {
   }
   auto& me = **n;
   std::thread worker;
-  std::atomic<bool> leading{false};
+  std::atomic<std::uint64_t> leading{0};  // the term this process leads in; 0: none
   std::thread leader;
   if (me.is_master()) {
     me.on_leadership(
         [&](std::uint64_t term) {
-          leading = true;
-          if (leader.joinable()) leader.join();
-          leader = std::thread([&, term] { lead(me, term, tasks, leading); });
+          leading = term;
+          // One term's loop at a time: each waits for the previous one to
+          // release the lock (not here: this runs on a node thread).
+          leader = std::thread([&, term, previous = std::move(leader)]() mutable {
+            if (previous.joinable()) previous.join();
+            lead(me, term, tasks, leading);
+          });
         },
-        [&] { leading = false; });
+        [&] { leading = 0; });
   } else {
     worker = std::thread([&] { work(me, work_ms); });
   }
   int sig = 0;
   sigwait(&signals, &sig);
   stopping = true;
-  leading = false;
+  leading = 0;
   if (leader.joinable()) leader.join();
   if (worker.joinable()) worker.join();
   n->reset();

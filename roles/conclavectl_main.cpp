@@ -8,10 +8,19 @@
 //   leader                      the current leader
 //   members [STATUS]            members with their resource usage (alive|suspect|dead|left)
 //   get KEY | list PREFIX       linearizable reads (--stale: from any server, possibly behind)
-//   watch PREFIX [--from REV]   print every change under PREFIX as it happens, one JSON object a line
+//   watch PREFIX [--from REV]   print every change under PREFIX after REV (default: from now) as it
+//                               happens, in order, each once, one JSON object a line:
+//                                 {"revision":N,"type":"put"|"delete","key":K,"value":V}
+//                               If the registry's history (watch-history) no longer reaches the last
+//                               revision printed, it prints
+//                                 {"compacted":true,"after":A,"revision":R,"keys":N}
+//                               then N lines, the keys under PREFIX at revision R as `list` prints
+//                               them; changes continue after R. With --stale, an answer from a
+//                               server behind what was printed is skipped (never repeats or rewinds).
 //   put KEY VALUE | del KEY | cas KEY VERSION VALUE   (VERSION 0: create only)
 //   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it
-//   publish [--to MEMBER] PAYLOAD
+//   publish [--to MEMBER] PAYLOAD  an event for every live member or one; refused with "full: N
+//                               undelivered events; members must acknowledge" (exit 1) at the cap
 //   transfer-leader [ID]
 //   add-master ID HOST:PORT     add a master started with --join true (as a learner, then a voter once caught up)
 //   remove-master ID
@@ -29,6 +38,7 @@
 #include <thread>
 
 #include "actors/registry/queries.hpp"
+#include "actors/registry/watch_cursor.hpp"
 #include "roles/raft_client.hpp"
 #include "schema/registry_codec.hpp"
 
@@ -91,48 +101,24 @@ int query(raft_client& c, const std::string& q) {
   return r->result == "null" ? exit_refused : 0;
 }
 
-std::uint64_t number_after(const std::string& json, const std::string& key) {
-  auto pos = json.find("\"" + key + "\":");
-  return pos == std::string::npos ? 0 : std::strtoull(json.c_str() + pos + key.size() + 3, nullptr, 10);
-}
-
-// Prints every change under `prefix` after revision `from`, as it happens.
-int watch(raft_client& c, const std::string& prefix, std::uint64_t from) {
-  auto rev = from;
-  if (rev == 0) {
-    auto r = read(c, "revision");
-    if (!r) return unreachable(r.error());
-    rev = number_after(r->result, "revision");
-  }
+// Prints every change under `prefix` after revision `from` (or from now) as
+// it happens, one JSON object a line; after a compaction, the compacted line
+// and a listing (top of this file). Answers from a server behind what was
+// printed (--stale) are skipped, so the output never repeats or goes back.
+int watch(raft_client& c, const std::string& prefix, std::optional<registry::revision> from) {
+  registry::watch_cursor cursor(prefix, from);
+  auto print_change = [](const registry::change& ch) { std::printf("%s\n", registry::to_json(ch).c_str()); };
+  auto print_listing = [](const registry::watch_listing& l) {
+    std::printf("{\"compacted\":true,\"after\":%llu,\"revision\":%llu,\"keys\":%zu}\n",
+                static_cast<unsigned long long>(l.after), static_cast<unsigned long long>(l.rev), l.keys.size());
+    for (const auto& [key, kv] : l.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
+  };
   for (;;) {
-    auto r = read(c, "changes " + std::to_string(rev) + " " + prefix);
+    auto r = read(c, "bin:" + cursor.query());
     if (!r) return unreachable(r.error());
-    const auto& text = r->result;
-    if (text.find("\"compacted\":true") != std::string::npos) {
-      std::fprintf(stderr, "conclavectl: the history no longer reaches revision %llu; continuing from now\n",
-                   static_cast<unsigned long long>(rev));
-    } else {
-      auto start = text.find("\"changes\":[");
-      auto body = text.substr(start + 11, text.size() - start - 11 - 2);
-      // One change per line: split the array at the boundaries of its objects.
-      std::size_t depth = 0, begin = 0;
-      bool quoted = false;
-      for (std::size_t i = 0; i < body.size(); ++i) {
-        char ch = body[i];
-        if (quoted) {
-          if (ch == '\\') ++i;
-          else if (ch == '"') quoted = false;
-        } else if (ch == '"') {
-          quoted = true;
-        } else if (ch == '{') {
-          if (depth++ == 0) begin = i;
-        } else if (ch == '}' && --depth == 0) {
-          std::printf("%s\n", body.substr(begin, i - begin + 1).c_str());
-        }
-      }
-      std::fflush(stdout);
-    }
-    rev = number_after(text, "revision");
+    auto answer = wire::decode_registry_snapshot(r->result);
+    if (!answer) return unreachable(answer.error());
+    if (cursor.take(*answer, print_change, print_listing)) std::fflush(stdout);
     std::this_thread::sleep_for(100ms);
   }
 }
@@ -225,7 +211,9 @@ int main(int argc, char** argv) {
   if (cmd == "get" && args.size() == 1) return query(c, "get " + args[0]);
   if (cmd == "list" && args.size() <= 1) return query(c, "list " + (args.empty() ? std::string() : args[0]));
   if (cmd == "watch" && !args.empty()) {
-    return watch(c, args[0], args.size() >= 3 && args[1] == "--from" ? std::strtoull(args[2].c_str(), nullptr, 10) : 0);
+    std::optional<registry::revision> from;
+    if (args.size() >= 3 && args[1] == "--from") from = std::strtoull(args[2].c_str(), nullptr, 10);
+    return watch(c, args[0], from);
   }
   if (cmd == "put" && args.size() == 2) return command(c, registry::put{args[0], args[1], 0, std::nullopt}, json);
   if (cmd == "del" && args.size() == 1) return command(c, registry::remove_key{args[0], std::nullopt}, json);

@@ -37,6 +37,7 @@ const settings& default_settings() {
       {"threads", "1"},
       {"join", "false"},
       {"usage-window-ms", "5000"},
+      {"watch-history", "10000"},
       {"secret-file", ""},
   };
   return keys;
@@ -208,6 +209,10 @@ expected<node_config> parse_settings(const settings& given) {
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
   if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
   opts.join = c["join"] == "true";
+  cfg.watch_history = number("watch-history");
+  if (!failed && (cfg.watch_history < 1 || cfg.watch_history > 10000000)) {
+    return bad("watch-history: '" + c["watch-history"] + "' is not between 1 and 10000000");
+  }
   if (auto ok = opts.validate(); !ok) return ok.error();
   if (c["listen"].empty()) {
     cfg.listen = opts.self();

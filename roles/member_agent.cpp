@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "actors/log.hpp"
@@ -52,6 +53,10 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
   resource_sampler sampler(o.disk_path, o.usage_window_ms);
   auto me = o.me;
   me.start_time_ms = wall_ms();
+  // One incarnation per run: a registration repeated because its outcome was
+  // unknown gets the session it may already have, instead of ending it (#12).
+  std::random_device entropy;
+  me.incarnation = (static_cast<std::uint64_t>(entropy()) << 32 | entropy()) | 1;
   registry::session_id session = 0;
   auto last_contact = now_ms();
   auto last_leader = now_ms();

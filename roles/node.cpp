@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <cassert>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -41,7 +42,9 @@ struct node::impl {
   std::function<void()> on_stop;
   std::function<void(std::uint64_t, std::uint64_t)> on_leader;
   std::atomic<std::uint64_t> last_leader{0};
+  std::mutex commands_mutex;  // commands(): one caller at a time
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
+  std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -88,7 +91,9 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     server_setup setup;
     setup.options = cfg->raft;
     setup.listen = cfg->listen;
-    auto machine = std::make_shared<registry::registry_machine>();
+    registry::limits limits;
+    limits.history = cfg->watch_history;
+    auto machine = std::make_shared<registry::registry_machine>(limits);
     registry::liveness_config live;
     live.suspect_after_ms = 3 * static_cast<std::uint64_t>(cfg->agent.heartbeat_ms);
     setup.machine = machine;
@@ -189,27 +194,19 @@ expected<std::optional<std::vector<registry::change>>> node::changes(registry::r
   return std::optional<std::vector<registry::change>>(std::vector<registry::change>(st->history.begin(), st->history.end()));
 }
 
-void node::watch(const std::string& prefix, std::function<void(const registry::change&)> callback) {
+void node::watch(const std::string& prefix, std::function<void(const registry::change&)> on_change,
+                 std::function<void(const registry::watch_listing&)> on_compacted) {
+  assert(on_change);
+  assert(on_compacted);
   auto* p = impl_.get();
-  p->watchers.emplace_back([p, prefix, callback] {
+  p->watchers.emplace_back([p, prefix, on_change, on_compacted] {
     raft_client c(p->sys, p->cfg.agent.cluster_id, p->cfg.agent.masters);
     c.set_keys(p->cfg.agent.keys);
-    registry::revision rev = 0;
-    bool started = false;
+    registry::watch_cursor cursor(prefix, std::nullopt);
     while (!p->stop) {
-      auto q = started ? "bin:changes " + std::to_string(rev) + " " + prefix : std::string("bin:revision");
-      auto r = c.read(q, 2000ms);
+      auto r = c.read("bin:" + cursor.query(), 2000ms);
       if (r) {
-        auto st = wire::decode_registry_snapshot(r->result);
-        if (st) {
-          if (started && st->history_floor <= rev) {
-            for (const auto& ch : st->history) callback(ch);
-          } else if (started) {
-            log_line("watch {}: history compacted past revision {}; continuing from {}", prefix, rev, st->rev);
-          }
-          rev = st->rev;
-          started = true;
-        }
+        if (auto st = wire::decode_registry_snapshot(r->result)) cursor.take(*st, on_change, on_compacted);
       }
       std::this_thread::sleep_for(50ms);
     }
@@ -246,6 +243,7 @@ expected<void> node::unlock(const std::string& name) {
 expected<std::uint64_t> node::publish(const std::string& payload, const std::string& to) {
   auto o = impl_->run(registry::publish_event{member_id(), to, payload});
   if (!o) return o.error();
+  if (o->code == registry::code::full) return make_error(errc::resource_exhausted, "full: " + o->detail);
   if (o->code != registry::code::ok) return make_error(errc::invalid_argument, o->detail);
   return o->value;
 }
@@ -267,33 +265,40 @@ expected<std::uint64_t> node::send_command(const std::string& to, const std::str
   return publish("fenced " + std::to_string(term) + " " + std::to_string(token) + "\n" + payload, to);
 }
 
-expected<std::vector<node::command>> node::commands() {
+expected<std::size_t> node::commands(const std::function<bool(const command&)>& run) {
+  auto& p = *impl_;
+  std::lock_guard<std::mutex> guard(p.commands_mutex);
   auto pending = events();
   if (!pending) return pending.error();
-  std::vector<command> out;
-  std::uint64_t last_seq = 0;
+  std::size_t ran = 0;
   for (const auto& e : *pending) {
-    last_seq = e.seq;
-    if (e.payload.rfind("fenced ", 0) != 0) continue;  // not a command
-    auto nl = e.payload.find('\n');
-    command c;
-    std::sscanf(e.payload.c_str() + 7, "%llu %llu", reinterpret_cast<unsigned long long*>(&c.term),
-                reinterpret_cast<unsigned long long*>(&c.token));
-    c.payload = nl == std::string::npos ? std::string() : e.payload.substr(nl + 1);
-    auto& p = *impl_;
-    if (c.term < p.accepted_term || (c.term == p.accepted_term && c.token < p.accepted_token)) {
-      log_line("member {}: refusing a command from a deposed leader (term {}, token {} after term {}, token {})",
-               member_id(), c.term, c.token, p.accepted_term, p.accepted_token);
-      continue;
+    // Run already (its acknowledgement failed): not again (#12).
+    if (e.seq <= p.handled_seq) continue;
+    if (e.payload.rfind("fenced ", 0) == 0) {
+      auto nl = e.payload.find('\n');
+      command c;
+      c.seq = e.seq;
+      std::sscanf(e.payload.c_str() + 7, "%llu %llu", reinterpret_cast<unsigned long long*>(&c.term),
+                  reinterpret_cast<unsigned long long*>(&c.token));
+      c.payload = nl == std::string::npos ? std::string() : e.payload.substr(nl + 1);
+      if (c.term < p.accepted_term || (c.term == p.accepted_term && c.token < p.accepted_token)) {
+        log_line("member {}: refusing a command from a deposed leader (term {}, token {} after term {}, token {})",
+                 member_id(), c.term, c.token, p.accepted_term, p.accepted_token);
+      } else {
+        // Acknowledged only once run: a command is handed over at least once.
+        if (!run(c)) break;
+        ++ran;
+        p.accepted_term = c.term;
+        p.accepted_token = c.token;
+      }
     }
-    p.accepted_term = c.term;
-    p.accepted_token = c.token;
-    out.push_back(std::move(c));
+    p.handled_seq = e.seq;
   }
-  if (last_seq) {
-    if (auto ok = ack_events(last_seq); !ok) return ok.error();
+  // Pending events come in seq order: acknowledge if the first is handled.
+  if (!pending->empty() && pending->front().seq <= p.handled_seq) {
+    if (auto ok = ack_events(p.handled_seq); !ok) return ok.error();
   }
-  return out;
+  return ran;
 }
 
 void node::on_leader_change(std::function<void(std::uint64_t, std::uint64_t)> callback) {

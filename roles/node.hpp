@@ -26,6 +26,7 @@
 
 #include "actors/error.hpp"
 #include "actors/registry/types.hpp"
+#include "actors/registry/watch_cursor.hpp"
 #include "actors/raft/peer_actor.hpp"
 #include "roles/config.hpp"
 
@@ -73,9 +74,14 @@ class node {
   expected<registry::outcome> remove(const std::string& key, std::optional<std::uint64_t> if_version = std::nullopt);
   // Changes under `prefix` after revision `after`; nothing if compacted.
   expected<std::optional<std::vector<registry::change>>> changes(registry::revision after, const std::string& prefix);
-  // Calls `callback` with every change under `prefix` from now on, in order,
-  // on a node thread, until the node stops.
-  void watch(const std::string& prefix, std::function<void(const registry::change&)> callback);
+  // Calls `on_change` with every change under `prefix` from now on, in order,
+  // each once, on a node thread, until the node stops. If the watch falls
+  // further behind than the registry's history (setting `watch-history`), the
+  // changes in between are gone: `on_compacted` then gets the keys under
+  // `prefix` and the revision they are at, to rebuild from, and `on_change`
+  // continues after that revision. Both callbacks are required.
+  void watch(const std::string& prefix, std::function<void(const registry::change&)> on_change,
+             std::function<void(const registry::watch_listing&)> on_compacted);
 
   // A lock held by this member's session: released by unlock() or when the
   // member dies. `token` is the fencing token to hand to the guarded resource.
@@ -87,9 +93,14 @@ class node {
   expected<lock_grant> lock(const std::string& name, std::chrono::milliseconds timeout);
   expected<void> unlock(const std::string& name);
 
-  // Events: published to every member or to one; delivered at least once, in order.
+  // Events: published to every live member or to one; delivered at least
+  // once, in order, to the members alive when published, until each
+  // acknowledges (or dies or leaves). Errors: resource_exhausted ("full: N
+  // undelivered events; members must acknowledge") at the registry's cap
+  // (registry::limits::events, 100,000): nothing is dropped to make room.
   expected<std::uint64_t> publish(const std::string& payload, const std::string& to = {});
-  // Events for this member not yet acknowledged; acknowledge with ack_events.
+  // Events for this member not yet acknowledged; acknowledge with ack_events
+  // once they are handled (every event up to `upto`).
   expected<std::vector<registry::event>> events();
   expected<void> ack_events(std::uint64_t upto);
 
@@ -99,15 +110,21 @@ class node {
   expected<std::uint64_t> send_command(const std::string& to, const std::string& payload, std::uint64_t term,
                                        std::uint64_t token = 0);
   struct command {
+    std::uint64_t seq = 0;      // its event's seq
     std::uint64_t term = 0;
     std::uint64_t token = 0;
     std::string payload;
   };
-  // Commands for this member, in order, acknowledged as they are returned.
-  // A command older than one already accepted (a lower term, or the same term
-  // with a lower token) comes from a deposed leader and is dropped, so two
-  // leaders can never both get a member to act.
-  expected<std::vector<command>> commands();
+  // Runs `run` on each pending command for this member, in order, and
+  // acknowledges each only after `run` returned true for it: at least once.
+  // `run` returning false stops there; that command and the later ones come
+  // again on the next call. A command `run` finished is not run again by this
+  // node even if its acknowledgement failed (it is acknowledged next time).
+  // A command older than one already accepted (a lower term, or the same
+  // term with a lower token) comes from a deposed leader and is dropped, so
+  // two leaders can never both get a member to act. Other events are
+  // acknowledged as they are passed. Returns how many commands ran.
+  expected<std::size_t> commands(const std::function<bool(const command&)>& run);
 
   // --- change notifications ----------------------------------------------------
   // Who leads (masters: as this server sees it), on every change.

@@ -6,7 +6,7 @@
 namespace conclave::client {
 
 errc code_from_name(const std::string& name) {
-  for (int c = 0; c <= static_cast<int>(errc::invalid_argument); ++c) {
+  for (int c = 0; c <= static_cast<int>(errc::resource_exhausted); ++c) {
     if (code_name(static_cast<errc>(c)) == name) return static_cast<errc>(c);
   }
   return errc::unavailable;
@@ -35,6 +35,7 @@ std::string code_name(errc code) {
     case errc::outcome_unknown: return "outcome_unknown";
     case errc::unauthenticated: return "unauthenticated";
     case errc::invalid_argument: return "invalid_argument";
+    case errc::resource_exhausted: return "resource_exhausted";
   }
   return "unknown";
 }

@@ -30,6 +30,7 @@ struct Member {
   status @7 :MemberStatus;
   session @8 :UInt64;
   changed @9 :UInt64;
+  incarnation @10 :UInt64;
 }
 
 struct Session { id @0 :UInt64; owner @1 :Text; ttlMs @2 :UInt64; remainingMs @3 :UInt64; }
@@ -82,7 +83,7 @@ struct Command {
   }
 }
 
-enum Code { ok @0; queued @1; notFound @2; versionMismatch @3; noSession @4; held @5; notHolder @6; invalid @7; }
+enum Code { ok @0; queued @1; notFound @2; versionMismatch @3; noSession @4; held @5; notHolder @6; invalid @7; full @8; }
 
 struct Grant { name @0 :Text; session @1 :UInt64; token @2 :UInt64; }
 

@@ -81,6 +81,7 @@ void write_member(s::Member::Builder out, const r::member& m) {
   out.setStatus(status_to(m.status));
   out.setSession(m.session);
   out.setChanged(m.changed);
+  out.setIncarnation(m.incarnation);
 }
 
 r::member read_member(s::Member::Reader in) {
@@ -95,6 +96,7 @@ r::member read_member(s::Member::Reader in) {
   m.status = status_from(in.getStatus());
   m.session = in.getSession();
   m.changed = in.getChanged();
+  m.incarnation = in.getIncarnation();
   return m;
 }
 
@@ -251,6 +253,7 @@ r::code code_from(s::Code c) {
     case s::Code::HELD: return r::code::held;
     case s::Code::NOT_HOLDER: return r::code::not_holder;
     case s::Code::INVALID: return r::code::invalid;
+    case s::Code::FULL: return r::code::full;
   }
   throw invalid{errc::malformed, "unknown outcome code"};
 }
@@ -265,6 +268,7 @@ s::Code code_to(r::code c) {
     case r::code::held: return s::Code::HELD;
     case r::code::not_holder: return s::Code::NOT_HOLDER;
     case r::code::invalid: return s::Code::INVALID;
+    case r::code::full: return s::Code::FULL;
   }
   return s::Code::INVALID;
 }

@@ -21,6 +21,7 @@ std::vector<command> one_of_each() {
   m.start_time_ms = 123456;
   m.labels = {{"zone", "a"}, {"gpu", "2"}};
   m.usage = resources{12.5, 0.75, 1 << 20, 2 << 20, 3 << 20};
+  m.incarnation = 0x1234567890abcdefull;
   return {register_member{m, 3000},
           report_usage{{{"w1", resources{50, 1.5, 10, 20, 30}}}},
           set_member_status{"w1", member_status::suspect},
@@ -60,6 +61,7 @@ TEST_CASE("every registry command round-trips: applying the decoded command give
     CHECK(direct.digest() == decoded.digest());
   }
   CHECK(direct.find_member("w1")->labels.at("gpu") == "2");
+  CHECK(direct.find_member("w1")->incarnation == 0x1234567890abcdefull);
 }
 
 TEST_CASE("a registry snapshot round-trips to the same state") {
@@ -86,6 +88,12 @@ TEST_CASE("outcomes with lock grants round-trip") {
   CHECK(back->outcome.detail == "detail");
   REQUIRE(back->grants.size() == 1);
   CHECK(back->grants[0].token == 99);
+  for (auto c : {code::ok, code::queued, code::not_found, code::version_mismatch, code::no_session, code::held,
+                 code::not_holder, code::invalid, code::full}) {
+    auto again = wire::decode_result(wire::encode_result(wire::registry_result{outcome{c, 0, {}}, {}}));
+    REQUIRE(again.has_value());
+    CHECK(again->outcome.code == c);
+  }
 }
 
 TEST_CASE("truncated or random bytes never decode into a command or a snapshot") {

@@ -53,6 +53,36 @@ TEST_CASE("a registered member is alive with a session; registering again ends t
   CHECK(r(register_member{worker("w2"), 0}).code == code::invalid);
 }
 
+TEST_CASE("registering again with the same incarnation while its session lives returns that session") {
+  // A member agent whose registration timed out (outcome unknown) asks
+  // again; the first attempt may have committed, and its events must stay.
+  replica r;
+  auto m = worker("w1");
+  m.incarnation = 7;
+  auto first = r(register_member{m, 5000});
+  REQUIRE(first.code == code::ok);
+  REQUIRE(r(put{"/eph/w1", "x", first.value, std::nullopt}).code == code::ok);
+  REQUIRE(r(publish_event{"master", "w1", "run"}).code == code::ok);
+  auto again = r(register_member{m, 5000});
+  REQUIRE(again.code == code::ok);
+  CHECK(again.value == first.value);
+  CHECK(r.reg.find_member("w1")->status == member_status::alive);
+  CHECK(r.reg.find_session(first.value) != nullptr);
+  CHECK(r.reg.get("/eph/w1") != nullptr);
+  CHECK(r.reg.pending_events("w1").size() == 1);
+  // Another incarnation (the process restarted) ends the first one.
+  m.incarnation = 8;
+  auto restarted = r(register_member{m, 5000});
+  CHECK(restarted.value != first.value);
+  CHECK(r.reg.find_session(first.value) == nullptr);
+  CHECK(r.reg.pending_events("w1").empty());
+  // The same incarnation after its session ended gets a new session.
+  r(close_session{restarted.value, true});
+  auto back = r(register_member{m, 5000});
+  CHECK(back.value != restarted.value);
+  CHECK(r.reg.find_member("w1")->status == member_status::alive);
+}
+
 TEST_CASE("resource usage reports update members; unknown members are skipped") {
   replica r;
   r(register_member{worker("w1"), 5000});
@@ -217,6 +247,29 @@ TEST_CASE("events reach the members alive when published, in order, until acknow
   CHECK(r(publish_event{"master", "w1", "too late"}).code == code::not_found);
 }
 
+TEST_CASE("events: a publish at the cap is refused with full, and no undelivered event is dropped") {
+  replica r(limits{100, 3});
+  r(register_member{worker("w1"), 1000});
+  std::vector<std::uint64_t> seqs;
+  for (int i = 0; i < 3; ++i) {
+    auto o = r(publish_event{"master", "w1", "e" + std::to_string(i)});
+    REQUIRE(o.code == code::ok);
+    seqs.push_back(o.value);
+  }
+  auto rev = r.reg.current_revision();
+  auto refused = r(publish_event{"master", "", "one too many"});
+  CHECK(refused.code == code::full);
+  CHECK(refused.detail == "3 undelivered events; members must acknowledge");
+  CHECK(r.reg.current_revision() == rev);  // refused: nothing changed
+  auto pending = r.reg.pending_events("w1");
+  REQUIRE(pending.size() == 3);
+  CHECK(pending.front().payload == "e0");  // the oldest is still there
+  // An acknowledgement makes room.
+  r(ack_events{"w1", seqs[0]});
+  CHECK(r(publish_event{"master", "w1", "e3"}).code == code::ok);
+  CHECK(r.reg.pending_events("w1").back().payload == "e3");
+}
+
 TEST_CASE("watch history: every key change once, in order; an old revision past the history is refused") {
   replica r(limits{5, 100});
   auto s = r(open_session{"c", 1000}).value;
@@ -250,7 +303,11 @@ command random_command(std::mt19937_64& rng, const registry& reg) {
   auto lock_name = "lock" + std::to_string(pick(3));
   auto member_id = "m" + std::to_string(pick(4));
   switch (pick(14)) {
-    case 0: return register_member{worker(member_id), 1000 + pick(1000)};
+    case 0: {
+      auto m = worker(member_id);
+      m.incarnation = pick(3);  // repeats of one incarnation, and restarts
+      return register_member{m, 1000 + pick(1000)};
+    }
     case 1: return set_member_status{member_id, static_cast<member_status>(pick(4))};
     case 2: return open_session{"client", 500 + pick(500)};
     case 3: return close_session{any_session(), pick(2) == 0};
@@ -362,4 +419,53 @@ TEST_CASE("queries answer JSON: members, keys, locks, sessions, changes") {
   for (int i = 0; i < 5; ++i) r(put{"/b" + std::to_string(i), "v", 0, std::nullopt});
   CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":true") != std::string::npos);
   CHECK(answer(r.reg, "bogus").find("unknown query") != std::string::npos);
+}
+
+#include "actors/registry/watch_cursor.hpp"
+#include "schema/registry_codec.hpp"
+
+TEST_CASE("a watch never repeats or goes back on a server behind, and re-lists past the history") {
+  replica a(limits{4, 100}), behind(limits{4, 100});
+  auto both = [&](const command& c) {
+    a(c);
+    behind(c);
+  };
+  auto ask = [](const replica& r, const watch_cursor& w) {
+    auto st = conclave::wire::decode_registry_snapshot(answer_binary(r.reg, w.query()));
+    REQUIRE(st.has_value());
+    return *st;
+  };
+  std::vector<std::string> seen;
+  std::vector<watch_listing> listings;
+  auto on_change = [&](const change& c) { seen.push_back(c.key + "@" + std::to_string(c.rev)); };
+  auto on_listing = [&](const watch_listing& l) { listings.push_back(l); };
+  both(put{"/w/a", "1", 0, std::nullopt});
+  watch_cursor w("/w/", std::nullopt);
+  CHECK(w.query() == "revision");
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  auto start = w.position();
+  a(put{"/w/b", "2", 0, std::nullopt});  // `behind` does not have it yet
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "/w/b@" + std::to_string(start + 1));
+  // A server behind what was delivered is ignored: no rewind, no repeat.
+  CHECK_FALSE(w.take(ask(behind, w), on_change, on_listing));
+  CHECK(w.position() == start + 1);
+  behind(put{"/w/b", "2", 0, std::nullopt});
+  REQUIRE(w.take(ask(behind, w), on_change, on_listing));
+  CHECK(seen.size() == 1);
+  // Past the history (4 changes): told, with a listing, then changes continue after it.
+  for (int i = 0; i < 6; ++i) a(put{"/w/n" + std::to_string(i), "v", 0, std::nullopt});
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  CHECK(seen.size() == 1);
+  CHECK(w.query() == "list /w/");
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(listings.size() == 1);
+  CHECK(listings[0].after == start + 1);
+  CHECK(listings[0].rev == a.reg.current_revision());
+  CHECK(listings[0].keys.size() == 8);
+  a(remove_key{"/w/a", std::nullopt});
+  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1] == "/w/a@" + std::to_string(a.reg.current_revision()));
 }

@@ -4,6 +4,7 @@
 // errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -248,17 +249,26 @@ TEST_CASE("any master answers: a follower passes writes and linearizable reads t
   }, 5s));
 }
 
-TEST_CASE("the example engine loses no task and runs none twice across a leader kill") {
+namespace {
+
+enum class engine_fault { leader_kill, transfer_leader, worker_freeze };
+
+// 3 engine masters and 2 workers run 120 tasks; part-way through, `fault`.
+// Every task must run exactly once (each worker logs what it executed).
+void engine_survives(engine_fault fault) {
   const char* env = std::getenv("CONCLAVE_ENGINE");
   std::string engine = env ? env : "build/examples/engine";
-  process_cluster c(3, {"-r", "master", "--tasks", "120", "--session-ttl-ms", "1000"}, engine);
+  // Suspect after 3 heartbeats (300 ms); workers die only after 10 s of silence.
+  process_cluster c(3, {"-r", "master", "--tasks", "120", "--session-ttl-ms", "1000", "--member-heartbeat-ms", "100"},
+                    engine);
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
-  std::vector<pid_t> workers;
+  std::map<std::string, pid_t> workers;
   for (auto name : {"w1", "w2"}) {
-    workers.push_back(c.spawn({engine, "-r", "worker", "--name", name, "--peers", c.peers(), "--cluster-id",
-                               c.cluster_id, "--work-ms", "40", "--session-ttl-ms", "1000"},
-                              std::string(name) + ".log"));
+    workers[name] = c.spawn({engine, "-r", "worker", "--name", name, "--peers", c.peers(), "--cluster-id",
+                             c.cluster_id, "--work-ms", fault == engine_fault::worker_freeze ? "100" : "40",
+                             "--session-ttl-ms", "10000", "--member-heartbeat-ms", "100"},
+                            std::string(name) + ".log");
   }
   auto done_count = [&] {
     auto r = c.client().read("list /engine/done/", 5s);
@@ -267,10 +277,39 @@ TEST_CASE("the example engine loses no task and runs none twice across a leader 
     for (auto pos = r->result.find("\"key\":"); pos != std::string::npos; pos = r->result.find("\"key\":", pos + 1)) ++n;
     return n;
   };
-  // Kill the leader part-way through.
-  REQUIRE(wait_for([&] { return done_count() >= 30; }, 20s));
-  c.signal(*leader, SIGKILL);
-  REQUIRE(wait_for([&] { return done_count() == 120; }, 30s));
+  REQUIRE(wait_for([&] { return done_count() >= 30; }, 60s));
+  switch (fault) {
+    case engine_fault::leader_kill:
+      c.signal(*leader, SIGKILL);
+      break;
+    case engine_fault::transfer_leader: {
+      // The old leader lives on: it must hand the engine over.
+      REQUIRE(wait_for([&] {
+        (void)c.client().to_leader(client::transfer_leadership{0}, 5s);
+        auto now = c.wait_for_leader(2s);
+        return now && *now != *leader;
+      }, 30s));
+      break;
+    }
+    case engine_fault::worker_freeze: {
+      // Each worker in turn is frozen until it is suspect and the other has
+      // moved on, but not until it is dead (its TTL is 10 s): it wakes in the
+      // middle of its tasks (it spends most of its time in one: 100 ms each).
+      for (const auto& freeze : {std::pair<std::string, std::size_t>{"w1", 30}, {"w2", 70}}) {
+        const auto& name = freeze.first;
+        REQUIRE(wait_for([&] { return done_count() >= freeze.second; }, 60s));
+        ::kill(workers[name], SIGSTOP);
+        bool suspect = wait_for([&] { return members(c, "suspect").find("\"" + name + "\"") != std::string::npos; }, 5s);
+        auto before = done_count();
+        if (suspect) wait_for([&] { return done_count() >= before + 10; }, 3s);
+        ::kill(workers[name], SIGCONT);
+        REQUIRE_MESSAGE(suspect, name);
+        CHECK(members(c, "dead").find("\"" + name + "\"") == std::string::npos);
+      }
+      break;
+    }
+  }
+  REQUIRE(wait_for([&] { return done_count() == 120; }, 60s));
   // Exactly once: every task executed by one worker, one time.
   std::map<std::string, int> executed;
   for (auto name : {"w1", "w2"}) {
@@ -283,6 +322,20 @@ TEST_CASE("the example engine loses no task and runs none twice across a leader 
   }
   CHECK(executed.size() == 120);
   for (const auto& [task, times] : executed) CHECK_MESSAGE(times == 1, "task " << task);
+}
+
+}  // namespace
+
+TEST_CASE("the example engine loses no task and runs none twice across a leader kill") {
+  engine_survives(engine_fault::leader_kill);
+}
+
+TEST_CASE("the example engine hands over on a leadership transfer (the old leader alive): every task runs once") {
+  engine_survives(engine_fault::transfer_leader);
+}
+
+TEST_CASE("the example engine runs no task twice when a worker freezes briefly (suspect, not dead)") {
+  engine_survives(engine_fault::worker_freeze);
 }
 
 TEST_CASE("a master started with join is added, takes part in the quorum, and a master is removed") {
@@ -348,4 +401,138 @@ TEST_CASE("a frozen worker (SIGSTOP, its connection open) turns suspect, then de
   ::kill(w1, SIGCONT);
   // Resumed, it finds its session gone and registers again.
   REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+}
+
+namespace {
+
+// What `conclavectl watch` printed: each change line and each compaction
+// (with the listing after it), in output order.
+struct watch_output {
+  struct line {
+    bool compacted = false;
+    std::uint64_t rev = 0;
+    std::string type, key, value;
+    std::map<std::string, std::string> listing;  // compacted: the keys listed
+  };
+  std::vector<line> lines;
+  std::vector<std::string> errors;  // what else it printed (stderr)
+};
+
+std::string json_field(const std::string& line, const std::string& name) {
+  auto pos = line.find("\"" + name + "\":");
+  if (pos == std::string::npos) return {};
+  pos += name.size() + 3;
+  if (line[pos] != '"') return line.substr(pos, line.find_first_of(",}", pos) - pos);
+  return line.substr(pos + 1, line.find('"', pos + 1) - pos - 1);  // test keys and values have no escapes
+}
+
+watch_output read_watch(const std::string& path) {
+  watch_output out;
+  std::ifstream in(path);
+  std::string text;
+  while (std::getline(in, text)) {
+    if (text.rfind("{", 0) != 0) {
+      out.errors.push_back(text);
+      continue;
+    }
+    watch_output::line l;
+    l.rev = std::strtoull(json_field(text, "revision").c_str(), nullptr, 10);
+    if (text.find("\"compacted\":true") != std::string::npos) {
+      l.compacted = true;
+      auto n = std::strtoull(json_field(text, "keys").c_str(), nullptr, 10);
+      for (std::uint64_t i = 0; i < n && std::getline(in, text); ++i) l.listing[json_field(text, "key")] = json_field(text, "value");
+    } else {
+      l.type = json_field(text, "type");
+      l.key = json_field(text, "key");
+      l.value = json_field(text, "value");
+    }
+    out.lines.push_back(l);
+  }
+  return out;
+}
+
+// The keys a reader of the output holds: changes applied, a listing replacing all.
+std::map<std::string, std::string> replay(const watch_output& w) {
+  std::map<std::string, std::string> view;
+  for (const auto& l : w.lines) {
+    if (l.compacted) view = l.listing;
+    else if (l.type == "delete") view.erase(l.key);
+    else view[l.key] = l.value;
+  }
+  return view;
+}
+
+// Revisions only grow: no change printed twice, none older than one printed.
+bool never_back(const watch_output& w) {
+  std::uint64_t last = 0;
+  for (const auto& l : w.lines) {
+    if (l.compacted ? l.rev < last : l.rev <= last) return false;
+    last = l.rev;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("conclavectl watch: past the history it prints compacted and a listing, then continues after it") {
+  // A history of 4 changes; a session ending with 10 ephemeral keys deletes
+  // them all at one revision, beyond what a watcher can find in it.
+  process_cluster c(1, master_flags({"--watch-history", "4"}), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto keep = run(c, registry::put{"/c/keep", "k", 0, std::nullopt}).outcome;
+  REQUIRE(keep.code == registry::code::ok);
+  auto log = c.path("watch.log");
+  c.spawn({conclavectl_binary(), "--endpoints", c.at(1).address.text(), "--cluster-id", c.cluster_id, "watch", "/c/",
+           "--from", std::to_string(keep.value)},
+          "watch.log");
+  auto s = run(c, registry::open_session{"client", 60000}).outcome.value;
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(run(c, registry::put{"/c/eph" + std::to_string(i), "e", s, std::nullopt}).outcome.code == registry::code::ok);
+  }
+  REQUIRE(run(c, registry::close_session{s, false}).outcome.code == registry::code::ok);
+  REQUIRE(run(c, registry::put{"/c/after", "a", 0, std::nullopt}).outcome.code == registry::code::ok);
+  std::map<std::string, std::string> want = {{"/c/after", "a"}, {"/c/keep", "k"}};
+  bool converged = wait_for([&] { return replay(read_watch(log)) == want; }, 15s);
+  auto out = read_watch(log);
+  std::string printed;
+  for (const auto& l : out.lines) printed += (l.compacted ? "compacted " : l.type + " " + l.key + " ") + std::to_string(l.rev) + "\n";
+  for (const auto& e : out.errors) printed += e + "\n";
+  REQUIRE_MESSAGE(converged, printed);
+  CHECK(std::any_of(out.lines.begin(), out.lines.end(), [](const auto& l) { return l.compacted; }));
+  CHECK_MESSAGE(never_back(out), printed);
+}
+
+TEST_CASE("conclavectl watch --stale never repeats or goes back when a server behind answers") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto behind = *leader == 1 ? 2u : 1u;
+  auto a = run(c, registry::put{"/s/a", "1", 0, std::nullopt}).outcome;
+  REQUIRE(a.code == registry::code::ok);
+  // `behind` has /s/a, then is cut off: it misses /s/b but still answers stale reads.
+  REQUIRE(wait_for([&] {
+    auto r = c.client().call(c.at(behind).address, client::stale_read{"get /s/a"});
+    return r && std::holds_alternative<client::read_result>(*r) &&
+           std::get<client::read_result>(*r).result.find("\"value\":\"1\"") != std::string::npos;
+  }, 10s));
+  REQUIRE(c.client().call(c.at(behind).address, c.isolate_request(behind)).has_value());
+  REQUIRE(run(c, registry::put{"/s/b", "2", 0, std::nullopt}).outcome.code == registry::code::ok);
+  // Stale reads go to the first server that answers: the leader, then (once it is gone) `behind`.
+  auto log = c.path("watch.log");
+  c.spawn({conclavectl_binary(), "--stale", "--endpoints", c.at(*leader).address.text() + "," + c.at(behind).address.text(),
+           "--cluster-id", c.cluster_id, "watch", "/s/", "--from", std::to_string(a.value - 1)},
+          "watch.log");
+  REQUIRE(wait_for([&] { return replay(read_watch(log)).count("/s/b"); }, 15s));
+  c.signal(*leader, SIGKILL);
+  // Give the watch time to read from `behind` (a few polls), then let it catch up.
+  std::this_thread::sleep_for(2s);
+  REQUIRE(c.client().call(c.at(behind).address, client::set_faults{}).has_value());
+  REQUIRE(c.wait_for_leader(20s, *leader));
+  REQUIRE(run(c, registry::put{"/s/c", "3", 0, std::nullopt}).outcome.code == registry::code::ok);
+  REQUIRE(wait_for([&] { return replay(read_watch(log)).count("/s/c"); }, 20s));
+  auto out = read_watch(log);
+  std::string printed;
+  for (const auto& l : out.lines) printed += l.type + " " + l.key + " " + std::to_string(l.rev) + "\n";
+  CHECK_MESSAGE(never_back(out), printed);
+  CHECK_MESSAGE(out.lines.size() == 3, printed);  // /s/a, /s/b, /s/c, each once
 }

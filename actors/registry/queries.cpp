@@ -62,12 +62,6 @@ std::string to_json(const member& m) {
          ",\"disk_available_bytes\":" + number(m.usage.disk_available_bytes) + "}}";
 }
 
-std::string to_json(const std::string& key, const key_value& kv) {
-  return "{\"key\":" + json_string(key) + ",\"value\":" + json_string(kv.value) + ",\"version\":" +
-         number(kv.version) + ",\"created\":" + number(kv.created) + ",\"modified\":" + number(kv.modified) +
-         ",\"session\":" + number(kv.session) + "}";
-}
-
 template <class T, class F>
 std::string array(const T& items, F&& one) {
   std::string out = "[";
@@ -76,6 +70,17 @@ std::string array(const T& items, F&& one) {
 }
 
 }  // namespace
+
+std::string to_json(const std::string& key, const key_value& kv) {
+  return "{\"key\":" + json_string(key) + ",\"value\":" + json_string(kv.value) + ",\"version\":" +
+         number(kv.version) + ",\"created\":" + number(kv.created) + ",\"modified\":" + number(kv.modified) +
+         ",\"session\":" + number(kv.session) + "}";
+}
+
+std::string to_json(const change& c) {
+  return "{\"revision\":" + number(c.rev) + ",\"type\":\"" + (c.deleted ? "delete" : "put") +
+         "\",\"key\":" + json_string(c.key) + ",\"value\":" + json_string(c.value) + "}";
+}
 
 std::string answer(const registry& reg, std::string_view query) {
   std::istringstream in{std::string(query)};
@@ -126,10 +131,7 @@ std::string answer(const registry& reg, std::string_view query) {
     auto changes = reg.changes_since(after, prefix);
     if (!changes) return "{\"compacted\":true,\"revision\":" + number(reg.current_revision()) + ",\"changes\":[]}";
     return "{\"compacted\":false,\"revision\":" + number(reg.current_revision()) + ",\"changes\":" +
-           array(*changes, [](const change& c) {
-             return "{\"revision\":" + number(c.rev) + ",\"type\":\"" + (c.deleted ? "delete" : "put") +
-                    "\",\"key\":" + json_string(c.key) + ",\"value\":" + json_string(c.value) + "}";
-           }) +
+           array(*changes, [](const change& c) { return to_json(c); }) +
            "}";
   }
   return "{\"error\":" + json_string("unknown query '" + verb + "'") + "}";

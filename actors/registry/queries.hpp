@@ -30,5 +30,8 @@ std::string answer_binary(const registry& reg, std::string_view query);
 
 // JSON string literal for arbitrary bytes (control and non-ASCII bytes as \u00XX).
 std::string json_string(std::string_view s);
+// A key as `get` and `list` answer it, and a change as `changes` does.
+std::string to_json(const std::string& key, const key_value& kv);
+std::string to_json(const change& c);
 
 }  // namespace conclave::registry

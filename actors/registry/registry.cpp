@@ -35,6 +35,7 @@ const char* to_string(code c) {
     case code::held: return "held";
     case code::not_holder: return "not_holder";
     case code::invalid: return "invalid";
+    case code::full: return "full";
   }
   return "?";
 }
@@ -59,9 +60,12 @@ outcome registry::apply(const command& c, std::uint64_t index, std::vector<lock_
 outcome registry::on(const register_member& c, std::uint64_t index, std::vector<lock_grant>& grants) {
   if (c.m.id.empty()) return fail(code::invalid, "member id is empty");
   if (c.ttl_ms == 0) return fail(code::invalid, "registration TTL is 0");
-  // A member registering again (it restarted) ends its previous incarnation:
-  // what that one held ephemerally is gone.
   if (auto it = s_.members.find(c.m.id); it != s_.members.end() && s_.sessions.count(it->second.session)) {
+    // A repeat of a registration whose outcome the member did not learn: the
+    // same session, so the first attempt's events and keys stay (#12).
+    if (c.m.incarnation != 0 && c.m.incarnation == it->second.incarnation) return ok(it->second.session);
+    // A member registering again (it restarted) ends its previous incarnation:
+    // what that one held ephemerally is gone.
     end_session(it->second.session, true, grants);
   }
   auto m = c.m;
@@ -270,7 +274,6 @@ outcome registry::on(const cancel_lock_wait& c, std::uint64_t, std::vector<lock_
 
 outcome registry::on(const publish_event& c, std::uint64_t, std::vector<lock_grant>&) {
   event e;
-  e.seq = ++s_.event_seq;
   e.from = c.from;
   e.to = c.to;
   e.payload = c.payload;
@@ -278,12 +281,17 @@ outcome registry::on(const publish_event& c, std::uint64_t, std::vector<lock_gra
   for (const auto& [id, m] : s_.members) {
     if (is_live(m.status) && (c.to.empty() || c.to == id)) e.recipients.insert(id);
   }
+  // At the cap a publish is refused, changing nothing, rather than dropping
+  // an undelivered event: delivery stays at least once (#12).
+  if (!e.recipients.empty() && s_.events.size() >= limits_.events) {
+    return fail(code::full, std::to_string(s_.events.size()) + " undelivered events; members must acknowledge");
+  }
+  e.seq = ++s_.event_seq;
   ++s_.rev;
   if (e.recipients.empty()) {
     return c.to.empty() ? ok(e.seq) : fail(code::not_found, "no live member '" + c.to + "'");
   }
   s_.events.push_back(std::move(e));
-  while (s_.events.size() > limits_.events) s_.events.pop_front();
   return ok(s_.event_seq);
 }
 
@@ -404,6 +412,7 @@ std::uint64_t registry::digest() const {
     x.u64(static_cast<std::uint64_t>(m.status));
     x.u64(m.session);
     x.u64(m.changed);
+    x.u64(m.incarnation);
   }
   for (const auto& [id, s] : s_.sessions) {
     x.u64(id);

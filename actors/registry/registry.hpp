@@ -26,8 +26,10 @@ struct lock_grant {
 };
 
 struct limits {
-  std::size_t history = 10000;  // key changes kept for watches to resume from
-  std::size_t events = 100000;  // undelivered events kept; the oldest go first past this
+  // Key changes kept for watches to resume from (setting `watch-history`);
+  // part of the replicated state, so the same on every server.
+  std::size_t history = 10000;
+  std::size_t events = 100000;  // undelivered events kept; a publish past this is refused (code::full)
 };
 
 // Everything the registry holds; snapshots encode exactly this.

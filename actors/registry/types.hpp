@@ -54,6 +54,9 @@ struct member {
   member_status status = member_status::alive;
   session_id session = 0;       // its registration session; expiry makes it dead
   revision changed = 0;         // last revision that touched this member
+  // Picked once per process by its member agent (0: none). Registering again
+  // with the same incarnation while its session lives returns that session.
+  std::uint64_t incarnation = 0;
 };
 
 struct session {
@@ -165,6 +168,7 @@ enum class code : std::uint8_t {
   held,              // lock: held by another session and the caller would not wait
   not_holder,        // lock: released by a session that does not hold it
   invalid,           // a malformed command (empty key or id, zero TTL)
+  full,              // events: undelivered events at their cap; members must acknowledge first
 };
 
 const char* to_string(code c);

@@ -110,7 +110,7 @@ inline bool same(const registry::resources& a, const registry::resources& b) {
 inline bool same(const registry::member& a, const registry::member& b) {
   return a.id == b.id && a.role == b.role && a.host == b.host && a.port == b.port &&
          a.start_time_ms == b.start_time_ms && a.labels == b.labels && same(a.usage, b.usage) &&
-         a.status == b.status && a.session == b.session && a.changed == b.changed;
+         a.status == b.status && a.session == b.session && a.changed == b.changed && a.incarnation == b.incarnation;
 }
 
 inline bool same(const registry::command& a, const registry::command& b) {

@@ -117,6 +117,7 @@ registry::member a_member() {
   m.usage = registry::resources{12.5, 0.75, 1 << 20, 2 << 20, 3 << 20};
   m.session = 4;
   m.changed = 9;
+  m.incarnation = 0x5eed;
   return m;
 }
 
