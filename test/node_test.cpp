@@ -174,14 +174,14 @@ struct frozen_master_fixture {
     auto w = node::start(sys, {{"role", "worker"}, {"name", "w"}, {"peers", cluster.peers()},
                                {"cluster-id", cluster.cluster_id}, {"session-ttl-ms", "30000"},
                                {"member-heartbeat-ms", "100"}, {"no-master-timeout-ms", "60000"}});
-    REQUIRE_MESSAGE(w.has_value(), w.error().message());
+    REQUIRE_MESSAGE(w.has_value(), (w ? std::string() : w.error().message()));
     worker = std::move(*w);
     REQUIRE(wait_for([&] { return worker->session() != 0; }, 10s));
   }
 
   registry::outcome run(const registry::command& cmd) {
     auto r = cluster.client().propose(wire::encode_command(cmd), 10s);
-    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
     auto res = wire::decode_result(r->result);
     REQUIRE(res.has_value());
     return res->outcome;
@@ -220,7 +220,7 @@ TEST_CASE("a failed lock call leaves the member holding nothing: an acquire whos
   // The acquire reaches the frozen master and waits there: the call cannot
   // know whether it took effect until the master answers again.
   auto session = f.worker->session();
-  ::kill(pid, SIGSTOP);
+  REQUIRE(test::freeze(pid));
   std::optional<expected<node::lock_grant>> result;
   std::thread caller([&] { result = f.worker->lock("unknown", 1500ms); });
   std::this_thread::sleep_for(3s);  // past the acquire's attempt (1 s) and the call's timeout
@@ -246,24 +246,29 @@ TEST_CASE("a failed lock call leaves the member holding nothing: granted while t
   auto session = f.worker->session();
   auto started = std::chrono::steady_clock::now();
   std::optional<expected<node::lock_grant>> result;
-  std::thread caller([&] { result = f.worker->lock("crossed", 2s); });
-  REQUIRE(wait_for([&] {
+  const auto timeout = 5s;
+  std::thread caller([&] { result = f.worker->lock("crossed", timeout); });
+  bool queued = wait_for([&] {
     auto r = f.cluster.client().read("lock crossed", 2s);
     return r && r->result.find("\"waiters\":[" + std::to_string(session) + "]") != std::string::npos;
-  }, 1500ms));
+  }, timeout - 1s);
   // Frozen with the worker's poll queued; the holder's release queued after
   // it; the call times out meanwhile. Once the master runs again, the poll
   // still sees the lock held by `other`, and the release grants the lock to
   // the worker just before its cancel arrives.
-  ::kill(pid, SIGSTOP);
+  bool stopped = test::freeze(pid);  // checked once the threads are joined
+  auto frozen = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(300ms);
   std::thread releaser([&] {
     (void)releaser_client.propose(wire::encode_command(registry::release_lock{"crossed", other}), 20s);
   });
-  std::this_thread::sleep_until(started + 4s);
+  // The call's time runs out during the freeze (a second to spare).
+  std::this_thread::sleep_until(std::max(started + timeout + 1s, frozen + 1500ms));
   ::kill(pid, SIGCONT);
   caller.join();
   releaser.join();
+  REQUIRE(queued);
+  REQUIRE(stopped);
   REQUIRE(result.has_value());
   if (*result) {
     CHECK(f.involved("crossed", session) == std::optional<bool>(true));

@@ -419,7 +419,7 @@ TEST_CASE("a slow reply does not expire a session") {
   REQUIRE(first.has_value());
   REQUIRE(std::holds_alternative<client::ok>(*first));
   // A reply that comes after the client stopped waiting.
-  c.signal(1, SIGSTOP);
+  REQUIRE(freeze(c.at(1).pid));
   auto slow = keepalive(200ms);
   c.signal(1, SIGCONT);
   CHECK_FALSE(slow.has_value());
@@ -437,7 +437,7 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
   auto w1 = c.spawn({c.binary(), "-r", "worker", "--name", "w1", "--peers", c.peers(), "--cluster-id", c.cluster_id,
-                     "--session-ttl-ms", "1000", "--member-heartbeat-ms", "100", "--no-master-timeout-ms", "60000"},
+                     "--session-ttl-ms", "2000", "--member-heartbeat-ms", "100", "--no-master-timeout-ms", "60000"},
                     "w1.log");
   REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
   // A holds L (conclavectl's session TTL is 3 s) until told to stop; B waits for it.
@@ -453,8 +453,8 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   auto holder = read_lock(c, "L").holder;
   REQUIRE(holder != 0);
 
-  c.signal(*leader, SIGSTOP);
-  // Twice conclavectl's TTL, six times the worker's: every client must find
+  REQUIRE(freeze(c.at(*leader).pid));
+  // Twice conclavectl's TTL, three times the worker's: every client must find
   // the new leader, and nobody may be expired meanwhile.
   auto until = std::chrono::steady_clock::now() + 6s;
   std::string trouble;
