@@ -186,8 +186,10 @@ class session_keeper {
                  std::get<client::failure>(*r).code == "not_found") {
         why = "session " + std::to_string(session_) + " ended (expired or closed)";
       } else if (clock::now() - confirmed_ >= std::chrono::milliseconds(ttl_ms)) {
+        auto* f = r ? std::get_if<client::failure>(&*r) : nullptr;
+        auto last = !r ? r.error().message() : f ? f->code + ": " + f->message : std::string("unexpected reply");
         why = "no leader confirmed session " + std::to_string(session_) + " for " + std::to_string(ttl_ms) +
-              " ms (" + (r ? std::string("no leader") : r.error().message()) + ")";
+              " ms (last: " + last + ")";
       }
       if (!why.empty()) {
         std::lock_guard<std::mutex> guard(mutex_);
@@ -239,13 +241,19 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
       }
     }
     if (status == 0) {
+      // Prepared before fork(): other threads run, so the child allocates nothing.
+      std::string token_env = "CONCLAVE_FENCING_TOKEN=" + std::to_string(token);
+      std::vector<char*> argv2, envp;
+      for (std::size_t k = 2; k < args.size(); ++k) argv2.push_back(args[k].data());
+      argv2.push_back(nullptr);
+      for (char** e = environ; *e; ++e) {
+        if (std::strncmp(*e, "CONCLAVE_FENCING_TOKEN=", 23) != 0) envp.push_back(*e);
+      }
+      envp.push_back(token_env.data());
+      envp.push_back(nullptr);
       pid_t pid = ::fork();
       if (pid == 0) {
-        ::setenv("CONCLAVE_FENCING_TOKEN", std::to_string(token).c_str(), 1);
-        std::vector<char*> argv2;
-        for (std::size_t k = 2; k < args.size(); ++k) argv2.push_back(args[k].data());
-        argv2.push_back(nullptr);
-        ::execvp(argv2[0], argv2.data());
+        ::execvpe(argv2[0], argv2.data(), envp.data());
         _exit(127);
       }
       int ws = 0;
