@@ -18,7 +18,10 @@
 //                               them; changes continue after R. With --stale, an answer from a
 //                               server behind what was printed is skipped (never repeats or rewinds).
 //   put KEY VALUE | del KEY | cas KEY VERSION VALUE   (VERSION 0: create only)
-//   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it
+//   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it.
+//                               If the lock is lost (its session ends, or no leader confirms the
+//                               session for a whole TTL), CMD gets SIGTERM, then SIGKILL 5 s later,
+//                               and conclavectl exits 4; otherwise it exits with CMD's status.
 //   publish [--to MEMBER] PAYLOAD  an event for every live member or one; refused with "full: N
 //                               undelivered events; members must acknowledge" (exit 1) at the cap
 //   transfer-leader [ID]
@@ -26,14 +29,18 @@
 //   remove-master ID
 //
 // Exit codes: 0 done; 1 the operation was refused (not found, version
-// mismatch, lock held...); 2 usage error; 3 no server of the cluster answered.
+// mismatch, lock held...); 2 usage error; 3 no server of the cluster answered;
+// 4 lock: the lock was lost while waiting for it or while CMD ran.
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -50,6 +57,7 @@ namespace {
 constexpr int exit_refused = 1;
 constexpr int exit_usage = 2;
 constexpr int exit_unreachable = 3;
+constexpr int exit_lock_lost = 4;
 
 [[noreturn]] void usage(const std::string& what) {
   std::fprintf(stderr, "conclavectl: %s\n(run conclavectl --help for the commands)\n", what.c_str());
@@ -62,8 +70,9 @@ int unreachable(const error& e) {
 }
 
 // Runs a registry command through the leader; prints and returns its outcome.
-int command(raft_client& c, const registry::command& cmd, bool json, wire::registry_result* out = nullptr) {
-  auto r = c.propose(wire::encode_command(cmd), 10s);
+int command(raft_client& c, const registry::command& cmd, bool json, wire::registry_result* out = nullptr,
+            std::chrono::milliseconds deadline = 10s) {
+  auto r = c.propose(wire::encode_command(cmd), deadline);
   if (!r) return unreachable(r.error());
   auto res = wire::decode_result(r->result);
   if (!res) return unreachable(res.error());
@@ -121,6 +130,143 @@ int watch(raft_client& c, const std::string& prefix, std::optional<registry::rev
     if (cursor.take(*answer, print_change, print_listing)) std::fflush(stdout);
     std::this_thread::sleep_for(100ms);
   }
+}
+
+// Keeps a lock's session alive from its own thread and says when the lock
+// is lost: the session ended (expired or closed), or no leader confirmed it
+// for a whole TTL (it may have expired where we cannot see).
+class session_keeper {
+ public:
+  static constexpr std::uint64_t ttl_ms = 3000;
+
+  session_keeper(caf::actor_system& sys, const std::string& cluster_id, const std::vector<raft::endpoint>& endpoints,
+                 const auth::keys& keys, registry::session_id session,
+                 std::chrono::steady_clock::time_point confirmed)
+      : client_(sys, cluster_id, endpoints), session_(session), confirmed_(confirmed) {
+    client_.set_keys(keys);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~session_keeper() {
+    done_ = true;
+    thread_.join();
+  }
+
+  // Empty while the session is known to live; else why the lock is lost.
+  std::string lost() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return lost_;
+  }
+
+ private:
+  void run() {
+    using clock = std::chrono::steady_clock;
+    while (!done_) {
+      auto sent = clock::now();
+      // A round tries every master for up to a third of the TTL: a frozen
+      // leader must not hold the keepalives back while another leads.
+      auto r = client_.to_leader(client::keepalive{session_, {}}, std::chrono::milliseconds(ttl_ms / 3));
+      std::string why;
+      if (r && std::holds_alternative<client::ok>(*r)) {
+        confirmed_ = sent;  // alive until at least sent + TTL
+      } else if (r && std::holds_alternative<client::failure>(*r) &&
+                 std::get<client::failure>(*r).code == "not_found") {
+        why = "session " + std::to_string(session_) + " ended (expired or closed)";
+      } else if (clock::now() - confirmed_ >= std::chrono::milliseconds(ttl_ms)) {
+        auto* f = r ? std::get_if<client::failure>(&*r) : nullptr;
+        auto last = !r ? r.error().message() : f ? f->code + ": " + f->message : std::string("unexpected reply");
+        why = "no leader confirmed session " + std::to_string(session_) + " for " + std::to_string(ttl_ms) +
+              " ms (last: " + last + ")";
+      }
+      if (!why.empty()) {
+        std::lock_guard<std::mutex> guard(mutex_);
+        lost_ = why;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(ttl_ms / 10));
+    }
+  }
+
+  raft_client client_;
+  registry::session_id session_;
+  std::chrono::steady_clock::time_point confirmed_;
+  std::atomic<bool> done_{false};
+  mutable std::mutex mutex_;
+  std::string lost_;
+  std::thread thread_;
+};
+
+// conclavectl lock NAME -- CMD ARGS: CMD runs while this client holds the
+// lock, and no longer than that.
+int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluster_id,
+                const std::vector<raft::endpoint>& endpoints, const auth::keys& keys, std::vector<std::string>& args) {
+  const auto& name = args[0];
+  wire::registry_result opened, acquired;
+  auto opening = std::chrono::steady_clock::now();
+  if (int rc = command(c, registry::open_session{"conclavectl", session_keeper::ttl_ms}, false, &opened); rc) return rc;
+  auto session = opened.outcome.value;
+  int status = 0;
+  {
+    session_keeper keeper(sys, cluster_id, endpoints, keys, session, opening);
+    auto lost = [&](const char* when) {
+      std::fprintf(stderr, "conclavectl: lock '%s' lost %s: %s\n", name.c_str(), when, keeper.lost().c_str());
+      return exit_lock_lost;
+    };
+    status = command(c, registry::acquire_lock{name, session, true}, false, &acquired);
+    auto token = acquired.outcome.value;
+    while (status == 0 && acquired.outcome.code == registry::code::queued) {
+      if (!keeper.lost().empty()) {
+        status = lost("while waiting for it");
+        break;
+      }
+      std::this_thread::sleep_for(50ms);
+      auto held = c.read("lock " + name, 10s);
+      if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
+        auto pos = held->result.find("\"token\":");
+        token = std::strtoull(held->result.c_str() + pos + 8, nullptr, 10);
+        break;
+      }
+    }
+    if (status == 0) {
+      // Prepared before fork(): other threads run, so the child allocates nothing.
+      std::string token_env = "CONCLAVE_FENCING_TOKEN=" + std::to_string(token);
+      std::vector<char*> argv2, envp;
+      for (std::size_t k = 2; k < args.size(); ++k) argv2.push_back(args[k].data());
+      argv2.push_back(nullptr);
+      for (char** e = environ; *e; ++e) {
+        if (std::strncmp(*e, "CONCLAVE_FENCING_TOKEN=", 23) != 0) envp.push_back(*e);
+      }
+      envp.push_back(token_env.data());
+      envp.push_back(nullptr);
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        ::execvpe(argv2[0], argv2.data(), envp.data());
+        _exit(127);
+      }
+      int ws = 0;
+      bool stopped = false;
+      auto killed_at = std::chrono::steady_clock::time_point::max();
+      while (::waitpid(pid, &ws, WNOHANG) != pid) {
+        // The lock is gone: so must CMD be, as soon as it can clean up.
+        if (!stopped && !keeper.lost().empty()) {
+          status = lost("while the command ran");
+          std::fprintf(stderr, "conclavectl: stopping the command (SIGTERM, SIGKILL after 5 s)\n");
+          ::kill(pid, SIGTERM);
+          stopped = true;
+          killed_at = std::chrono::steady_clock::now() + 5s;
+        }
+        if (std::chrono::steady_clock::now() >= killed_at) {
+          ::kill(pid, SIGKILL);
+          killed_at = std::chrono::steady_clock::time_point::max();
+        }
+        std::this_thread::sleep_for(20ms);
+      }
+      if (!stopped) status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
+    }
+  }
+  // Whatever happened, this client holds nothing afterwards (closing the
+  // session releases the lock and any wait for it).
+  (void)command(c, registry::close_session{session, false}, false, &opened, 3s);
+  return status;
 }
 
 }  // namespace
@@ -268,52 +414,6 @@ int main(int argc, char** argv) {
     std::printf("added master %llu at %s\n", static_cast<unsigned long long>(id), args[1].c_str());
     return 0;
   }
-  if (cmd == "lock" && args.size() >= 3 && args[1] == "--") {
-    // A session kept alive while the command runs; the lock dies with it.
-    wire::registry_result opened, acquired;
-    if (int rc = command(c, registry::open_session{"conclavectl", 3000}, false, &opened); rc) return rc;
-    auto session = opened.outcome.value;
-    std::atomic<bool> done{false};
-    std::thread keepalive([&] {
-      caf::scoped_actor self{sys};
-      raft_client k(sys, cluster_id, endpoints);
-      k.set_keys(keys);
-      while (!done) {
-        (void)k.to_leader(client::keepalive{session, {}}, 500ms);
-        std::this_thread::sleep_for(300ms);
-      }
-    });
-    int rc = command(c, registry::acquire_lock{args[0], session, true}, false, &acquired);
-    auto token = acquired.outcome.value;
-    while (rc == 0 && acquired.outcome.code == registry::code::queued) {
-      std::this_thread::sleep_for(50ms);
-      auto held = c.read("lock " + args[0], 10s);
-      if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
-        auto pos = held->result.find("\"token\":");
-        token = std::strtoull(held->result.c_str() + pos + 8, nullptr, 10);
-        break;
-      }
-    }
-    int status = rc;
-    if (rc == 0) {
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::setenv("CONCLAVE_FENCING_TOKEN", std::to_string(token).c_str(), 1);
-        std::vector<char*> argv2;
-        for (std::size_t k = 2; k < args.size(); ++k) argv2.push_back(args[k].data());
-        argv2.push_back(nullptr);
-        ::execvp(argv2[0], argv2.data());
-        _exit(127);
-      }
-      int ws = 0;
-      ::waitpid(pid, &ws, 0);
-      status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
-      (void)command(c, registry::release_lock{args[0], session}, false, &acquired);
-    }
-    done = true;
-    keepalive.join();
-    (void)command(c, registry::close_session{session, false}, false, &opened);
-    return status;
-  }
+  if (cmd == "lock" && args.size() >= 3 && args[1] == "--") return run_locked(c, sys, cluster_id, endpoints, keys, args);
   usage("unknown command or wrong arguments: " + cmd);
 }

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <mutex>
@@ -220,17 +221,48 @@ expected<node::lock_grant> node::lock(const std::string& name, std::chrono::mill
     std::this_thread::sleep_for(20ms);
   }
   auto s = session();
+  auto session_ended = [&] {
+    return make_error(errc::unavailable, "the member's session ended while it waited for lock '" + name + "'");
+  };
+  // An acquire whose outcome is unknown is sent again until one is known
+  // (acquiring is idempotent: a holder gets its grant again, a waiter keeps
+  // its place), so that the call knows whether it holds or waits.
   auto o = impl_->run(registry::acquire_lock{name, s, true});
+  while (!o && o.error().code == errc::outcome_unknown && !impl_->stop) {
+    if (session() != s) return session_ended();
+    o = impl_->run(registry::acquire_lock{name, s, true});
+  }
   if (!o) return o.error();
   if (o->code == registry::code::ok) return lock_grant{name, o->value};
-  if (o->code != registry::code::queued) return make_error(errc::unavailable, std::string(registry::to_string(o->code)) + ": " + o->detail);
-  while (std::chrono::steady_clock::now() < until) {
-    auto st = impl_->binary_query("lock " + name, false);
-    if (st && st->locks.count(name) && st->locks.at(name).holder == s) return lock_grant{name, st->locks.at(name).token};
-    std::this_thread::sleep_for(20ms);
+  if (o->code != registry::code::queued) {
+    return make_error(errc::unavailable, std::string(registry::to_string(o->code)) + ": " + o->detail);
   }
-  (void)impl_->run(registry::cancel_lock_wait{name, s});
-  return make_error(errc::unavailable, "timed out waiting for lock '" + name + "'");
+  // Queued: wait for the grant until `timeout`, then cancel the wait until
+  // the lock as the registry has it shows this session neither holding nor
+  // waiting (a cancel may cross a grant: then the grant is returned).
+  for (;;) {
+    if (session() != s) return session_ended();
+    auto st = impl_->binary_query("lock " + name, false);
+    if (!st) {
+      if (impl_->stop) return st.error();  // leaving: the session closes with the node
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    auto it = st->locks.find(name);
+    if (it != st->locks.end() && it->second.holder == s) return lock_grant{name, it->second.token};
+    bool waiting = it != st->locks.end() &&
+                   std::find(it->second.waiters.begin(), it->second.waiters.end(), s) != it->second.waiters.end();
+    bool time_left = std::chrono::steady_clock::now() < until;
+    if (!waiting) {
+      return make_error(errc::unavailable, (time_left ? "no longer waiting for lock '" : "timed out waiting for lock '") +
+                                               name + "'");
+    }
+    if (time_left) {
+      std::this_thread::sleep_for(20ms);
+      continue;
+    }
+    (void)impl_->run(registry::cancel_lock_wait{name, s});
+  }
 }
 
 expected<void> node::unlock(const std::string& name) {

@@ -89,7 +89,16 @@ class node {
     std::string name;
     registry::revision token = 0;
   };
-  // Waits up to `timeout`; errors: unavailable (timed out or no cluster).
+  // Waits up to `timeout` for the lock (first come, first served). A call
+  // that fails leaves the member neither holding nor waiting for the lock:
+  // an acquire whose outcome is unknown is sent again until its outcome is
+  // known (acquiring is idempotent), and a wait that times out is cancelled
+  // until the registry shows neither; if the lock was granted meanwhile, the
+  // call returns the grant. So a call can take longer than `timeout` while
+  // no leader answers. (Not covered: a request that reached a frozen server
+  // and is passed on to the leader when that server runs again, after the
+  // call has ended; the registry has no request ids to refuse it.) Errors:
+  // unavailable (timed out, refused, the session ended, no cluster).
   expected<lock_grant> lock(const std::string& name, std::chrono::milliseconds timeout);
   expected<void> unlock(const std::string& name);
 

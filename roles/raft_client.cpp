@@ -13,10 +13,16 @@ namespace conclave {
 
 namespace {
 
-// Relays requests to one server and fails every pending one as soon as the
-// connection to that server breaks. CAF 0.17 does not answer a request that
-// was on the wire when its connection broke, so without this a request lost
-// with a crashed server would wait for its whole timeout.
+// Relays requests to one server and answers each: the server's reply, a
+// timeout, or a failure as soon as the connection to that server breaks.
+// CAF 0.17 does not answer a request that was on the wire when its
+// connection broke, so without this a request lost with a crashed server
+// would wait for its whole timeout.
+//
+// The relay is the connection servers see: a leader ties the sessions it
+// receives keepalives for to it and expires them soon after it goes. So it
+// lives as long as its connection (or its raft_client), whatever the
+// timeouts of single requests.
 //
 // With credentials, the relay first proves its key to the server (the
 // challenge of actors/auth.hpp) and holds requests back until then; if the
@@ -33,10 +39,10 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
     if (on_lost) on_lost();
     self->quit();
   });
-  caf::behavior relaying{[=](client_atom, const std::string& bytes) -> caf::result<std::string> {
+  caf::behavior relaying{[=](client_atom, const std::string& bytes, std::uint64_t timeout_ms) -> caf::result<std::string> {
     auto id = (*next_id)++;
     (*pending)[id] = self->make_response_promise();
-    self->request(server, caf::infinite, client_atom::value, bytes)
+    self->request(server, std::chrono::milliseconds(timeout_ms), client_atom::value, bytes)
         .then(
             [=](const std::string& reply) {
               if (auto it = pending->find(id); it != pending->end()) {
@@ -54,7 +60,7 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
   }};
   if (!keys.enabled()) return relaying;
   auto refuse = [=](const std::string& why) {
-    self->become([=](client_atom, const std::string&) {
+    self->become([=](client_atom, const std::string&, std::uint64_t) {
       return wire::encode_response(
           client::failure{client::code_name(errc::unauthenticated), make_error(errc::unauthenticated, why).message(), 0, {}});
     });
@@ -139,7 +145,12 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
   auto handle = impl_->connect(to, timeout);
   if (!handle) return make_error(errc::unavailable, "cannot connect to " + to.text());
   expected<client::response> result = make_error(errc::unavailable, "no answer from " + to.text());
-  impl_->self->request(handle, timeout, client_atom::value, wire::encode_request(r, cluster_id_))
+  // The relay times the request out itself (a late reply then goes to the
+  // relay, not to this caller's mailbox); our own timeout is only a backstop.
+  auto backstop = timeout + std::chrono::milliseconds(500);
+  impl_->self
+      ->request(handle, backstop, client_atom::value, wire::encode_request(r, cluster_id_),
+                static_cast<std::uint64_t>(timeout.count()))
       .receive(
           [&](const std::string& bytes) {
             last_answer_ = std::chrono::steady_clock::now();
@@ -147,9 +158,10 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
             result = decoded ? expected<client::response>(*decoded) : expected<client::response>(decoded.error());
           },
           [&](caf::error& e) {
-            // The connection may be gone: forget it (and its relay) so the
-            // next call reconnects.
-            impl_->forget(to.text());
+            // A slow reply is no lost connection: the relay stays (the leader
+            // ties sessions to it). Otherwise the connection is gone: forget
+            // it (and its relay) so that the next call reconnects.
+            if (e != caf::sec::request_timeout) impl_->forget(to.text());
             // A receiver known to be down never got the request; otherwise it
             // was sent (or on its way) and whether it took effect is unknown.
             auto code = e == caf::sec::request_receiver_down ? errc::unavailable : errc::outcome_unknown;
@@ -191,13 +203,18 @@ expected<client::response> raft_client::to_leader(const client::request& request
   error last = make_error(errc::unavailable, "no server answered");
   std::size_t next = preferred_;
   const auto& eps = endpoints_;
+  // How long one server may stay silent: a frozen server (SIGSTOP, a dead
+  // link) keeps its connection open, so only a timeout ends the wait, and
+  // another master may lead meanwhile. A keepalive waits at most 300 ms (a
+  // new leader gives each session failover_grace_ms = 1 s to find it, and
+  // followers point at the frozen leader until they elect a new one); other
+  // requests 1 s. A state-changing request that times out is not resent
+  // (outcome unknown, below), so it gets one attempt.
+  auto attempt = std::holds_alternative<client::keepalive>(request) ? std::chrono::milliseconds(300)
+                                                                     : std::chrono::milliseconds(1000);
   while (std::chrono::steady_clock::now() < until) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    // At most 1 s per attempt: a frozen server (SIGSTOP, a dead link) keeps
-    // its connection open, so only a timeout ends the wait, and another
-    // master may answer at once. A state-changing request that times out is
-    // not resent (outcome unknown, below), so it gets one attempt of 1 s.
-    auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), std::chrono::milliseconds(1000)));
+    auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), attempt));
     if (r) {
       auto* f = std::get_if<client::failure>(&*r);
       if (!f || !retryable(*f)) {
@@ -222,6 +239,9 @@ expected<client::response> raft_client::to_leader(const client::request& request
       }
     } else {
       last = r.error();
+      // A server that did not answer is not asked first next time: it may
+      // be frozen while another leads.
+      preferred_ = (next + 1) % eps.size();
       if (r.error().code == errc::outcome_unknown && changes_state(request)) return last;
     }
     ++next;

@@ -24,8 +24,10 @@ class raft_client {
   raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints);
   ~raft_client();
 
-  // One request to one endpoint. Errors: unavailable (cannot connect, no
-  // answer within `timeout`), malformed (a reply that does not decode).
+  // One request to one endpoint. Errors: unavailable (cannot connect),
+  // outcome_unknown (sent, but no answer within `timeout` or the connection
+  // broke), malformed (a reply that does not decode). Only a broken
+  // connection ends the connection: a leader ties sessions to it.
   expected<client::response> call(const raft::endpoint& to, const client::request& r,
                                    std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
@@ -62,7 +64,9 @@ class raft_client {
   std::unique_ptr<impl> impl_;
   std::string cluster_id_;
   std::vector<raft::endpoint> endpoints_;
-  std::size_t preferred_ = 0;  // the endpoint that led last time
+  // Where the next request starts: the endpoint that led last time, or the
+  // one after an endpoint that did not answer.
+  std::size_t preferred_ = 0;
   std::chrono::steady_clock::time_point last_answer_{};
 };
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "roles/node.hpp"
+#include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/temp_dir.hpp"
 
@@ -277,4 +278,124 @@ TEST_CASE("commands: acknowledged only once run, so a command not run comes agai
   CHECK(*second == 2);
   CHECK(ran == std::vector<std::string>{"task 1", "task 2", "task 3"});
   CHECK(w.events()->empty());
+}
+
+namespace {
+
+// A worker node in the test's actor system against one real master process
+// that the test can freeze (SIGSTOP); the master's lock state read through
+// the cluster's own client.
+struct frozen_master_fixture {
+  test::process_cluster cluster{1, {"-r", "master", "--session-ttl-ms", "1000", "--member-heartbeat-ms", "100"},
+                                test::conclave_binary()};
+  caf::actor_system sys{test::client_config()};
+  std::unique_ptr<node> worker;
+
+  frozen_master_fixture() {
+    REQUIRE(cluster.wait_for_leader(10s));
+    // A TTL far longer than any freeze below: the session outlives them all.
+    auto w = node::start(sys, {{"role", "worker"}, {"name", "w"}, {"peers", cluster.peers()},
+                               {"cluster-id", cluster.cluster_id}, {"session-ttl-ms", "30000"},
+                               {"member-heartbeat-ms", "100"}, {"no-master-timeout-ms", "60000"}});
+    REQUIRE_MESSAGE(w.has_value(), (w ? std::string() : w.error().message()));
+    worker = std::move(*w);
+    REQUIRE(wait_for([&] { return worker->session() != 0; }, 10s));
+  }
+
+  registry::outcome run(const registry::command& cmd) {
+    auto r = cluster.client().propose(wire::encode_command(cmd), 10s);
+    REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
+    auto res = wire::decode_result(r->result);
+    REQUIRE(res.has_value());
+    return res->outcome;
+  }
+
+  // Whether `session` holds or waits for lock `name`; nullopt when unreadable.
+  std::optional<bool> involved(const std::string& name, std::uint64_t session) {
+    auto r = cluster.client().read("bin:lock " + name, 5s);
+    if (!r) return std::nullopt;
+    auto st = wire::decode_registry_snapshot(r->result);
+    if (!st) return std::nullopt;
+    auto it = st->locks.find(name);
+    if (it == st->locks.end()) return false;
+    const auto& w = it->second.waiters;
+    return it->second.holder == session || std::find(w.begin(), w.end(), session) != w.end();
+  }
+
+  // A failed lock call must leave nothing behind: checked for a while, since
+  // a request the master still had queued may apply late.
+  void check_holds_nothing(const std::string& name, std::uint64_t s) {
+    auto until = std::chrono::steady_clock::now() + 2s;
+    while (std::chrono::steady_clock::now() < until) {
+      auto now_involved = involved(name, s);
+      REQUIRE_MESSAGE(now_involved != std::optional<bool>(true),
+                      "the lock call failed, yet session " << s << " holds or waits for '" << name << "'");
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a failed lock call leaves the member holding nothing: an acquire whose outcome is unknown") {
+  frozen_master_fixture f;
+  auto pid = f.cluster.at(1).pid;
+  // The acquire reaches the frozen master and waits there: the call cannot
+  // know whether it took effect until the master answers again.
+  auto session = f.worker->session();
+  REQUIRE(test::freeze(pid));
+  std::optional<expected<node::lock_grant>> result;
+  std::thread caller([&] { result = f.worker->lock("unknown", 1500ms); });
+  std::this_thread::sleep_for(3s);  // past the acquire's attempt (1 s) and the call's timeout
+  ::kill(pid, SIGCONT);
+  caller.join();
+  REQUIRE(result.has_value());
+  if (*result) {
+    CHECK(f.involved("unknown", session) == std::optional<bool>(true));
+  } else {
+    f.check_holds_nothing("unknown", session);
+  }
+}
+
+TEST_CASE("a failed lock call leaves the member holding nothing: granted while the wait is given up") {
+  frozen_master_fixture f;
+  auto pid = f.cluster.at(1).pid;
+  auto other = f.run(registry::open_session{"other", 60000}).value;
+  REQUIRE(f.run(registry::acquire_lock{"crossed", other, false}).code == registry::code::ok);
+  // The releaser's connection is made now: a frozen master accepts none.
+  caf::actor_system releaser_sys{test::client_config()};
+  raft_client releaser_client(releaser_sys, f.cluster.cluster_id, f.cluster.client().endpoints());
+  REQUIRE(releaser_client.status(f.cluster.at(1).address).has_value());
+  auto session = f.worker->session();
+  auto started = std::chrono::steady_clock::now();
+  std::optional<expected<node::lock_grant>> result;
+  const auto timeout = 5s;
+  std::thread caller([&] { result = f.worker->lock("crossed", timeout); });
+  bool queued = wait_for([&] {
+    auto r = f.cluster.client().read("lock crossed", 2s);
+    return r && r->result.find("\"waiters\":[" + std::to_string(session) + "]") != std::string::npos;
+  }, timeout - 1s);
+  // Frozen with the worker's poll queued; the holder's release queued after
+  // it; the call times out meanwhile. Once the master runs again, the poll
+  // still sees the lock held by `other`, and the release grants the lock to
+  // the worker just before its cancel arrives.
+  bool stopped = test::freeze(pid);  // checked once the threads are joined
+  auto frozen = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(300ms);
+  std::thread releaser([&] {
+    (void)releaser_client.propose(wire::encode_command(registry::release_lock{"crossed", other}), 20s);
+  });
+  // The call's time runs out during the freeze (a second to spare).
+  std::this_thread::sleep_until(std::max(started + timeout + 1s, frozen + 1500ms));
+  ::kill(pid, SIGCONT);
+  caller.join();
+  releaser.join();
+  REQUIRE(queued);
+  REQUIRE(stopped);
+  REQUIRE(result.has_value());
+  if (*result) {
+    CHECK(f.involved("crossed", session) == std::optional<bool>(true));
+  } else {
+    f.check_holds_nothing("crossed", session);
+  }
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -79,6 +80,27 @@ inline std::optional<int> wait_pid(pid_t pid, std::chrono::milliseconds timeout)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return std::nullopt;
+}
+
+// Sends SIGSTOP to `pid` and waits until the kernel shows it stopped, so
+// that nothing it would still answer slips through. False if it never does.
+inline bool freeze(pid_t pid, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
+  ::kill(pid, SIGSTOP);
+  auto until = std::chrono::steady_clock::now() + timeout;
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  while (std::chrono::steady_clock::now() < until) {
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      char buf[512];
+      auto n = std::fread(buf, 1, sizeof buf - 1, f);
+      std::fclose(f);
+      buf[n] = 0;
+      // The state follows the command name, which ends with the last ')'.
+      const char* p = std::strrchr(buf, ')');
+      if (p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't')) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 // The whole text of a file (a child's output), empty when it cannot be read.

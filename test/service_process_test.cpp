@@ -536,3 +536,182 @@ TEST_CASE("conclavectl watch --stale never repeats or goes back when a server be
   CHECK_MESSAGE(never_back(out), printed);
   CHECK_MESSAGE(out.lines.size() == 3, printed);  // /s/a, /s/b, /s/c, each once
 }
+
+// --- sessions and locks of clients (conclavectl, raft_client) ----------------------
+
+namespace {
+
+// conclavectl against the cluster, started in the background (killed with the cluster).
+pid_t start_conclavectl(process_cluster& c, std::vector<std::string> args, const std::string& log) {
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  std::vector<std::string> all = {conclavectl_binary(), "--endpoints", endpoints, "--cluster-id", c.cluster_id};
+  all.insert(all.end(), args.begin(), args.end());
+  return c.spawn(all, log);
+}
+
+// A lock as the registry shows it (holder 0: free or unknown).
+struct lock_view {
+  bool read = false;
+  std::uint64_t holder = 0, token = 0;
+  std::vector<std::uint64_t> waiters;
+};
+
+lock_view read_lock(process_cluster& c, const std::string& name) {
+  lock_view v;
+  auto r = c.client().read("lock " + name, 5s);
+  if (!r) return v;
+  v.read = true;
+  const auto& t = r->result;
+  auto number = [&](const std::string& key) {
+    auto pos = t.find("\"" + key + "\":");
+    return pos == std::string::npos ? 0 : std::strtoull(t.c_str() + pos + key.size() + 3, nullptr, 10);
+  };
+  v.holder = number("holder");
+  v.token = number("token");
+  if (auto pos = t.find("\"waiters\":["); pos != std::string::npos) {
+    for (const char* p = t.c_str() + pos + 11; *p && *p != ']';) {
+      char* end = nullptr;
+      auto n = std::strtoull(p, &end, 10);
+      if (end == p) {
+        ++p;
+        continue;
+      }
+      v.waiters.push_back(n);
+      p = end;
+    }
+  }
+  return v;
+}
+
+bool exists(const std::string& path) { return std::filesystem::exists(path); }
+
+bool alive_pid(pid_t pid) { return ::kill(pid, 0) == 0; }
+
+}  // namespace
+
+TEST_CASE("a slow reply does not expire a session") {
+  // One master: no election can step in while it is frozen.
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto session = run(c, registry::open_session{"slow", 20000}).outcome.value;
+  REQUIRE(run(c, registry::acquire_lock{"slow-lock", session, false}).outcome.code == registry::code::ok);
+  caf::actor_system sys{client_config()};
+  raft_client k(sys, c.cluster_id, c.client().endpoints());
+  auto keepalive = [&](std::chrono::milliseconds timeout) {
+    return k.call(c.at(1).address, client::keepalive{session, {}}, timeout);
+  };
+  // The leader learns which connection carries the session.
+  auto first = keepalive(5s);
+  REQUIRE(first.has_value());
+  REQUIRE(std::holds_alternative<client::ok>(*first));
+  // A reply that comes after the client stopped waiting.
+  REQUIRE(freeze(c.at(1).pid));
+  auto slow = keepalive(200ms);
+  c.signal(1, SIGCONT);
+  CHECK_FALSE(slow.has_value());
+  // Far longer than the grace a broken connection gets (100 ms), far
+  // shorter than the session's TTL: the session must still be there.
+  std::this_thread::sleep_for(2s);
+  auto next = keepalive(5s);
+  REQUIRE(next.has_value());
+  CHECK_MESSAGE(std::holds_alternative<client::ok>(*next), c.log_of(1));
+  CHECK(read_lock(c, "slow-lock").holder == session);
+}
+
+TEST_CASE("a session survives a leader frozen longer than its TTL") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto w1 = c.spawn({c.binary(), "-r", "worker", "--name", "w1", "--peers", c.peers(), "--cluster-id", c.cluster_id,
+                     "--session-ttl-ms", "2000", "--member-heartbeat-ms", "100", "--no-master-timeout-ms", "60000"},
+                    "w1.log");
+  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  // A holds L (conclavectl's session TTL is 3 s) until told to stop; B waits for it.
+  auto a = start_conclavectl(
+      c, {"lock", "L", "--", "sh", "-c",
+          "echo $CONCLAVE_FENCING_TOKEN > " + c.path("a.token") + "; while [ ! -e " + c.path("release") +
+              " ]; do sleep 0.05; done"},
+      "a.log");
+  REQUIRE(wait_for([&] { return exists(c.path("a.token")); }, 10s));
+  auto b = start_conclavectl(c, {"lock", "L", "--", "sh", "-c", "echo $CONCLAVE_FENCING_TOKEN > " + c.path("b.token")},
+                             "b.log");
+  REQUIRE(wait_for([&] { return read_lock(c, "L").waiters.size() == 1; }, 10s));
+  auto holder = read_lock(c, "L").holder;
+  REQUIRE(holder != 0);
+
+  REQUIRE(freeze(c.at(*leader).pid));
+  // Twice conclavectl's TTL, three times the worker's: every client must find
+  // the new leader, and nobody may be expired meanwhile.
+  auto until = std::chrono::steady_clock::now() + 6s;
+  std::string trouble;
+  while (trouble.empty() && std::chrono::steady_clock::now() < until) {
+    auto l = read_lock(c, "L");
+    if (l.read && l.holder != holder) trouble = "L passed from session " + std::to_string(holder) + " to " + std::to_string(l.holder);
+    if (members(c, "dead").find("\"w1\"") != std::string::npos) trouble = "w1 was declared dead";
+    if (exists(c.path("b.token"))) trouble = "B ran its command while A held L";
+    if (c.wait_exit(a, 1ms)) trouble = "A exited while the leader was frozen";
+    if (c.wait_exit(b, 1ms)) trouble = "B exited while the leader was frozen";
+    std::this_thread::sleep_for(100ms);
+  }
+  c.signal(*leader, SIGCONT);
+  CHECK_MESSAGE(trouble.empty(), trouble << "\nA: " << file_text(c.path("a.log")) << "\nB: " << file_text(c.path("b.log")));
+  CHECK(alive_pid(w1));
+
+  // A finishes; the waiter gets L with a larger token.
+  std::ofstream(c.path("release")) << "now";
+  auto a_status = c.wait_exit(a, 20s);
+  REQUIRE(a_status);
+  CHECK(WIFEXITED(*a_status));
+  CHECK(WEXITSTATUS(*a_status) == 0);
+  auto b_status = c.wait_exit(b, 20s);
+  REQUIRE_MESSAGE(b_status, "B never got L: " << file_text(c.path("b.log")));
+  CHECK(WEXITSTATUS(*b_status) == 0);
+  CHECK(std::stoull(file_text(c.path("b.token"))) > std::stoull(file_text(c.path("a.token"))));
+  CHECK(members(c, "dead").find("\"w1\"") == std::string::npos);
+}
+
+TEST_CASE("conclavectl lock stops CMD when its session is lost") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  // A command that ignores SIGTERM (noting it) must be killed all the same.
+  auto a = start_conclavectl(
+      c, {"lock", "L", "--", "sh", "-c",
+          "trap 'echo term > " + c.path("a.term") + "' TERM; echo $$ > " + c.path("a.pid") +
+              "; while :; do sleep 0.05; done"},
+      "a.log");
+  REQUIRE(wait_for([&] { return !file_text(c.path("a.pid")).empty(); }, 10s));
+  auto cmd = static_cast<pid_t>(std::stol(file_text(c.path("a.pid"))));
+  auto holder = read_lock(c, "L").holder;
+  REQUIRE(holder != 0);
+  // The session ends from outside, as when the leader expires it.
+  REQUIRE(run(c, registry::close_session{holder, true}).outcome.code == registry::code::ok);
+  auto status = c.wait_exit(a, 30s);
+  REQUIRE_MESSAGE(status, "conclavectl still runs its command: " << file_text(c.path("a.log")));
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) != 0);
+  CHECK(exists(c.path("a.term")));
+  CHECK_FALSE(alive_pid(cmd));
+  CHECK(file_text(c.path("a.log")).find("lock 'L' lost") != std::string::npos);
+}
+
+TEST_CASE("conclavectl lock stops waiting when its session is lost") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto holder = run(c, registry::open_session{"holder", 60000}).outcome.value;
+  REQUIRE(run(c, registry::acquire_lock{"L", holder, false}).outcome.code == registry::code::ok);
+  auto b = start_conclavectl(c, {"lock", "L", "--", "sh", "-c", "echo ran > " + c.path("b.ran")}, "b.log");
+  std::uint64_t waiter = 0;
+  REQUIRE(wait_for([&] {
+    auto l = read_lock(c, "L");
+    waiter = l.waiters.empty() ? 0 : l.waiters.front();
+    return waiter != 0;
+  }, 10s));
+  REQUIRE(run(c, registry::close_session{waiter, true}).outcome.code == registry::code::ok);
+  auto status = c.wait_exit(b, 30s);
+  REQUIRE_MESSAGE(status, "conclavectl still waits for the lock: " << file_text(c.path("b.log")));
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) != 0);
+  CHECK_FALSE(exists(c.path("b.ran")));
+  CHECK(file_text(c.path("b.log")).find("lock 'L' lost") != std::string::npos);
+}
