@@ -619,6 +619,29 @@ TEST_CASE("a slow reply does not expire a session") {
   CHECK(read_lock(c, "slow-lock").holder == session);
 }
 
+TEST_CASE("a session lives on the connection it was last heard on: a connection it left may break") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto session = run(c, registry::open_session{"moved", 20000}).outcome.value;
+  caf::actor_system sys{client_config()};
+  auto keepalive = [&](raft_client& k) {
+    auto r = k.call(c.at(1).address, client::keepalive{session, {}}, 5s);
+    return r && std::holds_alternative<client::ok>(*r);
+  };
+  raft_client moved_to(sys, c.cluster_id, c.client().endpoints());
+  {
+    // Heard first on one connection, then on another (a client that
+    // reconnected); then the first one breaks.
+    raft_client left(sys, c.cluster_id, c.client().endpoints());
+    REQUIRE(keepalive(left));
+    REQUIRE(keepalive(moved_to));
+  }
+  // Far longer than the grace a broken connection gets (100 ms), far shorter
+  // than the TTL, with no heartbeat meanwhile: the session must still be there.
+  std::this_thread::sleep_for(1s);
+  CHECK_MESSAGE(keepalive(moved_to), c.log_of(1));
+}
+
 TEST_CASE("a session survives a leader frozen longer than its TTL") {
   process_cluster c(3, master_flags(), conclave_binary());
   auto leader = c.wait_for_leader(10s);

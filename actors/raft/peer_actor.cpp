@@ -73,8 +73,10 @@ struct state {
 
   std::map<node_id, link> links;
   // Heartbeating clients: the sessions each connection carries, so that a
-  // broken connection (a dead process) is reported at once.
+  // broken connection (a dead process) is reported at once. A session lives
+  // on the connection it was last heard on, only (session_connection).
   std::map<caf::actor_addr, std::set<std::uint64_t>> client_sessions;
+  std::map<std::uint64_t, caf::actor_addr> session_connection;
   // Client connections that proved a key (auth.hpp), and open challenges.
   std::map<caf::actor_addr, auth::level> authenticated;
   std::map<caf::actor_addr, std::string> challenges;
@@ -167,8 +169,11 @@ struct state {
     challenges.erase(dm.source);
     if (auto it = client_sessions.find(dm.source); it != client_sessions.end()) {
       log_line("{}: a client connection carrying {} session(s) broke", name, it->second.size());
-      if (service && raft->role() == role::leader) {
-        for (auto session : it->second) service->on_connection_lost(session, static_cast<std::uint64_t>(steady_now_ms()));
+      for (auto session : it->second) {
+        session_connection.erase(session);
+        if (service && raft->role() == role::leader) {
+          service->on_connection_lost(session, static_cast<std::uint64_t>(steady_now_ms()));
+        }
       }
       client_sessions.erase(it);
       schedule_flush();
@@ -679,8 +684,15 @@ struct state {
     }
     // The connection that carries a session's heartbeats: when it breaks
     // (its process died) the session is expired after a short grace.
+    // A connection it left (the client moved to another relay) no longer
+    // speaks for it: its break must not expire a session heard elsewhere.
     if (sender) {
       auto addr = caf::actor_cast<caf::actor_addr>(sender);
+      auto& on = session_connection[k.session];
+      if (on && on != addr) {
+        if (auto old = client_sessions.find(on); old != client_sessions.end()) old->second.erase(k.session);
+      }
+      on = addr;
       auto [it, fresh] = client_sessions.emplace(addr, std::set<std::uint64_t>{});
       if (fresh) self->monitor(caf::actor_cast<caf::actor>(sender));
       it->second.insert(k.session);
