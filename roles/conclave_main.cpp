@@ -49,7 +49,12 @@ int main(int argc, char** argv) {
   caf::actor_system sys{server_system_config(cfg->threads)};
   auto n = node::start(sys, *values);
   if (!n) {
-    if (n.error().code == errc::invalid_argument) config_error(n.error());
+    // Returned, not std::exit(): the actor system's threads are running, and
+    // exit() would destroy statics under them (a crash instead of code 2).
+    if (n.error().code == errc::invalid_argument) {
+      std::fprintf(stderr, "conclave: %s\n", n.error().detail.c_str());
+      return exit_bad_config;
+    }
     log_line("conclave: {}", n.error().message());
     return exit_failure;
   }
