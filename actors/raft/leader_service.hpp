@@ -26,6 +26,8 @@ class leader_service {
   virtual bool on_keepalive(std::uint64_t session, const std::string& payload, std::uint64_t now_ms) = 0;
   // The connection that carried heartbeats for `session` broke.
   virtual void on_connection_lost(std::uint64_t session, std::uint64_t now_ms) = 0;
+  // Whether the applied state still holds `session`.
+  virtual bool has_session(std::uint64_t session) const = 0;
 };
 
 }  // namespace conclave::raft

@@ -77,6 +77,7 @@ struct state {
   // on the connection it was last heard on, only (session_connection).
   std::map<caf::actor_addr, std::set<std::uint64_t>> client_sessions;
   std::map<std::uint64_t, caf::actor_addr> session_connection;
+  int ticks_since_prune = 0;
   // Client connections that proved a key (auth.hpp), and open challenges.
   std::map<caf::actor_addr, auth::level> authenticated;
   std::map<caf::actor_addr, std::string> challenges;
@@ -730,9 +731,24 @@ struct state {
         (void)raft->step_down();
       }
     }
+    if (service && ++ticks_since_prune * opts.tick_ms >= 1000) prune_client_sessions();
     if (stopping) continue_stop(now);
     schedule_flush();
     self->delayed_send(self, milliseconds(opts.tick_ms), tick_atom::value);
+  }
+
+  // Sessions that ended while their connection stays open (a long-lived
+  // client that opens and closes sessions) are forgotten, once a second.
+  void prune_client_sessions() {
+    ticks_since_prune = 0;
+    for (auto it = session_connection.begin(); it != session_connection.end();) {
+      if (service->has_session(it->first)) {
+        ++it;
+        continue;
+      }
+      if (auto c = client_sessions.find(it->second); c != client_sessions.end()) c->second.erase(it->first);
+      it = session_connection.erase(it);
+    }
   }
 
   void continue_stop(std::int64_t now) {

@@ -70,7 +70,8 @@ class registry {
 
   revision current_revision() const { return s_.rev; }
   const registry_state& state() const { return s_; }
-  // A hash of the whole state: equal on servers that applied the same commands.
+  // A hash of the whole state but the change history (whose window each
+  // master sets itself): equal on servers that applied the same commands.
   std::uint64_t digest() const;
 
   // Asserts every invariant (holders and waiters have sessions, ephemeral

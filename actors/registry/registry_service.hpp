@@ -20,6 +20,7 @@ class registry_service final : public raft::leader_service {
   std::vector<std::string> on_tick(std::uint64_t now_ms) override;
   bool on_keepalive(std::uint64_t session, const std::string& payload, std::uint64_t now_ms) override;
   void on_connection_lost(std::uint64_t session, std::uint64_t now_ms) override;
+  bool has_session(std::uint64_t session) const override { return machine_->registry().find_session(session) != nullptr; }
 
   // The heartbeat payload: a member's id and its resource usage.
   static std::string encode_usage(const std::string& member, const resources& usage);
