@@ -17,7 +17,9 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   REQUIRE(fd >= 0);
   ::close(fd);
   std::string errors = pattern;
-  std::string cmd = std::string(env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000 --json --binary " +
+  // Its own deadline, inside meson's (300 s): a run that hangs still ends
+  // with its log shown below (SIGTERM lets the harness stop its processes).
+  std::string cmd = std::string("timeout -k 10 200 ") + (env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000 --json --binary " +
                     (bin ? bin : "build/roles/conclave") + " 2>" + errors;
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
