@@ -246,7 +246,11 @@ void catch_stop_signals() {
   sa.sa_handler = on_stop_signal;
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  for (int sig : stop_signals) ::sigaction(sig, &sa, nullptr);
+  for (int sig : stop_signals) {
+    // One ignored when we started (nohup, a background job) stays ignored, for CMD too.
+    struct sigaction was {};
+    if (::sigaction(sig, nullptr, &was) == 0 && was.sa_handler != SIG_IGN) ::sigaction(sig, &sa, nullptr);
+  }
 }
 
 // CMD's exit status as a shell reports it (128 + N if signal N ended it).
@@ -272,7 +276,10 @@ pid_t start_command(std::vector<char*>& argv, std::vector<char*>& envp) {
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // follows the forking (main) thread
     if (::getppid() != parent) _exit(127);  // conclavectl died before prctl
-    for (int sig : stop_signals) ::signal(sig, SIG_DFL);
+    for (int sig : stop_signals) {
+      struct sigaction was {};
+      if (::sigaction(sig, nullptr, &was) == 0 && was.sa_handler == on_stop_signal) ::signal(sig, SIG_DFL);
+    }
     ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
     ::execvpe(argv[0], argv.data(), envp.data());
     _exit(127);
