@@ -19,9 +19,15 @@
 //                               server behind what was printed is skipped (never repeats or rewinds).
 //   put KEY VALUE | del KEY | cas KEY VERSION VALUE   (VERSION 0: create only)
 //   lock NAME -- CMD ARGS...    run CMD while holding the lock; CONCLAVE_FENCING_TOKEN is set for it.
-//                               If the lock is lost (its session ends, or no leader confirms the
-//                               session for a whole TTL), CMD gets SIGTERM, then SIGKILL 5 s later,
-//                               and conclavectl exits 4; otherwise it exits with CMD's status.
+//                               CMD runs in its own process group. If the lock is lost (its session
+//                               ends, or no leader confirmed it lately: it could expire within half
+//                               a second), the group gets SIGTERM, then SIGKILL 5 s later, and
+//                               conclavectl exits 4; otherwise it exits with CMD's status (128 + N
+//                               if signal N ended CMD). SIGTERM, SIGINT and SIGHUP sent to
+//                               conclavectl go to CMD's group (while waiting for the lock they end
+//                               the wait: exit 128 + N); the lock is released once CMD has ended.
+//                               If conclavectl is killed (SIGKILL), CMD gets SIGKILL at once
+//                               (processes CMD started do not).
 //   publish [--to MEMBER] PAYLOAD  an event for every live member or one; refused with "full: N
 //                               undelivered events; members must acknowledge" (exit 1) at the cap
 //   transfer-leader [ID]
@@ -34,10 +40,13 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -133,73 +142,159 @@ int watch(raft_client& c, const std::string& prefix, std::optional<registry::rev
 }
 
 // Keeps a lock's session alive from its own thread and says when the lock
-// is lost: the session ended (expired or closed), or no leader confirmed it
-// for a whole TTL (it may have expired where we cannot see).
+// is lost: the session ended (expired or closed), or it may expire soon
+// because no leader confirmed it lately.
 class session_keeper {
  public:
+  using clock = std::chrono::steady_clock;
   static constexpr std::uint64_t ttl_ms = 3000;
+  // A keepalive round every tenth of the TTL, and at once when a connection
+  // breaks: a leader expires a session crash_grace_ms (100 ms) after the
+  // break of its connection unless it is heard from again.
+  static constexpr std::chrono::milliseconds interval{ttl_ms / 10};
+  // The leader cannot expire the session before the send time of the last
+  // keepalive a leader confirmed + TTL (it heard it later). lost() says so
+  // stop_margin earlier, polled every 20 ms where CMD is watched (not after a
+  // keepalive round, which may take a third of the TTL): CMD gets its signal
+  // while the session surely lives, on a busy machine too.
+  static constexpr std::chrono::milliseconds stop_margin{ttl_ms / 6};
 
   session_keeper(caf::actor_system& sys, const std::string& cluster_id, const std::vector<raft::endpoint>& endpoints,
-                 const auth::keys& keys, registry::session_id session,
-                 std::chrono::steady_clock::time_point confirmed)
+                 const auth::keys& keys, registry::session_id session, clock::time_point confirmed)
       : client_(sys, cluster_id, endpoints), session_(session), confirmed_(confirmed) {
     client_.set_keys(keys);
+    auto wake = wake_;  // the callback may run on a CAF thread after we are gone
+    client_.on_connection_lost([wake] {
+      std::lock_guard<std::mutex> guard(wake->m);
+      wake->woken = true;
+      wake->cv.notify_all();
+    });
     thread_ = std::thread([this] { run(); });
   }
   ~session_keeper() {
-    done_ = true;
+    {
+      std::lock_guard<std::mutex> guard(wake_->m);
+      wake_->done = true;
+      wake_->cv.notify_all();
+    }
     thread_.join();
   }
 
-  // Empty while the session is known to live; else why the lock is lost.
-  std::string lost() const {
+  // Empty while the session surely lives; else why the lock is lost (for good).
+  std::string lost() {
     std::lock_guard<std::mutex> guard(mutex_);
+    auto since = clock::now() - confirmed_;
+    if (lost_.empty() && since >= std::chrono::milliseconds(ttl_ms) - stop_margin) {
+      lost_ = "no leader confirmed session " + std::to_string(session_) + " for " +
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(since).count()) +
+              " ms, too close to its TTL of " + std::to_string(ttl_ms) + " ms (last: " + last_ + ")";
+    }
     return lost_;
   }
 
  private:
+  struct wakeup {
+    std::mutex m;
+    std::condition_variable cv;
+    bool woken = false, done = false;
+  };
+
   void run() {
-    using clock = std::chrono::steady_clock;
-    while (!done_) {
+    for (;;) {
       auto sent = clock::now();
       // A round tries every master for up to a third of the TTL: a frozen
       // leader must not hold the keepalives back while another leads.
       auto r = client_.to_leader(client::keepalive{session_, {}}, std::chrono::milliseconds(ttl_ms / 3));
-      std::string why;
-      if (r && std::holds_alternative<client::ok>(*r)) {
-        confirmed_ = sent;  // alive until at least sent + TTL
-      } else if (r && std::holds_alternative<client::failure>(*r) &&
-                 std::get<client::failure>(*r).code == "not_found") {
-        why = "session " + std::to_string(session_) + " ended (expired or closed)";
-      } else if (clock::now() - confirmed_ >= std::chrono::milliseconds(ttl_ms)) {
-        auto* f = r ? std::get_if<client::failure>(&*r) : nullptr;
-        auto last = !r ? r.error().message() : f ? f->code + ": " + f->message : std::string("unexpected reply");
-        why = "no leader confirmed session " + std::to_string(session_) + " for " + std::to_string(ttl_ms) +
-              " ms (last: " + last + ")";
-      }
-      if (!why.empty()) {
+      {
         std::lock_guard<std::mutex> guard(mutex_);
-        lost_ = why;
-        return;
+        if (!lost_.empty()) return;
+        auto* f = r ? std::get_if<client::failure>(&*r) : nullptr;
+        if (r && std::holds_alternative<client::ok>(*r)) {
+          confirmed_ = sent;
+        } else if (f && f->code == "not_found") {
+          lost_ = "session " + std::to_string(session_) + " ended (expired or closed)";
+          return;
+        } else {
+          last_ = !r ? r.error().message() : f ? f->code + ": " + f->message : std::string("unexpected reply");
+        }
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(ttl_ms / 10));
+      std::unique_lock<std::mutex> lock(wake_->m);
+      wake_->cv.wait_for(lock, interval, [&] { return wake_->woken || wake_->done; });
+      if (wake_->done) return;
+      wake_->woken = false;
     }
   }
 
   raft_client client_;
   registry::session_id session_;
-  std::chrono::steady_clock::time_point confirmed_;
-  std::atomic<bool> done_{false};
-  mutable std::mutex mutex_;
-  std::string lost_;
+  std::shared_ptr<wakeup> wake_ = std::make_shared<wakeup>();
+  std::mutex mutex_;
+  clock::time_point confirmed_;  // send time of the last keepalive a leader confirmed
+  std::string lost_, last_ = "no answer yet";
   std::thread thread_;
 };
+
+// SIGTERM, SIGINT or SIGHUP received by conclavectl (0: none since last
+// looked at): passed on to CMD's process group, or ends a wait for the lock.
+std::atomic<int> stop_signal{0};
+constexpr int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+
+extern "C" void on_stop_signal(int sig) { stop_signal.store(sig); }
+
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : stop_signals) {
+    // One ignored when we started (nohup, a background job) stays ignored, for CMD too.
+    struct sigaction was {};
+    if (::sigaction(sig, nullptr, &was) == 0 && was.sa_handler != SIG_IGN) ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+// CMD's exit status as a shell reports it (128 + N if signal N ended it).
+int status_of(int ws) {
+  if (WIFEXITED(ws)) return WEXITSTATUS(ws);
+  return WIFSIGNALED(ws) ? 128 + WTERMSIG(ws) : 1;
+}
+
+// Starts CMD in its own process group (stopping CMD stops what it started)
+// that dies with conclavectl even on SIGKILL (CMD must not run without the
+// lock); -1 with errno if fork failed.
+pid_t start_command(std::vector<char*>& argv, std::vector<char*>& envp) {
+  // Stop signals are held back over fork: the child takes them with their
+  // default action, once it no longer shares our handlers.
+  sigset_t held, before;
+  sigemptyset(&held);
+  for (int sig : stop_signals) sigaddset(&held, sig);
+  ::pthread_sigmask(SIG_BLOCK, &held, &before);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls here: other threads may hold locks.
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // follows the forking (main) thread
+    if (::getppid() != parent) _exit(127);  // conclavectl died before prctl
+    for (int sig : stop_signals) {
+      struct sigaction was {};
+      if (::sigaction(sig, nullptr, &was) == 0 && was.sa_handler == on_stop_signal) ::signal(sig, SIG_DFL);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  if (pid > 0) ::setpgid(pid, pid);  // also here, so that no signal finds the group missing
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  return pid;
+}
 
 // conclavectl lock NAME -- CMD ARGS: CMD runs while this client holds the
 // lock, and no longer than that.
 int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluster_id,
                 const std::vector<raft::endpoint>& endpoints, const auth::keys& keys, std::vector<std::string>& args) {
   const auto& name = args[0];
+  catch_stop_signals();
   wire::registry_result opened, acquired;
   auto opening = std::chrono::steady_clock::now();
   if (int rc = command(c, registry::open_session{"conclavectl", session_keeper::ttl_ms}, false, &opened); rc) return rc;
@@ -211,6 +306,13 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
       std::fprintf(stderr, "conclavectl: lock '%s' lost %s: %s\n", name.c_str(), when, keeper.lost().c_str());
       return exit_lock_lost;
     };
+    auto interrupted = [&] {
+      int sig = stop_signal.exchange(0);
+      if (sig == 0) return false;
+      std::fprintf(stderr, "conclavectl: signal %d while waiting for lock '%s'; giving up\n", sig, name.c_str());
+      status = 128 + sig;
+      return true;
+    };
     status = command(c, registry::acquire_lock{name, session, true}, false, &acquired);
     auto token = acquired.outcome.value;
     while (status == 0 && acquired.outcome.code == registry::code::queued) {
@@ -218,6 +320,7 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
         status = lost("while waiting for it");
         break;
       }
+      if (interrupted()) break;
       std::this_thread::sleep_for(50ms);
       auto held = c.read("lock " + name, 10s);
       if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
@@ -226,7 +329,9 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
         break;
       }
     }
-    if (status == 0) {
+    // The grant may have come after the session's last confirmation.
+    if (status == 0 && !keeper.lost().empty()) status = lost("before the command started");
+    if (status == 0 && !interrupted()) {
       // Prepared before fork(): other threads run, so the child allocates nothing.
       std::string token_env = "CONCLAVE_FENCING_TOKEN=" + std::to_string(token);
       std::vector<char*> argv2, envp;
@@ -237,30 +342,41 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
       }
       envp.push_back(token_env.data());
       envp.push_back(nullptr);
-      pid_t pid = ::fork();
-      if (pid == 0) {
-        ::execvpe(argv2[0], argv2.data(), envp.data());
-        _exit(127);
+      pid_t pid = start_command(argv2, envp);
+      if (pid < 0) {
+        std::fprintf(stderr, "conclavectl: cannot start the command: %s\n", std::strerror(errno));
+        status = exit_refused;
       }
       int ws = 0;
       bool stopped = false;
       auto killed_at = std::chrono::steady_clock::time_point::max();
-      while (::waitpid(pid, &ws, WNOHANG) != pid) {
+      while (pid > 0) {
+        pid_t w = ::waitpid(pid, &ws, WNOHANG);
+        if (w == pid) {
+          if (!stopped) status = status_of(ws);
+          break;
+        }
+        if (w < 0 && errno != EINTR) {
+          std::fprintf(stderr, "conclavectl: waiting for the command: %s\n", std::strerror(errno));
+          status = exit_refused;
+          break;
+        }
+        // Signals to conclavectl are for CMD; we wait for its answer.
+        if (int sig = stop_signal.exchange(0)) ::kill(-pid, sig);
         // The lock is gone: so must CMD be, as soon as it can clean up.
         if (!stopped && !keeper.lost().empty()) {
           status = lost("while the command ran");
           std::fprintf(stderr, "conclavectl: stopping the command (SIGTERM, SIGKILL after 5 s)\n");
-          ::kill(pid, SIGTERM);
+          ::kill(-pid, SIGTERM);
           stopped = true;
           killed_at = std::chrono::steady_clock::now() + 5s;
         }
         if (std::chrono::steady_clock::now() >= killed_at) {
-          ::kill(pid, SIGKILL);
+          ::kill(-pid, SIGKILL);
           killed_at = std::chrono::steady_clock::time_point::max();
         }
         std::this_thread::sleep_for(20ms);
       }
-      if (!stopped) status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
     }
   }
   // Whatever happened, this client holds nothing afterwards (closing the

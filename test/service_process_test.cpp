@@ -2,9 +2,13 @@
 // on loopback, their registration and liveness, locks passing on when a
 // holder dies, workers without masters, quorum loss, and configuration
 // errors.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 
@@ -588,6 +592,133 @@ bool exists(const std::string& path) { return std::filesystem::exists(path); }
 
 bool alive_pid(pid_t pid) { return ::kill(pid, 0) == 0; }
 
+// Whether `pid` runs (a zombie does not): for processes that are not our
+// children, which someone else reaps.
+bool running(pid_t pid) {
+  auto stat = file_text("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z' && stat[paren + 2] != 'X';
+}
+
+// The pid a command wrote to `path` (0 while it has not).
+pid_t pid_in(const std::string& path) { return static_cast<pid_t>(std::strtol(file_text(path).c_str(), nullptr, 10)); }
+
+// Shell: wait while the cluster's directory exists, so that a command (or a
+// process it started) never outlives its test, whatever fails.
+std::string while_test_runs(process_cluster& c) { return "while [ -d " + c.path(".") + " ]; do sleep 0.05; done"; }
+
+// conclavectl's session TTL (session_keeper::ttl_ms in roles/conclavectl_main.cpp).
+constexpr auto conclavectl_ttl = 3000ms;
+
+// A TCP forwarder on loopback in front of one server: a test can break every
+// connection through it (both ends see them close; the server runs on) or
+// stall them (they stay open and nothing passes, as over a dead link).
+class tcp_proxy {
+ public:
+  explicit tcp_proxy(const raft::endpoint& to) {
+    target_.sin_family = AF_INET;
+    target_.sin_port = htons(to.port);
+    REQUIRE(::inet_pton(AF_INET, to.host.c_str(), &target_.sin_addr) == 1);
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), len) == 0);
+    REQUIRE(::listen(listener_, 16) == 0);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~tcp_proxy() {
+    done_ = true;
+    thread_.join();
+    close_all();
+    ::close(listener_);
+  }
+  raft::endpoint address() const { return raft::endpoint{"127.0.0.1", port_}; }
+  // Closes every connection through it; returns once they are closed. Later
+  // connections pass.
+  void break_all() {
+    auto want = ++breaks_wanted_;
+    while (breaks_done_ < want) std::this_thread::sleep_for(1ms);
+  }
+  void stall() { stalled_ = true; }
+  std::size_t connections() const { return open_; }
+
+ private:
+  void close_all() {
+    for (auto [a, b] : pairs_) {
+      ::close(a);
+      ::close(b);
+    }
+    pairs_.clear();
+    open_ = 0;
+  }
+
+  void run() {
+    std::vector<char> buf(65536);
+    while (!done_) {
+      if (breaks_done_ < breaks_wanted_) {
+        close_all();
+        breaks_done_ = breaks_wanted_.load();
+      }
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (auto [a, b] : pairs_) {
+        fds.push_back({a, static_cast<short>(stalled_ ? 0 : POLLIN), 0});
+        fds.push_back({b, static_cast<short>(stalled_ ? 0 : POLLIN), 0});
+      }
+      if (::poll(fds.data(), fds.size(), 10) <= 0) continue;
+      auto polled = pairs_.size();
+      if (fds[0].revents & POLLIN) {
+        int in = ::accept(listener_, nullptr, nullptr);
+        int out = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (in >= 0 && ::connect(out, reinterpret_cast<const sockaddr*>(&target_), sizeof target_) == 0) {
+          int one = 1;
+          ::setsockopt(in, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          ::setsockopt(out, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          pairs_.emplace_back(in, out);
+        } else {
+          if (in >= 0) ::close(in);
+          ::close(out);
+        }
+      }
+      // Passes what `from` has to `to`; false once `from` is closed.
+      auto pass = [&](int from, int to, short revents) {
+        if (!(revents & (POLLIN | POLLHUP | POLLERR))) return true;
+        auto n = ::read(from, buf.data(), buf.size());
+        for (ssize_t sent = 0; n > 0 && sent < n;) {
+          auto w = ::write(to, buf.data() + sent, static_cast<std::size_t>(n - sent));
+          if (w <= 0) return false;
+          sent += w;
+        }
+        return n > 0;
+      };
+      std::vector<std::pair<int, int>> kept;
+      for (std::size_t i = 0; i < pairs_.size(); ++i) {
+        auto [a, b] = pairs_[i];
+        if (i >= polled || (pass(a, b, fds[1 + 2 * i].revents) && pass(b, a, fds[2 + 2 * i].revents))) {
+          kept.emplace_back(a, b);
+        } else {
+          ::close(a);
+          ::close(b);
+        }
+      }
+      pairs_ = kept;
+      open_ = pairs_.size();
+    }
+  }
+
+  sockaddr_in target_{};
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::vector<std::pair<int, int>> pairs_;  // (client side, server side), the proxy's thread only
+  std::atomic<std::size_t> open_{0};
+  std::atomic<std::uint64_t> breaks_wanted_{0}, breaks_done_{0};
+  std::atomic<bool> stalled_{false}, done_{false};
+  std::thread thread_;
+};
+
 }  // namespace
 
 TEST_CASE("a slow reply does not expire a session") {
@@ -694,17 +825,18 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   CHECK(members(c, "dead").find("\"w1\"") == std::string::npos);
 }
 
-TEST_CASE("conclavectl lock stops CMD when its session is lost") {
+TEST_CASE("conclavectl lock stops CMD and every process CMD started when its session is lost, and exits 4") {
   process_cluster c(1, master_flags(), conclave_binary());
   REQUIRE(c.wait_for_leader(10s));
-  // A command that ignores SIGTERM (noting it) must be killed all the same.
+  // A command that ignores SIGTERM (noting it), with a child that ignores it
+  // too: both must be killed all the same.
   auto a = start_conclavectl(
       c, {"lock", "L", "--", "sh", "-c",
-          "trap 'echo term > " + c.path("a.term") + "' TERM; echo $$ > " + c.path("a.pid") +
-              "; while :; do sleep 0.05; done"},
+          "trap 'echo term > " + c.path("a.term") + "' TERM; echo $$ > " + c.path("a.pid") + "; (trap '' TERM; " +
+              while_test_runs(c) + ") & echo $! > " + c.path("a.child") + "; " + while_test_runs(c)},
       "a.log");
-  REQUIRE(wait_for([&] { return !file_text(c.path("a.pid")).empty(); }, 10s));
-  auto cmd = static_cast<pid_t>(std::stol(file_text(c.path("a.pid"))));
+  REQUIRE(wait_for([&] { return pid_in(c.path("a.pid")) > 0 && pid_in(c.path("a.child")) > 0; }, 10s));
+  auto cmd = pid_in(c.path("a.pid")), child = pid_in(c.path("a.child"));
   auto holder = read_lock(c, "L").holder;
   REQUIRE(holder != 0);
   // The session ends from outside, as when the leader expires it.
@@ -712,13 +844,14 @@ TEST_CASE("conclavectl lock stops CMD when its session is lost") {
   auto status = c.wait_exit(a, 30s);
   REQUIRE_MESSAGE(status, "conclavectl still runs its command: " << file_text(c.path("a.log")));
   CHECK(WIFEXITED(*status));
-  CHECK(WEXITSTATUS(*status) != 0);
+  CHECK(WEXITSTATUS(*status) == 4);
   CHECK(exists(c.path("a.term")));
   CHECK_FALSE(alive_pid(cmd));
+  CHECK_MESSAGE(wait_for([&] { return !running(child); }, 10s), "a process CMD started outlived the lock");
   CHECK(file_text(c.path("a.log")).find("lock 'L' lost") != std::string::npos);
 }
 
-TEST_CASE("conclavectl lock stops waiting when its session is lost") {
+TEST_CASE("conclavectl lock stops waiting when its session is lost, and exits 4") {
   process_cluster c(1, master_flags(), conclave_binary());
   REQUIRE(c.wait_for_leader(10s));
   auto holder = run(c, registry::open_session{"holder", 60000}).outcome.value;
@@ -734,7 +867,109 @@ TEST_CASE("conclavectl lock stops waiting when its session is lost") {
   auto status = c.wait_exit(b, 30s);
   REQUIRE_MESSAGE(status, "conclavectl still waits for the lock: " << file_text(c.path("b.log")));
   CHECK(WIFEXITED(*status));
-  CHECK(WEXITSTATUS(*status) != 0);
+  CHECK(WEXITSTATUS(*status) == 4);
   CHECK_FALSE(exists(c.path("b.ran")));
   CHECK(file_text(c.path("b.log")).find("lock 'L' lost") != std::string::npos);
+}
+
+TEST_CASE("conclavectl lock passes SIGTERM to CMD's process group, then releases the lock and exits with CMD's status") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto a = start_conclavectl(
+      c, {"lock", "L", "--", "sh", "-c",
+          "trap 'echo term > " + c.path("a.term") + "; exit 7' TERM; (trap 'echo term > " + c.path("child.term") +
+              "; exit 0' TERM; echo $$ > " + c.path("child.ready") + "; " + while_test_runs(c) + ") & " +
+              while_test_runs(c)},
+      "a.log");
+  REQUIRE(wait_for([&] { return !file_text(c.path("child.ready")).empty(); }, 10s));
+  REQUIRE(read_lock(c, "L").holder != 0);
+  ::kill(a, SIGTERM);
+  auto status = c.wait_exit(a, 30s);
+  REQUIRE_MESSAGE(status, "conclavectl still runs: " << file_text(c.path("a.log")));
+  REQUIRE_MESSAGE(WIFEXITED(*status), "conclavectl was ended by the signal instead of passing it on");
+  CHECK(WEXITSTATUS(*status) == 7);
+  CHECK(exists(c.path("a.term")));
+  CHECK(wait_for([&] { return exists(c.path("child.term")); }, 10s));
+  // Released as it exited, not when its session's TTL ran out.
+  auto l = read_lock(c, "L");
+  CHECK(l.read);
+  CHECK(l.holder == 0);
+}
+
+TEST_CASE("CMD of conclavectl lock dies with conclavectl (kill -9): it never runs without the lock") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto a = start_conclavectl(
+      c, {"lock", "L", "--", "sh", "-c", "echo $$ > " + c.path("a.pid") + "; " + while_test_runs(c)}, "a.log");
+  REQUIRE(wait_for([&] { return pid_in(c.path("a.pid")) > 0; }, 10s));
+  auto cmd = pid_in(c.path("a.pid"));
+  ::kill(a, SIGKILL);
+  REQUIRE(c.wait_exit(a, 10s));
+  CHECK_MESSAGE(wait_for([&] { return !running(cmd); }, 10s), "CMD runs on after conclavectl died");
+}
+
+TEST_CASE("conclavectl lock keeps its lock when its connection to the leader breaks: the next keepalive goes out at once") {
+  // One master behind a forwarder: only the connection breaks, the leader
+  // runs on and expires the session 100 ms after the break unless it hears
+  // from it again.
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  tcp_proxy proxy(c.at(1).address);
+  auto a = c.spawn({conclavectl_binary(), "--endpoints", proxy.address().text(), "--cluster-id", c.cluster_id, "lock", "L",
+                    "--", "sh", "-c",
+                    "echo $CONCLAVE_FENCING_TOKEN > " + c.path("a.token") + "; while [ ! -e " + c.path("release") +
+                        " ] && [ -d " + c.path(".") + " ]; do sleep 0.05; done"},
+                   "a.log");
+  REQUIRE(wait_for([&] { return exists(c.path("a.token")); }, 10s));
+  auto holder = read_lock(c, "L").holder;
+  REQUIRE(holder != 0);
+  // Breaks at different points of the keepalive cycle (a tenth of the TTL).
+  std::string trouble;
+  for (int k = 0; k < 8 && trouble.empty(); ++k) {
+    proxy.break_all();
+    // conclavectl reconnects by itself (its next keepalive).
+    if (!wait_for([&] { return proxy.connections() > 0 || !alive_pid(a); }, conclavectl_ttl)) {
+      trouble = "conclavectl did not reconnect";
+    }
+    std::this_thread::sleep_for(conclavectl_ttl / 10 + k * conclavectl_ttl / 70);
+    if (c.wait_exit(a, 1ms)) trouble = "conclavectl exited after connection break " + std::to_string(k + 1);
+  }
+  REQUIRE_MESSAGE(trouble.empty(), trouble << "\n" << file_text(c.path("a.log")));
+  CHECK(read_lock(c, "L").holder == holder);
+  std::ofstream(c.path("release")) << "now";
+  auto status = c.wait_exit(a, 20s);
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+}
+
+TEST_CASE("conclavectl lock stops CMD before the leader can expire its session") {
+  // A reaches the only master through a forwarder that then stalls (a dead
+  // link): the master, alive, expires A's session a TTL after it last heard
+  // from it and gives L to B, whose command looks whether A's was told to stop.
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  tcp_proxy proxy(c.at(1).address);
+  auto a = c.spawn({conclavectl_binary(), "--endpoints", proxy.address().text(), "--cluster-id", c.cluster_id, "lock", "L",
+                    "--", "sh", "-c",
+                    "trap 'echo term > " + c.path("a.term") + "; exit 0' TERM; echo $$ > " + c.path("a.pid") + "; " +
+                        while_test_runs(c)},
+                   "a.log");
+  REQUIRE(wait_for([&] { return pid_in(c.path("a.pid")) > 0; }, 10s));
+  auto b = start_conclavectl(c, {"lock", "L", "--", "sh", "-c",
+                                 "if [ -e " + c.path("a.term") + " ]; then echo stopped; else echo running; fi > " +
+                                     c.path("b.saw")},
+                             "b.log");
+  REQUIRE(wait_for([&] { return read_lock(c, "L").waiters.size() == 1; }, 10s));
+  proxy.stall();
+  auto b_status = c.wait_exit(b, 10 * conclavectl_ttl);
+  REQUIRE_MESSAGE(b_status, "B never got L: " << file_text(c.path("b.log")));
+  CHECK(WEXITSTATUS(*b_status) == 0);
+  CHECK_MESSAGE(file_text(c.path("b.saw")) == "stopped\n", "B got L while A's command ran on\nA: "
+                                                               << file_text(c.path("a.log")));
+  auto a_status = c.wait_exit(a, 10 * conclavectl_ttl);
+  REQUIRE(a_status);
+  CHECK(WIFEXITED(*a_status));
+  CHECK(WEXITSTATUS(*a_status) == 4);
+  CHECK(file_text(c.path("a.log")).find("lock 'L' lost while the command ran") != std::string::npos);
 }

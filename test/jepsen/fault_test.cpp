@@ -461,9 +461,9 @@ class session_book {
   std::set<registry::session_id> open_;
 };
 
-// A lock client's session, kept alive in the background as `conclavectl
-// lock` does (a keepalive to the leader every 200 ms) until
-// stop_heartbeats() or the leader says it is gone.
+// A lock client's session, kept alive from a background thread (a
+// keepalive round through the leader of up to 400 ms, then 200 ms until the
+// next) until stop_heartbeats() or the leader says it is gone.
 class kept_session {
  public:
   kept_session(caf::actor_system& sys, fault_cluster& f, registry::session_id id) : id(id) {
