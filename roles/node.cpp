@@ -144,7 +144,14 @@ node::~node() {
     watchers.swap(impl_->watchers);
   }
   for (auto& w : watchers) w.join();
-  if (impl_->role_listener) caf::anon_send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
+  // The role listener uses impl_: it is gone before impl_ is.
+  if (impl_->role_listener) {
+    caf::scoped_actor self{impl_->sys};
+    self->monitor(impl_->role_listener);
+    self->send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {});
+    impl_->role_listener = nullptr;
+  }
 }
 
 const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
