@@ -6,13 +6,14 @@
 // The leader (a master, while it leads and holds the "engine/leader" lock,
 // which it releases when it stops leading) assigns tasks to alive workers, a
 // few at a time to the least loaded, and reassigns the tasks of workers that
-// die; a suspect worker keeps its tasks, since it may still run them. Workers
-// run what they are assigned. Every assignment carries the assigning
-// leader's term and the fencing token of its lock; a worker refuses an
-// assignment with a token lower than one it has already seen, so a deposed
-// leader cannot make two workers run the same task. State lives in the
-// registry:
-//   /engine/assign/<task> = "worker=W term=T token=K"   (created only if absent: one owner per task)
+// die (a worker declared dead while frozen may still finish a task it had
+// begun, so a task can run twice); a suspect worker keeps its tasks, since it
+// may still run them. Workers run what they are assigned. Every assignment
+// carries the assigning leader's term and the fencing token of its lock; a
+// worker refuses an assignment with a token lower than one it has already
+// seen, so a deposed leader cannot make two workers run the same task. State
+// lives in the registry:
+//   /engine/assign/<task> = "worker=W term=T token=K"   (created only if absent: one assignment at a time)
 //   /engine/done/<task>   = worker that ran it          (create-only)
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -213,6 +214,9 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&signals, &sig);
   stopping = true;
+  // No leader loop starts from here on: on_leadership returns once a running
+  // callback is done, and `leader` is then main's alone to join.
+  if (me.is_master()) me.on_leadership({}, {});
   leading = 0;
   if (leader.joinable()) leader.join();
   if (worker.joinable()) worker.join();

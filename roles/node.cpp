@@ -31,6 +31,7 @@ struct node::impl {
   std::atomic<int> agent_exit{0};
   std::shared_ptr<std::atomic<std::uint64_t>> session = std::make_shared<std::atomic<std::uint64_t>>(0);
   std::thread agent;
+  std::mutex watchers_mutex;  // watch() and on_members() may be called from any thread
   std::vector<std::thread> watchers;
   std::mutex client_mutex;
   std::unique_ptr<raft_client> client;
@@ -43,7 +44,8 @@ struct node::impl {
   std::function<void()> on_stop;
   std::function<void(std::uint64_t, std::uint64_t)> on_leader;
   std::atomic<std::uint64_t> last_leader{0};
-  std::mutex commands_mutex;  // commands(): one caller at a time
+  std::mutex commands_mutex;  // guards handing_over
+  bool handing_over = false;  // a commands() call is handing commands over
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
 
@@ -136,8 +138,20 @@ node::~node() {
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();
-  for (auto& w : impl_->watchers) w.join();
-  if (impl_->role_listener) caf::anon_send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
+  std::vector<std::thread> watchers;
+  {
+    std::lock_guard<std::mutex> guard(impl_->watchers_mutex);
+    watchers.swap(impl_->watchers);
+  }
+  for (auto& w : watchers) w.join();
+  // The role listener uses impl_: it is gone before impl_ is.
+  if (impl_->role_listener) {
+    caf::scoped_actor self{impl_->sys};
+    self->monitor(impl_->role_listener);
+    self->send_exit(impl_->role_listener, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {});
+    impl_->role_listener = nullptr;
+  }
 }
 
 const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
@@ -196,14 +210,16 @@ expected<std::optional<std::vector<registry::change>>> node::changes(registry::r
 }
 
 void node::watch(const std::string& prefix, std::function<void(const registry::change&)> on_change,
-                 std::function<void(const registry::watch_listing&)> on_compacted) {
+                 std::function<void(const registry::watch_listing&)> on_compacted,
+                 std::optional<registry::revision> after) {
   assert(on_change);
   assert(on_compacted);
   auto* p = impl_.get();
-  p->watchers.emplace_back([p, prefix, on_change, on_compacted] {
+  std::lock_guard<std::mutex> guard(p->watchers_mutex);
+  p->watchers.emplace_back([p, prefix, on_change, on_compacted, after] {
     raft_client c(p->sys, p->cfg.agent.cluster_id, p->cfg.agent.masters);
     c.set_keys(p->cfg.agent.keys);
-    registry::watch_cursor cursor(prefix, std::nullopt);
+    registry::watch_cursor cursor(prefix, after);
     while (!p->stop) {
       auto r = c.read("bin:" + cursor.query(), 2000ms);
       if (r) {
@@ -224,12 +240,20 @@ expected<node::lock_grant> node::lock(const std::string& name, std::chrono::mill
   auto session_ended = [&] {
     return make_error(errc::unavailable, "the member's session ended while it waited for lock '" + name + "'");
   };
-  // An acquire whose outcome is unknown is sent again until one is known
-  // (acquiring is idempotent: a holder gets its grant again, a waiter keeps
-  // its place), so that the call knows whether it holds or waits.
+  // Once an acquire's outcome is unknown, it may still commit later: the
+  // acquire is sent again, whatever the error, until one commits (acquiring is
+  // idempotent, and a committed resend settles every earlier attempt in the
+  // log) or the server refuses it for good. Then the call knows what it holds.
   auto o = impl_->run(registry::acquire_lock{name, s, true});
-  while (!o && o.error().code == errc::outcome_unknown && !impl_->stop) {
+  bool unknown = false;
+  auto unsettled = [](errc code) {
+    return code == errc::outcome_unknown || code == errc::unavailable || code == errc::disk_full ||
+           code == errc::map_full;
+  };
+  while (!o && !impl_->stop && unsettled(o.error().code) && (unknown || o.error().code == errc::outcome_unknown)) {
+    unknown = true;
     if (session() != s) return session_ended();
+    if (o.error().code != errc::outcome_unknown) std::this_thread::sleep_for(20ms);  // no leader yet
     o = impl_->run(registry::acquire_lock{name, s, true});
   }
   if (!o) return o.error();
@@ -299,7 +323,21 @@ expected<std::uint64_t> node::send_command(const std::string& to, const std::str
 
 expected<std::size_t> node::commands(const std::function<bool(const command&)>& run) {
   auto& p = *impl_;
-  std::lock_guard<std::mutex> guard(p.commands_mutex);
+  // One call hands commands over at a time; another call meanwhile (another
+  // thread, or `run` itself) returns 0 at once. `run` is called without a
+  // lock held, and the fields below are touched only by the call handing over.
+  {
+    std::lock_guard<std::mutex> guard(p.commands_mutex);
+    if (p.handing_over) return std::size_t{0};
+    p.handing_over = true;
+  }
+  struct done_guard {
+    impl& p;
+    ~done_guard() {
+      std::lock_guard<std::mutex> guard(p.commands_mutex);
+      p.handing_over = false;
+    }
+  } done{p};
   auto pending = events();
   if (!pending) return pending.error();
   std::size_t ran = 0;
@@ -327,8 +365,13 @@ expected<std::size_t> node::commands(const std::function<bool(const command&)>& 
     p.handled_seq = e.seq;
   }
   // Pending events come in seq order: acknowledge if the first is handled.
+  // An acknowledgement that fails is sent with the next call's; the commands
+  // ran all the same, so the call reports them, not the failure.
   if (!pending->empty() && pending->front().seq <= p.handled_seq) {
-    if (auto ok = ack_events(p.handled_seq); !ok) return ok.error();
+    if (auto ok = ack_events(p.handled_seq); !ok) {
+      log_line("member {}: acknowledging events up to {} failed ({}); the next call acknowledges them", member_id(),
+               p.handled_seq, ok.error().message());
+    }
   }
   return ran;
 }
@@ -341,6 +384,7 @@ void node::on_leader_change(std::function<void(std::uint64_t, std::uint64_t)> ca
 
 void node::on_members(std::function<void(const std::vector<registry::member>&)> callback) {
   auto* p = impl_.get();
+  std::lock_guard<std::mutex> guard(p->watchers_mutex);
   p->watchers.emplace_back([this, p, callback] {
     std::string last;
     while (!p->stop) {

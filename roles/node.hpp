@@ -74,14 +74,18 @@ class node {
   expected<registry::outcome> remove(const std::string& key, std::optional<std::uint64_t> if_version = std::nullopt);
   // Changes under `prefix` after revision `after`; nothing if compacted.
   expected<std::optional<std::vector<registry::change>>> changes(registry::revision after, const std::string& prefix);
-  // Calls `on_change` with every change under `prefix` from now on, in order,
-  // each once, on a node thread, until the node stops. If the watch falls
+  // Calls `on_change` with every change under `prefix` after revision `after`
+  // (by default: from the watch's first read, shortly after this call; a
+  // change made meanwhile may be missed, so pass the revision of a write or a
+  // listing to start exactly after it), in order, each once, on a node
+  // thread, until the node stops. If the watch falls
   // further behind than the registry's history (setting `watch-history`), the
   // changes in between are gone: `on_compacted` then gets the keys under
   // `prefix` and the revision they are at, to rebuild from, and `on_change`
   // continues after that revision. Both callbacks are required.
   void watch(const std::string& prefix, std::function<void(const registry::change&)> on_change,
-             std::function<void(const registry::watch_listing&)> on_compacted);
+             std::function<void(const registry::watch_listing&)> on_compacted,
+             std::optional<registry::revision> after = std::nullopt);
 
   // A lock held by this member's session: released by unlock() or when the
   // member dies. `token` is the fencing token to hand to the guarded resource.
@@ -91,20 +95,25 @@ class node {
   };
   // Waits up to `timeout` for the lock (first come, first served). A call
   // that fails leaves the member neither holding nor waiting for the lock:
-  // an acquire whose outcome is unknown is sent again until its outcome is
-  // known (acquiring is idempotent), and a wait that times out is cancelled
-  // until the registry shows neither; if the lock was granted meanwhile, the
-  // call returns the grant. So a call can take longer than `timeout` while
-  // no leader answers. (Not covered: a request that reached a frozen server
-  // and is passed on to the leader when that server runs again, after the
-  // call has ended; the registry has no request ids to refuse it.) Errors:
-  // unavailable (timed out, refused, the session ended, no cluster).
+  // once an acquire's outcome is unknown, it is sent again (acquiring is
+  // idempotent) until one is committed, and a wait that times out is
+  // cancelled until the registry shows neither; if the lock was granted
+  // meanwhile, the call returns the grant. So a call runs past `timeout` for
+  // as long as the cluster has no leader after an unknown outcome (without
+  // bound: until a leader answers, the member's session ends, or the node
+  // stops). (Not covered: a request that reached a frozen server and is
+  // passed on to the leader when that server runs again, after the call has
+  // ended; the registry has no request ids to refuse it.) Errors:
+  // unavailable (timed out, refused, the session ended, no cluster, or the
+  // node stopping), outcome_unknown (the node stopped while an acquire's
+  // outcome was unknown: its session closes with it, so nothing stays held),
+  // unauthenticated (the cluster refused the credentials).
   expected<lock_grant> lock(const std::string& name, std::chrono::milliseconds timeout);
   expected<void> unlock(const std::string& name);
 
-  // Events: published to every live member or to one; delivered at least
-  // once, in order, to the members alive when published, until each
-  // acknowledges (or dies or leaves). Errors: resource_exhausted ("full: N
+  // Events: published to every live (alive or suspect) member or to one;
+  // delivered at least once, in order, to the members live when published,
+  // until each acknowledges (or dies or leaves). Errors: resource_exhausted ("full: N
   // undelivered events; members must acknowledge") at the registry's cap
   // (registry::limits::events, 100,000): nothing is dropped to make room.
   expected<std::uint64_t> publish(const std::string& payload, const std::string& to = {});
@@ -128,7 +137,10 @@ class node {
   // acknowledges each only after `run` returned true for it: at least once.
   // `run` returning false stops there; that command and the later ones come
   // again on the next call. A command `run` finished is not run again by this
-  // node even if its acknowledgement failed (it is acknowledged next time).
+  // node; if its acknowledgement fails, the call still returns the count (it
+  // is acknowledged next time). One call hands commands over at a time: a
+  // call made meanwhile (from another thread, or from within `run`) returns
+  // 0 at once. Errors (nothing ran): those of events().
   // A command older than one already accepted (a lower term, or the same
   // term with a lower token) comes from a deposed leader and is dropped, so
   // two leaders can never both get a member to act. Other events are

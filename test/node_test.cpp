@@ -5,8 +5,13 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "roles/node.hpp"
@@ -61,7 +66,8 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   REQUIRE(members.has_value());
   CHECK(members->size() == 2);
 
-  // Keys, compare-and-set, watch.
+  // Keys, compare-and-set, watch (from the registry's first revision, so
+  // that no change below can be made before the watch starts).
   std::vector<registry::change> seen;
   int compacted = 0;
   leader.watch("/w/", [&](const registry::change& c) {
@@ -70,8 +76,7 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   }, [&](const registry::watch_listing&) {
     std::lock_guard<std::mutex> g(m);
     ++compacted;
-  });
-  std::this_thread::sleep_for(200ms);
+  }, registry::revision{0});
   auto p = w.put("/w/a", "1");
   REQUIRE(p.has_value());
   CHECK(p->code == registry::code::ok);
@@ -206,7 +211,7 @@ TEST_CASE("watch: a watcher the history no longer reaches is told, gets a listin
     listings.push_back(l);
     view.clear();
     for (const auto& [k, kv] : l.keys) view[k] = kv.value;
-  });
+  }, registry::revision{0});  // from the start: the puts below may come before the watcher's first read
   auto registry_view = [&] {
     std::map<std::string, std::string> out;
     auto listed = leader.list("/c/");
@@ -280,7 +285,78 @@ TEST_CASE("commands: acknowledged only once run, so a command not run comes agai
   CHECK(w.events()->empty());
 }
 
+TEST_CASE("commands: a run that calls commands() again returns; the inner call hands nothing over") {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto peers = "1=127.0.0.1:" + std::to_string(test::free_port());
+  auto master = node::start(sys, {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
+  REQUIRE_MESSAGE(master.has_value(), master.error().message());
+  auto& leader = **master;
+  REQUIRE(wait_for([&] { return leader.leading(); }, 10s));
+  auto worker = node::start(sys, {{"role", "worker"}, {"name", "w1"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"session-ttl-ms", "1000"}});
+  REQUIRE(worker.has_value());
+  auto& w = **worker;
+  REQUIRE(wait_for([&] { return w.session() != 0; }, 10s));
+  auto term = leader.term();
+  for (int i = 1; i <= 2; ++i) REQUIRE(leader.send_command("w1", "task " + std::to_string(i), term, 5).has_value());
+  std::vector<std::string> ran;
+  std::vector<expected<std::size_t>> inner;
+  std::optional<expected<std::size_t>> outer;
+  std::atomic<bool> finished{false};
+  std::thread caller([&] {
+    outer = w.commands([&](const node::command& c) {
+      ran.push_back(c.payload);
+      inner.push_back(w.commands([&](const node::command& again) {
+        ran.push_back("inner: " + again.payload);
+        return true;
+      }));
+      return true;
+    });
+    finished = true;
+  });
+  if (!wait_for([&] { return finished.load(); }, 20s)) {
+    // The call cannot be interrupted: report and end the process.
+    std::fprintf(stderr, "FAIL: commands() called from within run did not return within 20 s (deadlock)\n");
+    std::_Exit(1);
+  }
+  caller.join();
+  REQUIRE(outer.has_value());
+  REQUIRE(outer->has_value());
+  CHECK(**outer == 2);
+  CHECK(ran == std::vector<std::string>{"task 1", "task 2"});
+  REQUIRE(inner.size() == 2);
+  for (const auto& r : inner) CHECK((r.has_value() && *r == 0));
+  CHECK(w.events()->empty());
+}
+
 namespace {
+
+// Whether `session` holds or waits for lock `name`, as the cluster has it;
+// nullopt when unreadable.
+std::optional<bool> involved(test::process_cluster& cluster, const std::string& name, std::uint64_t session) {
+  auto r = cluster.client().read("bin:lock " + name, 5s);
+  if (!r) return std::nullopt;
+  auto st = wire::decode_registry_snapshot(r->result);
+  if (!st) return std::nullopt;
+  auto it = st->locks.find(name);
+  if (it == st->locks.end()) return false;
+  const auto& w = it->second.waiters;
+  return it->second.holder == session || std::find(w.begin(), w.end(), session) != w.end();
+}
+
+// A failed lock call must leave nothing behind: checked for a while, since
+// a request the cluster still had queued may apply late.
+void check_holds_nothing(test::process_cluster& cluster, const std::string& name, std::uint64_t s) {
+  auto until = std::chrono::steady_clock::now() + 2s;
+  while (std::chrono::steady_clock::now() < until) {
+    auto now_involved = involved(cluster, name, s);
+    REQUIRE_MESSAGE(now_involved != std::optional<bool>(true),
+                    "the lock call failed, yet session " << s << " holds or waits for '" << name << "'");
+    std::this_thread::sleep_for(50ms);
+  }
+}
 
 // A worker node in the test's actor system against one real master process
 // that the test can freeze (SIGSTOP); the master's lock state read through
@@ -310,29 +386,10 @@ struct frozen_master_fixture {
     return res->outcome;
   }
 
-  // Whether `session` holds or waits for lock `name`; nullopt when unreadable.
   std::optional<bool> involved(const std::string& name, std::uint64_t session) {
-    auto r = cluster.client().read("bin:lock " + name, 5s);
-    if (!r) return std::nullopt;
-    auto st = wire::decode_registry_snapshot(r->result);
-    if (!st) return std::nullopt;
-    auto it = st->locks.find(name);
-    if (it == st->locks.end()) return false;
-    const auto& w = it->second.waiters;
-    return it->second.holder == session || std::find(w.begin(), w.end(), session) != w.end();
+    return ::involved(cluster, name, session);
   }
-
-  // A failed lock call must leave nothing behind: checked for a while, since
-  // a request the master still had queued may apply late.
-  void check_holds_nothing(const std::string& name, std::uint64_t s) {
-    auto until = std::chrono::steady_clock::now() + 2s;
-    while (std::chrono::steady_clock::now() < until) {
-      auto now_involved = involved(name, s);
-      REQUIRE_MESSAGE(now_involved != std::optional<bool>(true),
-                      "the lock call failed, yet session " << s << " holds or waits for '" << name << "'");
-      std::this_thread::sleep_for(50ms);
-    }
-  }
+  void check_holds_nothing(const std::string& name, std::uint64_t s) { ::check_holds_nothing(cluster, name, s); }
 };
 
 }  // namespace
@@ -398,4 +455,89 @@ TEST_CASE("a failed lock call leaves the member holding nothing: granted while t
   } else {
     f.check_holds_nothing("crossed", session);
   }
+}
+
+TEST_CASE("a failed lock call leaves the member holding nothing: an unknown acquire, then no leader for a while") {
+  // Elections take 2-3 s: the leader leads on for a while after its
+  // followers freeze. Masters suspect each other only after 6 s.
+  test::process_cluster cluster{3,
+                                {"-r", "master", "--election-ticks", "200:300", "--session-ttl-ms", "60000",
+                                 "--member-heartbeat-ms", "2000"},
+                                test::conclave_binary()};
+  auto leader = cluster.wait_for_leader(20s);
+  REQUIRE(leader);
+  caf::actor_system sys{test::client_config()};
+  auto w = node::start(sys, {{"role", "worker"}, {"name", "w"}, {"peers", cluster.peers()},
+                             {"cluster-id", cluster.cluster_id}, {"session-ttl-ms", "60000"},
+                             {"member-heartbeat-ms", "100"}, {"no-master-timeout-ms", "120000"}});
+  REQUIRE_MESSAGE(w.has_value(), (w ? std::string() : w.error().message()));
+  auto& worker = **w;
+  REQUIRE(wait_for([&] { return worker.session() != 0; }, 10s));
+  REQUIRE(worker.put("/warm", "x")->code == registry::code::ok);  // the worker's requests now go to the leader
+  auto session = worker.session();
+  std::vector<std::uint64_t> followers;
+  for (const auto& m : cluster.members()) {
+    if (m.id != *leader) followers.push_back(m.id);
+  }
+  // The followers freeze: the leader takes the acquire into its log but
+  // cannot commit it. Then they die: it stops leading, and for a while no
+  // server leads, so the acquire's outcome is unknown and a resend finds no
+  // leader (unavailable).
+  for (auto id : followers) REQUIRE(test::freeze(cluster.at(id).pid));
+  auto before = cluster.status(*leader);
+  REQUIRE(before);
+  std::atomic<bool> returned{false};
+  std::optional<expected<node::lock_grant>> result;
+  std::thread caller([&] {
+    result = worker.lock("unsettled", 1s);
+    returned = true;
+  });
+  REQUIRE(wait_for([&] {
+    auto s = cluster.status(*leader);
+    return s && s->last_index > before->last_index;
+  }, 5s));
+  for (auto id : followers) cluster.signal(id, SIGKILL);
+  // Long enough for a call that gives up on `unavailable` to have returned.
+  (void)wait_for([&] { return returned.load(); }, 15s);
+  // One follower comes back: the old leader's log is the longer, so it leads
+  // again and commits the acquire.
+  cluster.start(followers[0]);
+  REQUIRE(cluster.wait_for_leader(30s));
+  caller.join();
+  REQUIRE(result.has_value());
+  if (*result) {
+    CHECK(involved(cluster, "unsettled", session) == std::optional<bool>(true));
+  } else {
+    INFO("the lock call failed: " << result->error().message());
+    check_holds_nothing(cluster, "unsettled", session);
+  }
+}
+
+TEST_CASE("commands: a command that ran is reported even if its acknowledgement fails, and is not run again") {
+  frozen_master_fixture f;
+  auto pid = f.cluster.at(1).pid;
+  REQUIRE(f.run(registry::publish_event{"leader", "w", "fenced 1 1\ntask"}).code == registry::code::ok);
+  // The master freezes while the command runs: its acknowledgement gets no answer.
+  std::vector<std::string> ran;
+  bool frozen = false;
+  auto first = f.worker->commands([&](const node::command& c) {
+    ran.push_back(c.payload);
+    frozen = test::freeze(pid);
+    return true;
+  });
+  ::kill(pid, SIGCONT);
+  REQUIRE(frozen);
+  REQUIRE_MESSAGE(first.has_value(), (first ? std::string() : first.error().message()));
+  CHECK(*first == 1);
+  auto second = f.worker->commands([&](const node::command& c) {
+    ran.push_back(c.payload);
+    return true;
+  });
+  REQUIRE(second.has_value());
+  CHECK(*second == 0);
+  CHECK(ran == std::vector<std::string>{"task"});
+  CHECK(wait_for([&] {
+    auto e = f.worker->events();
+    return e && e->empty();
+  }, 10s));
 }
