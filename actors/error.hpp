@@ -19,7 +19,7 @@ enum class errc {
   disk_full,              // the file system has no space left
   out_of_order,           // an append that does not continue the log
   compacted,              // the entry was compacted into a snapshot
-  unavailable,            // the entry is past the end of the log
+  unavailable,            // not there (yet): an entry past the end of the log, a server that did not answer
   hard_state_regression,  // term, vote or commit index would go backwards
   corrupt,                // stored bytes fail their checksum or do not decode
   not_found,              // nothing stored yet (no snapshot, no such file)
@@ -49,7 +49,7 @@ constexpr std::string_view to_string(errc code) {
     case errc::disk_full: return "disk/map full: no space left on the device";
     case errc::out_of_order: return "append does not continue the log";
     case errc::compacted: return "entry compacted into a snapshot";
-    case errc::unavailable: return "entry not in the log";
+    case errc::unavailable: return "unavailable";
     case errc::hard_state_regression: return "hard state would go backwards";
     case errc::corrupt: return "corrupt data";
     case errc::not_found: return "not found";
