@@ -65,6 +65,21 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
           client::failure{client::code_name(errc::unauthenticated), make_error(errc::unauthenticated, why).message(), 0, {}});
     });
   };
+  // No answer to the handshake (a server still starting, frozen, or slow on
+  // a loaded machine) is no refusal: what waits gets a retryable
+  // `unavailable`, and the relay ends, so that the next call connects and
+  // proves its key afresh.
+  auto give_up = [=] {
+    self->set_default_handler(caf::print_and_drop);
+    self->become(
+        [=](client_atom, const std::string&, std::uint64_t) {
+          return wire::encode_response(client::failure{
+              client::code_name(errc::unavailable),
+              make_error(errc::unavailable, "no answer to the authentication handshake").message(), 0, {}});
+        },
+        [=](caf::ok_atom) { self->quit(); });
+    self->send(self, caf::ok_atom::value);
+  };
   self->set_default_handler(caf::skip);  // requests wait for the handshake
   self->request(server, std::chrono::seconds(5), auth_atom::value)
       .then(
@@ -76,15 +91,9 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
                       if (granted == "none") refuse("the server refused these credentials (wrong secret or member key)");
                       else self->become(relaying);
                     },
-                    [=](caf::error&) {
-                      self->set_default_handler(caf::print_and_drop);
-                      refuse("no answer to the authentication handshake");
-                    });
+                    [=](caf::error&) { give_up(); });
           },
-          [=](caf::error&) {
-            self->set_default_handler(caf::print_and_drop);
-            refuse("no answer to the authentication handshake");
-          });
+          [=](caf::error&) { give_up(); });
   return {[](caf::ok_atom) {}};  // replaced once the handshake ends
 }
 

@@ -60,7 +60,7 @@ TEST_CASE("without credentials a client can neither read, write nor lock; a memb
   key_files keys;
   process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
   c.use_keys(auth::from_secret("the cluster secret of this test"));
-  REQUIRE(c.wait_for_leader(20s));
+  REQUIRE_MESSAGE(c.wait_for_leader(20s), c.log_of(1) << c.log_of(2) << c.log_of(3));
   std::string out;
   CHECK(conclavectl(c, "", {"put", "k", "v"}, &out) == 1);
   CHECK_MESSAGE(out.find("unauthenticated") != std::string::npos, out);
@@ -87,7 +87,7 @@ TEST_CASE("a worker with wrong credentials is refused and exits; one with the me
   key_files keys;
   process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
   c.use_keys(auth::from_secret("the cluster secret of this test"));
-  REQUIRE(c.wait_for_leader(20s));
+  REQUIRE_MESSAGE(c.wait_for_leader(20s), c.log_of(1) << c.log_of(2) << c.log_of(3));
   auto stranger = c.spawn({c.binary(), "-r", "worker", "--name", "stranger", "--peers", c.peers(), "--cluster-id",
                            c.cluster_id, "--secret-file", keys.wrong},
                           "stranger.log");
@@ -114,7 +114,7 @@ TEST_CASE("a master needs the secret: with a member key it does not start; with 
   key_files keys;
   process_cluster c(3, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
   c.use_keys(auth::from_secret("the cluster secret of this test"));
-  REQUIRE(c.wait_for_leader(20s));
+  REQUIRE_MESSAGE(c.wait_for_leader(20s), c.log_of(1) << c.log_of(2) << c.log_of(3));
   // A member key is refused at start: it can never make a voter.
   auto member_master = c.spawn({c.binary(), "-r", "master", "--id", "3", "--peers", c.peers(), "--cluster-id",
                                 c.cluster_id, "--data-dir", c.path("member-master"), "--secret-file", keys.member},
@@ -165,4 +165,32 @@ TEST_CASE("a master needs the secret: with a member key it does not start; with 
   CHECK(st->term < 1000);
   auto leader_log = c.log_of(*leader);
   CHECK_MESSAGE(leader_log.find("refusing a peer message without the cluster secret") != std::string::npos, leader_log);
+}
+
+TEST_CASE("a handshake that got no answer is no refusal: once the server answers, the client gets in") {
+  key_files keys;
+  process_cluster c(1, {"-r", "master", "--secret-file", keys.secret}, conclave_binary());
+  c.use_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE_MESSAGE(c.wait_for_leader(20s), c.log_of(1));
+  caf::actor_system sys{client_config()};
+  // The actor system's connection to the server exists (a client without
+  // credentials made it), so that the next client's relay starts its
+  // handshake at once, while the server is frozen: it times out (5 s).
+  raft_client plain(sys, c.cluster_id, c.client().endpoints());
+  REQUIRE(plain.call(c.at(1).address, client::status_request{}, 5000ms).has_value());
+  raft_client k(sys, c.cluster_id, c.client().endpoints());
+  k.set_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE(freeze(c.at(1).pid));
+  auto during = k.call(c.at(1).address, client::status_request{}, 1000ms);
+  CHECK_FALSE((during && std::holds_alternative<client::status>(*during)));
+  std::this_thread::sleep_for(6s);  // past the handshake's own timeout
+  c.signal(1, SIGCONT);
+  // The same client must get in now, not be refused for good.
+  bool in = false;
+  for (auto until = std::chrono::steady_clock::now() + 10s; !in && std::chrono::steady_clock::now() < until;) {
+    auto r = k.call(c.at(1).address, client::status_request{}, 1000ms);
+    in = r && std::holds_alternative<client::status>(*r);
+    if (!in) std::this_thread::sleep_for(100ms);
+  }
+  CHECK_MESSAGE(in, c.log_of(1));
 }
