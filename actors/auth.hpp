@@ -20,7 +20,7 @@
 
 #include <string>
 
-#include "actors/error.hpp"
+#include "schema/error.hpp"
 
 namespace conclave::auth {
 

@@ -6,10 +6,10 @@
 #include <map>
 #include <string>
 
-#include "actors/error.hpp"
 #include "actors/raft/node_options.hpp"
-#include "actors/registry/types.hpp"
 #include "roles/member_agent.hpp"
+#include "schema/error.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave {
 

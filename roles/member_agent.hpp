@@ -15,7 +15,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
-#include "actors/registry/types.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave {
 

@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
-#include "actors/error.hpp"
-#include "actors/registry/types.hpp"
-#include "actors/registry/watch_cursor.hpp"
 #include "actors/raft/peer_actor.hpp"
+#include "actors/registry/watch_cursor.hpp"
 #include "roles/config.hpp"
+#include "schema/error.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave {
 

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "actors/auth.hpp"
-#include "actors/client_protocol.hpp"
-#include "actors/error.hpp"
 #include "actors/raft/node_options.hpp"
+#include "schema/client_protocol.hpp"
+#include "schema/error.hpp"
 
 namespace conclave {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "actors/registry/types.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave {
 

@@ -12,10 +12,10 @@
 #include <functional>
 #include <memory>
 
-#include "actors/error.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
+#include "schema/error.hpp"
 
 namespace conclave {
 

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <utility>
 
-#include "actors/error.hpp"
+#include "schema/error.hpp"
 #include "schema/codec.hpp"
 
 namespace conclave::wire::detail {

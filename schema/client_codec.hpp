@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "actors/client_protocol.hpp"
-#include "actors/error.hpp"
+#include "schema/client_protocol.hpp"
+#include "schema/error.hpp"
 
 namespace conclave::wire {
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "actors/error.hpp"
-#include "actors/raft/message.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/error.hpp"
+#include "schema/raft_message.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::wire {
 

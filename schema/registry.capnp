@@ -1,6 +1,6 @@
 @0xc0cb91c5d11efb64;
 # The registry's commands (the payload of command entries in the Raft log),
-# their outcomes, and the registry snapshot. See actors/registry/types.hpp for
+# their outcomes, and the registry snapshot. See schema/registry_types.hpp for
 # what each field means.
 
 using Cxx = import "/capnp/c++.capnp";

@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "actors/error.hpp"
-#include "actors/registry/registry.hpp"
+#include "schema/error.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave::wire {
 

@@ -13,8 +13,8 @@
 #include <optional>
 #include <vector>
 
-#include "actors/error.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/error.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::storage {
 

@@ -15,8 +15,8 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/error.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/error.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::storage {
 

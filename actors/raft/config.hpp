@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "actors/error.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/error.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

@@ -21,13 +21,13 @@
 #include <string>
 #include <vector>
 
-#include "actors/error.hpp"
 #include "actors/raft/config.hpp"
 #include "actors/raft/log.hpp"
-#include "actors/raft/message.hpp"
 #include "actors/raft/progress.hpp"
 #include "actors/raft/ready.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/error.hpp"
+#include "schema/raft_message.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

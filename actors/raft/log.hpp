@@ -18,7 +18,7 @@
 #include <optional>
 #include <vector>
 
-#include "actors/raft/types.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "actors/auth.hpp"
-#include "actors/error.hpp"
 #include "actors/raft/config.hpp"
+#include "schema/error.hpp"
 
 namespace conclave::raft {
 

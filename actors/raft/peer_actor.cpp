@@ -8,9 +8,9 @@
 #include <set>
 
 #include "actors/atoms.hpp"
-#include "actors/client_protocol.hpp"
 #include "actors/log.hpp"
 #include "schema/client_codec.hpp"
+#include "schema/client_protocol.hpp"
 #include "schema/codec.hpp"
 
 namespace conclave::raft {

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <deque>
 
-#include "actors/raft/types.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

@@ -21,8 +21,8 @@
 #include <utility>
 #include <vector>
 
-#include "actors/raft/message.hpp"
-#include "actors/raft/types.hpp"
+#include "schema/raft_message.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

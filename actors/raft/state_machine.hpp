@@ -7,7 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "actors/raft/types.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 

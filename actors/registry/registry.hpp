@@ -7,43 +7,19 @@
 // commands and a seeded simulation can test it.
 #pragma once
 
-#include <deque>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "actors/registry/types.hpp"
+#include "schema/registry_types.hpp"
 
 namespace conclave::registry {
-
-// A lock granted as a side effect (to a waiter, when the holder released it
-// or its session ended), so the shell can tell the waiting client.
-struct lock_grant {
-  std::string name;
-  session_id session = 0;
-  revision token = 0;
-};
 
 struct limits {
   // Key changes kept for watches to resume from (setting `watch-history`);
   // part of the replicated state, so the same on every server.
   std::size_t history = 10000;
   std::size_t events = 100000;  // undelivered events kept; a publish past this is refused (code::full)
-};
-
-// Everything the registry holds; snapshots encode exactly this.
-struct registry_state {
-  revision rev = 0;
-  std::uint64_t event_seq = 0;
-  std::map<std::string, member> members;
-  std::map<session_id, session> sessions;
-  std::map<std::string, key_value> keys;
-  std::map<std::string, lock> locks;
-  std::deque<event> events;  // undelivered, in publish order
-  std::map<std::string, std::uint64_t> events_acked;  // member -> highest seq it acknowledged
-  std::deque<change> history;  // the latest key changes, oldest first
-  revision history_floor = 0;  // changes after this revision are all in `history`
 };
 
 class registry {

@@ -22,8 +22,8 @@
 #include <variant>
 #include <vector>
 
-#include "actors/client_protocol.hpp"
 #include "actors/registry/registry.hpp"
+#include "schema/client_protocol.hpp"
 #include "schema/registry_codec.hpp"
 
 namespace conclave::fuzz {

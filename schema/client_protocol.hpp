@@ -7,7 +7,7 @@
 #include <variant>
 #include <vector>
 
-#include "actors/error.hpp"
+#include "schema/error.hpp"
 
 namespace conclave::client {
 

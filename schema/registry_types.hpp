@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -177,6 +178,30 @@ struct outcome {
   registry::code code = code::ok;
   std::uint64_t value = 0;      // the session id, revision, fencing token or event seq it produced
   std::string detail;
+};
+
+// --- state -----------------------------------------------------------------
+
+// A lock granted as a side effect (to a waiter, when the holder released it
+// or its session ended), so the shell can tell the waiting client.
+struct lock_grant {
+  std::string name;
+  session_id session = 0;
+  revision token = 0;
+};
+
+// Everything the registry holds; snapshots encode exactly this.
+struct registry_state {
+  revision rev = 0;
+  std::uint64_t event_seq = 0;
+  std::map<std::string, member> members;
+  std::map<session_id, session> sessions;
+  std::map<std::string, key_value> keys;
+  std::map<std::string, lock> locks;
+  std::deque<event> events;  // undelivered, in publish order
+  std::map<std::string, std::uint64_t> events_acked;  // member -> highest seq it acknowledged
+  std::deque<change> history;  // the latest key changes, oldest first
+  revision history_floor = 0;  // changes after this revision are all in `history`
 };
 
 }  // namespace conclave::registry

@@ -1,12 +1,12 @@
 // Raft peer messages as plain structs. The core consumes and produces these;
-// schema/peer_codec turns them into bytes and back.
+// schema/codec turns them into bytes and back.
 #pragma once
 
 #include <string>
 #include <variant>
 #include <vector>
 
-#include "actors/raft/types.hpp"
+#include "schema/raft_types.hpp"
 
 namespace conclave::raft {
 
