@@ -44,7 +44,10 @@ inline caf::behavior proposer(caf::event_based_actor* self, caf::actor target, s
     }
     auto start = clock_type::now();
     auto bytes = wire::encode_request(client::propose{make(who, (*counter)++)}, cluster_id);
-    self->request(target, caf::infinite, client_atom::value, bytes)
+    // Never an infinite wait: CAF 0.17 does not answer a request that was on
+    // the wire when its connection broke, and a deposed leader answers a
+    // proposal only once its index is applied. Such a write counts as an error.
+    self->request(target, std::chrono::seconds(10), client_atom::value, bytes)
         .then(
             [=](const std::string& reply) {
               auto r = wire::decode_response(reply);
