@@ -33,6 +33,27 @@ bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeo
   return pred();
 }
 
+// One embedded master (leading) and one registered worker "w1", in one
+// actor system (destroyed after both nodes).
+struct master_and_worker {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  std::unique_ptr<node> master, worker;
+  master_and_worker() {
+    auto peers = "1=127.0.0.1:" + std::to_string(test::free_port());
+    auto m = node::start(sys, {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
+                               {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
+    REQUIRE_MESSAGE(m.has_value(), m.error().message());
+    master = std::move(*m);
+    REQUIRE(wait_for([&] { return master->leading(); }, 10s));
+    auto w = node::start(sys, {{"role", "worker"}, {"name", "w1"}, {"peers", peers}, {"cluster-id", "embed"},
+                               {"session-ttl-ms", "1000"}});
+    REQUIRE(w.has_value());
+    worker = std::move(*w);
+    REQUIRE(wait_for([&] { return worker->session() != 0; }, 10s));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("embedding: a master and a worker in one actor system, used through the facade") {
@@ -250,19 +271,9 @@ TEST_CASE("watch: a watcher the history no longer reaches is told, gets a listin
 }
 
 TEST_CASE("commands: acknowledged only once run, so a command not run comes again") {
-  test::temp_dir dir;
-  caf::actor_system sys{test::client_config()};
-  auto peers = "1=127.0.0.1:" + std::to_string(test::free_port());
-  auto master = node::start(sys, {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
-                                  {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
-  REQUIRE_MESSAGE(master.has_value(), master.error().message());
-  auto& leader = **master;
-  REQUIRE(wait_for([&] { return leader.leading(); }, 10s));
-  auto worker = node::start(sys, {{"role", "worker"}, {"name", "w1"}, {"peers", peers}, {"cluster-id", "embed"},
-                                  {"session-ttl-ms", "1000"}});
-  REQUIRE(worker.has_value());
-  auto& w = **worker;
-  REQUIRE(wait_for([&] { return w.session() != 0; }, 10s));
+  master_and_worker nodes;
+  auto& leader = *nodes.master;
+  auto& w = *nodes.worker;
   auto term = leader.term();
   for (int i = 1; i <= 3; ++i) REQUIRE(leader.send_command("w1", "task " + std::to_string(i), term, 5).has_value());
   // The member fails on task 2 (it could not act, or crashed while acting).
@@ -286,19 +297,9 @@ TEST_CASE("commands: acknowledged only once run, so a command not run comes agai
 }
 
 TEST_CASE("commands: a run that calls commands() again returns; the inner call hands nothing over") {
-  test::temp_dir dir;
-  caf::actor_system sys{test::client_config()};
-  auto peers = "1=127.0.0.1:" + std::to_string(test::free_port());
-  auto master = node::start(sys, {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
-                                  {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
-  REQUIRE_MESSAGE(master.has_value(), master.error().message());
-  auto& leader = **master;
-  REQUIRE(wait_for([&] { return leader.leading(); }, 10s));
-  auto worker = node::start(sys, {{"role", "worker"}, {"name", "w1"}, {"peers", peers}, {"cluster-id", "embed"},
-                                  {"session-ttl-ms", "1000"}});
-  REQUIRE(worker.has_value());
-  auto& w = **worker;
-  REQUIRE(wait_for([&] { return w.session() != 0; }, 10s));
+  master_and_worker nodes;
+  auto& leader = *nodes.master;
+  auto& w = *nodes.worker;
   auto term = leader.term();
   for (int i = 1; i <= 2; ++i) REQUIRE(leader.send_command("w1", "task " + std::to_string(i), term, 5).has_value());
   std::vector<std::string> ran;
