@@ -48,7 +48,6 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   }
   setup->machine = s.machine;
   setup->service = s.service;
-  setup->stall_until_ms = std::make_shared<std::atomic<std::int64_t>>(0);
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
@@ -58,7 +57,7 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
     log_line("{}: authentication off: any process that reaches this port can join and write (set secret-file)", name);
   }
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
-                          std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stall_until_ms};
+                          std::make_shared<storage::snapshot_store>(std::move(*snapshots))};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
   auto port = sys.middleman().publish(peer, s.listen.port, s.listen.host.c_str(), true);

@@ -25,7 +25,19 @@ struct snapshot {
   std::string data;
 };
 
-class snapshot_store {
+// Where a server keeps its snapshots: snapshot_store (files) in production,
+// memory_snapshots in the simulation. The storage job (actors/raft/storage_job)
+// saves through it and compacts the log only behind the oldest one kept.
+class snapshot_keeper {
+ public:
+  virtual ~snapshot_keeper() = default;
+  // Saves durably, then drops all but the newest few. Errors: disk_full, io_error.
+  virtual expected<void> save(const raft::snapshot_meta& meta, std::string_view data) = 0;
+  // The last included index of each snapshot kept, newest first.
+  virtual expected<std::vector<raft::index_t>> indexes() const = 0;
+};
+
+class snapshot_store final : public snapshot_keeper {
  public:
   // Opens (creating) `dir`; removes temporary files a crash left behind.
   // `keep` >= 1 snapshots are kept.
@@ -33,7 +45,7 @@ class snapshot_store {
 
   // Writes a snapshot durably, then removes all but the newest `keep`.
   // Errors: disk_full, io_error; on error no new file is left behind.
-  expected<void> save(const raft::snapshot_meta& meta, std::string_view data);
+  expected<void> save(const raft::snapshot_meta& meta, std::string_view data) override;
 
   struct loaded {
     std::optional<snapshot> latest;  // the newest snapshot that verifies; none if there is none
@@ -48,7 +60,7 @@ class snapshot_store {
   // Snapshot files in the directory, newest first.
   expected<std::vector<std::string>> files() const;
   // The last included index of each snapshot file, newest first (from the names).
-  expected<std::vector<raft::index_t>> indexes() const;
+  expected<std::vector<raft::index_t>> indexes() const override;
 
   const std::string& dir() const { return dir_; }
 

@@ -746,7 +746,7 @@ TEST_CASE("§7: a follower too far behind catches up by InstallSnapshot, in chun
   c.heal();
   REQUIRE(c.run_until([&] { return c.at(behind).applied >= c.at(leader).applied; }, 100));
   CHECK(chunks > 1);
-  CHECK(c.at(behind).disk_snapshot.has_value());
+  CHECK(c.at(behind).snapshots.latest() != nullptr);
   CHECK(c.at(behind).raft->log().start_index() == c.at(leader).raft->last_snapshot().meta.last_index);
 }
 

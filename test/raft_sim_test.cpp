@@ -42,7 +42,7 @@ void on_abort(int) {
 
 struct run_stats {
   std::size_t proposals = 0, acked = 0, reads = 0, crashes = 0, partitions = 0, snapshots = 0, transfers = 0,
-              membership = 0;
+              membership = 0, stalls = 0, merged_writes = 0, truncating_writes = 0;
 };
 
 cluster_options options_for(std::uint64_t seed) {
@@ -68,6 +68,8 @@ cluster_options options_for(std::uint64_t seed) {
   o.base.max_uncommitted_bytes = 4096;
   if (r(5) == 0) o.base.preferred_leader = node_id{1};
   if (r(8) == 0) o.base.check_quorum = false;
+  // The driver's compaction policy, often enough to matter in a run.
+  if (r(2) == 0) o.snapshot_every_entries = 5 + r(100);
   return o;
 }
 
@@ -104,7 +106,9 @@ run_stats run_scenario(std::uint64_t seed, int step_count) {
     c.run_units(1);
     auto action = r(1000);
     if (action < 60) {
-      if (c.propose(chance(0.1) ? random_node() : node_id{0})) ++stats.proposals;
+      // Not flushed at once: later proposals join it in one ready, as a
+      // shell's mailbox batches them.
+      if (c.propose(chance(0.1) ? random_node() : node_id{0}, chance(0.5))) ++stats.proposals;
     } else if (action < 80) {
       c.read(chance(0.1) ? random_node() : node_id{0});
     } else if (action < 84) {
@@ -168,7 +172,11 @@ run_stats run_scenario(std::uint64_t seed, int step_count) {
           ++stats.transfers;
         }
       }
-    } else if (action < 112) {
+    } else if (action < 111) {
+      auto id = chance(0.5) && c.leader() ? *c.leader() : random_node();
+      c.stall_disk(id, 20 + r(300));
+      ++stats.stalls;
+    } else if (action < 114) {
       if (auto l = c.leader()) {
         const auto& config = c.at(*l).raft->current_configuration();
         auto id = random_node();
@@ -190,6 +198,8 @@ run_stats run_scenario(std::uint64_t seed, int step_count) {
   c.check_liveness(300);
   stats.acked = c.acked_count();
   stats.reads = c.reads_served();
+  stats.merged_writes = c.merged_writes();
+  stats.truncating_writes = c.truncating_writes();
   current = nullptr;
   return stats;
 }
@@ -216,6 +226,9 @@ TEST_CASE("seeded simulations keep Raft's safety properties and recover after fa
       total.snapshots += s.snapshots;
       total.transfers += s.transfers;
       total.membership += s.membership;
+      total.stalls += s.stalls;
+      total.merged_writes += s.merged_writes;
+      total.truncating_writes += s.truncating_writes;
     } catch (const std::exception& e) {
       ++failed;
       FAIL_CHECK("seed " << seed << " (replay: raft_sim_test --seed " << seed << " --steps " << steps
@@ -226,9 +239,16 @@ TEST_CASE("seeded simulations keep Raft's safety properties and recover after fa
   MESSAGE(list.size() << " seeds x " << steps << " steps: " << total.proposals << " proposals, " << total.acked
                       << " acknowledged, " << total.reads << " linearizable reads, " << total.crashes << " crashes, "
                       << total.partitions << " partitions, " << total.snapshots << " snapshots, " << total.transfers
-                      << " transfers, " << total.membership << " membership changes");
+                      << " transfers, " << total.membership << " membership changes, " << total.stalls
+                      << " disk stalls, " << total.merged_writes << " group commits, " << total.truncating_writes
+                      << " truncating writes");
   CHECK(total.acked > 0);
   CHECK(total.reads > 0);
+  // The run exercises the driver's group commit and its truncation merges.
+  if (list.size() >= 100) {
+    CHECK(total.merged_writes > 0);
+    CHECK(total.truncating_writes > 0);
+  }
 }
 
 int main(int argc, char** argv) {

@@ -61,14 +61,29 @@ struct log_limiter {
   }
 };
 
-struct state {
+// The driver's interfaces, carried out by this actor.
+struct steady_clock final : clock_source {
+  std::int64_t now_ms() const override { return steady_now_ms(); }
+};
+
+// Faults a test process injects (set_faults, stall_storage); none otherwise.
+struct process_faults final : fault_injection {
+  std::set<node_id> drop_to, drop_from;
+  std::int64_t stall_until_ms = 0;
+  bool drop_outgoing(const message& m) override { return drop_to.count(m.to) > 0; }
+  bool drop_incoming(const message& m) override { return drop_from.count(m.from) > 0; }
+  bool disk_stalled(std::int64_t now_ms) override { return now_ms < stall_until_ms; }
+};
+
+struct state : log_writer, transport {
   caf::event_based_actor* self;
   node_options opts;
-  std::unique_ptr<core> raft;
+  std::unique_ptr<driver> drv;
   std::shared_ptr<state_machine> machine;
   std::shared_ptr<leader_service> service;
   caf::actor storage;
-  std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
+  steady_clock clock;
+  process_faults faults;
   std::string name;  // "node N", for logs
 
   std::map<node_id, link> links;
@@ -81,27 +96,9 @@ struct state {
   // Client connections that proved a key (auth.hpp), and open challenges.
   std::map<caf::actor_addr, auth::level> authenticated;
   std::map<caf::actor_addr, std::string> challenges;
-  std::set<node_id> drop_to, drop_from;  // fault hook
   std::mt19937_64 rng;
   log_limiter limiter;
 
-  // persistence pipeline: one job in flight, the next one accumulating
-  bool write_in_flight = false;
-  std::int64_t write_started_ms = 0;
-  std::deque<storage_job> queued;                       // in order; the last one may still grow
-  std::deque<std::vector<message>> after_persist;       // messages of each queued job
-  std::vector<message> in_flight_after_persist;
-  bool stall_reported = false;
-  // Set while the storage actor cannot write for want of space (it retries
-  // the write in flight): leadership held (core), no new entries accepted.
-  std::optional<error> storage_error;
-  std::int64_t storage_failed_ms = 0;
-
-  index_t applied;
-  index_t last_snapshot;
-  std::map<std::uint64_t, proposal_wait> proposals;  // by log index
-  std::map<std::uint64_t, read_wait> reads;          // by read id
-  std::uint64_t next_read_id = 1;
   // Requests passed on to the leader, so that they fail at once when the
   // connection to it breaks (CAF 0.17 never answers a request that was on
   // the wire then; the client would wait for its timeout).
@@ -120,6 +117,8 @@ struct state {
   ready::role_change last_role{role::follower, term_t{}, node_id{}};
   std::vector<caf::actor> role_listeners;
 
+  core& raft() { return drv->raft(); }
+
   // Whether the message being handled comes from this process. The actor's
   // port is public: timer, control and subscription messages from elsewhere
   // are dropped (peers and clients speak peer_atom, forward_atom,
@@ -130,7 +129,7 @@ struct state {
   }
 
   void tell_role(const caf::actor& to) {
-    self->send(to, role_atom::value, raft->role() == role::leader, raft->term().value, raft->leader().value);
+    self->send(to, role_atom::value, raft().role() == role::leader, raft().term().value, raft().leader().value);
   }
 
   // --- transport -------------------------------------------------------------
@@ -172,7 +171,7 @@ struct state {
       log_line("{}: a client connection carrying {} session(s) broke", name, it->second.size());
       for (auto session : it->second) {
         session_connection.erase(session);
-        if (service && raft->role() == role::leader) {
+        if (service && raft().role() == role::leader) {
           service->on_connection_lost(session, static_cast<std::uint64_t>(steady_now_ms()));
         }
       }
@@ -187,7 +186,7 @@ struct state {
           log_line("{}: lost the connection to node {}{}", name, id.value,
                    suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
         });
-        raft->peer_connection_lost(id);
+        raft().peer_connection_lost(id);
         fail_passed_on_if([&](node_id l) { return l == id; });
         retry(id);
         schedule_flush();
@@ -195,8 +194,8 @@ struct state {
     }
   }
 
-  void send(const message& m) {
-    if (drop_to.count(m.to)) return;
+  // transport: a message to a peer, over its link (dropped while there is none).
+  void send(const message& m) override {
     auto it = links.find(m.to);
     if (it == links.end()) {
       // A server outside the founding list (added later): we cannot reach it yet.
@@ -236,9 +235,9 @@ struct state {
       });
       return;
     }
-    if (drop_from.count(decoded->from) || decoded->to != opts.raft.id) return;
+    if (decoded->to != opts.raft.id) return;
     if (auto it = links.find(decoded->from); it != links.end()) it->second.backoff_ms = 0;
-    raft->step(*decoded);
+    drv->receive(*decoded);
     schedule_flush();
   }
 
@@ -254,44 +253,11 @@ struct state {
 
   void flush() {
     flush_scheduled = false;
-    while (raft->has_ready()) {
-      auto r = raft->take_ready();
-      if (r.role) report_role(*r.role);
-      for (const auto& m : r.messages) send(m);
-      if (r.snapshot && r.snapshot_from_leader) {
-        machine->restore(*r.snapshot->data);
-        applied = last_snapshot = r.snapshot->meta.last_index;
-        log_line("{}: installed a snapshot at {} from the leader", name, applied.value);
-        fail_proposals_upto(applied, "outcome unknown: a snapshot replaced the log here");
-      }
-      for (const auto& e : r.committed) apply(e);
-      if (service && (!r.committed.empty() || (r.snapshot && r.snapshot_from_leader))) {
-        service->on_applied(static_cast<std::uint64_t>(steady_now_ms()));
-      }
-      for (const auto& rs : r.reads) {
-        auto it = reads.find(rs.id);
-        if (it != reads.end()) it->second.index = rs.index;
-      }
-      for (auto id : r.failed_reads) {
-        auto it = reads.find(id);
-        if (it == reads.end()) continue;
-        it->second.promise.deliver(wire::encode_response(failure(errc::not_leader, "lost leadership before the read was confirmed")));
-        reads.erase(it);
-      }
-      serve_reads();
-      if (r.persist_id != 0) enqueue(std::move(r));
-      maybe_snapshot();
-    }
+    drv->flush();
     sync_links();
-    start_write();
   }
 
   void report_role(const ready::role_change& rc) {
-    // The core reports a role_change only when role, term or leader changed.
-    bool leading = rc.role == role::leader;
-    if (service && leading != (last_role.role == role::leader)) {
-      service->on_role(leading, static_cast<std::uint64_t>(steady_now_ms()));
-    }
     if (rc.role == role::leader) {
       log_line("{}: leader in term {}", name, rc.term.value);
     } else if (last_role.role == role::leader || rc.leader != last_role.leader) {
@@ -305,140 +271,20 @@ struct state {
     for (const auto& l : role_listeners) tell_role(l);
   }
 
-  void enqueue(ready r) {
-    // Group commit: a ready joins the last queued job unless that one is
-    // already on disk's way or either carries a snapshot or compaction.
-    bool simple = !r.snapshot && !r.compact;
-    bool can_merge = !queued.empty() && simple && !queued.back().snapshot && !queued.back().compact;
-    if (!can_merge) {
-      queued.emplace_back();
-      after_persist.emplace_back();
-    }
-    auto& job = queued.back();
-    auto& msgs = after_persist.back();
-    if (r.snapshot) {
-      job.snapshot = std::move(r.snapshot);
-      job.snapshot_from_leader = r.snapshot_from_leader;
-    }
-    if (r.compact) job.compact = r.compact;
-    if (r.truncate_from) {
-      auto from = *r.truncate_from;
-      auto& entries = job.batch.entries;
-      if (!entries.empty() && from > entries.front().index) {
-        // The truncation cuts into entries not yet written: drop them here.
-        while (!entries.empty() && entries.back().index >= from) entries.pop_back();
-      } else {
-        entries.clear();
-        if (!job.batch.truncate_from || from < *job.batch.truncate_from) job.batch.truncate_from = from;
-      }
-    }
-    for (auto& e : r.entries) job.batch.entries.push_back(std::move(e));
-    if (r.state) job.batch.state = r.state;
-    job.persist_id = r.persist_id;
-    for (auto& m : r.messages_after_persist) msgs.push_back(std::move(m));
-  }
-
-  void start_write() {
-    if (write_in_flight || queued.empty()) return;
-    auto job = std::move(queued.front());
-    queued.pop_front();
-    in_flight_after_persist = std::move(after_persist.front());
-    after_persist.pop_front();
-    write_in_flight = true;
-    write_started_ms = steady_now_ms();
+  // log_writer: the storage actor carries out one job at a time.
+  void write(storage_job job) override {
     self->request(storage, caf::infinite, write_atom::value, std::move(job))
         .then([this](persisted_atom, std::uint64_t done, const std::string& err) {
-          write_in_flight = false;
-          if (storage_error && err.empty()) {
-            log_line("{}: storage is writing again after {} ms without space; writes accepted again", name,
-                     steady_now_ms() - storage_failed_ms);
-            storage_error.reset();
-            raft->hold_leadership(false);
-          } else if (stall_reported) {
-            log_line("{}: storage is writing again", name);
-          }
-          stall_reported = false;
-          if (!err.empty()) {
-            // The write did not happen; nothing it promised may be sent.
-            log_line("{}: storage write failed: {}; stepping down and stopping", name, err);
-            (void)raft->step_down();
-            self->quit(caf::exit_reason::user_shutdown);
-            return;
-          }
-          for (const auto& m : in_flight_after_persist) send(m);
-          in_flight_after_persist.clear();
-          raft->persisted(done);
+          drv->written(done, err);
           schedule_flush();
-          start_write();
         });
-  }
-
-  // The disk (or the LMDB map) is full: the storage actor keeps the write and
-  // tries it again. Until it succeeds this server cannot make anything
-  // durable, so it must not lead (its entries could not count towards a
-  // majority, and clients would wait on it) and refuses new entries with the
-  // error; as a follower it cannot ack or vote either (those messages wait
-  // for the write), so the others carry on without it. Nothing acknowledged
-  // depended on the failed write: acks and votes follow durability.
-  void on_storage_failed(errc code, const std::string& detail) {
-    if (!storage_error) storage_failed_ms = steady_now_ms();
-    storage_error = make_error(code, detail);
-    log_line("{}: storage write failed: {}; refusing writes and not leading until space returns (retrying every {} "
-             "ms)",
-             name, storage_error->message(), storage_retry_ms);
-    if (raft->role() == role::leader) log_line("{}: stepping down: cannot write to disk", name);
-    raft->hold_leadership(true);
-    schedule_flush();
-  }
-
-  // --- state machine ------------------------------------------------------------
-
-  void apply(const log_entry& e) {
-    std::string result;
-    if (e.kind == entry_kind::command) result = machine->apply(e);
-    applied = e.index;
-    auto it = proposals.find(e.index.value);
-    if (it == proposals.end()) return;
-    if (it->second.term == e.term) {
-      it->second.promise.deliver(wire::encode_response(client::committed{e.index.value, e.term.value, result}));
-    } else {
-      it->second.promise.deliver(wire::encode_response(
-          failure(errc::not_leader, "lost: another leader's entry took index " + std::to_string(e.index.value))));
-    }
-    proposals.erase(it);
-  }
-
-  void fail_proposals_upto(index_t upto, const std::string& why) {
-    while (!proposals.empty() && proposals.begin()->first <= upto.value) {
-      proposals.begin()->second.promise.deliver(wire::encode_response(failure(errc::outcome_unknown, why)));
-      proposals.erase(proposals.begin());
-    }
-  }
-
-  void serve_reads() {
-    for (auto it = reads.begin(); it != reads.end();) {
-      if (it->second.index && *it->second.index <= applied) {
-        auto& w = it->second;
-        w.promise.deliver(w.keepalive ? answer_keepalive(*w.keepalive, w.sender, true)
-                                      : wire::encode_response(client::read_result{applied.value, machine->query(w.query)}));
-        it = reads.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
-  void maybe_snapshot() {
-    if (applied.value < last_snapshot.value + opts.snapshot_every_entries) return;
-    raft->snapshot_taken(applied, std::make_shared<const std::string>(machine->snapshot()));
-    last_snapshot = applied;
   }
 
   // --- clients --------------------------------------------------------------------
 
   client::failure failure(errc code, const std::string& detail) {
     client::failure f{client::code_name(code), make_error(code, detail).message(), 0, {}};
-    auto leader = raft->leader();
+    auto leader = raft().leader();
     if (leader != no_node && leader != opts.raft.id) {
       f.leader_id = leader.value;
       auto it = opts.members.find(leader);
@@ -515,12 +361,12 @@ struct state {
     bool writes = std::holds_alternative<client::propose>(*decoded) ||
                   std::holds_alternative<client::change_membership>(*decoded);
     if (writes) {
-      if (auto refused = refuse_new_entries()) return wire::encode_response(*refused);
+      if (drv->storage_error()) return refused(*drv->storage_error());
     }
-    if (for_leader && !forwarded && raft->role() != role::leader && raft->leader() != no_node) {
-      auto it = links.find(raft->leader());
+    if (for_leader && !forwarded && raft().role() != role::leader && raft().leader() != no_node) {
+      auto it = links.find(raft().leader());
       if (it != links.end() && it->second.handle) {
-        return pass_on(raft->leader(), it->second.handle, bytes, !std::holds_alternative<client::read>(*decoded));
+        return pass_on(raft().leader(), it->second.handle, bytes, !std::holds_alternative<client::read>(*decoded));
       }
     }
     return std::visit([&](auto& req) { return handle(req); }, *decoded);
@@ -563,28 +409,40 @@ struct state {
     passed_on.erase(it);
   }
 
-  // New entries need this server's disk.
-  std::optional<client::failure> refuse_new_entries() {
-    if (!storage_error) return std::nullopt;
-    return failure(storage_error->code, "this master cannot write to its disk (" + storage_error->detail +
-                                            "); ask another master, or retry once space returns");
+  // A proposal's answer to its client.
+  commit_callback answer_commit(caf::response_promise promise) {
+    return [this, promise](expected<commit> c) mutable {
+      promise.deliver(c ? wire::encode_response(client::committed{c->index.value, c->term.value, std::move(c->result)})
+                        : wire::encode_response(failure(c.error().code, c.error().detail)));
+    };
+  }
+
+  // New entries need this server's disk: a master that cannot write refuses
+  // them itself, so that its clients learn why and move on.
+  std::string refused(const error& e) {
+    if (e.code == errc::disk_full || e.code == errc::map_full || e.code == errc::io_error) {
+      return wire::encode_response(failure(e.code, "this master cannot write to its disk (" + e.detail +
+                                                       "); ask another master, or retry once space returns"));
+    }
+    return wire::encode_response(failure(e.code, e.detail));
   }
 
   caf::result<std::string> handle(client::propose& p) {
-    auto id = raft->propose(std::move(p.command));
-    if (!id) return wire::encode_response(failure(id.error().code, id.error().detail));
     auto promise = self->make_response_promise();
-    proposals[id->index.value] = proposal_wait{id->term, promise};
+    auto id = drv->propose(std::move(p.command), answer_commit(promise));
+    // (The promise took over the request: an answer goes through it.)
+    if (!id) promise.deliver(refused(id.error()));
     schedule_flush();
     return promise;
   }
 
   caf::result<std::string> handle(client::read& r) {
-    auto id = next_read_id++;
-    auto ok = raft->read_index(id);
-    if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
     auto promise = self->make_response_promise();
-    reads[id] = read_wait{std::move(r.query), promise, std::nullopt, std::nullopt, nullptr};
+    auto ok = drv->read([this, promise, query = std::move(r.query)](expected<void> safe) mutable {
+      promise.deliver(safe ? wire::encode_response(client::read_result{drv->applied().value, machine->query(query)})
+                           : wire::encode_response(failure(safe.error().code, safe.error().detail)));
+    });
+    if (!ok) promise.deliver(wire::encode_response(failure(ok.error().code, ok.error().detail)));
     schedule_flush();
     return promise;
   }
@@ -599,17 +457,17 @@ struct state {
       auto ep = parse_endpoint(c.address, "address");
       if (!ep) return wire::encode_response(failure(errc::invalid_argument, ep.error().detail));
     }
-    auto id = raft->propose_membership(change);
-    if (!id) return wire::encode_response(failure(id.error().code, id.error().detail));
     auto promise = self->make_response_promise();
-    proposals[id->index.value] = proposal_wait{id->term, promise};
+    auto id = drv->propose_membership(change, answer_commit(promise));
+    // (The promise took over the request: an answer goes through it.)
+    if (!id) promise.deliver(refused(id.error()));
     schedule_flush();
     return promise;
   }
 
   // Servers added by membership changes get a link like the founders'.
   void sync_links() {
-    for (const auto& s : raft->current_configuration().servers) {
+    for (const auto& s : raft().current_configuration().servers) {
       if (s.id == opts.raft.id || links.count(s.id)) continue;
       auto ep = parse_endpoint(s.address, "configuration");
       if (!ep) continue;
@@ -620,44 +478,43 @@ struct state {
   }
 
   caf::result<std::string> handle(client::stale_read& r) {
-    return wire::encode_response(client::read_result{applied.value, machine->query(r.query)});
+    return wire::encode_response(client::read_result{drv->applied().value, machine->query(r.query)});
   }
 
   caf::result<std::string> handle(client::status_request&) {
     client::status s;
     s.id = opts.raft.id.value;
-    s.role = to_string(raft->role());
-    s.term = raft->term().value;
-    s.leader_id = raft->leader().value;
-    if (auto it = opts.members.find(raft->leader()); it != opts.members.end()) s.leader_address = it->second.text();
-    s.commit_index = raft->log().commit_index().value;
-    s.applied_index = applied.value;
-    s.last_index = raft->log().last_index().value;
+    s.role = to_string(raft().role());
+    s.term = raft().term().value;
+    s.leader_id = raft().leader().value;
+    if (auto it = opts.members.find(raft().leader()); it != opts.members.end()) s.leader_address = it->second.text();
+    s.commit_index = raft().log().commit_index().value;
+    s.applied_index = drv->applied().value;
+    s.last_index = raft().log().last_index().value;
     s.digest = machine->digest();
-    if (storage_error) s.storage_error = storage_error->message();
+    if (drv->storage_error()) s.storage_error = drv->storage_error()->message();
     return wire::encode_response(s);
   }
 
   caf::result<std::string> handle(client::transfer_leadership& t) {
-    auto target = t.target ? std::optional<node_id>(node_id{t.target}) : raft->best_transfer_target();
-    if (!target) return wire::encode_response(failure(errc::unavailable, "no voter to transfer to"));
-    auto ok = raft->transfer_leadership(*target);
+    auto ok = drv->transfer_leadership(t.target ? std::optional<node_id>(node_id{t.target}) : std::nullopt);
     if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
     schedule_flush();
     return wire::encode_response(client::ok{});
   }
 
   caf::result<std::string> handle(client::set_faults& f) {
-    drop_to = std::set<node_id>();
-    drop_from = std::set<node_id>();
-    for (auto id : f.drop_to) drop_to.insert(node_id{id});
-    for (auto id : f.drop_from) drop_from.insert(node_id{id});
-    log_line("{}: fault hook: dropping traffic to {} peer(s), from {} peer(s)", name, drop_to.size(), drop_from.size());
+    faults.drop_to.clear();
+    faults.drop_from.clear();
+    for (auto id : f.drop_to) faults.drop_to.insert(node_id{id});
+    for (auto id : f.drop_from) faults.drop_from.insert(node_id{id});
+    log_line("{}: fault hook: dropping traffic to {} peer(s), from {} peer(s)", name, faults.drop_to.size(),
+             faults.drop_from.size());
     return wire::encode_response(client::ok{});
   }
 
   caf::result<std::string> handle(client::keepalive& k) {
-    if (raft->role() != role::leader) return wire::encode_response(failure(errc::not_leader, "heartbeats go to the leader"));
+    if (raft().role() != role::leader) return wire::encode_response(failure(errc::not_leader, "heartbeats go to the leader"));
     if (!service) return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
     auto sender = self->current_sender();
     if (service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms()))) {
@@ -667,19 +524,19 @@ struct state {
     // only as a linearizable read would be: this server may not have applied
     // its predecessor's last entries yet, or may be deposed without knowing
     // it. ReadIndex (thesis 6.4) confirms leadership and the applied state.
-    auto id = next_read_id++;
-    auto ok = raft->read_index(id);
-    if (!ok) return wire::encode_response(failure(ok.error().code, ok.error().detail));
     auto promise = self->make_response_promise();
-    read_wait w{std::string(), promise, std::nullopt, k, sender};
-    reads.emplace(id, std::move(w));
+    auto ok = drv->read([this, promise, k, sender](expected<void> safe) mutable {
+      promise.deliver(safe ? answer_keepalive(k, sender, true)
+                           : wire::encode_response(failure(safe.error().code, safe.error().detail)));
+    });
+    if (!ok) promise.deliver(wire::encode_response(failure(ok.error().code, ok.error().detail)));
     schedule_flush();
     return promise;
   }
 
   // A heartbeat's answer; `confirmed`: the registry is as of a confirmed read.
   std::string answer_keepalive(const client::keepalive& k, const caf::strong_actor_ptr& sender, bool confirmed) {
-    if (confirmed && !(raft->role() == role::leader && service &&
+    if (confirmed && !(raft().role() == role::leader && service &&
                        service->on_keepalive(k.session, k.payload, static_cast<std::uint64_t>(steady_now_ms())))) {
       return wire::encode_response(failure(errc::not_found, "no session " + std::to_string(k.session)));
     }
@@ -702,7 +559,7 @@ struct state {
   }
 
   caf::result<std::string> handle(client::stall_storage& s) {
-    stall_until_ms->store(s.ms ? steady_now_ms() + s.ms : 0);
+    faults.stall_until_ms = s.ms ? steady_now_ms() + s.ms : 0;
     log_line("{}: fault hook: storage stalled for {} ms", name, s.ms);
     return wire::encode_response(client::ok{});
   }
@@ -710,29 +567,9 @@ struct state {
   // --- time -------------------------------------------------------------------------
 
   void on_tick() {
-    raft->tick();
-    auto now = steady_now_ms();
-    if (service && raft->role() == role::leader) {
-      // A refused proposal (transferring, busy) is not lost: the service
-      // proposes again whatever the state machine still lacks.
-      for (auto& command : service->on_tick(static_cast<std::uint64_t>(now))) (void)raft->propose(std::move(command));
-    }
-    // A leader whose disk stopped finishing writes must not keep leading:
-    // its own entries cannot become durable and clients wait on it.
-    auto stall_ms = opts.storage_stall_ms > 0 ? opts.storage_stall_ms
-                                              : opts.raft.election_timeout_min_ticks * opts.tick_ms;
-    if (write_in_flight && now - write_started_ms > stall_ms) {
-      if (!stall_reported && !storage_error) {
-        log_line("{}: storage has not finished a write for {} ms", name, now - write_started_ms);
-        stall_reported = true;
-      }
-      if (raft->role() == role::leader) {
-        log_line("{}: stepping down: storage stalled", name);
-        (void)raft->step_down();
-      }
-    }
+    drv->tick();
     if (service && ++ticks_since_prune * opts.tick_ms >= 1000) prune_client_sessions();
-    if (stopping) continue_stop(now);
+    if (stopping) continue_stop(steady_now_ms());
     schedule_flush();
     self->delayed_send(self, milliseconds(opts.tick_ms), tick_atom::value);
   }
@@ -752,9 +589,9 @@ struct state {
   }
 
   void continue_stop(std::int64_t now) {
-    bool handed_over = raft->role() != role::leader;
+    bool handed_over = raft().role() != role::leader;
     // A write waiting for space is abandoned: nothing acknowledged needs it.
-    bool writes_done = (!write_in_flight && queued.empty()) || storage_error;
+    bool writes_done = drv->writes_done() || drv->storage_error();
     if ((handed_over || now >= stop_deadline_ms) && writes_done) {
       log_line("{}: stopped ({})", name, handed_over ? "not leading" : "leadership not handed over in time");
       stop_promise.deliver(caf::unit);
@@ -767,14 +604,10 @@ struct state {
     if (stopping) return;
     stopping = true;
     stop_deadline_ms = steady_now_ms() + opts.shutdown_transfer_ms;
-    if (raft->role() == role::leader) {
-      if (auto target = raft->best_transfer_target()) {
-        log_line("{}: shutting down: handing leadership to node {}", name, target->value);
-        (void)raft->transfer_leadership(*target);
-      } else {
-        stop_deadline_ms = steady_now_ms();  // nobody to hand over to: do not wait
-      }
+    if (raft().role() == role::leader && !raft().best_transfer_target()) {
+      stop_deadline_ms = steady_now_ms();  // nobody to hand over to: do not wait
     }
+    drv->prepare_stop();
     schedule_flush();
   }
 };
@@ -788,16 +621,30 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   st->machine = setup->machine;
   st->service = setup->service;
   st->storage = setup->storage;
-  st->stall_until_ms = setup->stall_until_ms;
   st->name = "node " + std::to_string(st->opts.raft.id.value);
   st->rng.seed(st->opts.raft.seed ^ static_cast<std::uint64_t>(steady_now_ms()));
-  st->applied = st->last_snapshot =
-      setup->durable.snapshot ? setup->durable.snapshot->meta.last_index : index_t{0};
+  auto applied = setup->durable.snapshot ? setup->durable.snapshot->meta.last_index : index_t{0};
   configuration bootstrap;  // empty for a joining server: it waits to be added
   if (!st->opts.join) {
     for (const auto& [id, ep] : st->opts.members) bootstrap.servers.push_back({id, ep.text(), suffrage::voter});
   }
-  st->raft = std::make_unique<core>(st->opts.raft, std::move(setup->durable), bootstrap);
+  driver_options dopts;
+  dopts.name = st->name;
+  dopts.snapshot_every_entries = st->opts.snapshot_every_entries;
+  dopts.storage_stall_ms = st->opts.storage_stall_ms > 0 ? st->opts.storage_stall_ms
+                                                         : st->opts.raft.election_timeout_min_ticks * st->opts.tick_ms;
+  driver::parts parts;
+  parts.writer = st.get();
+  parts.net = st.get();
+  parts.machine = st->machine.get();
+  parts.clock = &st->clock;
+  parts.service = st->service.get();
+  parts.faults = &st->faults;
+  parts.log = [](const std::string& line) { log_line("{}", line); };
+  parts.on_role = [s = st.get()](const ready::role_change& rc) { s->report_role(rc); };
+  parts.on_fatal = [self](const std::string&) { self->quit(caf::exit_reason::user_shutdown); };
+  st->drv = std::make_unique<driver>(
+      dopts, std::make_unique<core>(st->opts.raft, std::move(setup->durable), bootstrap), std::move(parts), applied);
   for (const auto& [id, ep] : st->opts.members) {
     if (id != st->opts.raft.id) st->links[id].address = ep;
   }
@@ -824,7 +671,8 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
       [st](storage_failed_atom, std::uint32_t code, const std::string& detail) {
         // Only from our own storage actor (this actor's port is public).
         if (st->self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(st->storage)) return;
-        st->on_storage_failed(static_cast<errc>(code), detail);
+        st->drv->storage_failed(static_cast<errc>(code), detail);
+        st->schedule_flush();
       },
       [st](flush_atom) {
         if (st->from_here()) st->flush();

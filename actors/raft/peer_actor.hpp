@@ -18,7 +18,7 @@
 
 #include <memory>
 
-#include "actors/raft/core.hpp"
+#include "actors/raft/driver.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
@@ -32,7 +32,6 @@ struct peer_setup {
   persistent_state durable;                // loaded from disk
   std::shared_ptr<state_machine> machine;  // already restored from durable.snapshot
   caf::actor storage;                      // the storage actor for this server's disk
-  std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;  // test hook, shared with storage
   std::shared_ptr<leader_service> service;  // optional: leader-side work of the state machine
 };
 

@@ -3,7 +3,6 @@
 #include <caf/all.hpp>
 
 #include <chrono>
-#include <thread>
 
 #include "actors/atoms.hpp"
 
@@ -13,44 +12,6 @@ std::int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-namespace {
-
-// Carries out `job`, dropping each step from it once done, so that a job
-// tried again after a failure redoes only what failed.
-expected<void> run(const storage_handles& h, storage_job& job) {
-  while (steady_now_ms() < h.stall_until_ms->load()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  if (job.snapshot) {
-    if (auto ok = h.snapshots->save(job.snapshot->meta, *job.snapshot->data); !ok) return ok;
-    job.snapshot.reset();
-  }
-  if (job.compact) {
-    auto target = job.compact->first;
-    auto term = job.compact->second;
-    if (job.snapshot_from_leader) {
-      // A snapshot from the leader replaces the log up to its last entry.
-      if (auto ok = h.log->compact(target, term); !ok) return ok;
-    } else {
-      // Compact only behind the oldest snapshot kept, so that if the newest
-      // one turns out corrupt the previous one plus the log still rebuild
-      // the state.
-      auto kept = h.snapshots->indexes();
-      if (!kept) return kept.error();
-      if (kept->size() >= 2) {
-        target = std::min(target, kept->back());
-        if (target > h.log->start_index()) {
-          auto t = h.log->term(target);
-          if (!t) return t.error();
-          if (auto ok = h.log->compact(target, *t); !ok) return ok;
-        }
-      }
-    }
-    job.compact.reset();
-  }
-  return h.log->write(job.batch);
-}
-
-}  // namespace
 
 caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handles) {
   // The job waiting for space, if any; the requester sends no other job
@@ -72,7 +33,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handle
   };
   return {
       [=](write_atom, storage_job& job) -> caf::result<persisted_atom, std::uint64_t, std::string> {
-        auto ok = run(handles, job);
+        auto ok = carry_out(*handles.log, *handles.snapshots, job);
         if (!retryable(ok)) return {persisted_atom::value, job.persist_id, ok ? std::string() : ok.error().message()};
         auto requester = caf::actor_cast<caf::actor>(self->current_sender());
         *waiting = pending{std::move(job), self->make_response_promise(), requester, {}};
@@ -83,7 +44,7 @@ caf::behavior storage_actor(caf::event_based_actor* self, storage_handles handle
       [=](retry_atom) {
         if (!*waiting) return;
         auto& p = **waiting;
-        auto ok = run(handles, p.job);
+        auto ok = carry_out(*handles.log, *handles.snapshots, p.job);
         if (retryable(ok)) {
           report(p, ok.error());
           self->delayed_send(self, std::chrono::milliseconds(storage_retry_ms), retry_atom::value);

@@ -1,7 +1,8 @@
 // The storage actor: the only code that touches a server's disk. It runs
 // detached (its own thread), so a slow fsync never stalls message handling,
 // and carries out the persistence part of the core's readies in order: save
-// the snapshot, compact the log, then one write transaction (one fsync).
+// the snapshot, compact the log, then one write transaction (one fsync);
+// see storage_job.hpp.
 #pragma once
 
 #include <caf/fwd.hpp>
@@ -12,26 +13,16 @@
 #include <optional>
 #include <utility>
 
-#include "actors/raft/ready.hpp"
+#include "actors/raft/storage_job.hpp"
 #include "storage/lmdb_log.hpp"
 #include "storage/snapshot_store.hpp"
 
 namespace conclave::raft {
 
-struct storage_job {
-  std::optional<snapshot_data> snapshot;
-  bool snapshot_from_leader = false;  // then `compact` is the snapshot's own last entry
-  std::optional<std::pair<index_t, term_t>> compact;
-  storage::write_batch batch;
-  std::uint64_t persist_id = 0;  // the highest ready this job makes durable
-};
 
 struct storage_handles {
   std::shared_ptr<storage::lmdb_log> log;
   std::shared_ptr<storage::snapshot_store> snapshots;
-  // Test hook: while the steady clock (in ms) is below this, writes wait,
-  // as if the disk hung in fsync.
-  std::shared_ptr<std::atomic<std::int64_t>> stall_until_ms;
 };
 
 // How long a write that failed for want of space waits before it is tried again.

@@ -76,25 +76,58 @@ cluster::cluster(cluster_options options) : opts_(std::move(options)), rng_(opts
     node_id id{static_cast<std::uint64_t>(i)};
     auto& n = nodes_[id];
     n.id = id;
+    n.io.c = this;
+    n.io.n = &n;
     n.founding = i <= opts_.voters + opts_.learners;
     n.tick_phase = static_cast<int>(random(static_cast<std::uint64_t>(opts_.units_per_tick)));
     auto init = opts_.initial.find(id.value);
     if (init == opts_.initial.end()) {
-      n.raft = std::make_unique<core>(config_for(id), persistent_state{}, n.founding ? bootstrap_ : configuration{});
+      start(n, persistent_state{}, n.founding ? bootstrap_ : configuration{});
       continue;
     }
     // Put the given state on the node's disk, then start from it.
     const auto& ps = init->second;
-    n.disk_snapshot = ps.snapshot;
+    if (ps.snapshot) (void)n.snapshots.save(ps.snapshot->meta, *ps.snapshot->data);
     if (ps.start_index != index_t{0}) (void)n.disk.compact(ps.start_index, ps.start_term);
     storage::write_batch batch;
     batch.entries = ps.entries;
     batch.state = ps.state;
     if (auto ok = n.disk.write(batch); !ok) throw sim_failure("initial state: " + ok.error().message());
-    n.raft = std::make_unique<core>(config_for(id), ps, configuration{});
-    if (ps.snapshot) restore_state_machine(n, *ps.snapshot);
+    start(n, ps, configuration{});
   }
   for (auto& [id, n] : nodes_) process(n);
+}
+
+// Starts n's driver from what its disk holds (`ps`), as a server process does.
+void cluster::start(node& n, persistent_state ps, const configuration& bootstrap) {
+  n.applied = index_t{0};
+  n.sm_hash = 0;
+  n.last_persist_id = 0;
+  if (ps.snapshot) restore_state_machine(n, *ps.snapshot->data, ps.snapshot->meta.last_index);
+  driver_options o;
+  o.name = "node " + std::to_string(n.id.value);
+  o.storage_stall_ms = static_cast<int>(opts_.base.election_timeout_min_ticks) * opts_.units_per_tick;
+  o.snapshot_every_entries = opts_.snapshot_every_entries;
+  driver::parts parts;
+  parts.writer = &n.io;
+  parts.net = &n.io;
+  parts.machine = &n.io;
+  parts.clock = this;
+  parts.faults = &n.io;
+  parts.log = [this](const std::string& line) { note(line); };
+  parts.on_role = [this, id = n.id](const ready::role_change& rc) {
+    note("node " + std::to_string(id.value) + " is " + to_string(rc.role) + " in term " +
+         std::to_string(rc.term.value) + ", leader " + std::to_string(rc.leader.value));
+  };
+  parts.on_applied_entry = [this, np = &n](const log_entry& e) { apply(*np, e); };
+  parts.on_fatal = [this, id = n.id](const std::string& why) {
+    fail("node " + std::to_string(id.value) + ": fatal storage error: " + why);
+  };
+  auto applied = n.applied;
+  n.drv = std::make_unique<driver>(o, std::make_unique<core>(config_for(n.id), std::move(ps), bootstrap),
+                                   std::move(parts), applied);
+  n.raft = &n.drv->raft();
+  n.up = true;
 }
 
 raft::config cluster::config_for(node_id id) const {
@@ -169,9 +202,10 @@ void cluster::run_units(std::uint64_t units) {
     }
     for (auto& [id, n] : nodes_) {
       if (!n.up) continue;
-      complete_writes(n, false);
+      complete_writes(n);
+      if (!n.up) continue;
       if ((now_ + static_cast<std::uint64_t>(n.tick_phase)) % static_cast<std::uint64_t>(opts_.units_per_tick) == 0) {
-        n.raft->tick();
+        n.drv->tick();
       }
       process(n);
     }
@@ -190,75 +224,53 @@ bool cluster::run_until(const std::function<bool()>& pred, int max_ticks) {
 // --- node work ---------------------------------------------------------------------
 
 void cluster::process(node& n) {
-  while (n.up && n.raft->has_ready()) {
-    auto r = n.raft->take_ready();
-    if (r.role) {
-      note("node " + std::to_string(n.id.value) + " is " + to_string(r.role->role) + " in term " +
-           std::to_string(r.role->term.value) + ", leader " + std::to_string(r.role->leader.value));
-    }
-    for (const auto& m : r.messages) send(m);
-    if (r.snapshot && r.snapshot_from_leader) restore_state_machine(n, *r.snapshot);
-    for (const auto& e : r.committed) apply(n, e);
-    for (const auto& rs : r.reads) {
-      auto it = reads_.find(rs.id);
-      if (it != reads_.end()) it->second.read_index = rs.index;
-    }
-    for (auto id : r.failed_reads) reads_.erase(id);
-    // Serve reads whose index this node has applied.
-    for (auto it = reads_.begin(); it != reads_.end();) {
-      auto& rd = it->second;
-      if (rd.at == n.id && rd.read_index && *rd.read_index <= n.applied) {
-        // Linearizability: the state read reflects every write acknowledged
-        // before the read began.
-        if (n.applied < rd.min_index) {
-          fail("stale read " + std::to_string(rd.id) + " at node " + std::to_string(n.id.value) + ": applied " +
-               std::to_string(n.applied.value) + " but a write at " + std::to_string(rd.min_index.value) +
-               " was acknowledged before the read began");
-        }
-        ++reads_served_;
-        it = reads_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (r.persist_id != 0) {
-      pending_write w;
-      w.work.snapshot = std::move(r.snapshot);
-      w.work.compact = r.compact;
-      w.work.state = r.state;
-      w.work.truncate_from = r.truncate_from;
-      w.work.entries = std::move(r.entries);
-      w.work.persist_id = r.persist_id;
-      w.work.messages_after_persist = std::move(r.messages_after_persist);
-      auto delay = static_cast<std::uint64_t>(opts_.disk_delay_min_units) +
-                   random(static_cast<std::uint64_t>(opts_.disk_delay_max_units - opts_.disk_delay_min_units + 1));
-      w.done_at = std::max(n.writes.empty() ? 0 : n.writes.back().done_at, now_ + delay);
-      n.writes.push_back(std::move(w));
-    }
-    complete_writes(n, false);
-    n.raft->check_invariants();
-  }
+  if (!n.up) return;
+  n.drv->flush();
+  complete_writes(n);
+  if (n.up) n.raft->check_invariants();
 }
 
-void cluster::complete_writes(node& n, bool all) {
-  while (!n.writes.empty() && (all || n.writes.front().done_at <= now_)) {
-    auto w = std::move(n.writes.front());
-    n.writes.pop_front();
-    if (w.work.snapshot) n.disk_snapshot = *w.work.snapshot;
-    if (w.work.compact) {
-      if (auto ok = n.disk.compact(w.work.compact->first, w.work.compact->second); !ok) {
-        fail("node " + std::to_string(n.id.value) + ": compact refused: " + ok.error().message());
-      }
+void cluster::node_io::write(storage_job job) {
+  auto delay = static_cast<std::uint64_t>(c->opts_.disk_delay_min_units) +
+               c->random(static_cast<std::uint64_t>(c->opts_.disk_delay_max_units - c->opts_.disk_delay_min_units + 1));
+  n->write = pending_write{std::move(job), c->now_ + delay};
+}
+
+void cluster::node_io::send(const message& m) { c->send(m); }
+
+bool cluster::node_io::disk_stalled(std::int64_t now_ms) {
+  return static_cast<std::uint64_t>(now_ms) < n->disk_stalled_until;
+}
+
+void cluster::stall_disk(node_id id, std::uint64_t units) {
+  auto& n = at(id);
+  n.disk_stalled_until = now_ + units;
+  note("node " + std::to_string(id.value) + ": disk stalls for " + std::to_string(units) + " units");
+}
+
+std::string cluster::node_io::snapshot() const { return c->snapshot_bytes(*n); }
+
+void cluster::node_io::restore(std::string_view bytes) {
+  std::istringstream in{std::string(bytes)};
+  std::uint64_t index = 0;
+  in >> index;
+  c->restore_state_machine(*n, bytes, index_t{index});
+}
+
+// The disk finishes its job when due, by the production rules
+// (storage_job.hpp), and the driver carries on.
+void cluster::complete_writes(node& n) {
+  while (n.up && n.write && n.write->done_at <= now_) {
+    auto w = std::move(*n.write);
+    n.write.reset();
+    if (w.job.persist_id > n.last_persist_id + 1) ++merged_writes_;
+    if (w.job.batch.truncate_from) ++truncating_writes_;
+    n.last_persist_id = w.job.persist_id;
+    if (auto ok = carry_out(n.disk, n.snapshots, w.job); !ok) {
+      fail("node " + std::to_string(n.id.value) + ": disk refused a job: " + ok.error().message());
     }
-    storage::write_batch batch;
-    batch.truncate_from = w.work.truncate_from;
-    batch.entries = std::move(w.work.entries);
-    batch.state = w.work.state;
-    if (auto ok = n.disk.write(batch); !ok) {
-      fail("node " + std::to_string(n.id.value) + ": disk refused a write: " + ok.error().message());
-    }
-    for (const auto& m : w.work.messages_after_persist) send(m);
-    n.raft->persisted(w.work.persist_id);
+    n.drv->written(w.job.persist_id, {});
+    n.drv->flush();
   }
 }
 
@@ -282,41 +294,23 @@ void cluster::apply(node& n, const log_entry& e) {
   if (!new_chain && c->second != n.sm_hash) {
     fail("node " + std::to_string(n.id.value) + " state diverged at " + std::to_string(e.index.value));
   }
-  auto p = pending_proposals_.find({n.id, e.index.value});
-  if (p != pending_proposals_.end()) {
-    auto& prop = proposals_[p->second];
-    if (prop.where.term == e.term && e.payload == prop.payload) {
-      prop.acked = true;
-      ++acked_;
-      max_acked_index_ = std::max(max_acked_index_, e.index);
-    }
-    pending_proposals_.erase(p);
-  }
 }
 
-std::shared_ptr<const std::string> cluster::snapshot_bytes(const node& n) const {
+std::string cluster::snapshot_bytes(const node& n) const {
   auto s = std::to_string(n.applied.value) + " " + std::to_string(n.sm_hash) + " ";
   s.append(100 + n.applied.value % 200, static_cast<char>('a' + n.applied.value % 26));
-  return std::make_shared<const std::string>(std::move(s));
+  return s;
 }
 
-void cluster::restore_state_machine(node& n, const snapshot_data& s) {
-  std::istringstream in(*s.data);
+void cluster::restore_state_machine(node& n, std::string_view bytes, index_t meta_index) {
+  std::istringstream in{std::string(bytes)};
   std::uint64_t index = 0, hash = 0;
   in >> index >> hash;
-  if (index != s.meta.last_index.value) fail("snapshot bytes say " + std::to_string(index) + ", meta says " + std::to_string(s.meta.last_index.value));
+  if (index != meta_index.value) fail("snapshot bytes say " + std::to_string(index) + ", meta says " + std::to_string(meta_index.value));
   auto c = chain_.find(index);
   if (c != chain_.end() && c->second != hash) fail("snapshot at " + std::to_string(index) + " holds a diverged state");
   n.applied = index_t{index};
   n.sm_hash = hash;
-  // Proposals this node can no longer see applied: outcome unknown to its client.
-  for (auto it = pending_proposals_.begin(); it != pending_proposals_.end();) {
-    if (it->first.first == n.id && it->first.second <= index) {
-      it = pending_proposals_.erase(it);
-    } else {
-      ++it;
-    }
-  }
   note("node " + std::to_string(n.id.value) + " restored snapshot at " + std::to_string(index));
 }
 
@@ -346,7 +340,7 @@ void cluster::deliver(const message& m) {
   ++messages_delivered_;
   if (verbose) note(describe(m));
   if (on_deliver) on_deliver(m);
-  it->second.raft->step(m);
+  it->second.drv->receive(m);
   process(it->second);
 }
 
@@ -354,7 +348,7 @@ void cluster::connection_lost(node_id at_id, node_id peer) {
   auto& n = at(at_id);
   if (!n.up) return;
   note("node " + std::to_string(at_id.value) + " lost its connection to " + std::to_string(peer.value));
-  n.raft->peer_connection_lost(peer);
+  n.drv->connection_lost(peer);
   process(n);
 }
 
@@ -397,12 +391,33 @@ std::optional<std::size_t> cluster::propose(node_id where, bool flush) {
   where = n.id;
   auto payload = "p" + std::to_string(next_payload_++);
   payload.append(random(40), 'x');
-  auto r = n.raft->propose(payload);
+  auto index = proposals_.size();
+  auto r = n.drv->propose(payload, [this, where, index](expected<commit> c) {
+    auto& prop = proposals_[index];
+    pending_proposals_.erase({where, prop.where.index.value});
+    if (!c) return;
+    // The driver says committed: the entry applied at its index must be
+    // this very proposal.
+    log_entry mine;
+    mine.index = c->index;
+    mine.term = c->term;
+    mine.kind = entry_kind::command;
+    mine.payload = prop.payload;
+    auto applied = applied_entries_.find(c->index.value);
+    if (c->index != prop.where.index || c->term != prop.where.term || applied == applied_entries_.end() ||
+        applied->second.second != entry_hash(mine)) {
+      fail("node " + std::to_string(where.value) + " acknowledged proposal " + std::to_string(index) + " at " +
+           std::to_string(c->index.value) + " but another entry was applied there");
+    }
+    prop.acked = true;
+    ++acked_;
+    max_acked_index_ = std::max(max_acked_index_, c->index);
+  });
   if (!r) return std::nullopt;
   proposals_.push_back({where, *r, payload, false});
-  pending_proposals_[{where, r->index.value}] = proposals_.size() - 1;
+  pending_proposals_[{where, r->index.value}] = index;
   if (flush) process(n);
-  return proposals_.size() - 1;
+  return index;
 }
 
 std::optional<std::uint64_t> cluster::read(node_id where) {
@@ -411,11 +426,20 @@ std::optional<std::uint64_t> cluster::read(node_id where) {
   auto& n = *target;
   where = n.id;
   auto id = next_read_id_++;
-  reads_[id] = read_request{where, id, max_acked_index_, std::nullopt};
-  if (!n.raft->read_index(id)) {
-    reads_.erase(id);
-    return std::nullopt;
-  }
+  auto min_index = max_acked_index_;
+  auto ok = n.drv->read([this, where, id, min_index](expected<void> safe) {
+    if (!safe) return;
+    // Linearizability: the state read reflects every write acknowledged
+    // before the read began.
+    auto& rn = at(where);
+    if (rn.applied < min_index) {
+      fail("stale read " + std::to_string(id) + " at node " + std::to_string(where.value) + ": applied " +
+           std::to_string(rn.applied.value) + " but a write at " + std::to_string(min_index.value) +
+           " was acknowledged before the read began");
+    }
+    ++reads_served_;
+  });
+  if (!ok) return std::nullopt;
   process(n);
   return id;
 }
@@ -424,7 +448,7 @@ expected<entry_id> cluster::change_membership(const membership_change& change) {
   auto l = leader();
   if (!l) return make_error(errc::not_leader);
   auto& n = at(*l);
-  auto r = n.raft->propose_membership(change);
+  auto r = n.drv->propose_membership(change, [](expected<commit>) {});
   if (r) {
     note("membership change at " + std::to_string(r->index.value) + ": " +
          (change.what == membership_change::kind::add_learner ? "add learner "
@@ -439,8 +463,8 @@ expected<entry_id> cluster::change_membership(const membership_change& change) {
 void cluster::snapshot(node_id id) {
   auto& n = at(id);
   if (!n.up || n.applied <= n.raft->last_snapshot().meta.last_index) return;
-  auto meta = n.raft->snapshot_taken(n.applied, snapshot_bytes(n));
-  note("node " + std::to_string(id.value) + " took a snapshot at " + std::to_string(meta.last_index.value));
+  n.drv->take_snapshot();
+  note("node " + std::to_string(id.value) + " took a snapshot at " + std::to_string(n.applied.value));
   process(n);
 }
 
@@ -449,16 +473,16 @@ void cluster::snapshot(node_id id) {
 void cluster::crash(node_id id, bool signal_peers) {
   auto& n = at(id);
   if (!n.up) return;
-  note("crash node " + std::to_string(id.value) + " (" + std::to_string(n.writes.size()) + " writes lost)");
+  note("crash node " + std::to_string(id.value) + (n.write ? " (a write lost)" : ""));
   n.up = false;
-  n.raft.reset();
-  n.writes.clear();  // not yet durable: gone
+  n.drv.reset();  // its pending proposals and reads die with it: their clients never hear
+  n.raft = nullptr;
+  n.write.reset();  // not yet durable: gone
   n.applied = index_t{0};
   n.sm_hash = 0;
   for (auto it = pending_proposals_.begin(); it != pending_proposals_.end();) {
     it = it->first.first == id ? pending_proposals_.erase(it) : std::next(it);
   }
-  for (auto it = reads_.begin(); it != reads_.end();) it = it->second.at == id ? reads_.erase(it) : std::next(it);
   if (!signal_peers) return;
   // Peers see the broken connection soon after (the process is gone), but
   // only after what it had already sent them, as a TCP stream delivers its
@@ -478,22 +502,20 @@ void cluster::restart(node_id id) {
   if (n.up) return;
   persistent_state ps;
   ps.state = n.disk.state();
-  ps.snapshot = n.disk_snapshot;
+  if (const auto* latest = n.snapshots.latest()) {
+    ps.snapshot = snapshot_data{latest->meta, std::make_shared<const std::string>(latest->data)};
+  }
   ps.start_index = n.disk.start_index();
   ps.start_term = n.disk.start_term();
   if (n.disk.last_index() >= n.disk.first_index()) {
     ps.entries = *n.disk.entries(n.disk.first_index(), SIZE_MAX, SIZE_MAX);
   }
-  n.raft = std::make_unique<core>(config_for(id), std::move(ps), n.founding ? bootstrap_ : configuration{});
-  n.up = true;
   ++n.restarts;
-  n.applied = index_t{0};
-  n.sm_hash = 0;
   n.verified_upto = index_t{0};
   n.verified_term = term_t{0};
-  if (n.disk_snapshot) restore_state_machine(n, *n.disk_snapshot);
   note("restart node " + std::to_string(id.value) + " with log " + std::to_string(n.disk.first_index().value) +
        ".." + std::to_string(n.disk.last_index().value) + ", term " + std::to_string(n.disk.state().term.value));
+  start(n, std::move(ps), n.founding ? bootstrap_ : configuration{});
   process(n);
 }
 

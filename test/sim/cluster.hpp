@@ -1,12 +1,16 @@
-// A simulated Raft cluster for tests: real raft::core instances over a
-// simulated network and simulated disks, all driven by one seeded PRNG and a
-// discrete clock, so a run is a pure function of its seed.
+// A simulated Raft cluster for tests: the production Raft driver
+// (actors/raft/driver.hpp: the core, group commit, apply, the compaction
+// policy, pending proposals and reads) over a simulated network and simulated
+// disks, all driven by one seeded PRNG and a discrete clock, so a run is a
+// pure function of its seed. Only the CAF shell differs from production.
 //
-// Time is counted in units; a node ticks every `units_per_tick` units (each
-// at its own phase). Messages take a random delay and may be dropped,
-// duplicated (and thereby reordered) or blocked by partitions. Each node's
-// disk completes writes in order after a random delay; a crash loses every
-// write not yet complete, as a real crash loses unsynced data.
+// Time is counted in units (the driver's milliseconds); a node ticks every
+// `units_per_tick` units (each at its own phase). Messages take a random
+// delay and may be dropped, duplicated (and thereby reordered) or blocked by
+// partitions. Each node's disk carries out the driver's storage jobs
+// (storage_job.hpp, on memory_log and memory_snapshots) one at a time after a
+// random delay; a crash loses the job not yet complete and everything the
+// driver had queued, as a real crash loses unsynced data.
 //
 // The cluster checks Raft's safety properties as it goes (see check()) and
 // throws sim_failure with a description when one breaks.
@@ -24,8 +28,9 @@
 #include <string>
 #include <vector>
 
-#include "actors/raft/core.hpp"
+#include "actors/raft/driver.hpp"
 #include "storage/memory_log.hpp"
+#include "storage/memory_snapshots.hpp"
 
 namespace conclave::sim {
 
@@ -52,26 +57,48 @@ struct cluster_options {
   int disk_delay_max_units = 0;
   bool encode_messages = true;  // round-trip every message through the wire codec
   raft::config base;            // timing and limits for every node (id and seed are set per node)
+  // The driver's compaction policy: a snapshot every this many applied entries.
+  std::uint64_t snapshot_every_entries = 1ull << 62;
   // Nodes that start from a given disk instead of the bootstrap configuration.
   std::map<std::uint64_t, persistent_state> initial;
 };
 
-class cluster {
+class cluster : private clock_source {
  public:
   struct pending_write {
-    ready work;  // persistence fields and messages_after_persist of one ready
+    storage_job job;
     std::uint64_t done_at;
+  };
+
+  struct node;
+  // What the driver of a node talks to: its disk, the network, its state
+  // machine (a hash chain the cluster checks).
+  struct node_io final : log_writer, transport, state_machine, fault_injection {
+    cluster* c;
+    node* n;
+    void write(storage_job job) override;
+    void send(const message& m) override;
+    std::string apply(const log_entry&) override { return {}; }
+    std::string query(std::string_view) const override { return {}; }
+    std::string snapshot() const override;
+    void restore(std::string_view bytes) override;
+    std::string digest() const override { return {}; }
+    bool disk_stalled(std::int64_t now_ms) override;
   };
 
   struct node {
     node_id id;
     bool founding = false;
     bool up = true;
-    std::unique_ptr<core> raft;
+    std::unique_ptr<driver> drv;
+    core* raft = nullptr;  // the driver's core while up
+    node_io io;
     // durable (survives crashes)
     storage::memory_log disk;
-    std::optional<snapshot_data> disk_snapshot;
-    std::deque<pending_write> writes;
+    storage::memory_snapshots snapshots{2};
+    std::optional<pending_write> write;  // the job the disk is doing
+    std::uint64_t disk_stalled_until = 0;  // fault: writes finish but are not reported until then
+    std::uint64_t last_persist_id = 0;
     // volatile state machine: a hash chain over the applied entries
     index_t applied;
     std::uint64_t sm_hash = 0;
@@ -87,13 +114,6 @@ class cluster {
     entry_id where;
     std::string payload;
     bool acked = false;
-  };
-
-  struct read_request {
-    node_id at;
-    std::uint64_t id;
-    index_t min_index;  // highest acknowledged write index when the read began
-    std::optional<index_t> read_index;  // set once the core says it is safe
   };
 
   explicit cluster(cluster_options options);
@@ -123,6 +143,9 @@ class cluster {
   void isolate(node_id id);
   void partition(const std::set<node_id>& side);  // side vs everyone else
   void heal() { blocked_.clear(); }
+  // The node's disk hangs for `units` (as in fsync): its driver hears of
+  // finished writes only afterwards.
+  void stall_disk(node_id id, std::uint64_t units);
   void connection_lost(node_id at, node_id peer);
   network_faults faults;
 
@@ -136,6 +159,9 @@ class cluster {
   std::size_t reads_served() const { return reads_served_; }
   std::uint64_t messages_sent() const { return messages_sent_; }
   std::uint64_t messages_delivered() const { return messages_delivered_; }
+  // Disk jobs that carried several readies (group commit), and that truncated.
+  std::uint64_t merged_writes() const { return merged_writes_; }
+  std::uint64_t truncating_writes() const { return truncating_writes_; }
   index_t max_applied() const;
   std::mt19937_64& rng() { return rng_; }
 
@@ -162,10 +188,12 @@ class cluster {
   node* client_target(node_id where);  // `where`, or the leader for 0; null if not up
   void send(const message& m);
   void deliver(const message& m);
-  void complete_writes(node& n, bool all);
+  void complete_writes(node& n);
   void apply(node& n, const log_entry& e);
-  void restore_state_machine(node& n, const snapshot_data& s);
-  std::shared_ptr<const std::string> snapshot_bytes(const node& n) const;
+  void restore_state_machine(node& n, std::string_view bytes, index_t meta_index);
+  std::string snapshot_bytes(const node& n) const;
+  void start(node& n, persistent_state ps, const configuration& bootstrap);
+  std::int64_t now_ms() const override { return static_cast<std::int64_t>(now_); }
   void check_log_matching(node& n);
   void check_leader(node& n);
   [[noreturn]] void fail(const std::string& what);
@@ -185,7 +213,6 @@ class cluster {
   std::map<std::pair<node_id, std::uint64_t>, std::size_t> pending_proposals_;  // (node, index) -> proposal
   std::size_t acked_ = 0;
   index_t max_acked_index_;
-  std::map<std::uint64_t, read_request> reads_;
   std::uint64_t next_read_id_ = 1;
   std::size_t reads_served_ = 0;
   std::uint64_t next_payload_ = 1;
@@ -198,6 +225,8 @@ class cluster {
 
   std::uint64_t messages_sent_ = 0;
   std::uint64_t messages_delivered_ = 0;
+  std::uint64_t merged_writes_ = 0;
+  std::uint64_t truncating_writes_ = 0;
   std::deque<std::string> trace_;
 };
 
