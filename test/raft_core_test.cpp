@@ -178,7 +178,7 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
 TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer to it, a campaign or a lead dropped") {
   core c(config_of(1), {}, voters(3));
   flush(c);
-  c.hold_leadership(true);
+  c.set_storage_unwritable(true);
   for (int i = 0; i < 100; ++i) c.tick();
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
@@ -188,11 +188,11 @@ TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer
   c.step({n(2), n(1), timeout_now{term_t{1}}});
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
-  c.hold_leadership(false);
+  c.set_storage_unwritable(false);
   while (c.role() == role::follower) c.tick();
   CHECK(c.role() == role::pre_candidate);
   // Held again mid-campaign: it drops the campaign.
-  c.hold_leadership(true);
+  c.set_storage_unwritable(true);
   CHECK(c.role() == role::follower);
 }
 
@@ -202,7 +202,7 @@ TEST_CASE("a leader that cannot write steps down when its leadership is held, ha
   REQUIRE(c.role() == role::leader);
   c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
   flush(c);
-  c.hold_leadership(true);
+  c.set_storage_unwritable(true);
   CHECK(c.role() == role::follower);
   auto handover = bodies<timeout_now>(flush(c));
   REQUIRE(handover.size() == 1);

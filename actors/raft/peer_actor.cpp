@@ -353,7 +353,7 @@ struct state {
             log_line("{}: storage is writing again after {} ms without space; writes accepted again", name,
                      steady_now_ms() - storage_failed_ms);
             storage_error.reset();
-            raft->hold_leadership(false);
+            raft->set_storage_unwritable(false);
           } else if (stall_reported) {
             log_line("{}: storage is writing again", name);
           }
@@ -387,7 +387,7 @@ struct state {
              "ms)",
              name, storage_error->message(), storage_retry_ms);
     if (raft->role() == role::leader) log_line("{}: stepping down: cannot write to disk", name);
-    raft->hold_leadership(true);
+    raft->set_storage_unwritable(true);
     schedule_flush();
   }
 
