@@ -726,6 +726,30 @@ TEST_CASE("membership: a removed leader steps down once the change commits and h
   CHECK(c.propose().has_value());
 }
 
+TEST_CASE("membership: a removed leader hands over to the most caught-up connected voter, the one rule of step_down") {
+  // Voter 2 is as caught up as 3 but its connection is lost: TimeoutNow to
+  // it would most likely be lost too, and an election timeout would follow.
+  core c(config_of(1), {}, voters(4));
+  elect(c, {2, 3});
+  auto ack = [&](std::uint64_t from) {
+    c.step({n(from), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  };
+  ack(2);
+  ack(3);
+  flush(c);
+  REQUIRE(c.propose_membership({membership_change::kind::remove, {n(1), "", suffrage::voter}}).has_value());
+  flush(c);
+  ack(2);
+  c.peer_connection_lost(n(2));
+  REQUIRE(c.role() == role::leader);  // 3 and 4 of {2, 3, 4} are connected
+  CHECK(c.best_transfer_target() == n(3));
+  ack(3);  // commits the removal
+  CHECK(c.role() == role::follower);
+  auto handover = bodies<timeout_now>(flush(c));
+  REQUIRE(handover.size() == 1);
+  CHECK(handover[0].first == n(3));
+}
+
 // --- snapshots (§7) --------------------------------------------------------------------------------
 
 TEST_CASE("§7: a follower too far behind catches up by InstallSnapshot, in chunks") {

@@ -746,15 +746,7 @@ void core::on_commit_advanced() {
   // Thesis 4.2.2: a leader that is not in the committed configuration steps
   // down, after handing leadership to the most caught-up voter.
   if (!configs_.empty() && configs_.back().first <= log_.commit_index() && !is_voter(cfg_.id)) {
-    node_id best = no_node;
-    index_t best_match;
-    for (const auto& [id, pr] : lead_->followers) {
-      if (is_voter(id) && (best == no_node || pr.match > best_match)) {
-        best = id;
-        best_match = pr.match;
-      }
-    }
-    if (best != no_node) send(best, timeout_now{term_});
+    if (auto best = best_transfer_target()) send(*best, timeout_now{term_});
     become_follower(term_, no_node);
   }
 }
@@ -903,6 +895,8 @@ expected<void> core::transfer_leadership(node_id target) {
 
 std::optional<node_id> core::best_transfer_target() const {
   if (!lead_) return std::nullopt;
+  // A voter whose connection is lost would most likely miss the TimeoutNow.
+  // Followers are in id order, so a strict > leaves ties to the lowest id.
   std::optional<node_id> best;
   index_t best_match;
   for (const auto& [id, pr] : lead_->followers) {
