@@ -177,7 +177,7 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
   CHECK(c.term() == term_t{2});
 }
 
-TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer to it, a campaign or a lead dropped") {
+TEST_CASE("a server whose storage cannot write neither leads nor campaigns: no pre-vote, no transfer to it, a campaign or a lead dropped") {
   core c(config_of(1), {}, voters(3));
   flush(c);
   c.set_storage_unwritable(true);
@@ -193,12 +193,12 @@ TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer
   c.set_storage_unwritable(false);
   while (c.role() == role::follower) c.tick();
   CHECK(c.role() == role::pre_candidate);
-  // Held again mid-campaign: it drops the campaign.
+  // Unwritable again mid-campaign: it drops the campaign.
   c.set_storage_unwritable(true);
   CHECK(c.role() == role::follower);
 }
 
-TEST_CASE("a leader that cannot write steps down when its leadership is held, handing over to a caught-up voter") {
+TEST_CASE("a leader whose storage cannot write steps down, handing over to a caught-up voter") {
   core c(config_of(1), {}, voters(3));
   elect(c, {2, 3});
   REQUIRE(c.role() == role::leader);

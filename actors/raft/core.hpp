@@ -239,10 +239,10 @@ class core {
   std::set<node_id> votes_rejected_;
 
   std::optional<leader_state> lead_;  // set exactly while role_ is leader
-  // Last AppendEntries sequence sent. It runs on across leaderships: a reply
-  // to an earlier leadership's message (same term at a follower that moved
-  // on) carries a smaller number, so it can neither confirm a read nor count
-  // as a fresh rejection.
+  // Last AppendEntries sequence sent. It runs on across leaderships: a
+  // follower rejects a delayed AppendEntries of our earlier leadership with
+  // its term (our current one), and only the smaller number marks the reply
+  // stale, so it neither confirms a read nor counts as a fresh rejection.
   std::uint64_t sequence_ = 0;
   bool storage_unwritable_ = false;  // set_storage_unwritable()
 
