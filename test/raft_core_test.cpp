@@ -7,6 +7,8 @@
 #include <algorithm>
 
 #include "actors/raft/core.hpp"
+#include "actors/raft/quorum.hpp"
+#include "actors/raft/transitions.hpp"
 #include "test/sim/cluster.hpp"
 
 using namespace conclave;
@@ -175,10 +177,10 @@ TEST_CASE("§5.2: a pre-candidate with a quorum of pre-votes campaigns; its requ
   CHECK(c.term() == term_t{2});
 }
 
-TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer to it, a campaign or a lead dropped") {
+TEST_CASE("a server whose storage cannot write neither leads nor campaigns: no pre-vote, no transfer to it, a campaign or a lead dropped") {
   core c(config_of(1), {}, voters(3));
   flush(c);
-  c.hold_leadership(true);
+  c.set_storage_unwritable(true);
   for (int i = 0; i < 100; ++i) c.tick();
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
@@ -188,21 +190,21 @@ TEST_CASE("a server that cannot write holds leadership: no pre-vote, no transfer
   c.step({n(2), n(1), timeout_now{term_t{1}}});
   CHECK(c.role() == role::follower);
   CHECK(bodies<vote_request>(flush(c)).empty());
-  c.hold_leadership(false);
+  c.set_storage_unwritable(false);
   while (c.role() == role::follower) c.tick();
   CHECK(c.role() == role::pre_candidate);
-  // Held again mid-campaign: it drops the campaign.
-  c.hold_leadership(true);
+  // Unwritable again mid-campaign: it drops the campaign.
+  c.set_storage_unwritable(true);
   CHECK(c.role() == role::follower);
 }
 
-TEST_CASE("a leader that cannot write steps down when its leadership is held, handing over to a caught-up voter") {
+TEST_CASE("a leader whose storage cannot write steps down, handing over to a caught-up voter") {
   core c(config_of(1), {}, voters(3));
   elect(c, {2, 3});
   REQUIRE(c.role() == role::leader);
   c.step({n(2), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
   flush(c);
-  c.hold_leadership(true);
+  c.set_storage_unwritable(true);
   CHECK(c.role() == role::follower);
   auto handover = bodies<timeout_now>(flush(c));
   REQUIRE(handover.size() == 1);
@@ -726,6 +728,30 @@ TEST_CASE("membership: a removed leader steps down once the change commits and h
   CHECK(c.propose().has_value());
 }
 
+TEST_CASE("membership: a removed leader hands over to the most caught-up connected voter, the one rule of step_down") {
+  // Voter 2 is as caught up as 3 but its connection is lost: TimeoutNow to
+  // it would most likely be lost too, and an election timeout would follow.
+  core c(config_of(1), {}, voters(4));
+  elect(c, {2, 3});
+  auto ack = [&](std::uint64_t from) {
+    c.step({n(from), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  };
+  ack(2);
+  ack(3);
+  flush(c);
+  REQUIRE(c.propose_membership({membership_change::kind::remove, {n(1), "", suffrage::voter}}).has_value());
+  flush(c);
+  ack(2);
+  c.peer_connection_lost(n(2));
+  REQUIRE(c.role() == role::leader);  // 3 and 4 of {2, 3, 4} are connected
+  CHECK(c.best_transfer_target() == n(3));
+  ack(3);  // commits the removal
+  CHECK(c.role() == role::follower);
+  auto handover = bodies<timeout_now>(flush(c));
+  REQUIRE(handover.size() == 1);
+  CHECK(handover[0].first == n(3));
+}
+
 // --- snapshots (§7) --------------------------------------------------------------------------------
 
 TEST_CASE("§7: a follower too far behind catches up by InstallSnapshot, in chunks") {
@@ -839,4 +865,78 @@ TEST_CASE("regression (sim seed 363): a single voter leads only once its term is
   CHECK(c.role() == role::leader);
   // Its term is durable: AppendEntries go out in parallel with its writes.
   CHECK_FALSE(bodies<append_entries>(c.take_ready().messages).empty());
+}
+
+// --- building blocks: the quorum rule, progress, the transition check ------------------------------
+
+TEST_CASE("quorum: the value a majority of voters reached is the (n/2 + 1)-th largest") {
+  CHECK(majority_value<int>({}) == 0);
+  CHECK(majority_value<int>({7}) == 7);
+  CHECK(majority_value<int>({1, 9}) == 1);         // 2 voters: both
+  CHECK(majority_value<int>({3, 1, 2}) == 2);      // 3 voters: 2 of them
+  CHECK(majority_value<int>({5, 5, 1, 1}) == 1);   // 4 voters: 3 of them
+  CHECK(majority_value<int>({0, 1, 1, 0, 1}) == 1);  // yes/no: 3 of 5 agree
+  CHECK(majority_value<int>({1, 0, 0, 1, 0}) == 0);
+}
+
+TEST_CASE("progress: a probe that is acknowledged pipelines from match; a reset probes again and forgets the window") {
+  auto pr = progress::starting_at(index_t{10}, 1);
+  CHECK(pr.state == progress::mode::probe);
+  CHECK(pr.may_send_append(4));
+  pr.append_sent(index_t{12});
+  CHECK_FALSE(pr.may_send_append(4));  // one probe at a time
+  CHECK(pr.next == index_t{10});
+  pr.acknowledged(index_t{12});
+  pr.become_replicate();
+  CHECK(pr.next == index_t{13});
+  pr.append_sent(index_t{14});
+  pr.append_sent(index_t{16});
+  CHECK(pr.next == index_t{17});
+  CHECK_FALSE(pr.may_send_append(2));  // the window is full
+  pr.acknowledged(index_t{14});
+  CHECK(pr.inflight.size() == 1);
+  CHECK(pr.may_send_append(2));
+  CHECK_FALSE(pr.heartbeat_unanswered());
+  CHECK(pr.heartbeat_unanswered());  // two intervals without an answer: presumed lost
+  pr.become_probe(index_t{15}, 9);
+  CHECK(pr.inflight.empty());
+  CHECK(pr.match == index_t{14});
+  CHECK(pr.reset_sequence == 9);
+}
+
+TEST_CASE("transition check: terms, votes, leaders and commit never go back within what Raft allows") {
+  observed_state before;
+  before.term = term_t{3};
+  before.voted_for = n(2);
+  before.leader = n(2);
+  before.role = role::follower;
+  before.commit = index_t{10};
+  before.applied = index_t{8};
+  before.durable_term = term_t{3};
+  auto after = before;
+  CHECK_FALSE(transition_violation(before, after).has_value());
+  // A new term may clear the vote and the leader; committing and applying move on.
+  after.term = term_t{4};
+  after.voted_for = no_node;
+  after.leader = no_node;
+  after.commit = index_t{12};
+  after.applied = index_t{12};
+  CHECK_FALSE(transition_violation(before, after).has_value());
+
+  auto broken = [&](auto change) {
+    auto bad = before;
+    change(bad);
+    auto why = transition_violation(before, bad);
+    return why ? *why : std::string();
+  };
+  CHECK(broken([](observed_state& s) { s.term = term_t{2}; }).find("term went back") != std::string::npos);
+  CHECK(broken([](observed_state& s) { s.voted_for = n(3); }).find("vote in term 3") != std::string::npos);
+  CHECK(broken([](observed_state& s) { s.leader = n(3); }).find("leader of term 3") != std::string::npos);
+  CHECK(broken([](observed_state& s) { s.role = role::leader; s.leader = no_node; }).find("without being its candidate") !=
+        std::string::npos);
+  CHECK(broken([](observed_state& s) { s.commit = index_t{9}; }).find("commit index went back") != std::string::npos);
+  CHECK(broken([](observed_state& s) { s.applied = index_t{7}; }).find("applied index") != std::string::npos);
+  CHECK(broken([](observed_state& s) { s.durable_term = term_t{2}; }).find("durable term") != std::string::npos);
+  // Forgetting the leader is allowed (connection lost); the vote stays.
+  CHECK(broken([](observed_state& s) { s.leader = no_node; }).empty());
 }

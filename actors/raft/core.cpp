@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+
+#include "actors/raft/quorum.hpp"
 
 namespace conclave::raft {
 namespace {
@@ -88,6 +92,7 @@ core::core(config cfg, persistent_state durable, configuration bootstrap)
   rebuild_configs();
   last_role_ = {role_, term_, leader_};
   reset_election_timer();
+  observed_ = observe();
 }
 
 void core::rebuild_configs() {
@@ -126,14 +131,29 @@ std::vector<node_id> core::voters() const {
   return out;
 }
 
-std::size_t core::quorum() const { return voters().size() / 2 + 1; }
+template <class F>
+auto core::quorum_value(F value_of) const {
+  std::vector<decltype(value_of(node_id{}))> per_voter;
+  for (auto v : voters()) per_voter.push_back(value_of(v));
+  return majority_value(std::move(per_voter));
+}
 
-std::size_t core::count_voters(const std::set<node_id>& ids) const {
-  return static_cast<std::size_t>(std::count_if(ids.begin(), ids.end(), [&](node_id n) { return is_voter(n); }));
+template <class P>
+bool core::quorum_agrees(P holds) const {
+  return quorum_value([&](node_id v) { return holds(v) ? 1 : 0; }) == 1;
+}
+
+const std::map<node_id, progress>& core::followers() const {
+  static const std::map<node_id, progress> none;
+  return lead_ ? lead_->followers : none;
+}
+
+std::optional<node_id> core::transfer_target() const {
+  return lead_ ? lead_->transfer_target : std::nullopt;
 }
 
 bool core::promotable() const {
-  if (leadership_held_) return false;
+  if (storage_unwritable_) return false;
   if (is_voter(cfg_.id)) return true;
   // Thesis 4.2.2: a server that its latest, uncommitted configuration removes
   // must still campaign, as it may be needed to commit that very entry (its
@@ -154,10 +174,9 @@ void core::reset_election_timer() {
 }
 
 void core::become_follower(term_t term, node_id leader) {
-  if (role_ == raft::role::leader) {
+  if (lead_) {
     fail_reads();
-    progress_.clear();
-    transfer_target_.reset();
+    lead_.reset();
   }
   if (term > term_) {
     term_ = term;
@@ -188,7 +207,7 @@ void core::become_pre_candidate() {
   votes_granted_ = {cfg_.id};
   votes_rejected_.clear();
   reset_election_timer();
-  if (count_voters(votes_granted_) >= quorum()) return become_candidate(false);
+  if (quorum_agrees([&](node_id v) { return votes_granted_.count(v) > 0; })) return become_candidate(false);
   for (auto v : voters()) {
     if (v == cfg_.id) continue;
     send(v, vote_request{next_term(), log_.last_index(), log_.last_term(), true, false});
@@ -220,44 +239,38 @@ void core::become_leader() {
   leader_ = cfg_.id;
   votes_granted_.clear();
   votes_rejected_.clear();
-  heartbeat_elapsed_ = 0;
-  election_elapsed_ = 0;
-  transfer_target_.reset();
-  preferred_backoff_ticks_ = 0;
-  progress_.clear();
+  lead_.emplace();
   sync_progress();
   // Thesis 6.4 / §8: a new leader commits a no-op entry of its own term, which
   // commits everything before it and tells it its commit index.
   log_entry noop{term_, next_index(log_.last_index()), entry_kind::noop, {}, std::nullopt};
-  term_start_index_ = noop.index;
+  lead_->term_start_index = noop.index;
   append_entry(std::move(noop));
-  broadcast_pending_ = true;
+  lead_->broadcast_pending = true;
   maybe_commit();  // a single voter commits on its own durable write
 }
 
 void core::sync_progress() {
   // One progress per other server in the current configuration; new ones
   // start probing at the end of the leader's log (§5.3: nextIndex = last + 1).
+  auto& current = lead_->followers;
   std::map<node_id, progress> next;
   for (const auto& s : current_configuration().servers) {
     if (s.id == cfg_.id) continue;
-    auto it = progress_.find(s.id);
-    if (it != progress_.end()) {
+    auto it = current.find(s.id);
+    if (it != current.end()) {
       next.emplace(s.id, it->second);
     } else {
-      progress pr;
-      pr.next = next_index(log_.last_index());
-      pr.recent_active = true;  // a full check-quorum round before it counts as silent
-      pr.reset_sequence = sequence_ + 1;
-      next.emplace(s.id, pr);
+      next.emplace(s.id, progress::starting_at(next_index(log_.last_index()), sequence_ + 1));
     }
   }
-  progress_ = std::move(next);
+  current = std::move(next);
 }
 
 // --- ticks -------------------------------------------------------------------------
 
 void core::tick() {
+  input_scope scope{*this};
   if (role_ == raft::role::leader) return tick_leader();
   ++election_elapsed_;
   // §5.2: a follower that hears nothing for an election timeout campaigns.
@@ -266,35 +279,40 @@ void core::tick() {
 }
 
 void core::tick_leader() {
-  ++heartbeat_elapsed_;
-  ++election_elapsed_;
-  if (preferred_backoff_ticks_ > 0) --preferred_backoff_ticks_;
-  if (election_elapsed_ >= cfg_.election_timeout_min_ticks) {
-    election_elapsed_ = 0;
+  auto& lead = *lead_;
+  ++lead.heartbeat_elapsed;
+  ++lead.quorum_round_elapsed;
+  if (lead.preferred_backoff_ticks > 0) --lead.preferred_backoff_ticks;
+  if (lead.quorum_round_elapsed >= cfg_.election_timeout_min_ticks) {
+    lead.quorum_round_elapsed = 0;
     // Check quorum (thesis 6.2): a leader that has not heard from a quorum
     // within an election timeout steps down, so a partitioned leader stops
     // serving instead of lingering.
-    if (cfg_.check_quorum && !quorum_active()) return become_follower(term_, no_node);
-    for (auto& [id, pr] : progress_) pr.recent_active = false;
+    bool quorum_active = quorum_agrees([&](node_id v) {
+      auto it = lead.followers.find(v);
+      return v == cfg_.id || (it != lead.followers.end() && it->second.recent_active);
+    });
+    if (cfg_.check_quorum && !quorum_active) return become_follower(term_, no_node);
+    for (auto& [id, pr] : lead.followers) pr.recent_active = false;
     // Thesis 3.10: a transfer that did not finish within an election timeout
     // is aborted and the leader takes proposals again.
-    if (transfer_target_) {
-      transfer_target_.reset();
-      preferred_backoff_ticks_ = 10 * cfg_.election_timeout_max_ticks;
+    if (lead.transfer_target) {
+      lead.transfer_target.reset();
+      lead.preferred_backoff_ticks = 10 * cfg_.election_timeout_max_ticks;
     }
   }
-  if (heartbeat_elapsed_ >= cfg_.heartbeat_interval_ticks) {
-    heartbeat_elapsed_ = 0;
-    for (auto& [id, pr] : progress_) {
+  if (lead.heartbeat_elapsed >= cfg_.heartbeat_interval_ticks) {
+    lead.heartbeat_elapsed = 0;
+    for (auto& [id, pr] : lead.followers) {
       switch (pr.state) {
         case progress::mode::probe:
-          pr.probe_sent = false;  // a lost probe is resent once per heartbeat
+          pr.probe_again();
           send_append(id, pr, true);
           break;
         case progress::mode::replicate:
           // Acks stopped while messages are in flight: some were lost.
           // Resend from the last known match.
-          if (!pr.inflight.empty() && ++pr.ticks_without_progress >= 2) {
+          if (pr.heartbeat_unanswered()) {
             restart_probe(pr, next_index(pr.match));
             send_append(id, pr, true);
           } else {
@@ -303,25 +321,14 @@ void core::tick_leader() {
           }
           break;
         case progress::mode::snapshot:
-          if (pr.snapshot_chunk_sent && ++pr.ticks_without_progress >= 2) {
-            pr.snapshot_chunk_sent = false;  // lost chunk or reply: send it again
-            pr.ticks_without_progress = 0;
-          }
+          // A lost chunk or reply: send the same chunk again.
+          if (pr.heartbeat_unanswered()) pr.snapshot_resume_at(pr.snapshot_offset);
           if (!pr.snapshot_chunk_sent) send_snapshot_chunk(id, pr);
           break;
       }
     }
     maybe_transfer_to_preferred();
   }
-}
-
-bool core::quorum_active() const {
-  std::size_t active = is_voter(cfg_.id) ? 1 : 0;
-  for (auto v : voters()) {
-    auto it = progress_.find(v);
-    if (it != progress_.end() && it->second.recent_active) ++active;
-  }
-  return active >= quorum();
 }
 
 // --- messages ------------------------------------------------------------------------
@@ -340,14 +347,17 @@ bool core::hears_leader() const {
   // Thesis 4.2.3: a server that heard from a live leader within the minimum
   // election timeout neither grants votes nor updates its term for a
   // RequestVote, so a server that cannot see the leader cannot depose it.
-  return cfg_.check_quorum && leader_ != no_node && election_elapsed_ < cfg_.election_timeout_min_ticks;
+  // A leader hears itself (it steps down when it stops hearing a quorum).
+  if (!cfg_.check_quorum) return false;
+  return role_ == raft::role::leader || (leader_ != no_node && election_elapsed_ < cfg_.election_timeout_min_ticks);
 }
 
 void core::step(const message& m) {
+  input_scope scope{*this};
   if (m.from == cfg_.id || m.from == no_node) return;   // ignoring: not from a peer
   if (m.to != cfg_.id && m.to != no_node) return;        // ignoring: meant for another server
-  if (role_ == raft::role::leader) {
-    if (auto it = progress_.find(m.from); it != progress_.end()) {
+  if (lead_) {
+    if (auto it = lead_->followers.find(m.from); it != lead_->followers.end()) {
       it->second.recent_active = true;
       it->second.connected = true;
     }
@@ -426,13 +436,13 @@ void core::on_vote_reply(node_id from, const vote_reply& m) {
                 (role_ == raft::role::candidate && !m.pre_vote && m.term == term_);
   if (!counts || !is_voter(from)) return;  // ignoring: stale or not a voter's
   (m.granted ? votes_granted_ : votes_rejected_).insert(from);
-  if (count_voters(votes_granted_) >= quorum()) {
+  if (quorum_agrees([&](node_id v) { return votes_granted_.count(v) > 0; })) {
     if (role_ == raft::role::pre_candidate) {
       become_candidate(false);
     } else {
       become_leader();
     }
-  } else if (count_voters(votes_rejected_) >= quorum()) {
+  } else if (quorum_agrees([&](node_id v) { return votes_rejected_.count(v) > 0; })) {
     // The election is lost; wait for a leader or the next timeout.
     become_follower(term_, no_node);
   }
@@ -518,7 +528,7 @@ void core::on_append_entries(node_id from, const append_entries& m) {
 void core::append_entry(log_entry e) {
   if (e.kind == entry_kind::configuration) {
     configs_.emplace_back(e.index, *e.config);
-    if (role_ == raft::role::leader) sync_progress();
+    if (lead_) sync_progress();
   }
   log_.append(std::move(e));
 }
@@ -530,34 +540,25 @@ void core::truncate_log(index_t from) {
 }
 
 void core::on_append_entries_reply(node_id from, const append_entries_reply& m) {
-  if (role_ != raft::role::leader) return;
-  auto it = progress_.find(from);
-  if (it == progress_.end()) return;  // ignoring: not in the configuration
+  if (!lead_) return;
+  auto it = lead_->followers.find(from);
+  if (it == lead_->followers.end()) return;  // ignoring: not in the configuration
   auto& pr = it->second;
   pr.acked_sequence = std::max(pr.acked_sequence, m.sequence);
   if (m.success) {
     if (m.match_index > log_.last_index()) return;  // ignoring: claims entries we never had
-    if (m.match_index > pr.match) {
-      pr.match = m.match_index;
-      pr.ticks_without_progress = 0;
-    }
-    if (pr.next <= pr.match) pr.next = next_index(pr.match);
-    while (!pr.inflight.empty() && pr.inflight.front() <= pr.match) pr.inflight.pop_front();
+    pr.acknowledged(m.match_index);
     if (pr.state == progress::mode::probe) {
-      // The logs agree up to match: start pipelining from there.
-      pr.state = progress::mode::replicate;
-      pr.next = next_index(pr.match);
-      pr.inflight.clear();
-      pr.probe_sent = false;
+      pr.become_replicate();  // the logs agree up to match: pipeline from there
     } else if (pr.state == progress::mode::snapshot && pr.match >= pr.snapshot_index) {
       restart_probe(pr, next_index(pr.match));
     }
     auto match = pr.match;
     maybe_commit();
     // Committing may end our leadership (a committed configuration without us).
-    if (role_ != raft::role::leader) return;
-    if (transfer_target_ == from && match == log_.last_index()) send(from, timeout_now{term_});
-    send_append(from, progress_.at(from), false);
+    if (!lead_) return;
+    if (lead_->transfer_target == from && match == log_.last_index()) send(from, timeout_now{term_});
+    send_append(from, lead_->followers.at(from), false);
   } else {
     // Rejections of messages sent before the last reset are stale.
     if (m.sequence < pr.reset_sequence || pr.state == progress::mode::snapshot) {
@@ -580,31 +581,16 @@ void core::on_append_entries_reply(node_id from, const append_entries_reply& m) 
   confirm_reads();
 }
 
-void core::restart_probe(progress& pr, index_t next) {
-  pr.state = progress::mode::probe;
-  pr.next = next;
-  pr.inflight.clear();
-  pr.probe_sent = false;
-  pr.ticks_without_progress = 0;
-  pr.snapshot_chunk_sent = false;
-  pr.reset_sequence = sequence_ + 1;
-}
-
 void core::send_append(node_id to, progress& pr, bool allow_empty) {
   if (pr.state == progress::mode::snapshot) {
     if (!pr.snapshot_chunk_sent) send_snapshot_chunk(to, pr);
     return;
   }
-  if (pr.state == progress::mode::probe && pr.probe_sent) return;
-  if (pr.state == progress::mode::replicate && pr.inflight.size() >= cfg_.max_inflight_messages) return;
+  if (!pr.may_send_append(cfg_.max_inflight_messages)) return;
   if (pr.next <= log_.start_index()) {
     if (!snapshot_.data) return;  // cannot happen: the log is compacted only behind a snapshot
     // §7: the entries it needs are compacted; send the snapshot instead.
-    pr.state = progress::mode::snapshot;
-    pr.snapshot_index = snapshot_.meta.last_index;
-    pr.snapshot_offset = 0;
-    pr.snapshot_chunk_sent = false;
-    pr.ticks_without_progress = 0;
+    pr.become_snapshot(snapshot_.meta.last_index);
     send_snapshot_chunk(to, pr);
     return;
   }
@@ -617,13 +603,7 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   if (has_entries) ae.entries = log_.slice(pr.next, cfg_.max_entries_per_message, cfg_.max_bytes_per_message);
   ae.leader_commit = log_.commit_index();
   ae.sequence = ++sequence_;
-  if (pr.state == progress::mode::probe) {
-    pr.probe_sent = true;
-  } else if (has_entries) {
-    // Pipelining: assume success and move on; a rejection resets next.
-    pr.next = next_index(ae.entries.back().index);
-    pr.inflight.push_back(ae.entries.back().index);
-  }
+  pr.append_sent(has_entries ? ae.entries.back().index : index_t{0});
   send(to, std::move(ae));
 }
 
@@ -642,13 +622,10 @@ void core::send_heartbeat(node_id to, progress& pr) {
 }
 
 void core::send_snapshot_chunk(node_id to, progress& pr) {
-  if (pr.snapshot_index != snapshot_.meta.last_index) {
-    // A newer snapshot replaced the one being sent: start it over.
-    pr.snapshot_index = snapshot_.meta.last_index;
-    pr.snapshot_offset = 0;
-  }
+  // A newer snapshot replaced the one being sent: start it over.
+  if (pr.snapshot_index != snapshot_.meta.last_index) pr.become_snapshot(snapshot_.meta.last_index);
   const auto& data = *snapshot_.data;
-  if (pr.snapshot_offset > data.size()) pr.snapshot_offset = 0;
+  if (pr.snapshot_offset > data.size()) pr.snapshot_resume_at(0);  // the follower answered nonsense
   install_snapshot m;
   m.term = term_;
   m.meta = snapshot_.meta;
@@ -711,23 +688,21 @@ void core::on_install_snapshot(node_id from, const install_snapshot& m) {
 }
 
 void core::on_install_snapshot_reply(node_id from, const install_snapshot_reply& m) {
-  if (role_ != raft::role::leader) return;
-  auto it = progress_.find(from);
-  if (it == progress_.end()) return;
+  if (!lead_) return;
+  auto it = lead_->followers.find(from);
+  if (it == lead_->followers.end()) return;
   auto& pr = it->second;
   if (m.done) {
     if (m.last_index > log_.last_index()) return;  // ignoring: claims entries we never had
-    pr.match = std::max(pr.match, m.last_index);
+    pr.acknowledged(m.last_index);
     restart_probe(pr, next_index(pr.match));
     maybe_commit();
-    if (role_ != raft::role::leader) return;
-    send_append(from, progress_.at(from), true);
+    if (!lead_) return;
+    send_append(from, lead_->followers.at(from), true);
     return;
   }
   if (pr.state != progress::mode::snapshot || m.last_index != pr.snapshot_index) return;  // stale
-  pr.snapshot_offset = m.next_offset;
-  pr.snapshot_chunk_sent = false;
-  pr.ticks_without_progress = 0;
+  pr.snapshot_resume_at(m.next_offset);
   send_snapshot_chunk(from, pr);
 }
 
@@ -741,23 +716,15 @@ void core::on_timeout_now(node_id from, const timeout_now&) {
 // --- commit -----------------------------------------------------------------------
 
 void core::maybe_commit() {
-  if (role_ != raft::role::leader) return;
+  if (!lead_) return;
   // §5.3/5.4.2: the highest index stored durably on a quorum of voters
   // commits, but only if it is of the current term; earlier entries commit
   // with it. The leader counts itself only once its own write is durable.
-  std::vector<index_t> matches;
-  for (auto v : voters()) {
-    if (v == cfg_.id) {
-      matches.push_back(log_.stable_index());
-    } else if (auto it = progress_.find(v); it != progress_.end()) {
-      matches.push_back(it->second.match);
-    } else {
-      matches.push_back(index_t{0});
-    }
-  }
-  if (matches.empty()) return;
-  std::sort(matches.begin(), matches.end(), [](index_t a, index_t b) { return a > b; });
-  auto candidate = matches[quorum() - 1];
+  auto candidate = quorum_value([&](node_id v) {
+    if (v == cfg_.id) return log_.stable_index();
+    auto it = lead_->followers.find(v);
+    return it != lead_->followers.end() ? it->second.match : index_t{0};
+  });
   if (candidate > log_.commit_index() && log_.term_at(candidate) == term_) {
     log_.commit_to(candidate);
     on_commit_advanced();
@@ -765,28 +732,21 @@ void core::maybe_commit() {
 }
 
 void core::on_commit_advanced() {
-  if (role_ != raft::role::leader) return;
-  commit_pending_ = true;
+  if (!lead_) return;
+  lead_->commit_pending = true;
   // Thesis 6.4: reads wait until the leader has committed an entry of its term.
-  if (log_.commit_index() >= term_start_index_) {
-    while (!reads_waiting_commit_.empty()) {
-      auto id = reads_waiting_commit_.front();
-      reads_waiting_commit_.pop_front();
+  if (log_.commit_index() >= lead_->term_start_index) {
+    auto& waiting = lead_->reads_waiting_commit;
+    while (!waiting.empty()) {
+      auto id = waiting.front();
+      waiting.pop_front();
       start_read(id);
     }
   }
   // Thesis 4.2.2: a leader that is not in the committed configuration steps
   // down, after handing leadership to the most caught-up voter.
   if (!configs_.empty() && configs_.back().first <= log_.commit_index() && !is_voter(cfg_.id)) {
-    node_id best = no_node;
-    index_t best_match;
-    for (const auto& [id, pr] : progress_) {
-      if (is_voter(id) && (best == no_node || pr.match > best_match)) {
-        best = id;
-        best_match = pr.match;
-      }
-    }
-    if (best != no_node) send(best, timeout_now{term_});
+    if (auto best = best_transfer_target()) send(*best, timeout_now{term_});
     become_follower(term_, no_node);
   }
 }
@@ -794,9 +754,10 @@ void core::on_commit_advanced() {
 // --- reads ------------------------------------------------------------------------
 
 expected<void> core::read_index(std::uint64_t id) {
-  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
-  if (log_.commit_index() < term_start_index_) {
-    reads_waiting_commit_.push_back(id);
+  input_scope scope{*this};
+  if (!lead_) return make_error(errc::not_leader, leader_hint(leader_));
+  if (log_.commit_index() < lead_->term_start_index) {
+    lead_->reads_waiting_commit.push_back(id);
   } else {
     start_read(id);
   }
@@ -807,66 +768,61 @@ void core::start_read(std::uint64_t id) {
   // Thesis 6.4 ReadIndex: the read index is the commit index now; the read is
   // safe once a quorum confirms we were still leader after this moment.
   auto index = log_.commit_index();
-  if (quorum() == 1 && is_voter(cfg_.id)) {  // a lone voter is its own quorum
+  if (quorum_agrees([&](node_id v) { return v == cfg_.id; })) {  // a lone voter is its own quorum
     out_.reads.push_back({id, index});
     return;
   }
-  reads_pending_.push_back({id, index, sequence_ + 1});
-  heartbeat_pending_ = true;
+  lead_->reads_pending.push_back({id, index, sequence_ + 1});
+  lead_->heartbeat_pending = true;
 }
 
 void core::confirm_reads() {
-  if (role_ != raft::role::leader || reads_pending_.empty()) return;
+  if (!lead_ || lead_->reads_pending.empty()) return;
   // The highest sequence answered by a quorum (the leader counts as having
   // answered everything).
-  std::vector<std::uint64_t> acked;
-  for (auto v : voters()) {
-    if (v == cfg_.id) {
-      acked.push_back(sequence_);
-    } else if (auto it = progress_.find(v); it != progress_.end()) {
-      acked.push_back(it->second.acked_sequence);
-    } else {
-      acked.push_back(0);
-    }
-  }
-  if (acked.empty()) return;
-  std::sort(acked.begin(), acked.end(), std::greater<>());
-  auto quorum_acked = acked[quorum() - 1];
-  while (!reads_pending_.empty() && reads_pending_.front().sequence <= quorum_acked) {
-    out_.reads.push_back({reads_pending_.front().id, reads_pending_.front().index});
-    reads_pending_.pop_front();
+  auto quorum_acked = quorum_value([&](node_id v) -> std::uint64_t {
+    if (v == cfg_.id) return sequence_;
+    auto it = lead_->followers.find(v);
+    return it != lead_->followers.end() ? it->second.acked_sequence : 0;
+  });
+  auto& pending = lead_->reads_pending;
+  while (!pending.empty() && pending.front().sequence <= quorum_acked) {
+    out_.reads.push_back({pending.front().id, pending.front().index});
+    pending.pop_front();
   }
 }
 
 void core::fail_reads() {
-  for (auto id : reads_waiting_commit_) out_.failed_reads.push_back(id);
-  for (const auto& r : reads_pending_) out_.failed_reads.push_back(r.id);
-  reads_waiting_commit_.clear();
-  reads_pending_.clear();
+  for (auto id : lead_->reads_waiting_commit) out_.failed_reads.push_back(id);
+  for (const auto& r : lead_->reads_pending) out_.failed_reads.push_back(r.id);
+  lead_->reads_waiting_commit.clear();
+  lead_->reads_pending.clear();
 }
 
 // --- proposals ----------------------------------------------------------------------
 
 expected<entry_id> core::propose(std::string payload) {
-  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
-  if (transfer_target_) return make_error(errc::transferring, "to " + std::to_string(transfer_target_->value));
+  input_scope scope{*this};
+  if (!lead_) return make_error(errc::not_leader, leader_hint(leader_));
+  if (auto t = lead_->transfer_target) return make_error(errc::transferring, "to " + std::to_string(t->value));
   if (log_.uncommitted_bytes() > 0 && log_.uncommitted_bytes() + payload.size() > cfg_.max_uncommitted_bytes) {
     return make_error(errc::busy, std::to_string(log_.uncommitted_bytes()) + " bytes uncommitted");
   }
   log_entry e{term_, next_index(log_.last_index()), entry_kind::command, std::move(payload), std::nullopt};
   entry_id id{e.index, e.term};
   append_entry(std::move(e));
-  broadcast_pending_ = true;
+  lead_->broadcast_pending = true;
   maybe_commit();
   return id;
 }
 
 expected<entry_id> core::propose_membership(const membership_change& change) {
-  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
-  if (transfer_target_) return make_error(errc::transferring, "to " + std::to_string(transfer_target_->value));
+  input_scope scope{*this};
+  if (!lead_) return make_error(errc::not_leader, leader_hint(leader_));
+  if (auto t = lead_->transfer_target) return make_error(errc::transferring, "to " + std::to_string(t->value));
   // Thesis 4.1 (and its 2015 erratum): one change at a time, and not before
   // an entry of this term committed.
-  if (log_.commit_index() < term_start_index_) {
+  if (log_.commit_index() < lead_->term_start_index) {
     return make_error(errc::config_change_pending, "the new leader has not committed its first entry yet");
   }
   if (!configs_.empty() && configs_.back().first > log_.commit_index()) {
@@ -889,10 +845,11 @@ expected<entry_id> core::propose_membership(const membership_change& change) {
       }
       // A learner votes only once its log has caught up, so that adding it
       // does not stall commits while it copies the log.
-      auto pr = progress_.find(change.subject.id);
-      if (pr == progress_.end() || pr->second.match.value + cfg_.promotion_lag_entries < log_.last_index().value) {
+      auto pr = lead_->followers.find(change.subject.id);
+      bool known = pr != lead_->followers.end();
+      if (!known || pr->second.match.value + cfg_.promotion_lag_entries < log_.last_index().value) {
         return make_error(errc::not_caught_up, "server " + id_text + " is at " +
-                                                   std::to_string(pr == progress_.end() ? 0 : pr->second.match.value) +
+                                                   std::to_string(known ? pr->second.match.value : 0) +
                                                    ", the log at " + std::to_string(log_.last_index().value));
       }
       it->role = suffrage::voter;
@@ -910,7 +867,7 @@ expected<entry_id> core::propose_membership(const membership_change& change) {
   log_entry e{term_, next_index(log_.last_index()), entry_kind::configuration, {}, std::move(next)};
   entry_id id{e.index, e.term};
   append_entry(std::move(e));
-  broadcast_pending_ = true;
+  lead_->broadcast_pending = true;
   maybe_commit();
   return id;
 }
@@ -918,15 +875,16 @@ expected<entry_id> core::propose_membership(const membership_change& change) {
 // --- leadership transfer -------------------------------------------------------------
 
 expected<void> core::transfer_leadership(node_id target) {
-  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
+  input_scope scope{*this};
+  if (!lead_) return make_error(errc::not_leader, leader_hint(leader_));
   if (target == cfg_.id) return {};
   if (!is_voter(target)) return make_error(errc::invalid_argument, "server " + std::to_string(target.value) + " is not a voter");
-  if (transfer_target_ == target) return {};
+  if (lead_->transfer_target == target) return {};
   // Thesis 3.10: stop taking proposals, bring the target up to date, then
   // tell it to campaign at once.
-  transfer_target_ = target;
-  election_elapsed_ = 0;  // the transfer gets one election timeout
-  auto& pr = progress_.at(target);
+  lead_->transfer_target = target;
+  lead_->quorum_round_elapsed = 0;  // the transfer gets one election timeout
+  auto& pr = lead_->followers.at(target);
   if (pr.match == log_.last_index()) {
     send(target, timeout_now{term_});
   } else {
@@ -936,9 +894,12 @@ expected<void> core::transfer_leadership(node_id target) {
 }
 
 std::optional<node_id> core::best_transfer_target() const {
+  if (!lead_) return std::nullopt;
+  // A voter whose connection is lost would most likely miss the TimeoutNow.
+  // Followers are in id order, so a strict > leaves ties to the lowest id.
   std::optional<node_id> best;
   index_t best_match;
-  for (const auto& [id, pr] : progress_) {
+  for (const auto& [id, pr] : lead_->followers) {
     if (!is_voter(id) || !pr.connected) continue;
     if (!best || pr.match > best_match) {
       best = id;
@@ -949,7 +910,8 @@ std::optional<node_id> core::best_transfer_target() const {
 }
 
 expected<void> core::step_down() {
-  if (role_ != raft::role::leader) return make_error(errc::not_leader, leader_hint(leader_));
+  input_scope scope{*this};
+  if (!lead_) return make_error(errc::not_leader, leader_hint(leader_));
   // Like a transfer (thesis 3.10) without waiting: the target campaigns at
   // once if it is caught up; otherwise an election follows the timeout.
   if (auto target = best_transfer_target()) send(*target, timeout_now{term_});
@@ -957,19 +919,20 @@ expected<void> core::step_down() {
   return {};
 }
 
-void core::hold_leadership(bool held) {
-  leadership_held_ = held;
-  if (!held) return;
+void core::set_storage_unwritable(bool unwritable) {
+  input_scope scope{*this};
+  storage_unwritable_ = unwritable;
+  if (!unwritable) return;
   if (role_ == raft::role::leader) (void)step_down();
   if (role_ == raft::role::candidate || role_ == raft::role::pre_candidate) become_follower(term_, no_node);
 }
 
 void core::maybe_transfer_to_preferred() {
-  if (!cfg_.preferred_leader || *cfg_.preferred_leader == cfg_.id || transfer_target_) return;
-  if (preferred_backoff_ticks_ > 0 || log_.commit_index() < term_start_index_) return;
+  if (!cfg_.preferred_leader || *cfg_.preferred_leader == cfg_.id || lead_->transfer_target) return;
+  if (lead_->preferred_backoff_ticks > 0 || log_.commit_index() < lead_->term_start_index) return;
   auto target = *cfg_.preferred_leader;
-  auto it = progress_.find(target);
-  if (!is_voter(target) || it == progress_.end()) return;
+  auto it = lead_->followers.find(target);
+  if (!is_voter(target) || it == lead_->followers.end()) return;
   // Only a healthy, caught-up preferred leader gets leadership back.
   if (!it->second.connected || !it->second.recent_active || it->second.match != log_.last_index()) return;
   (void)transfer_leadership(target);
@@ -992,21 +955,21 @@ int core::fast_election_delay(node_id lost_leader) const {
 }
 
 void core::peer_connection_lost(node_id peer) {
-  if (role_ == raft::role::leader) {
-    auto it = progress_.find(peer);
-    if (it == progress_.end()) return;
+  input_scope scope{*this};
+  if (lead_) {
+    auto it = lead_->followers.find(peer);
+    if (it == lead_->followers.end()) return;
     auto& pr = it->second;
     pr.connected = false;
     pr.recent_active = false;
     if (pr.state == progress::mode::replicate) restart_probe(pr, next_index(pr.match));
     // A leader cut off from a quorum knows it at once and steps down
     // (fencing), instead of waiting for the check-quorum round.
-    std::size_t connected = is_voter(cfg_.id) ? 1 : 0;
-    for (auto v : voters()) {
-      auto p = progress_.find(v);
-      if (p != progress_.end() && p->second.connected) ++connected;
-    }
-    if (cfg_.check_quorum && connected < quorum()) become_follower(term_, no_node);
+    bool quorum_connected = quorum_agrees([&](node_id v) {
+      auto p = lead_->followers.find(v);
+      return v == cfg_.id || (p != lead_->followers.end() && p->second.connected);
+    });
+    if (cfg_.check_quorum && !quorum_connected) become_follower(term_, no_node);
     return;
   }
   // The leader's process is gone: forget it (so we grant pre-votes to others
@@ -1023,6 +986,7 @@ void core::peer_connection_lost(node_id peer) {
 // --- durability and snapshots --------------------------------------------------------------
 
 void core::persisted(std::uint64_t persist_id) {
+  input_scope scope{*this};
   while (!unsynced_.empty() && unsynced_.front().id <= persist_id) {
     const auto& w = unsynced_.front();
     if (w.index != index_t{0}) log_.stable_to(w.index, w.term);
@@ -1033,12 +997,13 @@ void core::persisted(std::uint64_t persist_id) {
   // hard state of its term on disk is the one voting for itself.
   if (role_ == raft::role::candidate && durable_term_ >= term_ && voted_for_ == cfg_.id && is_voter(cfg_.id)) {
     votes_granted_.insert(cfg_.id);
-    if (count_voters(votes_granted_) >= quorum()) become_leader();
+    if (quorum_agrees([&](node_id v) { return votes_granted_.count(v) > 0; })) become_leader();
   }
   maybe_commit();
 }
 
 snapshot_meta core::snapshot_taken(index_t index, std::shared_ptr<const std::string> data) {
+  input_scope scope{*this};
   assert(index <= log_.applied_index());
   assert(index >= log_.start_index());
   snapshot_meta meta{index, *log_.term_at(index), config_at(index)};
@@ -1070,36 +1035,37 @@ hard_state core::current_state() const {
 bool core::has_ready() const {
   return !out_.messages.empty() || !out_.messages_after_persist.empty() || out_.snapshot || out_.compact ||
          !out_.reads.empty() || !out_.failed_reads.empty() || log_.has_unpersisted() ||
-         log_.applied_index() < log_.commit_index() || broadcast_pending_ || heartbeat_pending_ ||
-         commit_pending_ || current_state() != last_state_ ||
+         log_.applied_index() < log_.commit_index() ||
+         (lead_ && (lead_->broadcast_pending || lead_->heartbeat_pending || lead_->commit_pending)) ||
+         current_state() != last_state_ ||
          ready::role_change{role_, term_, leader_} != last_role_;
 }
 
 ready core::take_ready() {
-  if (role_ == raft::role::leader) {
+  input_scope scope{*this};
+  if (lead_) {
+    auto& lead = *lead_;
     std::set<node_id> sent;
-    if (broadcast_pending_) {
-      for (auto& [id, pr] : progress_) send_append(id, pr, false);
+    if (lead.broadcast_pending) {
+      for (auto& [id, pr] : lead.followers) send_append(id, pr, false);
     }
-    if (heartbeat_pending_) {
-      for (auto& [id, pr] : progress_) {
+    if (lead.heartbeat_pending) {
+      for (auto& [id, pr] : lead.followers) {
         if (is_voter(id)) send_heartbeat(id, pr);
       }
     }
-    if (commit_pending_) {
+    if (lead.commit_pending) {
       // Followers learn the new commit index now rather than at the next
       // heartbeat, unless a message this round already carries it.
       for (const auto& m : out_.messages) {
         auto* ae = std::get_if<append_entries>(&m.body);
         if (ae && ae->leader_commit == log_.commit_index()) sent.insert(m.to);
       }
-      for (auto& [id, pr] : progress_) {
+      for (auto& [id, pr] : lead.followers) {
         if (!sent.count(id) && pr.state == progress::mode::replicate) send_heartbeat(id, pr);
       }
     }
-    broadcast_pending_ = heartbeat_pending_ = commit_pending_ = false;
-  } else {
-    broadcast_pending_ = heartbeat_pending_ = commit_pending_ = false;
+    lead.broadcast_pending = lead.heartbeat_pending = lead.commit_pending = false;
   }
   ready r = std::move(out_);
   out_ = ready{};
@@ -1143,17 +1109,38 @@ void core::check_invariants() const {
   assert(term_ >= log_.last_term());
   assert((role_ == raft::role::leader) == (leader_ == cfg_.id));
   assert(role_ != raft::role::candidate || voted_for_ == cfg_.id);
-  if (role_ == raft::role::leader) {
+  assert(lead_.has_value() == (role_ == raft::role::leader));
+  if (lead_) {
     assert(voted_for_ == cfg_.id);
-    for (const auto& [id, pr] : progress_) {
+    for (const auto& [id, pr] : lead_->followers) {
       assert(pr.match < pr.next);
       assert(pr.next.value <= log_.last_index().value + 1);
       assert(pr.inflight.size() <= cfg_.max_inflight_messages);
     }
-  } else {
-    assert(progress_.empty());
-    assert(reads_pending_.empty());
   }
+}
+
+observed_state core::observe() const {
+  return observed_state{term_,
+                        voted_for_,
+                        leader_,
+                        role_,
+                        log_.commit_index(),
+                        log_.applied_index(),
+                        snapshot_.meta.last_index,
+                        log_.start_index(),
+                        durable_term_};
+}
+
+void core::after_input() {
+#ifndef NDEBUG
+  auto now = observe();
+  if (auto broken = transition_violation(observed_, now)) {
+    std::fprintf(stderr, "raft core %llu: %s\n", static_cast<unsigned long long>(cfg_.id.value), broken->c_str());
+    std::abort();
+  }
+  observed_ = now;
+#endif
 }
 
 }  // namespace conclave::raft

@@ -25,6 +25,7 @@
 #include "actors/raft/log.hpp"
 #include "actors/raft/progress.hpp"
 #include "actors/raft/ready.hpp"
+#include "actors/raft/transitions.hpp"
 #include "schema/error.hpp"
 #include "schema/raft_message.hpp"
 #include "schema/raft_types.hpp"
@@ -88,14 +89,16 @@ class core {
   // hands leadership to the most caught-up voter and steps down at once.
   // Errors: not_leader.
   expected<void> step_down();
-  // While held, this server neither leads nor campaigns (no pre-vote, no
-  // vote, no leadership transfer to it): a leader steps down as step_down()
-  // does and a campaign under way is dropped. It is for a server that cannot
-  // write (a full disk): its entries could not become durable, and as a
-  // candidate it could not make its vote durable and would only waste the
-  // others' votes.
-  void hold_leadership(bool held);
-  // The voter a transfer should go to: connected and most caught up.
+  // The local disk cannot write (it is full): while set, this server neither
+  // leads nor campaigns (no pre-vote, no vote, no leadership transfer to it);
+  // a leader steps down as step_down() does and a campaign under way is
+  // dropped. Its entries could not become durable, and as a candidate it
+  // could not make its vote durable and would only waste the others' votes.
+  void set_storage_unwritable(bool unwritable);
+  // The most caught-up voter, the one rule for handing leadership over
+  // (step_down, a leader removed from the configuration, the shell's
+  // transfer without a target): among the other voters that are connected,
+  // the highest match index; ties go to the lowest id. None when not leader.
   std::optional<node_id> best_transfer_target() const;
   // The state machine has written a snapshot of everything up to `index`
   // (<= applied index). Returns its metadata; the core keeps the bytes to
@@ -117,11 +120,14 @@ class core {
   const raft_log& log() const { return log_; }
   const configuration& current_configuration() const;
   const snapshot_data& last_snapshot() const { return snapshot_; }
-  const std::map<node_id, progress>& followers() const { return progress_; }
+  // Every other server in the configuration, while leader; empty otherwise.
+  const std::map<node_id, progress>& followers() const;
   bool is_voter(node_id n) const;
-  std::optional<node_id> transfer_target() const { return transfer_target_; }
+  std::optional<node_id> transfer_target() const;
 
   // Asserts every internal invariant (LogCabin's RaftConsensusInvariants).
+  // Rules over each change of state (transitions.hpp) are checked after
+  // every input in builds with assertions.
   void check_invariants() const;
 
  private:
@@ -129,6 +135,22 @@ class core {
     std::uint64_t id;
     index_t index;
     std::uint64_t sequence;  // confirmed once a quorum answered an AppendEntries this new
+  };
+  // What only a leader has (Raft figure 2, "volatile state on leaders", and
+  // this implementation's extensions); created by become_leader, dropped by
+  // the step down, so none of it outlives a leadership.
+  struct leader_state {
+    std::map<node_id, progress> followers;  // every other server in the configuration
+    index_t term_start_index;               // this term's no-op entry (thesis 6.4)
+    std::deque<std::uint64_t> reads_waiting_commit;  // before term_start_index commits
+    std::deque<pending_read> reads_pending;          // waiting for a quorum's confirmation
+    std::optional<node_id> transfer_target;          // thesis 3.10; proposals wait meanwhile
+    int preferred_backoff_ticks = 0;  // after a failed transfer, no return to the preferred leader
+    int heartbeat_elapsed = 0;        // ticks since the last heartbeat round
+    int quorum_round_elapsed = 0;     // ticks into the check-quorum round (one election timeout)
+    bool broadcast_pending = false;   // new entries to send
+    bool heartbeat_pending = false;   // a read needs a round now
+    bool commit_pending = false;      // the commit index moved: tell followers
   };
   struct incoming_snapshot {
     snapshot_meta meta;
@@ -159,7 +181,7 @@ class core {
   void send_append(node_id to, progress& pr, bool allow_empty);
   void send_heartbeat(node_id to, progress& pr);
   void send_snapshot_chunk(node_id to, progress& pr);
-  void restart_probe(progress& pr, index_t next);
+  void restart_probe(progress& pr, index_t next) { pr.become_probe(next, sequence_ + 1); }
   void maybe_commit();
   void on_commit_advanced();
   void start_read(std::uint64_t id);
@@ -167,9 +189,13 @@ class core {
   void fail_reads();
   void sync_progress();
   void maybe_transfer_to_preferred();
-  bool quorum_active() const;
-  std::size_t quorum() const;
-  std::size_t count_voters(const std::set<node_id>& ids) const;
+  // quorum.hpp's rule over the current configuration's voters: the largest
+  // value a majority of them reached, given each voter's (this server's too).
+  template <class F>
+  auto quorum_value(F value_of) const;
+  // Whether the predicate holds for a majority of the voters.
+  template <class P>
+  bool quorum_agrees(P holds) const;
   bool promotable() const;  // may campaign
   std::vector<node_id> voters() const;
 
@@ -182,6 +208,15 @@ class core {
   int fast_election_delay(node_id lost_leader) const;
   void send(node_id to, message_body body, bool after_persist = false);
   hard_state current_state() const;
+
+  // The transition check (transitions.hpp): each input method opens an
+  // input_scope; closing it compares the state with the one before.
+  struct input_scope {
+    core& c;
+    ~input_scope() { c.after_input(); }
+  };
+  observed_state observe() const;
+  void after_input();
 
   config cfg_;
   std::uint64_t rng_state_;
@@ -197,25 +232,19 @@ class core {
   configuration snapshot_config_;
   std::vector<std::pair<index_t, configuration>> configs_;
 
-  int election_elapsed_ = 0;
+  int election_elapsed_ = 0;  // followers and candidates; a leader has its quorum round
   int randomized_election_timeout_ = 0;
-  int heartbeat_elapsed_ = 0;
 
   std::set<node_id> votes_granted_;
   std::set<node_id> votes_rejected_;
 
-  // leader state
-  std::map<node_id, progress> progress_;  // every other server in the configuration
-  index_t term_start_index_;              // this term's no-op entry
-  std::uint64_t sequence_ = 0;            // last AppendEntries sequence sent
-  std::deque<std::uint64_t> reads_waiting_commit_;
-  std::deque<pending_read> reads_pending_;
-  std::optional<node_id> transfer_target_;
-  int preferred_backoff_ticks_ = 0;
-  bool leadership_held_ = false;  // hold_leadership()
-  bool broadcast_pending_ = false;  // new entries to send
-  bool heartbeat_pending_ = false;  // a read needs a round now
-  bool commit_pending_ = false;     // the commit index moved: tell followers
+  std::optional<leader_state> lead_;  // set exactly while role_ is leader
+  // Last AppendEntries sequence sent. It runs on across leaderships: a
+  // follower rejects a delayed AppendEntries of our earlier leadership with
+  // its term (our current one), and only the smaller number marks the reply
+  // stale, so it neither confirms a read nor counts as a fresh rejection.
+  std::uint64_t sequence_ = 0;
+  bool storage_unwritable_ = false;  // set_storage_unwritable()
 
   std::optional<incoming_snapshot> incoming_;
 
@@ -235,6 +264,7 @@ class core {
   hard_state last_state_;
   index_t commit_floor_;  // the commit index on disk at start; never written lower
   ready::role_change last_role_{raft::role::follower, term_t{}, node_id{}};
+  observed_state observed_;  // as of the end of the last input
 };
 
 }  // namespace conclave::raft

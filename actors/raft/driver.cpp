@@ -61,7 +61,7 @@ void driver::finish_write(std::uint64_t persist_id, const std::string& error) {
     p_.log(opts_.name + ": storage is writing again after " + std::to_string(now() - storage_failed_ms_) +
            " ms without space; writes accepted again");
     storage_error_.reset();
-    raft_->hold_leadership(false);
+    raft_->set_storage_unwritable(false);
   } else if (stall_reported_) {
     p_.log(opts_.name + ": storage is writing again");
   }
@@ -91,7 +91,7 @@ void driver::storage_failed(errc code, const std::string& detail) {
   p_.log(opts_.name + ": storage write failed: " + storage_error_->message() +
          "; refusing writes and not leading until space returns");
   if (raft_->role() == role::leader) p_.log(opts_.name + ": stepping down: cannot write to disk");
-  raft_->hold_leadership(true);
+  raft_->set_storage_unwritable(true);
 }
 
 expected<entry_id> driver::propose(std::string command, commit_callback done) {
