@@ -462,27 +462,29 @@ std::optional<watch_result> conclave_system::watch(const watch_plan& plan) {
   auto base = impl_->propose_value(put_command(key, "base"));
   if (!base) return std::nullopt;
   const int processes = 2 * static_cast<int>(c.members().size());
-  std::vector<std::string> outs;
-  std::vector<pid_t> pids;
-  for (int p = 0; p < processes; ++p) {
-    const auto& m = c.members()[static_cast<std::size_t>(p) % c.members().size()];
-    auto name = "bench-watcher-" + std::to_string(p);
-    outs.push_back(c.path(name + ".out"));
-    std::remove(outs.back().c_str());
-    pids.push_back(c.spawn({impl_->self_exe, "--watch-node", std::to_string(m.id) + "=" + m.address.text(),
-                            c.cluster_id, name, prefix, std::to_string(*base),
-                            std::to_string(watchers_in(p, processes, plan.watchers)),
-                            std::to_string(plan.writes + 1), outs.back()},
-                           name + ".log"));
-  }
-  auto r = run_watch(plan, outs, c.at(*leader).pid, server_pids(), [&](int k) {
+  watcher_children children;
+  auto start = [&] {
+    for (int p = 0; p < processes; ++p) {
+      const auto& m = c.members()[static_cast<std::size_t>(p) % c.members().size()];
+      auto name = "bench-watcher-" + std::to_string(p);
+      children.outs.push_back(c.path(name + ".out"));
+      std::remove(children.outs.back().c_str());
+      children.pids.push_back(c.spawn({impl_->self_exe, "--watch-node", std::to_string(m.id) + "=" + m.address.text(),
+                                       c.cluster_id, name, prefix, std::to_string(*base),
+                                       std::to_string(watchers_in(p, processes, plan.watchers)),
+                                       std::to_string(plan.writes + 1), children.outs.back()},
+                                      name + ".log"));
+    }
+    return children;
+  };
+  auto r = run_watch(plan, c.at(*leader).pid, server_pids(), start, [&](int k) {
     return c.client().propose(wire::encode_command(put_command(key, std::to_string(k))), 5s).has_value();
   });
   r.hosting = fmt::format(
       "{} watcher processes (process p on master p mod {}), each embedding one node (role worker, --threads 1) whose "
       "peers name only its master, with ~{} watches through node::watch; writes to the leader",
       processes, c.members().size(), plan.watchers / processes);
-  for (auto pid : pids) {
+  for (auto pid : children.pids) {
     if (!c.wait_exit(pid, 10s)) {
       ::kill(pid, SIGKILL);
       c.wait_exit(pid, 5s);

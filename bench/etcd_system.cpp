@@ -1181,17 +1181,21 @@ std::optional<watch_result> etcd_system::watch(const watch_plan& plan) {
   auto base = put_revision_call(*lead.ctl, lead.url(), key, "base", 5s);
   if (!base) return std::nullopt;
   const int processes = 2 * static_cast<int>(members_.size());
-  std::vector<std::string> outs;
-  for (int p = 0; p < processes; ++p) {
-    outs.push_back(dir_ / fmt::format("watchers-{}.out", p));
-    std::remove(outs.back().c_str());
-    watcher_pids_.push_back(test::fork_exec(
-        {self_exe_, "--etcd-watchers", members_[static_cast<std::size_t>(p) % members_.size()].url(), prefix,
-         std::to_string(*base), std::to_string(watchers_in(p, processes, plan.watchers)),
-         std::to_string(plan.writes + 1), outs.back()},
-        dir_ / fmt::format("watchers-{}.log", p)));
-  }
-  auto r = run_watch(plan, outs, lead.pid, server_pids(), [&](int k) {
+  auto start = [&] {
+    watcher_children children;
+    for (int p = 0; p < processes; ++p) {
+      children.outs.push_back(dir_ / fmt::format("watchers-{}.out", p));
+      std::remove(children.outs.back().c_str());
+      watcher_pids_.push_back(test::fork_exec(
+          {self_exe_, "--etcd-watchers", members_[static_cast<std::size_t>(p) % members_.size()].url(), prefix,
+           std::to_string(*base), std::to_string(watchers_in(p, processes, plan.watchers)),
+           std::to_string(plan.writes + 1), children.outs.back()},
+          dir_ / fmt::format("watchers-{}.log", p)));
+    }
+    children.pids = watcher_pids_;
+    return children;
+  };
+  auto r = run_watch(plan, lead.pid, server_pids(), start, [&](int k) {
     return put_call(*lead.ctl, lead.url(), key, std::to_string(k), 5s);
   });
   r.hosting = fmt::format(

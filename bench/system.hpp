@@ -110,8 +110,10 @@ struct watch_result {
   std::vector<double> ack_ms;             // per write: until the write was acknowledged
   int incomplete = 0;                     // writes some watcher had not delivered after 10 s
   double idle_seconds = 0;
+  double leader_cpu_base_pct = 0;         // of one core, before any watcher existed
   double leader_cpu_pct = 0;              // of one core, every watch idle
   double servers_cpu_pct = 0;             // all servers together, likewise
+  double watchers_cpu_pct = 0;            // all watcher processes together, likewise
   std::string failure;                    // why the run stopped early, if it did
 };
 

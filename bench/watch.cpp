@@ -126,13 +126,25 @@ double cpu_of(const std::vector<pid_t>& pids) {
 
 }  // namespace
 
-watch_result run_watch(const watch_plan& plan, const std::vector<std::string>& outs, pid_t leader,
-                       const std::vector<pid_t>& servers, const std::function<bool(int)>& write) {
+watch_result run_watch(const watch_plan& plan, pid_t leader, const std::vector<pid_t>& servers,
+                       const std::function<watcher_children()>& start, const std::function<bool(int)>& write) {
   watch_result r;
   r.watchers = plan.watchers;
-  r.processes = static_cast<int>(outs.size());
+  r.idle_seconds = plan.idle_seconds;
+  auto window = [&](auto&& sample) {
+    auto t0 = clock_type::now();
+    auto before = sample();
+    std::this_thread::sleep_for(std::chrono::duration<double>(plan.idle_seconds));
+    auto after = sample();
+    double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    for (std::size_t i = 0; i < before.size(); ++i) after[i] = 100.0 * (after[i] - before[i]) / seconds;
+    return after;
+  };
+  r.leader_cpu_base_pct = window([&] { return std::vector<double>{test::cpu_seconds(leader)}; })[0];
+  auto started = start();
+  r.processes = static_cast<int>(started.outs.size());
   std::vector<child_output> children;
-  for (const auto& o : outs) {
+  for (const auto& o : started.outs) {
     children.emplace_back();
     children.back().path = o;
   }
@@ -146,13 +158,12 @@ watch_result run_watch(const watch_plan& plan, const std::vector<std::string>& o
     return r;
   }
   std::this_thread::sleep_for(1s);
-  r.idle_seconds = plan.idle_seconds;
-  auto leader0 = test::cpu_seconds(leader), servers0 = cpu_of(servers);
-  auto t0 = clock_type::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(plan.idle_seconds));
-  double window = std::chrono::duration<double>(clock_type::now() - t0).count();
-  r.leader_cpu_pct = 100.0 * (test::cpu_seconds(leader) - leader0) / window;
-  r.servers_cpu_pct = 100.0 * (cpu_of(servers) - servers0) / window;
+  auto cpu = window([&] {
+    return std::vector<double>{test::cpu_seconds(leader), cpu_of(servers), cpu_of(started.pids)};
+  });
+  r.leader_cpu_pct = cpu[0];
+  r.servers_cpu_pct = cpu[1];
+  r.watchers_cpu_pct = cpu[2];
 
   std::mt19937 random(1);
   std::uniform_int_distribution<int> pause_ms(0, 49);

@@ -55,15 +55,24 @@ class watch_recorder {
 // The watchers' shares: `watchers` spread over `processes` children.
 int watchers_in(int process, int processes, int watchers);
 
-// The parent's side: waits for every child in `outs` to watch, writes
-// write 0 (a warm-up, proving every watch delivers, not counted), measures
-// the CPU of `leader` and of all `servers` over `plan.idle_seconds` while
-// every watch is idle, then writes 1 .. plan.writes one at a time, each
+// The watcher children a system started: their output files and pids.
+struct watcher_children {
+  std::vector<std::string> outs;
+  std::vector<pid_t> pids;
+};
+
+// The parent's side: measures the CPU of `leader` over `plan.idle_seconds`
+// before any watcher exists; calls `start` for the watcher children and
+// waits until every one watches; writes write 0 (a warm-up, proving every
+// watch delivers, not counted); measures the CPU of `leader`, of all
+// `servers` and of the watcher processes over `plan.idle_seconds` while
+// every watch is idle; then writes 1 .. plan.writes one at a time, each
 // after every watcher delivered the one before (and a pause of 0-50 ms, so
 // that writes do not fall in step with any periodic work). `write(k)` puts
 // the value k under the prefix and returns whether it was acknowledged.
-// Times count from just before write(k) is called.
-watch_result run_watch(const watch_plan& plan, const std::vector<std::string>& outs, pid_t leader,
-                       const std::vector<pid_t>& servers, const std::function<bool(int)>& write);
+// Times count from just before write(k) is called. The caller stops the
+// children afterwards (they end by themselves once every write arrived).
+watch_result run_watch(const watch_plan& plan, pid_t leader, const std::vector<pid_t>& servers,
+                       const std::function<watcher_children()>& start, const std::function<bool(int)>& write);
 
 }  // namespace conclave::bench
