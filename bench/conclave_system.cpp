@@ -484,8 +484,11 @@ std::optional<watch_result> conclave_system::watch(const watch_plan& plan) {
       "{} watcher processes (process p on master p mod {}), each embedding one node (role worker, --threads 1) whose "
       "peers name only its master, with ~{} watches through node::watch; writes to the leader",
       processes, c.members().size(), plan.watchers / processes);
+  // They end by themselves once every write arrived; 10 s for all of them.
+  auto until = clock_type::now() + 10s;
   for (auto pid : children.pids) {
-    if (!c.wait_exit(pid, 10s)) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock_type::now());
+    if (!c.wait_exit(pid, std::max(left, std::chrono::milliseconds(1)))) {
       ::kill(pid, SIGKILL);
       c.wait_exit(pid, 5s);
     }
