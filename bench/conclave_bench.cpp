@@ -34,10 +34,13 @@ const char* usage_text = R"(usage: conclave-bench [options]
   --workers N            conclave worker processes (2)
   --trials N             trials per scenario and system (10); repeat as
                          --trials SCENARIO=N for one scenario
-  --scenarios LIST       comma-separated (default: all):
+  --scenarios LIST       comma-separated (default: all but watch):
                          leader-crash, leader-freeze, leader-stop, leader-cutoff,
                          worker-crash, failover-workers, failover-lock,
-                         lock-cycle, lock-handoff, write
+                         lock-cycle, lock-handoff, write, watch
+  --watchers N           watch: watchers on one prefix (1000)
+  --watch-writes N       watch: single writes timed to every watcher (20)
+  --watch-idle-seconds S watch: the leader's CPU window, every watch idle (10)
   --seconds S            durable-write throughput for S seconds at 1, 8 and 64
                          clients (3; 0 skips it)
   --scale N              heartbeat scale with N simulated workers (10000; 0 skips)
@@ -144,8 +147,10 @@ void progress(const std::string& what, int done, int total) {
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--swarm") return swarm_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--lock-holder") return lock_holder_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--watch-node") return watch_node_main(argc - 1, argv + 1);
 #ifdef CONCLAVE_BENCH_ETCD
   if (argc > 1 && std::string(argv[1]) == "--etcd-holder") return etcd_holder_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--etcd-watchers") return etcd_watchers_main(argc - 1, argv + 1);
 #endif
 #ifdef CONCLAVE_BENCH_ZOOKEEPER
   if (argc > 1 && std::string(argv[1]) == "--zk-holder") return zookeeper_holder_main(argc - 1, argv + 1);
@@ -153,6 +158,7 @@ int main(int argc, char** argv) {
   int masters = 3, workers = 2, trial_count = 10, scale_sessions = 10000;
   double load_seconds = 3, scale_seconds = 5;
   std::uint64_t recovery_entries = 1000000;
+  watch_plan watch;
   bool json = false;
   std::string svg, binary = "build/roles/conclave", compare, timing = "both";
   std::vector<std::string> scenarios = {"leader-crash",     "leader-freeze", "leader-stop", "leader-cutoff",
@@ -189,6 +195,9 @@ int main(int argc, char** argv) {
     else if (a == "--scale-seconds") scale_seconds = std::atof(next().c_str());
     else if (a == "--recovery-entries") recovery_entries = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--scenarios") scenarios = split(next());
+    else if (a == "--watchers") watch.watchers = std::atoi(next().c_str());
+    else if (a == "--watch-writes") watch.writes = std::atoi(next().c_str());
+    else if (a == "--watch-idle-seconds") watch.idle_seconds = std::atof(next().c_str());
     else if (a == "--help" || a == "-h") {
       fmt::print("{}", usage_text);
       return 0;
@@ -229,6 +238,15 @@ int main(int argc, char** argv) {
 
     // Trials interleaved: trial t of every system before trial t + 1.
     for (const auto& scenario : scenarios) {
+      // One run per system, not trials.
+      if (scenario == "watch") {
+        for (const auto& s : systems) {
+          if (stop_requested) break;
+          fmt::print(stderr, "watch: {} with {} watchers...\n", s->name(), watch.watchers);
+          report.watch.push_back(s->watch(watch));
+        }
+        continue;
+      }
       auto& per = report.times[scenario];
       per.assign(systems.size(), trials{});
       bool leader_scenario = scenario.rfind("leader-", 0) == 0;

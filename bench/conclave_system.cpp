@@ -10,8 +10,11 @@
 #include <thread>
 
 #include "bench/load.hpp"
+#include "bench/watch.hpp"
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
+#include "roles/node.hpp"
+#include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 
@@ -446,6 +449,79 @@ std::optional<scale_result> conclave_system::scale(int sessions, double seconds)
   }
   add_heartbeat_reports(reports, r);
   return r;
+}
+
+// The watch scenario: watcher processes (two per master), each a host
+// embedding one node (role worker) whose `peers` names one master, with its
+// share of the watches made through node::watch; the writes go to the leader.
+std::optional<watch_result> conclave_system::watch(const watch_plan& plan) {
+  auto& c = impl_->cluster;
+  const std::string prefix = "/bench/watch/", key = prefix + "k";
+  auto leader = c.wait_for_leader(10s);
+  if (!leader) return std::nullopt;
+  auto base = impl_->propose_value(put_command(key, "base"));
+  if (!base) return std::nullopt;
+  const int processes = 2 * static_cast<int>(c.members().size());
+  watcher_children children;
+  auto start = [&] {
+    for (int p = 0; p < processes; ++p) {
+      const auto& m = c.members()[static_cast<std::size_t>(p) % c.members().size()];
+      auto name = "bench-watcher-" + std::to_string(p);
+      children.outs.push_back(c.path(name + ".out"));
+      std::remove(children.outs.back().c_str());
+      children.pids.push_back(c.spawn({impl_->self_exe, "--watch-node", std::to_string(m.id) + "=" + m.address.text(),
+                                       c.cluster_id, name, prefix, std::to_string(*base),
+                                       std::to_string(watchers_in(p, processes, plan.watchers)),
+                                       std::to_string(plan.writes + 1), children.outs.back()},
+                                      name + ".log"));
+    }
+    return children;
+  };
+  auto r = run_watch(plan, c.at(*leader).pid, server_pids(), start, [&](int k) {
+    return c.client().propose(wire::encode_command(put_command(key, std::to_string(k))), 5s).has_value();
+  });
+  r.hosting = fmt::format(
+      "{} watcher processes (process p on master p mod {}), each embedding one node (role worker, --threads 1) whose "
+      "peers name only its master, with ~{} watches through node::watch; writes to the leader",
+      processes, c.members().size(), plan.watchers / processes);
+  // They end by themselves once every write arrived; 10 s for all of them.
+  auto until = clock_type::now() + 10s;
+  for (auto pid : children.pids) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock_type::now());
+    if (!c.wait_exit(pid, std::max(left, std::chrono::milliseconds(1)))) {
+      ::kill(pid, SIGKILL);
+      c.wait_exit(pid, 5s);
+    }
+  }
+  return r;
+}
+
+int watch_node_main(int argc, char** argv) {
+  if (argc != 9) {
+    fmt::print(stderr, "usage: conclave-bench --watch-node ID=HOST:PORT CLUSTER_ID NAME PREFIX AFTER COUNT WRITES OUT\n");
+    return 2;
+  }
+  std::string master = argv[1], cluster_id = argv[2], name = argv[3], prefix = argv[4];
+  registry::revision after = std::strtoull(argv[5], nullptr, 10);
+  int count = std::atoi(argv[6]);
+  watch_recorder recorder(count, std::atoi(argv[7]), argv[8]);
+  caf::actor_system sys{server_system_config(1)};
+  auto n = node::start(sys, {{"role", "worker"}, {"name", name}, {"peers", master}, {"cluster-id", cluster_id}});
+  if (!n) {
+    fmt::print(stderr, "watch node: {}\n", n.error().message());
+    return 1;
+  }
+  for (int w = 0; w < count; ++w) {
+    (*n)->watch(
+        prefix, [&recorder, w](const registry::change& ch) { recorder.delivered(w, ch.value); },
+        [](const registry::watch_listing&) { fmt::print(stderr, "watch node: a watch fell behind the history\n"); },
+        after);
+  }
+  recorder.watching();
+  const pid_t parent = ::getppid();
+  while (!recorder.complete() && ::getppid() == parent) std::this_thread::sleep_for(20ms);
+  n->reset();  // the member leaves; its watches end before the recorder goes
+  return 0;
 }
 
 recovery_result conclave_system::recovery(std::uint64_t entries) {

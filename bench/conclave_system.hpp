@@ -32,6 +32,7 @@ class conclave_system : public system_under_test {
   std::optional<double> last_new_leader_ms() const override;
   throughput writes(int clients, double seconds) override;
   std::optional<scale_result> scale(int sessions, double seconds) override;
+  std::optional<watch_result> watch(const watch_plan& plan) override;
   std::vector<pid_t> server_pids() const override;
 
   // Stops a follower, writes `entries` entries, restarts it and times its
@@ -42,5 +43,12 @@ class conclave_system : public system_under_test {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+// conclave-bench --watch-node ID=HOST:PORT CLUSTER_ID NAME PREFIX AFTER COUNT WRITES OUT:
+// a watcher process of the watch scenario (bench/watch.hpp): one embedded
+// node (role worker, NAME) on that master, COUNT watches of PREFIX after
+// revision AFTER through node::watch, until every watch delivered WRITES
+// writes or the parent is gone.
+int watch_node_main(int argc, char** argv);
 
 }  // namespace conclave::bench

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <thread>
 
+#include "bench/watch.hpp"
 #include "test/processes.hpp"
 #include "test/temp_dir.hpp"
 
@@ -50,6 +51,32 @@ std::string base64(std::string_view in) {
     for (std::size_t k = 0; k < 3; ++k) v = (v << 8) | (k < n ? static_cast<unsigned char>(in[i + k]) : 0u);
     // n bytes give n + 1 digits, padded with '=' to four.
     for (std::size_t k = 0; k < 4; ++k) out += k <= n ? digits[(v >> (18 - 6 * k)) & 63] : '=';
+  }
+  return out;
+}
+
+// The bytes of base64 text (what is not a base64 digit ends it).
+std::string unbase64(std::string_view in) {
+  auto digit = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  std::uint32_t v = 0;
+  int bits = 0;
+  for (char c : in) {
+    int d = digit(c);
+    if (d < 0) break;
+    v = (v << 6) | static_cast<std::uint32_t>(d);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((v >> bits) & 0xff);
+    }
   }
   return out;
 }
@@ -185,6 +212,15 @@ bool put_call(http& h, const std::string& url, const std::string& key, const std
   auto on_lease = lease.empty() ? std::string() : fmt::format(R"(,"lease":"{}")", lease);
   auto body = fmt::format(R"({{"key":"{}","value":"{}"{}}})", base64(key), base64(value), on_lease);
   return h.post(url + "/v3/kv/put", body, timeout).has_value();
+}
+
+// A put that answers with the store's revision after it.
+std::optional<std::uint64_t> put_revision_call(http& h, const std::string& url, const std::string& key,
+                                               const std::string& value, milliseconds timeout) {
+  auto body = fmt::format(R"({{"key":"{}","value":"{}"}})", base64(key), base64(value));
+  auto r = h.post(url + "/v3/kv/put", body, timeout);
+  if (!r) return std::nullopt;
+  return json_u64(*r, "revision");
 }
 
 // The value under `key`, still in base64, or "" when there is none.
@@ -396,6 +432,102 @@ int hold_many(const std::string& urls, int count, long ttl_s, double seconds, co
 }
 
 // ---------------------------------------------------------------------------
+// Watcher children of the watch scenario.
+
+// One watch: a streaming POST /v3/watch on its own connection. The gateway
+// answers with one JSON object per line.
+struct watch_stream {
+  int watcher = 0;
+  watch_recorder* recorder = nullptr;
+  int* created = nullptr;  // watches the server confirmed
+  std::string pending;     // an unfinished line
+
+  static std::size_t on_data(char* data, std::size_t size, std::size_t n, void* user) {
+    auto* s = static_cast<watch_stream*>(user);
+    s->pending.append(data, size * n);
+    std::size_t from = 0;
+    for (auto nl = s->pending.find('\n'); nl != std::string::npos; from = nl + 1, nl = s->pending.find('\n', from))
+      s->take(std::string_view(s->pending).substr(from, nl - from));
+    s->pending.erase(0, from);
+    return size * n;
+  }
+
+  void take(std::string_view line) {
+    if (line.find("\"created\":true") != std::string_view::npos) ++*created;
+    auto events = line.find("\"events\":");
+    if (events == std::string_view::npos) return;
+    const std::string_view field = "\"value\":\"";
+    for (auto p = line.find(field, events); p != std::string_view::npos; p = line.find(field, p + 1)) {
+      auto start = p + field.size();
+      recorder->delivered(watcher, unbase64(line.substr(start, line.find('"', start) - start)));
+    }
+  }
+};
+
+// `--etcd-watchers URL PREFIX AFTER COUNT WRITES OUT`: COUNT watches of
+// PREFIX from revision AFTER + 1 on the member at URL, each its own HTTP
+// connection, all driven by one thread through libcurl's multi interface;
+// records deliveries with a watch_recorder (bench/watch.hpp) until every
+// watch delivered WRITES writes, or a stream ends, or the parent is gone.
+int watch_many(const std::string& url, const std::string& prefix, const std::string& after, int count, int writes,
+               const std::string& out) {
+  const pid_t parent = ::getppid();
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
+  watch_recorder recorder(count, writes, out);
+  auto end = prefix;
+  ++end.back();
+  auto body = fmt::format(R"({{"create_request":{{"key":"{}","range_end":"{}","start_revision":"{}"}}}})",
+                          base64(prefix), base64(end), std::strtoull(after.c_str(), nullptr, 10) + 1);
+  auto target = url + "/v3/watch";
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Expect:");
+  CURLM* multi = curl_multi_init();
+  int created = 0;
+  std::vector<watch_stream> streams(static_cast<std::size_t>(count));
+  std::vector<CURL*> handles;
+  for (int w = 0; w < count; ++w) {
+    auto& s = streams[static_cast<std::size_t>(w)];
+    s.watcher = w;
+    s.recorder = &recorder;
+    s.created = &created;
+    CURL* e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, target.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &watch_stream::on_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &s);
+    curl_multi_add_handle(multi, e);
+    handles.push_back(e);
+  }
+  bool announced = false;
+  int rc = 0;
+  for (int running = 1; !recorder.complete() && ::getppid() == parent;) {
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      fmt::print(stderr, "etcd watchers: a watch stream ended: {}\n", curl_easy_strerror(m->data.result));
+      rc = 1;
+    }
+    if (rc) break;
+    if (!announced && created == count) {
+      recorder.watching();
+      announced = true;
+    }
+    curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+  for (auto* e : handles) {
+    curl_multi_remove_handle(multi, e);
+    curl_easy_cleanup(e);
+  }
+  curl_multi_cleanup(multi);
+  curl_slist_free_all(headers);
+  return rc;
+}
+
+// ---------------------------------------------------------------------------
 // The cluster and the scenarios.
 
 enum class timing { defaults, matched };
@@ -473,6 +605,7 @@ class etcd_system final : public compared_system {
 
   throughput writes(int clients, double seconds) override;
   std::optional<scale_result> scale(int sessions, double seconds) override;
+  std::optional<watch_result> watch(const watch_plan& plan) override;
 
   std::vector<pid_t> server_pids() const override {
     std::vector<pid_t> pids;
@@ -609,6 +742,8 @@ class etcd_system final : public compared_system {
     holder_pid_ = -1;
     for (auto pid : swarm_pids_) test::kill_pid(pid);
     swarm_pids_.clear();
+    for (auto pid : watcher_pids_) test::kill_pid(pid);
+    watcher_pids_.clear();
     for (auto& m : members_) {
       test::kill_pid(m.pid);
       m.pid = -1;
@@ -909,6 +1044,7 @@ class etcd_system final : public compared_system {
   std::string lock_lease_;  // lock-cycle's lease
   pid_t holder_pid_ = -1;
   std::vector<pid_t> swarm_pids_;  // `--etcd-holder many` children of scale()
+  std::vector<pid_t> watcher_pids_;  // `--etcd-watchers` children of watch()
   int holders_started_ = 0;
   std::vector<std::unique_ptr<contender>> contenders_;
   bool contenders_broken_ = false;
@@ -1034,12 +1170,63 @@ bool etcd_system::await_swarms(const std::string& word, std::chrono::duration<do
   return false;
 }
 
+// The watch scenario: watcher children (two per member), each watch a
+// stream of its own through the member's JSON gateway; the writes go to
+// the leader.
+std::optional<watch_result> etcd_system::watch(const watch_plan& plan) {
+  const std::string prefix = "/bench/watch/", key = prefix + "k";
+  auto leader = leader_index();
+  if (!leader) return std::nullopt;
+  auto& lead = members_[*leader];
+  auto base = put_revision_call(*lead.ctl, lead.url(), key, "base", 5s);
+  if (!base) return std::nullopt;
+  const int processes = 2 * static_cast<int>(members_.size());
+  auto start = [&] {
+    watcher_children children;
+    for (int p = 0; p < processes; ++p) {
+      children.outs.push_back(dir_ / fmt::format("watchers-{}.out", p));
+      std::remove(children.outs.back().c_str());
+      watcher_pids_.push_back(test::fork_exec(
+          {self_exe_, "--etcd-watchers", members_[static_cast<std::size_t>(p) % members_.size()].url(), prefix,
+           std::to_string(*base), std::to_string(watchers_in(p, processes, plan.watchers)),
+           std::to_string(plan.writes + 1), children.outs.back()},
+          dir_ / fmt::format("watchers-{}.log", p)));
+    }
+    children.pids = watcher_pids_;
+    return children;
+  };
+  auto r = run_watch(plan, lead.pid, server_pids(), start, [&](int k) {
+    return put_call(*lead.ctl, lead.url(), key, std::to_string(k), 5s);
+  });
+  r.hosting = fmt::format(
+      "{} watcher processes (process p on member p mod {}), each one thread driving its ~{} watches with libcurl's "
+      "multi interface, every watch a streaming POST /v3/watch of its own (HTTP/1.1, one connection each) through "
+      "the member's JSON gateway; writes to the leader",
+      processes, members_.size(), plan.watchers / processes);
+  // They end by themselves once every write arrived; 10 s for all of them.
+  auto until = clock_type::now() + 10s;
+  for (auto pid : watcher_pids_) {
+    auto left = std::chrono::duration_cast<milliseconds>(until - clock_type::now());
+    if (!test::wait_pid(pid, std::max(left, milliseconds(1)))) test::kill_pid(pid);
+  }
+  watcher_pids_.clear();
+  return r;
+}
+
 }  // namespace
 
 std::unique_ptr<system_under_test> make_etcd(const std::string& timing_name, const std::string& self_exe) {
   if (timing_name != "defaults" && timing_name != "matched")
     throw std::runtime_error("etcd timing must be \"defaults\" or \"matched\", not \"" + timing_name + "\"");
   return std::make_unique<etcd_system>(timing_name == "matched" ? timing::matched : timing::defaults, self_exe);
+}
+
+int etcd_watchers_main(int argc, char** argv) {
+  if (argc != 7) {
+    fmt::print(stderr, "usage: --etcd-watchers URL PREFIX AFTER COUNT WRITES OUT\n");
+    return 2;
+  }
+  return watch_many(argv[1], argv[2], argv[3], std::atoi(argv[4]), std::atoi(argv[5]), argv[6]);
 }
 
 int etcd_holder_main(int argc, char** argv) {

@@ -147,6 +147,7 @@ std::string describe_scenario(const std::string& s) {
   if (s == "lock-cycle") return "uncontended lock acquire + release";
   if (s == "lock-handoff") return "release until the next of four contenders holds the lock";
   if (s == "write") return "one durable write";
+  if (s == "watch") return "watchers on one prefix: from a write's send until every watcher delivered it";
   return s;
 }
 
@@ -212,6 +213,30 @@ void print_table(const run_report& r) {
     fmt::print("  kill -9 and restart with every entry local: {:.0f} ms, peak RSS {:.1f} MiB\n", v.restart_ms,
                v.restart_peak_rss_mib);
   }
+  bool any_watch = std::any_of(r.watch.begin(), r.watch.end(), [](const auto& w) { return w.has_value(); });
+  if (any_watch) {
+    fmt::print("\nwatch: {} (ms)\n", describe_scenario("watch"));
+    fmt::print("  {:<28} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>12} {:>13}\n", "system", "watchers",
+               "writes", "each p50", "each p99", "all p50", "all max", "write p50", "leader CPU%", "servers CPU%",
+               "watchers CPU%");
+    for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
+      if (!r.watch[i]) continue;
+      const auto& w = *r.watch[i];
+      fmt::print("  {:<28} {:>8} {:>6} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.2f} {:>13} {:>12.1f} {:>13.1f}{}{}\n",
+                 r.systems[i],
+                 w.watchers, w.all_delivered_ms.size(), percentile(w.delivery_ms, 0.5), percentile(w.delivery_ms, 0.99),
+                 percentile(w.all_delivered_ms, 0.5), percentile(w.all_delivered_ms, 1.0), percentile(w.ack_ms, 0.5),
+                 fmt::format("{:.1f} ({:.1f})", w.leader_cpu_pct, w.leader_cpu_base_pct), w.servers_cpu_pct,
+                 w.watchers_cpu_pct, w.incomplete ? fmt::format("  ({} writes not delivered to every watcher within 10 s)", w.incomplete) : "",
+                 w.failure.empty() ? "" : "  FAILED: " + w.failure);
+    }
+    fmt::print("  each: per (write, watcher); all: per write, until its last watcher had it; CPU% of one core over {:.0f} s "
+               "with every watch idle (in brackets: the leader before any watcher existed)\n",
+               r.watch.front() ? r.watch.front()->idle_seconds : 0.0);
+    for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
+      if (r.watch[i]) fmt::print("  {}: {}\n", r.systems[i], r.watch[i]->hosting);
+    }
+  }
   fmt::print("\ntargets (issue #6)\n");
   for (const auto& t : targets(r)) {
     fmt::print("  [{}] {}{}\n", t.measured.empty() ? "not measured" : t.met ? "met" : "MISSED", t.text,
@@ -270,6 +295,21 @@ void print_json(const run_report& r) {
                "\"errors\":{}}}",
                first ? "" : ",", json_escape(r.systems[i]), s.sessions, s.interval_ms, s.leader_cpu_pct,
                s.heartbeat_ms_p50, s.heartbeat_ms_p99, s.detect_ms, s.heartbeats, s.errors);
+    first = false;
+  }
+  fmt::print("],\"watch\":[");
+  first = true;
+  for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
+    if (!r.watch[i]) continue;
+    const auto& w = *r.watch[i];
+    fmt::print("{}{{\"system\":\"{}\",\"watchers\":{},\"processes\":{},\"writes\":{},\"incomplete\":{},"
+               "\"delivery_ms_p50\":{:.3f},\"delivery_ms_p99\":{:.3f},\"all_delivered_ms_p50\":{:.3f},"
+               "\"all_delivered_ms_max\":{:.3f},\"write_ack_ms_p50\":{:.3f},\"idle_seconds\":{:.1f},"
+               "\"leader_cpu_base_pct\":{:.1f},\"leader_cpu_pct\":{:.1f},\"servers_cpu_pct\":{:.1f},\"watchers_cpu_pct\":{:.1f},\"failure\":\"{}\",\"hosting\":\"{}\"}}",
+               first ? "" : ",", json_escape(r.systems[i]), w.watchers, w.processes, w.all_delivered_ms.size(),
+               w.incomplete, percentile(w.delivery_ms, 0.5), percentile(w.delivery_ms, 0.99),
+               percentile(w.all_delivered_ms, 0.5), percentile(w.all_delivered_ms, 1.0), percentile(w.ack_ms, 0.5),
+               w.idle_seconds, w.leader_cpu_base_pct, w.leader_cpu_pct, w.servers_cpu_pct, w.watchers_cpu_pct, json_escape(w.failure), json_escape(w.hosting));
     first = false;
   }
   fmt::print("]");

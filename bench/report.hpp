@@ -25,6 +25,7 @@ struct run_report {
   std::vector<double> rss_idle_mib, rss_load_mib;       // per system: largest server
   std::vector<std::optional<scale_result>> scale;       // per system
   std::optional<recovery_result> recovery;              // conclave's
+  std::vector<std::optional<watch_result>> watch;       // per system, when the watch scenario ran
 };
 
 // What a scenario measures, one line.

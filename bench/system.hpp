@@ -93,6 +93,30 @@ inline void add_heartbeat_reports(const std::vector<std::string>& texts, scale_r
   r.heartbeat_ms_p99 = *std::max_element(p99s.begin(), p99s.end());
 }
 
+// The watch scenario: `watchers` watches on one prefix, spread round-robin
+// over the servers, then `writes` single writes under it, one at a time.
+struct watch_plan {
+  int watchers = 1000;
+  int writes = 20;
+  double idle_seconds = 10;  // the CPU window with every watch idle
+};
+
+struct watch_result {
+  int watchers = 0;
+  int processes = 0;                      // watcher processes they ran in
+  std::string hosting;                    // how the watchers were hosted, one line
+  std::vector<double> delivery_ms;        // per (write, watcher): from the write's send until delivered
+  std::vector<double> all_delivered_ms;   // per write: until its last watcher delivered it
+  std::vector<double> ack_ms;             // per write: until the write was acknowledged
+  int incomplete = 0;                     // writes some watcher had not delivered after 10 s
+  double idle_seconds = 0;
+  double leader_cpu_base_pct = 0;         // of one core, before any watcher existed
+  double leader_cpu_pct = 0;              // of one core, every watch idle
+  double servers_cpu_pct = 0;             // all servers together, likewise
+  double watchers_cpu_pct = 0;            // all watcher processes together, likewise
+  std::string failure;                    // why the run stopped early, if it did
+};
+
 class system_under_test {
  public:
   virtual ~system_under_test() = default;
@@ -131,6 +155,12 @@ class system_under_test {
   virtual std::optional<scale_result> scale(int sessions, double seconds) {
     (void)sessions;
     (void)seconds;
+    return std::nullopt;
+  }
+
+  // The watch scenario (bench/watch.hpp). Nothing when the system does not offer it.
+  virtual std::optional<watch_result> watch(const watch_plan& plan) {
+    (void)plan;
     return std::nullopt;
   }
 

@@ -8,33 +8,49 @@
 
 #include <unistd.h>
 
-TEST_CASE("conclave-bench runs every scenario once and reports it") {
+namespace {
+
+struct bench_run {
+  int status = -1;
+  std::string out;  // the report
+  std::string log;  // the harness's own log (which trial failed and why)
+};
+
+// Runs conclave-bench with `args` under its own deadline, inside meson's
+// (300 s): a run that hangs still ends with its log shown (SIGTERM lets the
+// harness stop its processes).
+bench_run run_bench(const std::string& args, int deadline_s) {
   const char* env = std::getenv("CONCLAVE_BENCH");
   const char* bin = std::getenv("CONCLAVE_BIN");
-  // The harness's own log (which trial failed and why) is shown on failure.
   char pattern[] = "/tmp/conclave-bench-smoke-XXXXXX";
   int fd = ::mkstemp(pattern);
   REQUIRE(fd >= 0);
   ::close(fd);
   std::string errors = pattern;
-  // Its own deadline, inside meson's (300 s): a run that hangs still ends
-  // with its log shown below (SIGTERM lets the harness stop its processes).
-  std::string cmd = std::string("timeout -k 10 200 ") + (env ? env : "build/bench/conclave-bench") + " --trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000 --json --binary " +
-                    (bin ? bin : "build/roles/conclave") + " 2>" + errors;
+  std::string cmd = "timeout -k 10 " + std::to_string(deadline_s) + " " + (env ? env : "build/bench/conclave-bench") +
+                    " " + args + " --json --binary " + (bin ? bin : "build/roles/conclave") + " 2>" + errors;
+  bench_run r;
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
-  std::string out;
   char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int status = ::pclose(p);
-  std::string log;
+  while (std::fgets(buf, sizeof buf, p)) r.out += buf;
+  r.status = ::pclose(p);
   if (std::FILE* e = std::fopen(errors.c_str(), "r")) {
-    while (std::fgets(buf, sizeof buf, e)) log += buf;
+    while (std::fgets(buf, sizeof buf, e)) r.log += buf;
     std::fclose(e);
   }
   std::remove(errors.c_str());
-  INFO("conclave-bench's log:\n" << (log.size() > 8000 ? "..." + log.substr(log.size() - 8000) : log));
-  CHECK(status == 0);
+  if (r.log.size() > 8000) r.log = "..." + r.log.substr(r.log.size() - 8000);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("conclave-bench runs every scenario once and reports it") {
+  auto run = run_bench("--trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000", 200);
+  const auto& out = run.out;
+  INFO("conclave-bench's log:\n" << run.log);
+  CHECK(run.status == 0);
   for (auto scenario : {"leader-crash", "leader-freeze", "leader-stop", "leader-cutoff", "worker-crash",
                         "failover-workers", "failover-lock", "lock-cycle", "lock-handoff", "write"}) {
     auto pos = out.find(std::string("\"scenario\":\"") + scenario + "\"");
@@ -58,4 +74,20 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   CHECK_MESSAGE(std::strtoull(out.c_str() + beats + 13, nullptr, 10) > 0, out);
   // Recovery: the restarted master caught up both times.
   CHECK_MESSAGE(out.find("\"ok\":true", out.find("\"recovery\":")) != std::string::npos, out);
+}
+
+// The watch scenario (not in the default run), tiny: every watcher got every
+// write, through whatever node::watch does (polling or push).
+TEST_CASE("conclave-bench's watch scenario delivers every write to every watcher") {
+  auto run = run_bench("--scenarios watch --watchers 30 --watch-writes 3 --watch-idle-seconds 1 --seconds 0 --scale 0 "
+                       "--recovery-entries 0",
+                       60);
+  INFO("conclave-bench's log:\n" << run.log);
+  CHECK(run.status == 0);
+  auto watch = run.out.find("\"watch\":[{\"system\":\"conclave\"");
+  REQUIRE_MESSAGE(watch != std::string::npos, run.out);
+  auto row = run.out.substr(watch, run.out.find('}', watch) - watch);
+  CHECK_MESSAGE(row.find("\"watchers\":30,") != std::string::npos, row);
+  CHECK_MESSAGE(row.find("\"writes\":3,\"incomplete\":0,") != std::string::npos, row);
+  CHECK_MESSAGE(row.find("\"failure\":\"\"") != std::string::npos, row);
 }
