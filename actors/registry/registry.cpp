@@ -319,9 +319,13 @@ const lock* registry::find_lock(const std::string& name) const {
 
 std::optional<std::vector<change>> registry::changes_since(revision after, const std::string& prefix) const {
   if (after < s_.history_floor) return std::nullopt;  // compacted: history no longer reaches back that far
+  // The history is in revision order: a lookup finds the first change after
+  // `after`, and only the changes after it are read.
   std::vector<change> out;
-  for (const auto& c : s_.history) {
-    if (c.rev > after && c.key.compare(0, prefix.size(), prefix) == 0) out.push_back(c);
+  auto first = std::upper_bound(s_.history.begin(), s_.history.end(), after,
+                                [](revision r, const change& c) { return r < c.rev; });
+  for (auto it = first; it != s_.history.end(); ++it) {
+    if (it->key.compare(0, prefix.size(), prefix) == 0) out.push_back(*it);
   }
   return out;
 }
