@@ -21,5 +21,12 @@ using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;  // (subscribe_atom, actor): role changes to it
 using role_atom = caf::atom_constant<caf::atom("role")>;            // (role_atom, leading, term, leader id)
+// Push subscriptions (actors/registry/subscriptions.hpp, schema/push.capnp):
+//   (pushsub_atom, id, subscription bytes) -> error text (empty: accepted)
+//   (unsub_atom, id)
+//   master -> subscriber: (push_atom, id, kind, registry snapshot bytes); id 0: progress of every watch
+using pushsub_atom = caf::atom_constant<caf::atom("pushsub")>;
+using unsub_atom = caf::atom_constant<caf::atom("unsub")>;
+using push_atom = caf::atom_constant<caf::atom("push")>;
 
 }  // namespace conclave

@@ -6,14 +6,17 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "actors/atoms.hpp"
 #include "actors/log.hpp"
 #include "actors/registry/registry_machine.hpp"
+#include "actors/registry/registry_push.hpp"
 #include "actors/registry/registry_service.hpp"
 #include "roles/member_agent.hpp"
+#include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
@@ -31,8 +34,8 @@ struct node::impl {
   std::atomic<int> agent_exit{0};
   std::shared_ptr<std::atomic<std::uint64_t>> session = std::make_shared<std::atomic<std::uint64_t>>(0);
   std::thread agent;
-  std::mutex watchers_mutex;  // watch() and on_members() may be called from any thread
-  std::vector<std::thread> watchers;
+  // Watches, lock waits and member listeners: pushed by a master.
+  std::unique_ptr<push_client> push;
   std::mutex client_mutex;
   std::unique_ptr<raft_client> client;
   std::atomic<bool> leading{false};
@@ -101,6 +104,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     live.suspect_after_ms = 3 * static_cast<std::uint64_t>(cfg->agent.heartbeat_ms);
     setup.machine = machine;
     setup.service = std::make_shared<registry::registry_service>(machine, live);
+    setup.push = std::make_shared<registry::registry_push>(machine, cfg->raft.cluster_id);
     auto started = start_server(sys, setup);
     if (!started) return started.error();
     p->peer = started->peer;
@@ -128,6 +132,9 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   }
   p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
   p->client->set_keys(cfg->agent.keys);
+  // Subscriptions go to one master; members spread over them by name.
+  p->push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys,
+                                          std::hash<std::string>{}(cfg->agent.me.id));
   auto* raw = p.get();
   p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   return std::unique_ptr<node>(new node(std::move(p)));
@@ -138,12 +145,7 @@ node::~node() {
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();
-  std::vector<std::thread> watchers;
-  {
-    std::lock_guard<std::mutex> guard(impl_->watchers_mutex);
-    watchers.swap(impl_->watchers);
-  }
-  for (auto& w : watchers) w.join();
+  impl_->push.reset();  // no watch or listener callback runs after this
   // The role listener uses impl_: it is gone before impl_ is.
   if (impl_->role_listener) {
     caf::scoped_actor self{impl_->sys};
@@ -214,20 +216,32 @@ void node::watch(const std::string& prefix, std::function<void(const registry::c
                  std::optional<registry::revision> after) {
   assert(on_change);
   assert(on_compacted);
-  auto* p = impl_.get();
-  std::lock_guard<std::mutex> guard(p->watchers_mutex);
-  p->watchers.emplace_back([p, prefix, on_change, on_compacted, after] {
-    raft_client c(p->sys, p->cfg.agent.cluster_id, p->cfg.agent.masters);
-    c.set_keys(p->cfg.agent.keys);
-    registry::watch_cursor cursor(prefix, after);
-    while (!p->stop) {
-      auto r = c.read("bin:" + cursor.query(), 2000ms);
-      if (r) {
-        if (auto st = wire::decode_registry_snapshot(r->result)) cursor.take(*st, on_change, on_compacted);
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-  });
+  // Where the watch is: every change up to here was delivered. Touched only
+  // on the push client's thread (handler and resume run there).
+  auto at = std::make_shared<std::optional<registry::revision>>(after);
+  impl_->push->subscribe([prefix, at] { return registry::subscription{registry::watch_subscription{prefix, *at}}; },
+                         [at, on_change, on_compacted](const registry::push& p) {
+                           // A master behind what was delivered repeats nothing.
+                           bool ahead = !*at || p.state.rev > **at;
+                           switch (p.kind) {
+                             case registry::push_kind::changes:
+                               for (const auto& c : p.state.history) {
+                                 if (!*at || c.rev > **at) on_change(c);
+                               }
+                               break;
+                             case registry::push_kind::compacted:
+                               if (ahead) {
+                                 registry::watch_listing l;
+                                 l.after = at->value_or(0);
+                                 l.rev = p.state.rev;
+                                 l.keys.assign(p.state.keys.begin(), p.state.keys.end());
+                                 on_compacted(l);
+                               }
+                               break;
+                             default: break;  // progress
+                           }
+                           if (ahead) *at = p.state.rev;
+                         });
 }
 
 expected<node::lock_grant> node::lock(const std::string& name, std::chrono::milliseconds timeout) {
@@ -261,31 +275,58 @@ expected<node::lock_grant> node::lock(const std::string& name, std::chrono::mill
   if (o->code != registry::code::queued) {
     return make_error(errc::unavailable, std::string(registry::to_string(o->code)) + ": " + o->detail);
   }
-  // Queued: wait for the grant until `timeout`, then cancel the wait until
-  // the lock as the registry has it shows this session neither holding nor
-  // waiting (a cancel may cross a grant: then the grant is returned).
+  // Queued: the master pushes the grant (or the end of the wait) when it
+  // applies it.
+  struct wait_state {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::optional<registry::push> outcome;
+  };
+  auto w = std::make_shared<wait_state>();
+  auto queued_at = o->value;
+  auto sub = impl_->push->subscribe(
+      [name, s, queued_at] { return registry::subscription{registry::lock_subscription{name, s, queued_at}}; },
+                                    [w](const registry::push& p) {
+                                      if (p.kind != registry::push_kind::granted && p.kind != registry::push_kind::gone) {
+                                        return;
+                                      }
+                                      std::lock_guard<std::mutex> guard(w->mutex);
+                                      if (!w->outcome) w->outcome = p;
+                                      w->cv.notify_all();
+                                    });
+  std::optional<registry::push> outcome;
+  {
+    std::unique_lock<std::mutex> guard(w->mutex);
+    // Woken by the push; every 100 ms it also looks whether the node stops
+    // or the member's session ended (those come from elsewhere).
+    while (!w->outcome && std::chrono::steady_clock::now() < until && !impl_->stop && session() == s) {
+      w->cv.wait_for(guard, 100ms);
+    }
+    outcome = w->outcome;
+  }
+  impl_->push->unsubscribe(sub);
+  if (outcome && outcome->kind == registry::push_kind::granted) {
+    return lock_grant{name, outcome->state.locks.at(name).token};
+  }
+  if (session() != s) return session_ended();
+  if (outcome) return make_error(errc::unavailable, "no longer waiting for lock '" + name + "'");
+  // Timed out (or stopping): cancel the wait until the registry shows this
+  // session neither holding nor waiting (a cancel may cross a grant: then
+  // the grant is returned).
   for (;;) {
-    if (session() != s) return session_ended();
+    auto cancelled = impl_->run(registry::cancel_lock_wait{name, s});
     auto st = impl_->binary_query("lock " + name, false);
-    if (!st) {
-      if (impl_->stop) return st.error();  // leaving: the session closes with the node
-      std::this_thread::sleep_for(20ms);
+    if (!cancelled || !st) {
+      if (impl_->stop) return make_error(errc::unavailable, "the node is stopping");  // the session closes with it
+      if (session() != s) return session_ended();
+      std::this_thread::sleep_for(20ms);  // no leader: ask again
       continue;
     }
     auto it = st->locks.find(name);
     if (it != st->locks.end() && it->second.holder == s) return lock_grant{name, it->second.token};
     bool waiting = it != st->locks.end() &&
                    std::find(it->second.waiters.begin(), it->second.waiters.end(), s) != it->second.waiters.end();
-    bool time_left = std::chrono::steady_clock::now() < until;
-    if (!waiting) {
-      return make_error(errc::unavailable, (time_left ? "no longer waiting for lock '" : "timed out waiting for lock '") +
-                                               name + "'");
-    }
-    if (time_left) {
-      std::this_thread::sleep_for(20ms);
-      continue;
-    }
-    (void)impl_->run(registry::cancel_lock_wait{name, s});
+    if (!waiting) return make_error(errc::unavailable, "timed out waiting for lock '" + name + "'");
   }
 }
 
@@ -383,21 +424,21 @@ void node::on_leader_change(std::function<void(std::uint64_t, std::uint64_t)> ca
 }
 
 void node::on_members(std::function<void(const std::vector<registry::member>&)> callback) {
-  auto* p = impl_.get();
-  std::lock_guard<std::mutex> guard(p->watchers_mutex);
-  p->watchers.emplace_back([this, p, callback] {
-    std::string last;
-    while (!p->stop) {
-      auto list = members(std::nullopt, false);
-      if (list) {
-        std::string digest;
-        for (const auto& m : *list) digest += m.id + ":" + registry::to_string(m.status) + ";";
-        if (digest != last) callback(*list);
-        last = digest;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(p->cfg.agent.heartbeat_ms, 100)));
-    }
-  });
+  auto last = std::make_shared<std::string>();  // touched on the push client's thread only
+  impl_->push->subscribe([] { return registry::subscription{registry::members_subscription{}}; },
+                         [callback, last](const registry::push& p) {
+                           if (p.kind != registry::push_kind::members) return;
+                           std::vector<registry::member> list;
+                           std::string digest;
+                           for (const auto& [id, m] : p.state.members) {
+                             list.push_back(m);
+                             digest += m.id + ":" + registry::to_string(m.status) + ";";
+                           }
+                           // A new master after a move sends the list again: only changes count.
+                           if (digest == *last) return;
+                           *last = digest;
+                           callback(list);
+                         });
 }
 
 }  // namespace conclave

@@ -48,6 +48,7 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   }
   setup->machine = s.machine;
   setup->service = s.service;
+  setup->push = s.push;
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);

@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "actors/raft/leader_service.hpp"
+#include "actors/raft/push_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
 #include "schema/error.hpp"
@@ -25,6 +26,7 @@ struct server_setup {
   int threads = 1;  // CAF worker threads
   std::shared_ptr<raft::state_machine> machine;
   std::shared_ptr<raft::leader_service> service;  // may be null
+  std::shared_ptr<raft::push_service> push;       // may be null
 };
 
 // Runs a server process until SIGTERM/SIGINT (a leader hands over first) or

@@ -18,10 +18,12 @@ struct Subscription {
       after @3 :UInt64;
     }
     # Told once when `session` holds lock `name` (with its token), or no
-    # longer waits for it.
+    # longer waits for it, by a master that has applied revision `after`
+    # (the acquire's queued outcome) or later.
     lock :group {
       name @4 :Text;
       session @5 :UInt64;
+      after @9 :UInt64;
     }
     # The member's undelivered events with a seq above `after`.
     events :group {

@@ -26,6 +26,7 @@ std::string encode_subscription(const r::subscription& sub, const std::string& c
           auto l = out.initLock();
           l.setName(text_of(m.name));
           l.setSession(m.session);
+          l.setAfter(m.after);
         } else if constexpr (std::is_same_v<T, r::events_subscription>) {
           auto e = out.initEvents();
           e.setMember(text_of(m.member));
@@ -55,7 +56,7 @@ expected<r::subscription> decode_subscription(std::string_view bytes, const std:
       case s::Subscription::LOCK: {
         auto l = in.getLock();
         if (l.getSession() == 0) throw invalid{errc::invalid_argument, "a lock subscription needs a session"};
-        return r::lock_subscription{std::string(l.getName().cStr(), l.getName().size()), l.getSession()};
+        return r::lock_subscription{std::string(l.getName().cStr(), l.getName().size()), l.getSession(), l.getAfter()};
       }
       case s::Subscription::EVENTS: {
         auto e = in.getEvents();

@@ -162,7 +162,7 @@ using command = std::variant<register_member, report_usage, set_member_status, o
 
 enum class code : std::uint8_t {
   ok,
-  queued,            // lock: waiting behind its holder
+  queued,            // lock: waiting behind its holder; value: the revision as of which it waits
   not_found,         // no such key, member, lock or session
   version_mismatch,  // compare-and-set failed
   no_session,        // the session does not exist (expired or never opened)

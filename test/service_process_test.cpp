@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "roles/push_client.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
@@ -972,4 +973,110 @@ TEST_CASE("conclavectl lock stops CMD before the leader can expire its session")
   CHECK(WIFEXITED(*a_status));
   CHECK(WEXITSTATUS(*a_status) == 4);
   CHECK(file_text(c.path("a.log")).find("lock 'L' lost while the command ran") != std::string::npos);
+}
+
+TEST_CASE("push: a watch moves to another master when its master dies, and misses and repeats nothing") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  caf::actor_system sys{client_config()};
+  std::vector<raft::endpoint> masters;
+  for (const auto& m : c.members()) masters.push_back(m.address);
+  // Three watchers, one starting at each master (the first endpoint tried).
+  std::mutex mutex;
+  std::vector<std::vector<std::string>> seen(3);
+  std::vector<std::unique_ptr<push_client>> clients;
+  auto base = c.client().propose(wire::encode_command(registry::put{"/w/start", "0", 0, std::nullopt}), 5s);
+  REQUIRE(base.has_value());
+  auto after = wire::decode_result(base->result)->outcome.value;
+  for (std::size_t i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<push_client>(sys, c.cluster_id, masters, auth::keys{}, i));
+    auto at = std::make_shared<registry::revision>(after);
+    clients.back()->subscribe([at] { return registry::subscription{registry::watch_subscription{"/w/k", *at}}; },
+                              [&, i, at](const registry::push& p) {
+                                std::lock_guard<std::mutex> guard(mutex);
+                                REQUIRE(p.kind != registry::push_kind::compacted);
+                                for (const auto& ch : p.state.history) {
+                                  if (ch.rev > *at) seen[i].push_back(ch.key);
+                                }
+                                *at = std::max(*at, p.state.rev);
+                              });
+  }
+  // Writes go on while each master in turn is killed and started again.
+  int written = 0;
+  auto write = [&](int n) {
+    for (int k = 0; k < n; ++k, ++written) {
+      char key[32];
+      std::snprintf(key, sizeof key, "/w/k%04d", written);
+      // Create-only, so that a write whose outcome was unknown (its master
+      // killed) can be sent again: version_mismatch then says it happened.
+      for (;;) {
+        auto r = c.client().propose(wire::encode_command(registry::put{key, "v", 0, std::uint64_t{0}}), 10s);
+        if (!r) {
+          REQUIRE_MESSAGE(r.error().code == errc::outcome_unknown, r.error().message());
+          continue;
+        }
+        auto code = wire::decode_result(r->result)->outcome.code;
+        REQUIRE((code == registry::code::ok || code == registry::code::version_mismatch));
+        break;
+      }
+    }
+  };
+  write(20);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    c.signal(id, SIGKILL);
+    write(20);
+    c.start(id);
+    REQUIRE(c.wait_for_leader(10s));
+    write(20);
+  }
+  std::vector<std::string> expected;
+  for (int k = 0; k < written; ++k) {
+    char key[32];
+    std::snprintf(key, sizeof key, "/w/k%04d", k);
+    expected.push_back(key);
+  }
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> guard(mutex);
+    return seen[0].size() >= expected.size() && seen[1].size() >= expected.size() && seen[2].size() >= expected.size();
+  }, 15s));
+  std::lock_guard<std::mutex> guard(mutex);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(seen[i] == expected);  // in order, each once
+}
+
+TEST_CASE("push: a lock waiter is told of its grant by the master, with the token, when the holder releases") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto a = run(c, registry::open_session{"a", 5000}).outcome.value;
+  auto b = run(c, registry::open_session{"b", 5000}).outcome.value;
+  REQUIRE(run(c, registry::acquire_lock{"L", a, true}).outcome.code == registry::code::ok);
+  auto queued = run(c, registry::acquire_lock{"L", b, true}).outcome;
+  REQUIRE(queued.code == registry::code::queued);
+  caf::actor_system sys{client_config()};
+  std::vector<raft::endpoint> masters;
+  for (const auto& m : c.members()) masters.push_back(m.address);
+  push_client pc(sys, c.cluster_id, masters, auth::keys{}, 1);
+  std::mutex mutex;
+  std::vector<registry::push> got;
+  pc.subscribe([b, queued] { return registry::subscription{registry::lock_subscription{"L", b, queued.value}}; },
+               [&](const registry::push& p) {
+                 std::lock_guard<std::mutex> guard(mutex);
+                 if (p.kind != registry::push_kind::progress) got.push_back(p);
+               });
+  std::this_thread::sleep_for(300ms);
+  {
+    std::lock_guard<std::mutex> guard(mutex);
+    CHECK(got.empty());  // still waiting: nothing pushed
+  }
+  auto released = run(c, registry::release_lock{"L", a});
+  REQUIRE(released.outcome.code == registry::code::ok);
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> guard(mutex);
+    return !got.empty();
+  }, 5s));
+  std::lock_guard<std::mutex> guard(mutex);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].kind == registry::push_kind::granted);
+  CHECK(got[0].state.locks.at("L").holder == b);
+  REQUIRE(released.grants.size() == 1);
+  CHECK(got[0].state.locks.at("L").token == released.grants[0].token);
 }

@@ -130,6 +130,24 @@ TEST_CASE("a lock waiter is pushed its grant with the fencing token when the hol
   CHECK(m.subs.size() == 0);
 }
 
+TEST_CASE("a master behind the waiter's revision does not judge the wait (no false 'gone')") {
+  master m;
+  auto a = m(open_session{"a", 5000}).value;
+  auto b = m(open_session{"b", 5000}).value;
+  REQUIRE(m(acquire_lock{"L", a, true}).code == code::ok);
+  // The client was told "queued as of revision R"; this master is not there yet.
+  auto r = m.reg.current_revision() + 1;
+  CHECK(m.subs.add(1, lock_subscription{"L", b, r}).empty());
+  auto queued = m(acquire_lock{"L", b, true});
+  REQUIRE(queued.code == code::queued);
+  CHECK(queued.value == r);
+  CHECK(m.due(1).empty());  // now seen waiting: still nothing
+  m(release_lock{"L", a});
+  auto pushes = m.due(1);
+  REQUIRE(pushes.size() == 1);
+  CHECK(pushes[0].kind == push_kind::granted);
+}
+
 TEST_CASE("a lock already held when subscribing is granted at once") {
   master m;
   auto a = m(open_session{"a", 5000}).value;

@@ -9,6 +9,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/log.hpp"
+#include "actors/raft/push_hub.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/client_protocol.hpp"
 #include "schema/codec.hpp"
@@ -79,6 +80,7 @@ struct state : log_writer, transport {
   caf::event_based_actor* self;
   node_options opts;
   std::unique_ptr<driver> drv;
+  std::unique_ptr<push_hub> hub;
   std::shared_ptr<state_machine> machine;
   std::shared_ptr<leader_service> service;
   caf::actor storage;
@@ -93,6 +95,7 @@ struct state : log_writer, transport {
   std::map<caf::actor_addr, std::set<std::uint64_t>> client_sessions;
   std::map<std::uint64_t, caf::actor_addr> session_connection;
   int ticks_since_prune = 0;
+  int ticks_since_progress = 0;
   // Client connections that proved a key (auth.hpp), and open challenges.
   std::map<caf::actor_addr, auth::level> authenticated;
   std::map<caf::actor_addr, std::string> challenges;
@@ -165,6 +168,7 @@ struct state : log_writer, transport {
   }
 
   void on_down(const caf::down_msg& dm) {
+    if (hub->on_down(dm.source)) return;
     authenticated.erase(dm.source);
     challenges.erase(dm.source);
     if (auto it = client_sessions.find(dm.source); it != client_sessions.end()) {
@@ -253,8 +257,23 @@ struct state : log_writer, transport {
 
   void flush() {
     flush_scheduled = false;
+    auto applied = drv->applied();
     drv->flush();
+    if (drv->applied() != applied) hub->after_apply();
     sync_links();
+  }
+
+  // (pushsub_atom, id, subscription): what needs the member key when
+  // authentication is on, like the registry's requests.
+  std::string on_subscribe(std::uint64_t id, const std::string& request) {
+    auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+    if (opts.keys.enabled()) {
+      auto it = authenticated.find(sender.address());
+      if (it == authenticated.end() || it->second == auth::level::none) {
+        return "unauthenticated: this cluster requires credentials: the cluster secret or a member key";
+      }
+    }
+    return hub->subscribe(sender, id, request);
   }
 
   void report_role(const ready::role_change& rc) {
@@ -568,6 +587,12 @@ struct state : log_writer, transport {
 
   void on_tick() {
     drv->tick();
+    if (++ticks_since_progress * opts.tick_ms >= 1000) {
+      ticks_since_progress = 0;
+      // Progress only while a leader is known: a master cut off from the
+      // others falls silent, so its subscribers move to one that is not.
+      if (raft().leader() != no_node) hub->progress();
+    }
     if (service && ++ticks_since_prune * opts.tick_ms >= 1000) prune_client_sessions();
     if (stopping) continue_stop(steady_now_ms());
     schedule_flush();
@@ -620,6 +645,7 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
   st->opts = setup->options;
   st->machine = setup->machine;
   st->service = setup->service;
+  st->hub = std::make_unique<push_hub>(self, setup->push);
   st->storage = setup->storage;
   st->name = "node " + std::to_string(st->opts.raft.id.value);
   st->rng.seed(st->opts.raft.seed ^ static_cast<std::uint64_t>(steady_now_ms()));
@@ -664,6 +690,10 @@ caf::behavior peer_actor(caf::event_based_actor* self, std::shared_ptr<peer_setu
         return st->on_client(bytes, true);
       },
       [st](auth_atom) { return st->on_auth_hello(); },
+      [st](pushsub_atom, std::uint64_t id, const std::string& request) { return st->on_subscribe(id, request); },
+      [st](unsub_atom, std::uint64_t id) {
+        st->hub->unsubscribe(caf::actor_cast<caf::actor_addr>(st->self->current_sender()), id);
+      },
       [st](auth_atom, const std::string& proof) { return st->on_auth_proof(proof); },
       [st](tick_atom) {
         if (st->from_here()) st->on_tick();

@@ -20,6 +20,7 @@
 
 #include "actors/raft/driver.hpp"
 #include "actors/raft/leader_service.hpp"
+#include "actors/raft/push_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
 #include "actors/raft/storage_actor.hpp"
@@ -33,6 +34,7 @@ struct peer_setup {
   std::shared_ptr<state_machine> machine;  // already restored from durable.snapshot
   caf::actor storage;                      // the storage actor for this server's disk
   std::shared_ptr<leader_service> service;  // optional: leader-side work of the state machine
+  std::shared_ptr<push_service> push;       // optional: subscriptions served from the applied state
 };
 
 // The peer actor's interface for local users (the embedding API): client

@@ -209,7 +209,9 @@ outcome registry::on(const acquire_lock& c, std::uint64_t, std::vector<lock_gran
     l.waiters.push_back(c.session);
     ++s_.rev;
   }
-  return outcome{code::queued, l.waiters.size(), {}};
+  // The revision as of which it waits: a lock subscription (push) from
+  // there on is judged by a master that has applied this far.
+  return outcome{code::queued, s_.rev, {}};
 }
 
 outcome registry::on(const release_lock& c, std::uint64_t, std::vector<lock_grant>& grants) {

@@ -35,6 +35,7 @@ void registry_machine::restore(std::string_view bytes) {
     std::abort();
   }
   reg_ = registry_t(std::move(*st), limits_);
+  if (on_restored) on_restored();
 }
 
 std::string registry_machine::digest() const {

@@ -28,6 +28,8 @@ class registry_machine final : public raft::state_machine {
   const registry_t& registry() const { return reg_; }
   // Called after each command with its outcome and the locks it granted.
   std::function<void(const command&, const outcome&, const std::vector<lock_grant>&)> on_applied;
+  // Called after restore() replaced the registry.
+  std::function<void()> on_restored;
 
  private:
   registry_t reg_;

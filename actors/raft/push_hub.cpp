@@ -1,0 +1,82 @@
+#include "actors/raft/push_hub.hpp"
+
+#include <caf/all.hpp>
+
+#include "actors/atoms.hpp"
+#include "schema/client_codec.hpp"
+
+namespace conclave::raft {
+
+std::string push_hub::subscribe(const caf::actor& who, std::uint64_t id, const std::string& request) {
+  if (!service_) return "unsupported: this server serves no subscriptions";
+  if (!who) return "invalid_argument: no subscriber";
+  auto addr = who.address();
+  auto& c = clients_[addr];
+  if (!c.handle) {
+    c.handle = who;
+    self_->monitor(who);
+  }
+  if (auto old = c.subs.find(id); old != c.subs.end()) {  // the same id again replaces it
+    service_->unsubscribe(old->second);
+    owners_.erase(old->second);
+    c.subs.erase(old);
+  }
+  auto k = next_key_++;
+  auto due = service_->subscribe(k, request);
+  if (!due) {
+    if (c.subs.empty()) {
+      self_->demonitor(who);
+      clients_.erase(addr);
+    }
+    return std::string(conclave::client::code_name(due.error().code)) + ": " + due.error().message();
+  }
+  c.subs[id] = k;
+  owners_[k] = {addr, id};
+  for (const auto& o : *due) send(o);
+  // Where the subscription starts: a watch from "now" resumes from here.
+  auto [kind, bytes] = service_->progress();
+  self_->send(c.handle, push_atom::value, id, kind, bytes);
+  return {};
+}
+
+void push_hub::unsubscribe(const caf::actor_addr& who, std::uint64_t id) {
+  auto it = clients_.find(who);
+  if (it == clients_.end()) return;
+  auto s = it->second.subs.find(id);
+  if (s == it->second.subs.end()) return;
+  service_->unsubscribe(s->second);
+  owners_.erase(s->second);
+  it->second.subs.erase(s);
+}
+
+bool push_hub::on_down(const caf::actor_addr& who) {
+  auto it = clients_.find(who);
+  if (it == clients_.end()) return false;
+  for (const auto& [id, k] : it->second.subs) {
+    service_->unsubscribe(k);
+    owners_.erase(k);
+  }
+  clients_.erase(it);
+  return true;
+}
+
+void push_hub::after_apply() {
+  if (!service_ || clients_.empty()) return;
+  for (const auto& o : service_->collect()) send(o);
+}
+
+void push_hub::progress() {
+  if (!service_ || clients_.empty()) return;
+  auto [kind, bytes] = service_->progress();
+  for (const auto& [addr, c] : clients_) self_->send(c.handle, push_atom::value, std::uint64_t{0}, kind, bytes);
+}
+
+void push_hub::send(const push_service::out& o) {
+  auto it = owners_.find(o.to);
+  if (it == owners_.end()) return;
+  auto c = clients_.find(it->second.first);
+  if (c == clients_.end()) return;
+  self_->send(c->second.handle, push_atom::value, it->second.second, o.kind, o.bytes);
+}
+
+}  // namespace conclave::raft

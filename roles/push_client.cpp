@@ -1,0 +1,235 @@
+#include "roles/push_client.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+#include <map>
+#include <mutex>
+
+#include "actors/atoms.hpp"
+#include "actors/log.hpp"
+#include "schema/push_codec.hpp"
+
+namespace conclave {
+
+using namespace std::chrono_literals;
+
+// What the owner's threads and the subscriber actor share.
+struct push_client::shared {
+  std::mutex mutex;
+  struct entry {
+    std::function<registry::subscription()> resume;
+    std::shared_ptr<handler> on_push;
+  };
+  std::map<std::uint64_t, entry> subs;
+  std::uint64_t next_id = 1;
+  bool closed = false;  // the destructor ran: no handler runs any more
+  std::mutex delivering;  // held while handlers run, so the destructor can wait them out
+};
+
+namespace {
+
+constexpr auto silence_limit = 3s;     // no push or progress for this long: the master counts as gone
+constexpr auto check_interval = 250ms;
+
+using check_atom = caf::atom_constant<caf::atom("pcheck")>;
+using sync_atom = caf::atom_constant<caf::atom("psync")>;
+
+struct subscriber_state {
+  caf::event_based_actor* self;
+  std::shared_ptr<push_client::shared> sh;
+  std::string cluster_id;
+  std::vector<raft::endpoint> endpoints;
+  auth::keys keys;
+  std::size_t next = 0;
+  caf::actor master;             // connected, authenticated
+  std::string master_name;
+  bool connecting = false;
+  std::uint64_t generation = 0;  // bumps on every (re)connection: late replies of an old one are ignored
+  std::chrono::steady_clock::time_point last_heard;
+  std::map<std::uint64_t, bool> sent;  // subscriptions sent on this connection
+  std::string last_refusal;
+
+  void drop(const std::string& why) {
+    if (master) {
+      self->demonitor(master);
+      log_line("push: leaving master {} ({}); subscribing at the next one", master_name, why);
+    }
+    master = nullptr;
+    sent.clear();
+    ++generation;
+  }
+
+  void connect() {
+    if (connecting || master || endpoints.empty()) return;
+    connecting = true;
+    auto gen = ++generation;
+    auto ep = endpoints[next % endpoints.size()];
+    next = (next + 1) % endpoints.size();
+    auto mm = self->system().middleman().actor_handle();
+    self->request(mm, 2s, caf::connect_atom::value, ep.host, ep.port)
+        .then(
+            [this, gen, ep](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+              if (gen != generation) return;
+              connecting = false;
+              if (!ptr) return;
+              auto to = caf::actor_cast<caf::actor>(ptr);
+              master_name = ep.text();
+              if (!keys.enabled()) return connected(to);
+              // Prove the key on this connection first (actors/auth.hpp).
+              self->request(to, 5s, auth_atom::value)
+                  .then(
+                      [this, gen, to](const std::string& nonce) {
+                        self->request(to, 5s, auth_atom::value, auth::prove(keys, cluster_id, nonce))
+                            .then(
+                                [this, gen, to](const std::string& granted) {
+                                  if (gen != generation) return;
+                                  if (granted == "none") {
+                                    refused("the server refused these credentials");
+                                    return;
+                                  }
+                                  connected(to);
+                                },
+                                [](caf::error&) {});
+                      },
+                      [](caf::error&) {});
+            },
+            [this, gen](caf::error&) {
+              if (gen == generation) connecting = false;
+            });
+  }
+
+  void refused(const std::string& why) {
+    if (why != last_refusal) log_line("push: a master refused a subscription: {}", why);
+    last_refusal = why;
+  }
+
+  void connected(const caf::actor& to) {
+    master = to;
+    self->monitor(master);
+    last_heard = std::chrono::steady_clock::now();
+    sync();
+  }
+
+  // Sends what is not yet subscribed on this connection, and unsubscribes
+  // what the owner dropped.
+  void sync() {
+    if (!master) return;
+    std::vector<std::pair<std::uint64_t, registry::subscription>> todo;
+    {
+      std::lock_guard<std::mutex> guard(sh->mutex);
+      for (auto it = sent.begin(); it != sent.end();) {
+        if (!sh->subs.count(it->first)) {
+          self->send(master, unsub_atom::value, it->first);
+          it = sent.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto& [id, e] : sh->subs) {
+        if (!sent.count(id)) todo.emplace_back(id, e.resume());
+      }
+    }
+    auto gen = generation;
+    for (auto& [id, sub] : todo) {
+      sent[id] = true;
+      self->request(master, 5s, pushsub_atom::value, id, wire::encode_subscription(sub, cluster_id))
+          .then(
+              [this, gen](const std::string& error) {
+                if (gen != generation || error.empty()) return;
+                refused(error);
+                drop("refused");
+              },
+              [](caf::error&) {});  // silence is handled by the check
+    }
+  }
+
+  void on_push(std::uint64_t id, std::uint8_t kind, const std::string& bytes) {
+    if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(master)) return;
+    last_heard = std::chrono::steady_clock::now();
+    auto p = wire::decode_push(kind, bytes);
+    if (!p) {
+      log_line("push: ignoring an undecodable push: {}", p.error().message());
+      return;
+    }
+    std::lock_guard<std::mutex> delivering(sh->delivering);
+    std::vector<std::shared_ptr<push_client::handler>> to;
+    {
+      std::lock_guard<std::mutex> guard(sh->mutex);
+      if (sh->closed) return;
+      if (id == 0) {
+        for (auto& [sid, e] : sh->subs) {
+          if (sent.count(sid)) to.push_back(e.on_push);
+        }
+      } else if (auto it = sh->subs.find(id); it != sh->subs.end()) {
+        to.push_back(it->second.on_push);
+      }
+    }
+    for (auto& h : to) (*h)(*p);
+  }
+
+  void check() {
+    if (master && std::chrono::steady_clock::now() - last_heard > silence_limit) drop("silent");
+    if (!master) connect();
+    self->delayed_send(self, check_interval, check_atom::value);
+  }
+};
+
+}  // namespace
+
+push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints,
+                         auth::keys keys, std::size_t first)
+    : shared_(std::make_shared<shared>()) {
+  auto sh = shared_;
+  actor_ = sys.spawn<caf::detached>([=](caf::event_based_actor* self) -> caf::behavior {
+    auto st = std::make_shared<subscriber_state>();
+    st->self = self;
+    st->sh = sh;
+    st->cluster_id = cluster_id;
+    st->endpoints = endpoints;
+    st->keys = keys;
+    st->next = endpoints.empty() ? 0 : first % endpoints.size();
+    self->set_down_handler([st](caf::down_msg& dm) {
+      if (st->master && dm.source == st->master.address()) st->drop("connection lost");
+      st->connect();
+    });
+    st->connect();
+    self->delayed_send(self, check_interval, check_atom::value);
+    return {
+        [st](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& bytes) { st->on_push(id, kind, bytes); },
+        [st](check_atom) { st->check(); },
+        [st](sync_atom) { st->sync(); },
+    };
+  });
+}
+
+push_client::~push_client() {
+  {
+    std::lock_guard<std::mutex> guard(shared_->mutex);
+    shared_->closed = true;
+    shared_->subs.clear();
+  }
+  std::lock_guard<std::mutex> wait_for_handlers(shared_->delivering);
+  caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+}
+
+std::uint64_t push_client::subscribe(std::function<registry::subscription()> resume, handler on_push) {
+  std::uint64_t id;
+  {
+    std::lock_guard<std::mutex> guard(shared_->mutex);
+    id = shared_->next_id++;
+    shared_->subs[id] = shared::entry{std::move(resume), std::make_shared<handler>(std::move(on_push))};
+  }
+  caf::anon_send(actor_, sync_atom::value);
+  return id;
+}
+
+void push_client::unsubscribe(std::uint64_t id) {
+  {
+    std::lock_guard<std::mutex> guard(shared_->mutex);
+    shared_->subs.erase(id);
+  }
+  caf::anon_send(actor_, sync_atom::value);
+}
+
+}  // namespace conclave
