@@ -49,12 +49,14 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
+#include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "schema/registry_codec.hpp"
 
@@ -123,22 +125,36 @@ int query(raft_client& c, const std::string& q) {
 // it happens, one JSON object a line; after a compaction, the compacted line
 // and a listing (top of this file). Answers from a server behind what was
 // printed (--stale) are skipped, so the output never repeats or goes back.
-int watch(raft_client& c, const std::string& prefix, std::optional<registry::revision> from) {
-  registry::watch_cursor cursor(prefix, from);
-  auto print_change = [](const registry::change& ch) { std::printf("%s\n", registry::to_json(ch).c_str()); };
-  auto print_listing = [](const registry::watch_listing& l) {
-    std::printf("{\"compacted\":true,\"after\":%llu,\"revision\":%llu,\"keys\":%zu}\n",
-                static_cast<unsigned long long>(l.after), static_cast<unsigned long long>(l.rev), l.keys.size());
-    for (const auto& [key, kv] : l.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
-  };
-  for (;;) {
-    auto r = read(c, "bin:" + cursor.query());
-    if (!r) return unreachable(r.error());
-    auto answer = wire::decode_registry_snapshot(r->result);
-    if (!answer) return unreachable(answer.error());
-    if (cursor.take(*answer, print_change, print_listing)) std::fflush(stdout);
-    std::this_thread::sleep_for(100ms);
-  }
+int watch(caf::actor_system& sys, const std::string& cluster_id, const std::vector<raft::endpoint>& endpoints,
+          const auth::keys& keys, const std::string& prefix, std::optional<registry::revision> from) {
+  // The master pushes each change as it applies it; across a move to
+  // another master (this one died or fell silent) the watch resumes from the
+  // last revision printed, so the output never repeats or goes back.
+  auto heard = std::make_shared<std::promise<void>>();
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  auto at = std::make_shared<std::optional<registry::revision>>(from);
+  push_client pc(sys, cluster_id, endpoints, keys);
+  pc.subscribe([prefix, at] { return registry::subscription{registry::watch_subscription{prefix, *at}}; },
+               [at, heard, first](const registry::push& p) {
+                 if (first->exchange(false)) heard->set_value();
+                 bool ahead = !*at || p.state.rev > **at;
+                 if (p.kind == registry::push_kind::changes) {
+                   for (const auto& ch : p.state.history) {
+                     if (!*at || ch.rev > **at) std::printf("%s\n", registry::to_json(ch).c_str());
+                   }
+                 } else if (p.kind == registry::push_kind::compacted && ahead) {
+                   std::printf("{\"compacted\":true,\"after\":%llu,\"revision\":%llu,\"keys\":%zu}\n",
+                               static_cast<unsigned long long>(at->value_or(0)),
+                               static_cast<unsigned long long>(p.state.rev), p.state.keys.size());
+                   for (const auto& [key, kv] : p.state.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
+                 }
+                 if (ahead) *at = p.state.rev;
+                 std::fflush(stdout);
+               });
+  // A cluster nobody answers for 10 s at the start is unreachable (exit 3);
+  // once watching, the watch waits out any outage.
+  if (heard->get_future().wait_for(10s) != std::future_status::ready) return unreachable(make_error(errc::unavailable, "no server of the cluster answered the watch"));
+  for (;;) ::pause();  // until a signal ends the process
 }
 
 // Keeps a lock's session alive from its own thread and says when the lock
@@ -315,18 +331,44 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
     };
     status = command(c, registry::acquire_lock{name, session, true}, false, &acquired);
     auto token = acquired.outcome.value;
-    while (status == 0 && acquired.outcome.code == registry::code::queued) {
-      if (!keeper.lost().empty()) {
-        status = lost("while waiting for it");
-        break;
-      }
-      if (interrupted()) break;
-      std::this_thread::sleep_for(50ms);
-      auto held = c.read("lock " + name, 10s);
-      if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
-        auto pos = held->result.find("\"token\":");
-        token = std::strtoull(held->result.c_str() + pos + 8, nullptr, 10);
-        break;
+    if (status == 0 && acquired.outcome.code == registry::code::queued) {
+      // The master pushes the grant when it applies it.
+      struct wait_state {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::optional<registry::push> outcome;
+      };
+      auto w = std::make_shared<wait_state>();
+      push_client pc(sys, cluster_id, endpoints, keys);
+      auto queued_at = acquired.outcome.value;
+      pc.subscribe([name, session, queued_at] {
+                     return registry::subscription{registry::lock_subscription{name, session, queued_at}};
+                   },
+                   [w](const registry::push& p) {
+                     if (p.kind != registry::push_kind::granted && p.kind != registry::push_kind::gone) return;
+                     std::lock_guard<std::mutex> guard(w->mutex);
+                     if (!w->outcome) w->outcome = p;
+                     w->cv.notify_all();
+                   });
+      std::unique_lock<std::mutex> guard(w->mutex);
+      for (;;) {
+        if (w->outcome) {
+          if (w->outcome->kind == registry::push_kind::granted) {
+            token = w->outcome->state.locks.at(name).token;
+          } else {
+            std::fprintf(stderr, "conclavectl: lock '%s' lost while waiting for it: the registry no longer has "
+                                 "this client waiting (its session ended)\n", name.c_str());
+            status = exit_lock_lost;
+          }
+          break;
+        }
+        // The session keeper and signals speak from elsewhere: look every 20 ms.
+        if (!keeper.lost().empty()) {
+          status = lost("while waiting for it");
+          break;
+        }
+        if (interrupted()) break;
+        w->cv.wait_for(guard, 20ms);
       }
     }
     // The grant may have come after the session's last confirmation.
@@ -475,7 +517,7 @@ int main(int argc, char** argv) {
   if (cmd == "watch" && !args.empty()) {
     std::optional<registry::revision> from;
     if (args.size() >= 3 && args[1] == "--from") from = std::strtoull(args[2].c_str(), nullptr, 10);
-    return watch(c, args[0], from);
+    return watch(sys, cluster_id, endpoints, keys, args[0], from);
   }
   if (cmd == "put" && args.size() == 2) return command(c, registry::put{args[0], args[1], 0, std::nullopt}, json);
   if (cmd == "del" && args.size() == 1) return command(c, registry::remove_key{args[0], std::nullopt}, json);
