@@ -15,12 +15,19 @@
 // lives in the registry:
 //   /engine/assign/<task> = "worker=W term=T token=K"   (created only if absent: one assignment at a time)
 //   /engine/done/<task>   = worker that ran it          (create-only)
+//
+// Nothing polls: the loops wait until the registry pushes a change under
+// /engine/ or in the member list (node::watch, node::on_members), or
+// leadership changes; they sleep only to back off after an error.
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <signal.h>
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -37,6 +44,30 @@ using namespace std::chrono_literals;
 namespace {
 
 std::atomic<bool> stopping{false};
+
+// Wakes the loops when something they look at may have changed.
+struct changes_signal {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::uint64_t generation = 0;
+  void bump() {
+    std::lock_guard<std::mutex> guard(mutex);
+    ++generation;
+    cv.notify_all();
+  }
+  // Waits until bump() is called after `seen` (stopping and losing
+  // leadership bump too) or `give_up`; returns the generation.
+  std::uint64_t wait(std::uint64_t seen, const std::function<bool()>& give_up) {
+    std::unique_lock<std::mutex> guard(mutex);
+    cv.wait(guard, [&] { return generation != seen || give_up(); });
+    return generation;
+  }
+  std::uint64_t current() {
+    std::lock_guard<std::mutex> guard(mutex);
+    return generation;
+  }
+};
+changes_signal changed;
 constexpr std::size_t tasks_per_worker = 3;  // assigned and not done, at a time
 
 std::string task_key(int t) {
@@ -60,12 +91,13 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<std::uint64_
   if (!lock) return;
   log_line("engine {}: leading in term {} with fencing token {}", n.member_id(), term, lock->token);
   bool reported = false;
-  while (still()) {
+  for (auto seen = changed.current(); still(); seen = changed.wait(seen, [&] { return !still(); })) {
     auto done = n.list("/engine/done/");
     auto assigned = n.list("/engine/assign/");
     auto members = n.members();
     if (!done || !assigned || !members) {
-      std::this_thread::sleep_for(50ms);
+      std::this_thread::sleep_for(50ms);  // no leader: back off, then look again
+      changed.bump();
       continue;
     }
     // New tasks go to alive workers; a suspect one (late heartbeats, perhaps
@@ -115,7 +147,6 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<std::uint64_
         ++least->second;
       }
     }
-    std::this_thread::sleep_for(50ms);
   }
   // Hand the lock to the next leader: this process may live on (a leadership
   // transfer), and its session with it.
@@ -131,10 +162,11 @@ void lead(node& n, std::uint64_t term, int tasks, const std::atomic<std::uint64_
 void work(node& n, int work_ms) {
   std::uint64_t highest_token = 0;
   auto mine = "worker=" + n.member_id() + " ";
-  while (!stopping) {
+  for (auto seen = changed.current(); !stopping; seen = changed.wait(seen, [] { return stopping.load(); })) {
     auto assigned = n.list("/engine/assign/");
     if (!assigned) {
-      std::this_thread::sleep_for(50ms);
+      std::this_thread::sleep_for(50ms);  // no leader: back off, then look again
+      changed.bump();
       continue;
     }
     for (const auto& [k, kv] : *assigned) {
@@ -157,10 +189,9 @@ void work(node& n, int work_ms) {
       while (!stopping) {
         auto r = n.put("/engine/done/" + task, n.member_id(), std::uint64_t{0});
         if (r && (r->code == registry::code::ok || r->code == registry::code::version_mismatch)) break;
-        std::this_thread::sleep_for(20ms);
+        std::this_thread::sleep_for(20ms);  // no answer: back off, then ask again
       }
     }
-    std::this_thread::sleep_for(20ms);
   }
 }
 
@@ -193,6 +224,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto& me = **n;
+  // Every change under /engine/ and in the member list wakes the loops.
+  me.watch("/engine/", [](const registry::change&) { changed.bump(); },
+           [](const registry::watch_listing&) { changed.bump(); });
+  me.on_members([](const std::vector<registry::member>&) { changed.bump(); });
   std::thread worker;
   std::atomic<std::uint64_t> leading{0};  // the term this process leads in; 0: none
   std::thread leader;
@@ -207,13 +242,17 @@ int main(int argc, char** argv) {
             lead(me, term, tasks, leading);
           });
         },
-        [&] { leading = 0; });
+        [&] {
+          leading = 0;
+          changed.bump();
+        });
   } else {
     worker = std::thread([&] { work(me, work_ms); });
   }
   int sig = 0;
   sigwait(&signals, &sig);
   stopping = true;
+  changed.bump();
   // No leader loop starts from here on: on_leadership returns once a running
   // callback is done, and `leader` is then main's alone to join.
   if (me.is_master()) me.on_leadership({}, {});
