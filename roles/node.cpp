@@ -417,6 +417,20 @@ expected<std::size_t> node::commands(const std::function<bool(const command&)>& 
   return ran;
 }
 
+void node::on_commands(std::function<bool(const command&)> run) {
+  auto member = member_id();
+  // The push says "there is something new"; commands() hands it over with
+  // its rules (the pending events as of a linearizable read, acknowledged once run).
+  impl_->push->subscribe([member] { return registry::subscription{registry::events_subscription{member, 0}}; },
+                         [this, run](const registry::push& p) {
+                           if (p.kind != registry::push_kind::events || impl_->stop) return;
+                           if (auto ran = commands(run); !ran) {
+                             log_line("member {}: handing over pushed commands failed: {}", member_id(),
+                                      ran.error().message());
+                           }
+                         });
+}
+
 void node::on_leader_change(std::function<void(std::uint64_t, std::uint64_t)> callback) {
   std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
   impl_->on_leader = std::move(callback);

@@ -75,10 +75,12 @@ class node {
   // Changes under `prefix` after revision `after`; nothing if compacted.
   expected<std::optional<std::vector<registry::change>>> changes(registry::revision after, const std::string& prefix);
   // Calls `on_change` with every change under `prefix` after revision `after`
-  // (by default: from the watch's first read, shortly after this call; a
-  // change made meanwhile may be missed, so pass the revision of a write or a
-  // listing to start exactly after it), in order, each once, on a node
-  // thread, until the node stops. If the watch falls
+  // (by default: from the revision of the master that takes the watch,
+  // shortly after this call; a change made meanwhile may be missed, so pass
+  // the revision of a write or a listing to start exactly after it), in
+  // order, each once, on a node thread, until the node stops. A master
+  // pushes each change as it applies it; when that master dies or falls
+  // silent the watch moves to another and resumes where it was. If the watch falls
   // further behind than the registry's history (setting `watch-history`), the
   // changes in between are gone: `on_compacted` then gets the keys under
   // `prefix` and the revision they are at, to rebuild from, and `on_change`
@@ -147,10 +149,17 @@ class node {
   // acknowledged as they are passed. Returns how many commands ran.
   expected<std::size_t> commands(const std::function<bool(const command&)>& run);
 
+  // Pushed commands: whenever the master delivers new events for this member,
+  // `run` is called as commands(run) would call it (on a node thread, in
+  // order, acknowledged once run; a command `run` refuses comes again with
+  // the next delivery). Set it once.
+  void on_commands(std::function<bool(const command&)> run);
+
   // --- change notifications ----------------------------------------------------
   // Who leads (masters: as this server sees it), on every change.
   void on_leader_change(std::function<void(std::uint64_t leader_id, std::uint64_t term)> callback);
-  // The member list whenever it changes (checked every heartbeat interval).
+  // The member list whenever a member joins, leaves or changes status, pushed
+  // by a master as it applies the change (on a node thread).
   void on_members(std::function<void(const std::vector<registry::member>&)> callback);
 
   // The registration session of this member (0 until registered).

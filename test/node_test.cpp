@@ -296,6 +296,48 @@ TEST_CASE("commands: acknowledged only once run, so a command not run comes agai
   CHECK(w.events()->empty());
 }
 
+TEST_CASE("commands: pushed to the member as they are published, each run once, in order") {
+  master_and_worker nodes;
+  auto& leader = *nodes.master;
+  auto& w = *nodes.worker;
+  std::mutex m;
+  std::vector<std::string> ran;
+  w.on_commands([&](const node::command& c) {
+    std::lock_guard<std::mutex> g(m);
+    ran.push_back(c.payload);
+    return true;
+  });
+  auto term = leader.term();
+  for (int i = 1; i <= 5; ++i) REQUIRE(leader.send_command("w1", "task " + std::to_string(i), term, 5).has_value());
+  // Nobody calls commands(): the pushes alone hand them over.
+  REQUIRE(wait_for([&] {
+    std::lock_guard<std::mutex> g(m);
+    return ran.size() >= 5;
+  }, 10s));
+  CHECK(wait_for([&] { auto e = w.events(); return e && e->empty(); }, 10s));  // acknowledged
+  std::lock_guard<std::mutex> g(m);
+  CHECK(ran == std::vector<std::string>{"task 1", "task 2", "task 3", "task 4", "task 5"});
+}
+
+TEST_CASE("members: a member listener is pushed a joining member and a leaving one") {
+  master_and_worker nodes;
+  std::mutex m;
+  std::vector<std::string> seen;  // one digest per call
+  nodes.master->on_members([&](const std::vector<registry::member>& list) {
+    std::string d;
+    for (const auto& x : list) d += x.id + "=" + registry::to_string(x.status) + " ";
+    std::lock_guard<std::mutex> g(m);
+    seen.push_back(d);
+  });
+  auto has = [&](const std::string& what) {
+    std::lock_guard<std::mutex> g(m);
+    return !seen.empty() && seen.back().find(what) != std::string::npos;
+  };
+  REQUIRE(wait_for([&] { return has("w1=alive"); }, 10s));
+  nodes.worker.reset();  // leaves
+  CHECK(wait_for([&] { return has("w1=left"); }, 10s));
+}
+
 TEST_CASE("commands: a run that calls commands() again returns; the inner call hands nothing over") {
   master_and_worker nodes;
   auto& leader = *nodes.master;
