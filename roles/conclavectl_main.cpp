@@ -56,6 +56,7 @@
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
 #include "roles/raft_client.hpp"
+#include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
 
 using namespace conclave;
@@ -97,26 +98,45 @@ int command(raft_client& c, const registry::command& cmd, bool json, wire::regis
   return ok ? 0 : exit_refused;
 }
 
+// --stale: reads from the first server that answers, from what it has
+// applied; otherwise linearizable reads through the leader.
 bool stale = false;
 
-// A linearizable read through the leader, or with --stale a read from the
-// first server that answers, from what it has applied.
-expected<client::read_result> read(raft_client& c, const std::string& q) {
-  if (!stale) return c.read(q, 10s);
-  error last = make_error(errc::unavailable, "no endpoint answered");
-  for (const auto& ep : c.endpoints()) {
-    auto r = c.call(ep, client::stale_read{q}, 2000ms);
-    if (r && std::holds_alternative<client::read_result>(*r)) return std::get<client::read_result>(*r);
-    if (!r) last = r.error();
-  }
-  return last;
+// How long a read may take: through the leader, or 2 s for each endpoint in turn.
+std::chrono::milliseconds read_deadline(const raft_client& c) {
+  return stale ? std::chrono::milliseconds(2000 * c.endpoints().size()) : std::chrono::milliseconds(10s);
 }
 
-int query(raft_client& c, const std::string& q) {
-  auto r = read(c, q);
+// members [STATUS]: prints them as a JSON array.
+int members(raft_client& c, const std::vector<std::string>& args) {
+  registry::members_query q;
+  if (!args.empty()) {
+    for (auto s : {registry::member_status::alive, registry::member_status::suspect, registry::member_status::dead,
+                   registry::member_status::left}) {
+      if (args[0] == registry::to_string(s)) q.only = s;
+    }
+    if (!q.only) usage("'" + args[0] + "' is not a member status (alive, suspect, dead or left)");
+  }
+  auto r = ask(c, q, read_deadline(c), stale);
   if (!r) return unreachable(r.error());
-  std::printf("%s\n", r->result.c_str());
-  return r->result == "null" ? exit_refused : 0;
+  std::printf("%s\n", registry::to_json(*r).c_str());
+  return 0;
+}
+
+// get KEY: prints it as a JSON object, or null (exit 1) when there is none.
+int get(raft_client& c, const std::string& key) {
+  auto r = ask(c, registry::get_key{key}, read_deadline(c), stale);
+  if (!r) return unreachable(r.error());
+  std::printf("%s\n", r->value ? registry::to_json(key, *r->value).c_str() : "null");
+  return r->value ? 0 : exit_refused;
+}
+
+// list [PREFIX]: prints the keys under it as a JSON array.
+int list(raft_client& c, const std::string& prefix) {
+  auto r = ask(c, registry::list_prefix{prefix}, read_deadline(c), stale);
+  if (!r) return unreachable(r.error());
+  std::printf("%s\n", registry::to_json(*r).c_str());
+  return 0;
 }
 
 // Prints every change under `prefix` after revision `from` (or from now) as
@@ -132,9 +152,7 @@ int watch(raft_client& c, const std::string& prefix, std::optional<registry::rev
     for (const auto& [key, kv] : l.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
   };
   for (;;) {
-    auto r = read(c, "bin:" + cursor.query());
-    if (!r) return unreachable(r.error());
-    auto answer = wire::decode_registry_snapshot(r->result);
+    auto answer = read_registry(c, cursor.next_query(), stale, read_deadline(c));
     if (!answer) return unreachable(answer.error());
     if (cursor.take(*answer, print_change, print_listing)) std::fflush(stdout);
     std::this_thread::sleep_for(100ms);
@@ -322,10 +340,9 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
       }
       if (interrupted()) break;
       std::this_thread::sleep_for(50ms);
-      auto held = c.read("lock " + name, 10s);
-      if (held && held->result.find("\"holder\":" + std::to_string(session) + ",") != std::string::npos) {
-        auto pos = held->result.find("\"token\":");
-        token = std::strtoull(held->result.c_str() + pos + 8, nullptr, 10);
+      auto held = ask(c, registry::lock_query{name}, 10s);
+      if (held && held->value && held->value->holder == session) {
+        token = held->value->token;
         break;
       }
     }
@@ -469,9 +486,9 @@ int main(int argc, char** argv) {
     if (!any) return unreachable(make_error(errc::unavailable, "no endpoint answered"));
     return cmd == "leader" ? exit_refused : 0;
   }
-  if (cmd == "members") return query(c, "members" + (args.empty() ? std::string() : " " + args[0]));
-  if (cmd == "get" && args.size() == 1) return query(c, "get " + args[0]);
-  if (cmd == "list" && args.size() <= 1) return query(c, "list " + (args.empty() ? std::string() : args[0]));
+  if (cmd == "members" && args.size() <= 1) return members(c, args);
+  if (cmd == "get" && args.size() == 1) return get(c, args[0]);
+  if (cmd == "list" && args.size() <= 1) return list(c, args.empty() ? std::string() : args[0]);
   if (cmd == "watch" && !args.empty()) {
     std::optional<registry::revision> from;
     if (args.size() >= 3 && args[1] == "--from") from = std::strtoull(args[2].c_str(), nullptr, 10);

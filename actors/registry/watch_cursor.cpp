@@ -5,39 +5,51 @@ namespace conclave::registry {
 watch_cursor::watch_cursor(std::string prefix, std::optional<revision> after)
     : prefix_(std::move(prefix)), rev_(after.value_or(0)), phase_(after ? phase::follow : phase::start) {}
 
-std::string watch_cursor::query() const {
+query watch_cursor::next_query() const {
   switch (phase_) {
-    case phase::start: return "revision";
-    case phase::relist: return "list " + prefix_;
+    case phase::start: return revision_query{};
+    case phase::relist: return list_prefix{prefix_};
     case phase::follow: break;
   }
-  return "changes " + std::to_string(rev_) + " " + prefix_;
+  return changes_query{rev_, prefix_};
 }
 
-bool watch_cursor::take(const registry_state& answer, const std::function<void(const change&)>& on_change,
+bool watch_cursor::take(const query_result& answer, const std::function<void(const change&)>& on_change,
                         const std::function<void(const watch_listing&)>& on_listing) {
-  // A server behind what was delivered would repeat or rewind (#12).
-  if (phase_ != phase::start && answer.rev < rev_) return false;
+  revision at = 0;
   switch (phase_) {
-    case phase::start:
+    case phase::start: {
+      auto* r = std::get_if<revision_result>(&answer);
+      if (!r) return false;
+      at = r->rev;
       break;
-    case phase::relist:
-      on_listing(watch_listing{compacted_after_, answer.rev, {answer.keys.begin(), answer.keys.end()}});
+    }
+    case phase::relist: {
+      auto* r = std::get_if<keys_result>(&answer);
+      // A server behind what was delivered would repeat or rewind (#12).
+      if (!r || r->rev < rev_) return false;
+      on_listing(watch_listing{compacted_after_, r->rev, r->keys});
+      at = r->rev;
       break;
-    case phase::follow:
-      // The answer's floor is above the asked revision when the history no
-      // longer reaches it (queries.hpp): re-list instead of skipping changes.
-      if (answer.history_floor > rev_) {
+    }
+    case phase::follow: {
+      auto* r = std::get_if<changes_result>(&answer);
+      if (!r || r->rev < rev_) return false;
+      // The history no longer reaches the position: re-list instead of
+      // skipping changes.
+      if (r->compacted) {
         compacted_after_ = rev_;
         phase_ = phase::relist;
         return true;
       }
-      for (const auto& c : answer.history) {
-        if (c.rev > rev_ && c.rev <= answer.rev) on_change(c);
+      for (const auto& c : r->changes) {
+        if (c.rev > rev_ && c.rev <= r->rev) on_change(c);
       }
+      at = r->rev;
       break;
+    }
   }
-  rev_ = answer.rev;
+  rev_ = at;
   phase_ = phase::follow;
   return true;
 }

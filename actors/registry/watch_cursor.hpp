@@ -1,9 +1,9 @@
 // A watch's position in the registry's key changes, shared by node::watch and
-// `conclavectl watch`. Watches poll: the cursor names the next query
-// (queries.hpp, `bin:` form) and takes its answer, a registry_state holding
-// the answering server's revision. It delivers every change under its
-// prefix once, in order, and never goes backwards: an answer from a server
-// behind what was already delivered (a stale read) is ignored.
+// `conclavectl watch`. Watches poll: the cursor names the next query and
+// takes its result, which carries the answering server's revision. It
+// delivers every change under its prefix once, in order, and never goes
+// backwards: an answer from a server behind what was already delivered (a
+// stale read) is ignored.
 //
 // When the history no longer reaches the cursor's revision (more than
 // `limits::history` changes behind), it asks for a listing of the prefix and
@@ -34,14 +34,15 @@ class watch_cursor {
   // Changes after revision `after`, or from the current revision on.
   watch_cursor(std::string prefix, std::optional<revision> after);
 
-  // The next query: "revision" to start from now, "list PREFIX" after a
-  // compaction, otherwise "changes REVISION PREFIX".
-  std::string query() const;
+  // The next query: revision_query to start from now, list_prefix after a
+  // compaction, otherwise changes_query after the position.
+  query next_query() const;
 
-  // Takes the answer to query(): calls on_change for each new change, in
+  // Takes the result of next_query(): calls on_change for each new change, in
   // order, or on_listing with a listing after a compaction. Returns false if
-  // the answer was ignored (its server is behind what was delivered).
-  bool take(const registry_state& answer, const std::function<void(const change&)>& on_change,
+  // the result was ignored: its server is behind what was delivered, or it
+  // is not the kind next_query() asks for (a query_error).
+  bool take(const query_result& answer, const std::function<void(const change&)>& on_change,
             const std::function<void(const watch_listing&)>& on_listing);
 
   // Every change up to this revision has been delivered (or listed).
