@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -14,6 +15,7 @@
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
+#include "roles/registry_reads.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
@@ -103,15 +105,8 @@ struct conclave_system::impl {
   void wait_members(int alive) {
     auto until = clock_type::now() + 20s;
     while (clock_type::now() < until) {
-      auto r = cluster.client().read("members alive", 2s);
-      if (r) {
-        int n = 0;
-        for (auto p = r->result.find("\"status\":\"alive\""); p != std::string::npos;
-             p = r->result.find("\"status\":\"alive\"", p + 1)) {
-          ++n;
-        }
-        if (n >= alive) return;
-      }
+      auto r = ask(cluster.client(), registry::members_query{registry::member_status::alive}, 2s);
+      if (r && static_cast<int>(r->members.size()) >= alive) return;
       std::this_thread::sleep_for(50ms);
     }
   }
@@ -190,9 +185,9 @@ struct conclave_system::impl {
     while (!t && ms_since(start) < 15000) {
       bool everywhere = true;
       for (const auto& m : cluster.members()) {
-        auto r = cluster.client().call(m.address, client::stale_read{"members dead"}, 500ms);
-        if (!r || !std::holds_alternative<client::read_result>(*r) ||
-            std::get<client::read_result>(*r).result.find("\"" + name + "\"") == std::string::npos) {
+        auto r = ask_at(cluster.client(), m.address, registry::members_query{registry::member_status::dead}, true, 500ms);
+        auto listed = [&](const registry::member& x) { return x.id == name; };
+        if (!r || std::none_of(r->members.begin(), r->members.end(), listed)) {
           everywhere = false;
           break;
         }
@@ -258,13 +253,9 @@ struct conclave_system::impl {
     ::kill(holder, SIGKILL);
     std::thread([this, old] { cluster.signal(*old, SIGKILL); }).detach();
     std::optional<double> t;
-    auto wanted = "\"holder\":" + std::to_string(*contender) + ",";
     while (!t && ms_since(start) < 15000) {
-      auto r = cluster.client().read("lock engine-lock", 500ms);
-      if (r && r->result.find(wanted) != std::string::npos) {
-        auto p = r->result.find("\"token\":");
-        if (std::strtoull(r->result.c_str() + p + 8, nullptr, 10) > old_token) t = ms_since(start);
-      }
+      auto r = ask(cluster.client(), registry::lock_query{"engine-lock"}, 500ms);
+      if (r && r->value && r->value->holder == *contender && r->value->token > old_token) t = ms_since(start);
       if (!t) std::this_thread::sleep_for(2ms);
     }
     cluster.wait_exit(holder, 2s);
@@ -300,8 +291,8 @@ struct conclave_system::impl {
     if (!propose_value(registry::release_lock{"bench-handoff", holder})) return std::nullopt;
     std::optional<double> t;
     while (!t && ms_since(start) < 5000) {
-      auto r = cluster.client().read("lock bench-handoff", 2s);
-      if (r && r->result.find("\"holder\":" + std::to_string(next) + ",") != std::string::npos) t = ms_since(start);
+      auto r = ask(cluster.client(), registry::lock_query{"bench-handoff"}, 2s);
+      if (r && r->value && r->value->holder == next) t = ms_since(start);
     }
     // The released contender queues again at the back.
     (void)propose_value(registry::acquire_lock{"bench-handoff", holder, true});

@@ -58,6 +58,7 @@
 #include "actors/registry/watch_cursor.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
+#include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
 
 using namespace conclave;
@@ -99,26 +100,45 @@ int command(raft_client& c, const registry::command& cmd, bool json, wire::regis
   return ok ? 0 : exit_refused;
 }
 
+// --stale: reads from the first server that answers, from what it has
+// applied; otherwise linearizable reads through the leader.
 bool stale = false;
 
-// A linearizable read through the leader, or with --stale a read from the
-// first server that answers, from what it has applied.
-expected<client::read_result> read(raft_client& c, const std::string& q) {
-  if (!stale) return c.read(q, 10s);
-  error last = make_error(errc::unavailable, "no endpoint answered");
-  for (const auto& ep : c.endpoints()) {
-    auto r = c.call(ep, client::stale_read{q}, 2000ms);
-    if (r && std::holds_alternative<client::read_result>(*r)) return std::get<client::read_result>(*r);
-    if (!r) last = r.error();
-  }
-  return last;
+// How long a read may take: through the leader, or 2 s for each endpoint in turn.
+std::chrono::milliseconds read_deadline(const raft_client& c) {
+  return stale ? std::chrono::milliseconds(2000 * c.endpoints().size()) : std::chrono::milliseconds(10s);
 }
 
-int query(raft_client& c, const std::string& q) {
-  auto r = read(c, q);
+// members [STATUS]: prints them as a JSON array.
+int members(raft_client& c, const std::vector<std::string>& args) {
+  registry::members_query q;
+  if (!args.empty()) {
+    for (auto s : {registry::member_status::alive, registry::member_status::suspect, registry::member_status::dead,
+                   registry::member_status::left}) {
+      if (args[0] == registry::to_string(s)) q.only = s;
+    }
+    if (!q.only) usage("'" + args[0] + "' is not a member status (alive, suspect, dead or left)");
+  }
+  auto r = ask(c, q, read_deadline(c), stale);
   if (!r) return unreachable(r.error());
-  std::printf("%s\n", r->result.c_str());
-  return r->result == "null" ? exit_refused : 0;
+  std::printf("%s\n", registry::to_json(*r).c_str());
+  return 0;
+}
+
+// get KEY: prints it as a JSON object, or null (exit 1) when there is none.
+int get(raft_client& c, const std::string& key) {
+  auto r = ask(c, registry::get_key{key}, read_deadline(c), stale);
+  if (!r) return unreachable(r.error());
+  std::printf("%s\n", r->value ? registry::to_json(key, *r->value).c_str() : "null");
+  return r->value ? 0 : exit_refused;
+}
+
+// list [PREFIX]: prints the keys under it as a JSON array.
+int list(raft_client& c, const std::string& prefix) {
+  auto r = ask(c, registry::list_prefix{prefix}, read_deadline(c), stale);
+  if (!r) return unreachable(r.error());
+  std::printf("%s\n", registry::to_json(*r).c_str());
+  return 0;
 }
 
 // Prints every change under `prefix` after revision `from` (or from now) as
@@ -132,24 +152,18 @@ int watch(caf::actor_system& sys, const std::string& cluster_id, const std::vect
   // last revision printed, so the output never repeats or goes back.
   auto heard = std::make_shared<std::promise<void>>();
   auto first = std::make_shared<std::atomic<bool>>(true);
-  auto at = std::make_shared<std::optional<registry::revision>>(from);
+  auto cursor = std::make_shared<registry::watch_cursor>(prefix, from);
+  auto print_change = [](const registry::change& ch) { std::printf("%s\n", registry::to_json(ch).c_str()); };
+  auto print_listing = [](const registry::watch_listing& l) {
+    std::printf("{\"compacted\":true,\"after\":%llu,\"revision\":%llu,\"keys\":%zu}\n",
+                static_cast<unsigned long long>(l.after), static_cast<unsigned long long>(l.rev), l.keys.size());
+    for (const auto& [key, kv] : l.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
+  };
   push_client pc(sys, cluster_id, endpoints, keys);
-  pc.subscribe([prefix, at] { return registry::subscription{registry::watch_subscription{prefix, *at}}; },
-               [at, heard, first](const registry::push& p) {
+  pc.subscribe([cursor] { return registry::subscription{cursor->subscription()}; },
+               [cursor, heard, first, print_change, print_listing](const registry::push& p) {
                  if (first->exchange(false)) heard->set_value();
-                 bool ahead = !*at || p.state.rev > **at;
-                 if (p.kind == registry::push_kind::changes) {
-                   for (const auto& ch : p.state.history) {
-                     if (!*at || ch.rev > **at) std::printf("%s\n", registry::to_json(ch).c_str());
-                   }
-                 } else if (p.kind == registry::push_kind::compacted && ahead) {
-                   std::printf("{\"compacted\":true,\"after\":%llu,\"revision\":%llu,\"keys\":%zu}\n",
-                               static_cast<unsigned long long>(at->value_or(0)),
-                               static_cast<unsigned long long>(p.state.rev), p.state.keys.size());
-                   for (const auto& [key, kv] : p.state.keys) std::printf("%s\n", registry::to_json(key, kv).c_str());
-                 }
-                 if (ahead) *at = p.state.rev;
-                 std::fflush(stdout);
+                 if (cursor->take(p, print_change, print_listing)) std::fflush(stdout);
                });
   // A cluster nobody answers for 10 s at the start is unreachable (exit 3);
   // once watching, the watch waits out any outage.
@@ -511,9 +525,9 @@ int main(int argc, char** argv) {
     if (!any) return unreachable(make_error(errc::unavailable, "no endpoint answered"));
     return cmd == "leader" ? exit_refused : 0;
   }
-  if (cmd == "members") return query(c, "members" + (args.empty() ? std::string() : " " + args[0]));
-  if (cmd == "get" && args.size() == 1) return query(c, "get " + args[0]);
-  if (cmd == "list" && args.size() <= 1) return query(c, "list " + (args.empty() ? std::string() : args[0]));
+  if (cmd == "members" && args.size() <= 1) return members(c, args);
+  if (cmd == "get" && args.size() == 1) return get(c, args[0]);
+  if (cmd == "list" && args.size() <= 1) return list(c, args.empty() ? std::string() : args[0]);
   if (cmd == "watch" && !args.empty()) {
     std::optional<registry::revision> from;
     if (args.size() >= 3 && args[1] == "--from") from = std::strtoull(args[2].c_str(), nullptr, 10);

@@ -18,6 +18,7 @@
 #include "roles/member_agent.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
+#include "roles/registry_reads.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
 
@@ -54,22 +55,14 @@ struct node::impl {
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
-  expected<registry::registry_state> binary_query(const std::string& q, bool stale) {
+  // A registry query through the shared client: linearizable, or with
+  // `stale` from the first master that answers.
+  template <class Q>
+  expected<typename Q::result> ask(const Q& q, bool stale) {
     std::lock_guard<std::mutex> guard(client_mutex);
-    expected<client::read_result> r = make_error(errc::unavailable, "no endpoint answered");
-    if (stale) {
-      for (const auto& ep : client->endpoints()) {
-        auto a = client->call(ep, client::stale_read{"bin:" + q}, 2000ms);
-        if (a && std::holds_alternative<client::read_result>(*a)) {
-          r = std::get<client::read_result>(*a);
-          break;
-        }
-      }
-    } else {
-      r = client->read("bin:" + q, 10s);
-    }
-    if (!r) return r.error();
-    return wire::decode_registry_snapshot(r->result);
+    // Stale: up to 2 s for each master in turn.
+    auto deadline = stale ? std::chrono::milliseconds(2000 * client->endpoints().size()) : std::chrono::milliseconds(10s);
+    return conclave::ask(*client, q, deadline, stale);
   }
 
   expected<registry::outcome> run(const registry::command& c) {
@@ -173,25 +166,21 @@ void node::on_leadership(std::function<void(std::uint64_t)> start, std::function
 }
 
 expected<std::vector<registry::member>> node::members(std::optional<registry::member_status> only, bool stale) {
-  auto st = impl_->binary_query(std::string("members") + (only ? std::string(" ") + registry::to_string(*only) : ""),
-                                stale);
-  if (!st) return st.error();
-  std::vector<registry::member> out;
-  for (auto& [id, m] : st->members) out.push_back(m);
-  return out;
+  auto r = impl_->ask(registry::members_query{only}, stale);
+  if (!r) return r.error();
+  return std::move(r->members);
 }
 
 expected<std::optional<registry::key_value>> node::get(const std::string& key, bool stale) {
-  auto st = impl_->binary_query("get " + key, stale);
-  if (!st) return st.error();
-  if (st->keys.empty()) return std::optional<registry::key_value>();
-  return std::optional<registry::key_value>(st->keys.begin()->second);
+  auto r = impl_->ask(registry::get_key{key}, stale);
+  if (!r) return r.error();
+  return std::move(r->value);
 }
 
 expected<std::vector<std::pair<std::string, registry::key_value>>> node::list(const std::string& prefix, bool stale) {
-  auto st = impl_->binary_query("list " + prefix, stale);
-  if (!st) return st.error();
-  return std::vector<std::pair<std::string, registry::key_value>>(st->keys.begin(), st->keys.end());
+  auto r = impl_->ask(registry::list_prefix{prefix}, stale);
+  if (!r) return r.error();
+  return std::move(r->keys);
 }
 
 expected<registry::outcome> node::put(const std::string& key, const std::string& value,
@@ -205,10 +194,10 @@ expected<registry::outcome> node::remove(const std::string& key, std::optional<s
 
 expected<std::optional<std::vector<registry::change>>> node::changes(registry::revision after,
                                                                     const std::string& prefix) {
-  auto st = impl_->binary_query("changes " + std::to_string(after) + " " + prefix, false);
-  if (!st) return st.error();
-  if (st->history_floor > after) return std::optional<std::vector<registry::change>>();
-  return std::optional<std::vector<registry::change>>(std::vector<registry::change>(st->history.begin(), st->history.end()));
+  auto r = impl_->ask(registry::changes_query{after, prefix}, false);
+  if (!r) return r.error();
+  if (r->compacted) return std::optional<std::vector<registry::change>>();
+  return std::optional<std::vector<registry::change>>(std::move(r->changes));
 }
 
 void node::watch(const std::string& prefix, std::function<void(const registry::change&)> on_change,
@@ -216,31 +205,11 @@ void node::watch(const std::string& prefix, std::function<void(const registry::c
                  std::optional<registry::revision> after) {
   assert(on_change);
   assert(on_compacted);
-  // Where the watch is: every change up to here was delivered. Touched only
-  // on the push client's thread (handler and resume run there).
-  auto at = std::make_shared<std::optional<registry::revision>>(after);
-  impl_->push->subscribe([prefix, at] { return registry::subscription{registry::watch_subscription{prefix, *at}}; },
-                         [at, on_change, on_compacted](const registry::push& p) {
-                           // A master behind what was delivered repeats nothing.
-                           bool ahead = !*at || p.state.rev > **at;
-                           switch (p.kind) {
-                             case registry::push_kind::changes:
-                               for (const auto& c : p.state.history) {
-                                 if (!*at || c.rev > **at) on_change(c);
-                               }
-                               break;
-                             case registry::push_kind::compacted:
-                               if (ahead) {
-                                 registry::watch_listing l;
-                                 l.after = at->value_or(0);
-                                 l.rev = p.state.rev;
-                                 l.keys.assign(p.state.keys.begin(), p.state.keys.end());
-                                 on_compacted(l);
-                               }
-                               break;
-                             default: break;  // progress
-                           }
-                           if (ahead) *at = p.state.rev;
+  // Touched only on the push client's thread (handler and resume run there).
+  auto cursor = std::make_shared<registry::watch_cursor>(prefix, after);
+  impl_->push->subscribe([cursor] { return registry::subscription{cursor->subscription()}; },
+                         [cursor, on_change, on_compacted](const registry::push& p) {
+                           cursor->take(p, on_change, on_compacted);
                          });
 }
 
@@ -315,17 +284,16 @@ expected<node::lock_grant> node::lock(const std::string& name, std::chrono::mill
   // the grant is returned).
   for (;;) {
     auto cancelled = impl_->run(registry::cancel_lock_wait{name, s});
-    auto st = impl_->binary_query("lock " + name, false);
-    if (!cancelled || !st) {
+    auto r = impl_->ask(registry::lock_query{name}, false);
+    if (!cancelled || !r) {
       if (impl_->stop) return make_error(errc::unavailable, "the node is stopping");  // the session closes with it
       if (session() != s) return session_ended();
       std::this_thread::sleep_for(20ms);  // no leader: ask again
       continue;
     }
-    auto it = st->locks.find(name);
-    if (it != st->locks.end() && it->second.holder == s) return lock_grant{name, it->second.token};
-    bool waiting = it != st->locks.end() &&
-                   std::find(it->second.waiters.begin(), it->second.waiters.end(), s) != it->second.waiters.end();
+    const auto& l = r->value;
+    if (l && l->holder == s) return lock_grant{name, l->token};
+    bool waiting = l && std::find(l->waiters.begin(), l->waiters.end(), s) != l->waiters.end();
     if (!waiting) return make_error(errc::unavailable, "timed out waiting for lock '" + name + "'");
   }
 }
@@ -346,9 +314,9 @@ expected<std::uint64_t> node::publish(const std::string& payload, const std::str
 }
 
 expected<std::vector<registry::event>> node::events() {
-  auto st = impl_->binary_query("events " + member_id(), false);
-  if (!st) return st.error();
-  return std::vector<registry::event>(st->events.begin(), st->events.end());
+  auto r = impl_->ask(registry::events_query{member_id()}, false);
+  if (!r) return r.error();
+  return std::move(r->events);
 }
 
 expected<void> node::ack_events(std::uint64_t upto) {

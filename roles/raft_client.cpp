@@ -179,10 +179,7 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
   return result;
 }
 
-namespace {
-
-// A server's refusal as an error; its message already starts with the
-// code's description.
+// The server's message already starts with the code's description.
 error error_of(const client::failure& f) {
   auto code = client::code_from_name(f.code);
   std::string prefix(to_string(code));
@@ -191,18 +188,13 @@ error error_of(const client::failure& f) {
   return make_error(code, detail);
 }
 
+namespace {
+
 // Whether a refusal means "ask again, maybe elsewhere" (a master whose disk
 // is full refuses writes that another master may take).
 bool retryable(const client::failure& f) {
   return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable" ||
          f.code == "disk_full" || f.code == "map_full";
-}
-
-// Requests that change state: after one was sent without an answer, sending
-// it again could apply it twice, so its caller must decide.
-bool changes_state(const client::request& r) {
-  return std::holds_alternative<client::propose>(r) || std::holds_alternative<client::transfer_leadership>(r) ||
-         std::holds_alternative<client::change_membership>(r);
 }
 
 }  // namespace
@@ -251,7 +243,8 @@ expected<client::response> raft_client::to_leader(const client::request& request
       // A server that did not answer is not asked first next time: it may
       // be frozen while another leads.
       preferred_ = (next + 1) % eps.size();
-      if (r.error().code == errc::outcome_unknown && changes_state(request)) return last;
+      // Sending it again could apply it twice: its caller must decide.
+      if (r.error().code == errc::outcome_unknown && !client::traits_of(request).idempotent) return last;
     }
     ++next;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -19,6 +19,9 @@
 
 namespace conclave {
 
+// A server's refusal (client::failure) as an error value.
+error error_of(const client::failure& f);
+
 class raft_client {
  public:
   raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints);

@@ -13,7 +13,7 @@ struct ClientRequest {
 
   body :union {
     propose @2 :Data;               # a state-machine command; answered once committed and applied
-    read @3 :Data;                  # a state-machine query; answered linearizably (ReadIndex)
+    read @3 :Data;                  # a state-machine query (the registry's: a registry.capnp Query); answered linearizably (ReadIndex)
     status @4 :Void;                # who leads, how far the log is
     transferLeadership @5 :UInt64;  # to this server (0: the most caught-up voter)
     setFaults @6 :Faults;           # test hook: drop peer traffic

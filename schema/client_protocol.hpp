@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -14,6 +15,8 @@ namespace conclave::client {
 struct propose {
   std::string command;
 };
+// A linearizable read (ReadIndex). `query` is in the state machine's own
+// encoding: for the registry, an encoded registry::query.
 struct read {
   std::string query;
 };
@@ -48,6 +51,50 @@ struct change_membership {
 
 using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive,
                              stale_read, change_membership>;
+
+// What servers and clients need to know about a kind of request. The one
+// table is traits_of below; classify requests with it, not by their type.
+struct request_traits {
+  // May change the replicated state or who leads: when its answer is lost,
+  // whether it took effect is unknown.
+  bool changes_state;
+  // Adds entries to the Raft log, so a master that cannot write to its disk
+  // refuses it.
+  bool appends_entries;
+  // A follower passes it on to the leader it knows, so a client may send it
+  // to any master. (A keepalive is not passed on: the leader ties a session
+  // to the connection its heartbeats arrive on.)
+  bool passed_to_leader;
+  // Sending it again after its answer was lost is harmless, so a client may
+  // resend it on its own.
+  bool idempotent;
+  // Takes the cluster secret (auth level master); every other request takes
+  // at least a member key.
+  bool needs_secret;
+};
+
+template <class>
+inline constexpr bool no_traits_for = false;
+
+template <class T>
+constexpr request_traits traits_of() {
+  //                                                               changes  appends  passed   idem-    needs
+  //                                                               state    entries  to lead. potent   secret
+  if constexpr (std::is_same_v<T, propose>)                  return {true,    true,    true,    false,   false};
+  else if constexpr (std::is_same_v<T, read>)                return {false,   false,   true,    true,    false};
+  else if constexpr (std::is_same_v<T, status_request>)      return {false,   false,   false,   true,    false};
+  else if constexpr (std::is_same_v<T, transfer_leadership>) return {true,    false,   false,   false,   true};
+  else if constexpr (std::is_same_v<T, set_faults>)          return {false,   false,   false,   true,    true};
+  else if constexpr (std::is_same_v<T, stall_storage>)       return {false,   false,   false,   true,    true};
+  else if constexpr (std::is_same_v<T, keepalive>)           return {false,   false,   false,   true,    false};
+  else if constexpr (std::is_same_v<T, stale_read>)          return {false,   false,   false,   true,    false};
+  else if constexpr (std::is_same_v<T, change_membership>)   return {true,    true,    true,    false,   true};
+  else static_assert(no_traits_for<T>, "every kind of request needs a row in this table");
+}
+
+constexpr request_traits traits_of(const request& r) {
+  return std::visit([](const auto& x) { return traits_of<std::decay_t<decltype(x)>>(); }, r);
+}
 
 struct committed {
   std::uint64_t index = 0;

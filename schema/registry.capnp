@@ -108,3 +108,40 @@ struct Snapshot {
   history @8 :List(Change);
   historyFloor @9 :UInt64;
 }
+
+# --- queries ---------------------------------------------------------------
+# Read-only questions to the registry (the payload of client read and
+# staleRead requests), answered from a server's applied state by a
+# QueryResult of the matching kind, or an error for a query that does not
+# decode.
+
+struct Query {
+  union {
+    getKey @0 :Text;
+    listPrefix @1 :Text;
+    members :group { filtered @2 :Bool; status @3 :MemberStatus; }  # filtered: only members with this status
+    lock @4 :Text;                                                   # its name
+    session @5 :UInt64;
+    events @6 :Text;                                                 # a member id: its unacknowledged events
+    changes :group { after @7 :UInt64; prefix @8 :Text; }            # key changes after a revision
+    revision @9 :Void;
+    digest @10 :Void;
+  }
+}
+
+struct QueryResult {
+  union {
+    # For key and lock, the KeyValue's key and the Lock's name are left
+    # empty: the query named them.
+    key :group { found @0 :Bool; value @1 :KeyValue; }
+    keys :group { rev @2 :UInt64; keys @3 :List(KeyValue); }
+    members @4 :List(Member);
+    lock :group { found @5 :Bool; value @6 :Lock; }
+    session :group { found @7 :Bool; value @8 :Session; }
+    events @9 :List(Event);
+    changes :group { rev @10 :UInt64; compacted @11 :Bool; changes @12 :List(Change); }
+    revision @13 :UInt64;
+    digest :group { rev @14 :UInt64; digest @15 :UInt64; }
+    error @16 :Text;     # the query did not decode
+  }
+}

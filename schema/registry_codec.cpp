@@ -100,6 +100,71 @@ r::member read_member(s::Member::Reader in) {
   return m;
 }
 
+void write_key_value(s::KeyValue::Builder out, const std::string& key, const r::key_value& kv) {
+  out.setKey(text_of(key));
+  out.setValue(data_of(kv.value));
+  out.setCreated(kv.created);
+  out.setModified(kv.modified);
+  out.setVersion(kv.version);
+  out.setSession(kv.session);
+}
+
+r::key_value read_key_value(s::KeyValue::Reader in) {
+  return r::key_value{data(in.getValue()), in.getCreated(), in.getModified(), in.getVersion(), in.getSession()};
+}
+
+void write_lock(s::Lock::Builder out, const std::string& name, const r::lock& l) {
+  out.setName(text_of(name));
+  out.setHolder(l.holder);
+  out.setToken(l.token);
+  auto w = out.initWaiters(static_cast<unsigned>(l.waiters.size()));
+  for (unsigned k = 0; k < l.waiters.size(); ++k) w.set(k, l.waiters[k]);
+}
+
+r::lock read_lock(s::Lock::Reader in) {
+  r::lock l{in.getHolder(), in.getToken(), {}};
+  for (auto w : in.getWaiters()) l.waiters.push_back(w);
+  return l;
+}
+
+void write_session(s::Session::Builder out, const r::session& x) {
+  out.setId(x.id);
+  out.setOwner(text_of(x.owner));
+  out.setTtlMs(x.ttl_ms);
+  out.setRemainingMs(x.remaining_ms);
+}
+
+r::session read_session(s::Session::Reader in) {
+  return r::session{in.getId(), text(in.getOwner()), in.getTtlMs(), in.getRemainingMs()};
+}
+
+void write_event(s::Event::Builder out, const r::event& e) {
+  out.setSeq(e.seq);
+  out.setFrom(text_of(e.from));
+  out.setTo(text_of(e.to));
+  out.setPayload(data_of(e.payload));
+  auto rec = out.initRecipients(static_cast<unsigned>(e.recipients.size()));
+  unsigned k = 0;
+  for (const auto& x : e.recipients) rec.set(k++, text_of(x));
+}
+
+r::event read_event(s::Event::Reader in) {
+  r::event e{in.getSeq(), text(in.getFrom()), text(in.getTo()), data(in.getPayload()), {}};
+  for (auto x : in.getRecipients()) e.recipients.insert(text(x));
+  return e;
+}
+
+void write_change(s::Change::Builder out, const r::change& c) {
+  out.setRev(c.rev);
+  out.setDeleted(c.deleted);
+  out.setKey(text_of(c.key));
+  out.setValue(data_of(c.value));
+}
+
+r::change read_change(s::Change::Reader in) {
+  return r::change{in.getRev(), in.getDeleted(), text(in.getKey()), data(in.getValue())};
+}
+
 struct command_writer {
   s::Command::Builder out;
   void operator()(const r::register_member& c) {
@@ -273,6 +338,149 @@ s::Code code_to(r::code c) {
   return s::Code::INVALID;
 }
 
+struct query_writer {
+  s::Query::Builder out;
+  void operator()(const r::get_key& q) { out.setGetKey(text_of(q.key)); }
+  void operator()(const r::list_prefix& q) { out.setListPrefix(text_of(q.prefix)); }
+  void operator()(const r::members_query& q) {
+    auto g = out.initMembers();
+    g.setFiltered(q.only.has_value());
+    g.setStatus(status_to(q.only.value_or(r::member_status::alive)));
+  }
+  void operator()(const r::lock_query& q) { out.setLock(text_of(q.name)); }
+  void operator()(const r::session_query& q) { out.setSession(q.id); }
+  void operator()(const r::events_query& q) { out.setEvents(text_of(q.member)); }
+  void operator()(const r::changes_query& q) {
+    auto g = out.initChanges();
+    g.setAfter(q.after);
+    g.setPrefix(text_of(q.prefix));
+  }
+  void operator()(const r::revision_query&) { out.setRevision(); }
+  void operator()(const r::digest_query&) { out.setDigest(); }
+};
+
+r::query read_query(s::Query::Reader in) {
+  switch (in.which()) {
+    case s::Query::GET_KEY: return r::get_key{text(in.getGetKey())};
+    case s::Query::LIST_PREFIX: return r::list_prefix{text(in.getListPrefix())};
+    case s::Query::MEMBERS: {
+      auto g = in.getMembers();
+      r::members_query q;
+      if (g.getFiltered()) q.only = status_from(g.getStatus());
+      return q;
+    }
+    case s::Query::LOCK: return r::lock_query{text(in.getLock())};
+    case s::Query::SESSION: return r::session_query{in.getSession()};
+    case s::Query::EVENTS: return r::events_query{text(in.getEvents())};
+    case s::Query::CHANGES: {
+      auto g = in.getChanges();
+      return r::changes_query{g.getAfter(), text(g.getPrefix())};
+    }
+    case s::Query::REVISION: return r::revision_query{};
+    case s::Query::DIGEST: return r::digest_query{};
+  }
+  throw invalid{errc::malformed, "unknown registry query"};
+}
+
+struct query_result_writer {
+  s::QueryResult::Builder out;
+  void operator()(const r::key_result& x) {
+    auto g = out.initKey();
+    g.setFound(x.value.has_value());
+    if (x.value) write_key_value(g.initValue(), std::string(), *x.value);
+  }
+  void operator()(const r::keys_result& x) {
+    auto g = out.initKeys();
+    g.setRev(x.rev);
+    auto list = g.initKeys(static_cast<unsigned>(x.keys.size()));
+    for (unsigned i = 0; i < x.keys.size(); ++i) write_key_value(list[i], x.keys[i].first, x.keys[i].second);
+  }
+  void operator()(const r::members_result& x) {
+    auto list = out.initMembers(static_cast<unsigned>(x.members.size()));
+    for (unsigned i = 0; i < x.members.size(); ++i) write_member(list[i], x.members[i]);
+  }
+  void operator()(const r::lock_result& x) {
+    auto g = out.initLock();
+    g.setFound(x.value.has_value());
+    if (x.value) write_lock(g.initValue(), std::string(), *x.value);
+  }
+  void operator()(const r::session_result& x) {
+    auto g = out.initSession();
+    g.setFound(x.value.has_value());
+    if (x.value) write_session(g.initValue(), *x.value);
+  }
+  void operator()(const r::events_result& x) {
+    auto list = out.initEvents(static_cast<unsigned>(x.events.size()));
+    for (unsigned i = 0; i < x.events.size(); ++i) write_event(list[i], x.events[i]);
+  }
+  void operator()(const r::changes_result& x) {
+    auto g = out.initChanges();
+    g.setRev(x.rev);
+    g.setCompacted(x.compacted);
+    auto list = g.initChanges(static_cast<unsigned>(x.changes.size()));
+    for (unsigned i = 0; i < x.changes.size(); ++i) write_change(list[i], x.changes[i]);
+  }
+  void operator()(const r::revision_result& x) { out.setRevision(x.rev); }
+  void operator()(const r::digest_result& x) {
+    auto g = out.initDigest();
+    g.setRev(x.rev);
+    g.setDigest(x.digest);
+  }
+  void operator()(const r::query_error& x) { out.setError(text_of(x.message)); }
+};
+
+r::query_result read_query_result(s::QueryResult::Reader in) {
+  switch (in.which()) {
+    case s::QueryResult::KEY: {
+      auto g = in.getKey();
+      r::key_result x;
+      if (g.getFound()) x.value = read_key_value(g.getValue());
+      return x;
+    }
+    case s::QueryResult::KEYS: {
+      auto g = in.getKeys();
+      r::keys_result x{g.getRev(), {}};
+      for (auto kv : g.getKeys()) x.keys.emplace_back(text(kv.getKey()), read_key_value(kv));
+      return x;
+    }
+    case s::QueryResult::MEMBERS: {
+      r::members_result x;
+      for (auto m : in.getMembers()) x.members.push_back(read_member(m));
+      return x;
+    }
+    case s::QueryResult::LOCK: {
+      auto g = in.getLock();
+      r::lock_result x;
+      if (g.getFound()) x.value = read_lock(g.getValue());
+      return x;
+    }
+    case s::QueryResult::SESSION: {
+      auto g = in.getSession();
+      r::session_result x;
+      if (g.getFound()) x.value = read_session(g.getValue());
+      return x;
+    }
+    case s::QueryResult::EVENTS: {
+      r::events_result x;
+      for (auto e : in.getEvents()) x.events.push_back(read_event(e));
+      return x;
+    }
+    case s::QueryResult::CHANGES: {
+      auto g = in.getChanges();
+      r::changes_result x{g.getRev(), g.getCompacted(), {}};
+      for (auto c : g.getChanges()) x.changes.push_back(read_change(c));
+      return x;
+    }
+    case s::QueryResult::REVISION: return r::revision_result{in.getRevision()};
+    case s::QueryResult::DIGEST: {
+      auto g = in.getDigest();
+      return r::digest_result{g.getRev(), g.getDigest()};
+    }
+    case s::QueryResult::ERROR: return r::query_error{text(in.getError())};
+  }
+  throw invalid{errc::malformed, "unknown registry query result"};
+}
+
 }  // namespace
 
 std::string encode_command(const registry::command& c) {
@@ -309,6 +517,26 @@ expected<registry_result> decode_result(std::string_view bytes) {
   });
 }
 
+std::string encode_query(const registry::query& q) {
+  capnp::MallocMessageBuilder builder;
+  std::visit(query_writer{builder.initRoot<s::Query>()}, q);
+  return to_bytes(builder);
+}
+
+expected<registry::query> decode_query(std::string_view bytes) {
+  return decode_root<s::Query>(bytes, [](s::Query::Reader in) { return read_query(in); });
+}
+
+std::string encode_query_result(const registry::query_result& res) {
+  capnp::MallocMessageBuilder builder;
+  std::visit(query_result_writer{builder.initRoot<s::QueryResult>()}, res);
+  return to_bytes(builder);
+}
+
+expected<registry::query_result> decode_query_result(std::string_view bytes) {
+  return decode_root<s::QueryResult>(bytes, [](s::QueryResult::Reader in) { return read_query_result(in); });
+}
+
 std::string encode_registry_snapshot(const registry::registry_state& st) {
   capnp::MallocMessageBuilder builder;
   auto out = builder.initRoot<s::Snapshot>();
@@ -319,46 +547,16 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   for (const auto& [id, m] : st.members) write_member(members[i++], m);
   auto sessions = out.initSessions(static_cast<unsigned>(st.sessions.size()));
   i = 0;
-  for (const auto& [id, x] : st.sessions) {
-    sessions[i].setId(x.id);
-    sessions[i].setOwner(text_of(x.owner));
-    sessions[i].setTtlMs(x.ttl_ms);
-    sessions[i].setRemainingMs(x.remaining_ms);
-    ++i;
-  }
+  for (const auto& [id, x] : st.sessions) write_session(sessions[i++], x);
   auto keys = out.initKeys(static_cast<unsigned>(st.keys.size()));
   i = 0;
-  for (const auto& [k, kv] : st.keys) {
-    keys[i].setKey(text_of(k));
-    keys[i].setValue(data_of(kv.value));
-    keys[i].setCreated(kv.created);
-    keys[i].setModified(kv.modified);
-    keys[i].setVersion(kv.version);
-    keys[i].setSession(kv.session);
-    ++i;
-  }
+  for (const auto& [k, kv] : st.keys) write_key_value(keys[i++], k, kv);
   auto locks = out.initLocks(static_cast<unsigned>(st.locks.size()));
   i = 0;
-  for (const auto& [name, l] : st.locks) {
-    locks[i].setName(text_of(name));
-    locks[i].setHolder(l.holder);
-    locks[i].setToken(l.token);
-    auto w = locks[i].initWaiters(static_cast<unsigned>(l.waiters.size()));
-    for (unsigned k = 0; k < l.waiters.size(); ++k) w.set(k, l.waiters[k]);
-    ++i;
-  }
+  for (const auto& [name, l] : st.locks) write_lock(locks[i++], name, l);
   auto events = out.initEvents(static_cast<unsigned>(st.events.size()));
   i = 0;
-  for (const auto& e : st.events) {
-    events[i].setSeq(e.seq);
-    events[i].setFrom(text_of(e.from));
-    events[i].setTo(text_of(e.to));
-    events[i].setPayload(data_of(e.payload));
-    auto rec = events[i].initRecipients(static_cast<unsigned>(e.recipients.size()));
-    unsigned k = 0;
-    for (const auto& x : e.recipients) rec.set(k++, text_of(x));
-    ++i;
-  }
+  for (const auto& e : st.events) write_event(events[i++], e);
   auto acked = out.initAcked(static_cast<unsigned>(st.events_acked.size()));
   i = 0;
   for (const auto& [m, seq] : st.events_acked) {
@@ -368,13 +566,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   }
   auto history = out.initHistory(static_cast<unsigned>(st.history.size()));
   i = 0;
-  for (const auto& c : st.history) {
-    history[i].setRev(c.rev);
-    history[i].setDeleted(c.deleted);
-    history[i].setKey(text_of(c.key));
-    history[i].setValue(data_of(c.value));
-    ++i;
-  }
+  for (const auto& c : st.history) write_change(history[i++], c);
   out.setHistoryFloor(st.history_floor);
   return to_bytes(builder);
 }
@@ -388,27 +580,12 @@ expected<registry::registry_state> decode_registry_snapshot(std::string_view byt
       auto member = read_member(m);
       st.members[member.id] = std::move(member);
     }
-    for (auto x : in.getSessions()) {
-      st.sessions[x.getId()] = r::session{x.getId(), text(x.getOwner()), x.getTtlMs(), x.getRemainingMs()};
-    }
-    for (auto k : in.getKeys()) {
-      st.keys[text(k.getKey())] =
-          r::key_value{data(k.getValue()), k.getCreated(), k.getModified(), k.getVersion(), k.getSession()};
-    }
-    for (auto l : in.getLocks()) {
-      r::lock lock{l.getHolder(), l.getToken(), {}};
-      for (auto w : l.getWaiters()) lock.waiters.push_back(w);
-      st.locks[text(l.getName())] = std::move(lock);
-    }
-    for (auto e : in.getEvents()) {
-      r::event ev{e.getSeq(), text(e.getFrom()), text(e.getTo()), data(e.getPayload()), {}};
-      for (auto x : e.getRecipients()) ev.recipients.insert(text(x));
-      st.events.push_back(std::move(ev));
-    }
+    for (auto x : in.getSessions()) st.sessions[x.getId()] = read_session(x);
+    for (auto k : in.getKeys()) st.keys[text(k.getKey())] = read_key_value(k);
+    for (auto l : in.getLocks()) st.locks[text(l.getName())] = read_lock(l);
+    for (auto e : in.getEvents()) st.events.push_back(read_event(e));
     for (auto a : in.getAcked()) st.events_acked[text(a.getMember())] = a.getSeq();
-    for (auto c : in.getHistory()) {
-      st.history.push_back(r::change{c.getRev(), c.getDeleted(), text(c.getKey()), data(c.getValue())});
-    }
+    for (auto c : in.getHistory()) st.history.push_back(read_change(c));
     st.history_floor = in.getHistoryFloor();
     return st;
   });

@@ -180,6 +180,89 @@ struct outcome {
   std::string detail;
 };
 
+// --- queries ----------------------------------------------------------------
+// Read-only questions to the registry, answered from a server's applied
+// state. Each query names the result it gets (Q::result); a query that does
+// not decode is answered with a query_error.
+
+struct key_result {
+  std::optional<key_value> value;  // none: no such key
+};
+struct keys_result {
+  revision rev = 0;  // the answering server's revision
+  std::vector<std::pair<std::string, key_value>> keys;  // in key order
+};
+struct members_result {
+  std::vector<member> members;  // in id order
+};
+struct lock_result {
+  std::optional<lock> value;  // none: no such lock
+};
+struct session_result {
+  std::optional<session> value;  // none: no such session (expired, closed or never opened)
+};
+struct events_result {
+  std::vector<event> events;  // in publish order
+};
+struct changes_result {
+  revision rev = 0;        // the answering server's revision
+  bool compacted = false;  // the history no longer reaches the asked revision: re-list
+  std::vector<change> changes;  // in order (empty when compacted)
+};
+struct revision_result {
+  revision rev = 0;
+};
+struct digest_result {
+  revision rev = 0;
+  std::uint64_t digest = 0;  // registry::digest() at rev
+};
+struct query_error {
+  std::string message;
+};
+
+struct get_key {
+  using result = key_result;
+  std::string key;
+};
+struct list_prefix {
+  using result = keys_result;
+  std::string prefix;
+};
+struct members_query {
+  using result = members_result;
+  std::optional<member_status> only;  // none: every member
+};
+struct lock_query {
+  using result = lock_result;
+  std::string name;
+};
+struct session_query {
+  using result = session_result;
+  session_id id = 0;
+};
+// Events published for `member` that it has not acknowledged.
+struct events_query {
+  using result = events_result;
+  std::string member;
+};
+// Key changes under `prefix` after revision `after`.
+struct changes_query {
+  using result = changes_result;
+  revision after = 0;
+  std::string prefix;
+};
+struct revision_query {
+  using result = revision_result;
+};
+struct digest_query {
+  using result = digest_result;
+};
+
+using query = std::variant<get_key, list_prefix, members_query, lock_query, session_query, events_query, changes_query,
+                           revision_query, digest_query>;
+using query_result = std::variant<key_result, keys_result, members_result, lock_result, session_result, events_result,
+                                  changes_result, revision_result, digest_result, query_error>;
+
 // --- state -----------------------------------------------------------------
 
 // A lock granted as a side effect (to a waiter, when the holder released it

@@ -269,3 +269,37 @@ TEST_CASE("a client request for another cluster is refused; truncated ones are m
     CHECK_FALSE(wire::decode_request(std::string_view(good.data(), len), cluster).has_value());
   }
 }
+
+TEST_CASE("the request traits table keeps its rules: what appends changes state, what changes state is not resent") {
+  std::vector<client::request> every = {client::propose{},      client::read{},       client::status_request{},
+                                        client::transfer_leadership{}, client::set_faults{}, client::stall_storage{},
+                                        client::keepalive{},    client::stale_read{}, client::change_membership{}};
+  REQUIRE(every.size() == std::variant_size_v<client::request>);
+  for (const auto& r : every) {
+    auto t = client::traits_of(r);
+    CAPTURE(r.index());
+    // A new log entry changes the replicated state, and a state change sent
+    // twice may apply twice.
+    if (t.appends_entries) CHECK(t.changes_state);
+    if (t.changes_state) CHECK_FALSE(t.idempotent);
+  }
+  // Reads change nothing; a linearizable one goes to the leader, a stale one stays.
+  for (auto t : {client::traits_of(client::read{}), client::traits_of(client::stale_read{})}) {
+    CHECK_FALSE(t.changes_state);
+    CHECK(t.idempotent);
+    CHECK_FALSE(t.needs_secret);
+  }
+  CHECK(client::traits_of(client::read{}).passed_to_leader);
+  CHECK_FALSE(client::traits_of(client::stale_read{}).passed_to_leader);
+  // Leadership, membership and the fault hooks take the cluster secret; the registry a member key.
+  CHECK(client::traits_of(client::transfer_leadership{}).needs_secret);
+  CHECK(client::traits_of(client::change_membership{}).needs_secret);
+  CHECK(client::traits_of(client::set_faults{}).needs_secret);
+  CHECK(client::traits_of(client::stall_storage{}).needs_secret);
+  CHECK_FALSE(client::traits_of(client::propose{}).needs_secret);
+  CHECK_FALSE(client::traits_of(client::keepalive{}).needs_secret);
+  // A keepalive stays with the master it was sent to: its connection carries the session.
+  CHECK_FALSE(client::traits_of(client::keepalive{}).passed_to_leader);
+  // Usable at compile time: one constexpr table.
+  static_assert(client::traits_of<client::propose>().appends_entries);
+}

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "roles/node.hpp"
+#include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/temp_dir.hpp"
@@ -379,14 +380,11 @@ namespace {
 // Whether `session` holds or waits for lock `name`, as the cluster has it;
 // nullopt when unreadable.
 std::optional<bool> involved(test::process_cluster& cluster, const std::string& name, std::uint64_t session) {
-  auto r = cluster.client().read("bin:lock " + name, 5s);
+  auto r = ask(cluster.client(), registry::lock_query{name}, 5s);
   if (!r) return std::nullopt;
-  auto st = wire::decode_registry_snapshot(r->result);
-  if (!st) return std::nullopt;
-  auto it = st->locks.find(name);
-  if (it == st->locks.end()) return false;
-  const auto& w = it->second.waiters;
-  return it->second.holder == session || std::find(w.begin(), w.end(), session) != w.end();
+  if (!r->value) return false;
+  const auto& w = r->value->waiters;
+  return r->value->holder == session || std::find(w.begin(), w.end(), session) != w.end();
 }
 
 // A failed lock call must leave nothing behind: checked for a while, since
@@ -472,8 +470,8 @@ TEST_CASE("a failed lock call leaves the member holding nothing: granted while t
   const auto timeout = 5s;
   std::thread caller([&] { result = f.worker->lock("crossed", timeout); });
   bool queued = wait_for([&] {
-    auto r = f.cluster.client().read("lock crossed", 2s);
-    return r && r->result.find("\"waiters\":[" + std::to_string(session) + "]") != std::string::npos;
+    auto r = ask(f.cluster.client(), registry::lock_query{"crossed"}, 2s);
+    return r && r->value && r->value->waiters == std::vector<registry::session_id>{session};
   }, timeout - 1s);
   // Frozen with the worker's poll queued; the holder's release queued after
   // it; the call times out meanwhile. Once the master runs again, the poll

@@ -1,11 +1,14 @@
-// Registry commands and snapshots through Cap'n Proto, and the registry as
-// a Raft state machine.
+// Registry commands, queries, their results and snapshots through Cap'n
+// Proto, and the registry as a Raft state machine.
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
 
+#include "actors/registry/queries.hpp"
 #include "actors/registry/registry_machine.hpp"
 #include "schema/registry_codec.hpp"
+#include "test/fuzz/fuzz_common.hpp"
 
 using namespace conclave;
 using namespace conclave::registry;
@@ -134,4 +137,163 @@ TEST_CASE("the registry as a Raft state machine: same commands, same state; snap
   c.apply(next);
   CHECK(c.digest() == a.digest());
   CHECK(c.registry().get("/after") != nullptr);
+}
+
+// --- queries and their results ---------------------------------------------------
+
+namespace {
+
+std::vector<query> every_query() {
+  return {get_key{"/k"},
+          get_key{std::string("nul\0key", 7)},
+          list_prefix{""},
+          list_prefix{"/"},
+          members_query{},
+          members_query{member_status::alive},
+          members_query{member_status::suspect},
+          members_query{member_status::dead},
+          members_query{member_status::left},
+          lock_query{"L"},
+          session_query{4},
+          events_query{"w1"},
+          changes_query{0, "/"},
+          changes_query{~0ull, ""},
+          revision_query{},
+          digest_query{}};
+}
+
+// A registry holding some of everything: members, sessions, keys, locks, events, history.
+registry_t filled(limits l = {}) {
+  registry_t reg(l);
+  std::uint64_t index = 0;
+  for (const auto& c : one_of_each()) reg.apply(c, ++index);
+  reg.apply(register_member{member{"w2", member_role::worker, "10.0.0.2", 7001, 1, {{"a", "b"}}, {}, {}, 0, 0, 0}, 3000},
+            ++index);
+  reg.apply(open_session{"holder", 5000}, ++index);
+  auto holder = index;
+  reg.apply(open_session{"waiter", 5000}, ++index);
+  auto waiter = index;
+  reg.apply(acquire_lock{"L", holder, true}, ++index);
+  reg.apply(acquire_lock{"L", waiter, true}, ++index);
+  reg.apply(publish_event{"w2", "", "to all"}, ++index);
+  reg.apply(put{"/k", "again", 0, std::nullopt}, ++index);
+  return reg;
+}
+
+}  // namespace
+
+TEST_CASE("every registry query round-trips through its encoding") {
+  for (const auto& q : every_query()) {
+    auto bytes = wire::encode_query(q);
+    auto back = wire::decode_query(bytes);
+    REQUIRE_MESSAGE(back.has_value(), back.error().message());
+    CHECK(back->index() == q.index());
+    CHECK(fuzz::same(*back, q));
+    CHECK(wire::encode_query(*back) == bytes);
+  }
+}
+
+TEST_CASE("every kind of query result round-trips, found and not found") {
+  auto reg = filled();
+  std::vector<query_result> results;
+  for (const auto& q : every_query()) results.push_back(answer(reg, q));
+  results.push_back(answer(reg, session_query{999}));
+  results.push_back(answer(reg, lock_query{"none"}));
+  results.push_back(answer(reg, get_key{"/none"}));
+  results.push_back(query_error{"undecodable registry query: malformed message"});
+  std::set<std::size_t> kinds;
+  for (const auto& r : results) {
+    kinds.insert(r.index());
+    auto bytes = wire::encode_query_result(r);
+    auto back = wire::decode_query_result(bytes);
+    REQUIRE_MESSAGE(back.has_value(), back.error().message());
+    CHECK(fuzz::same(*back, r));
+    CHECK(wire::encode_query_result(*back) == bytes);
+  }
+  CHECK(kinds.size() == std::variant_size_v<query_result>);
+}
+
+TEST_CASE("the registry machine answers an encoded query with what the registry answers") {
+  registry_machine machine;
+  std::uint64_t index = 0;
+  for (const auto& c : one_of_each()) machine.apply(entry_of(++index, c));
+  machine.apply(entry_of(++index, put{"/k", "v", 0, std::nullopt}));
+  for (const auto& q : every_query()) {
+    auto bytes = machine.query(wire::encode_query(q));
+    auto back = wire::decode_query_result(bytes);
+    REQUIRE_MESSAGE(back.has_value(), back.error().message());
+    CHECK(fuzz::same(*back, answer(machine.registry(), q)));
+  }
+  // Typed: the result the query asks for.
+  auto kv = wire::decode_answer<get_key>(machine.query(wire::encode_query(get_key{"/k"})));
+  REQUIRE(kv.has_value());
+  REQUIRE(kv->value.has_value());
+  CHECK(kv->value->value == "v");
+  auto missing = wire::decode_answer<lock_query>(machine.query(wire::encode_query(lock_query{"nobody"})));
+  REQUIRE(missing.has_value());
+  CHECK_FALSE(missing->value.has_value());
+}
+
+TEST_CASE("a malformed query gets an error result, not a crash or a wrong answer") {
+  registry_machine machine;
+  machine.apply(entry_of(1, put{"/k", "v", 0, std::nullopt}));
+  auto refused = [&](std::string_view bytes) {
+    auto r = wire::decode_query_result(machine.query(bytes));
+    REQUIRE(r.has_value());
+    auto* e = std::get_if<query_error>(&*r);
+    REQUIRE_MESSAGE(e != nullptr, "answered a malformed query");
+    CHECK(e->message.rfind("undecodable registry query: ", 0) == 0);
+    // A typed client gets it as an error naming the cause.
+    auto typed = wire::decode_answer<get_key>(machine.query(bytes));
+    REQUIRE_FALSE(typed.has_value());
+    CHECK(typed.error().code == errc::invalid_argument);
+    CHECK(typed.error().detail == e->message);
+  };
+  refused("");
+  refused("get /k");  // the old string form
+  refused(std::string(7, '\0'));
+  for (const auto& q : every_query()) {
+    auto bytes = wire::encode_query(q);
+    for (std::size_t len = 0; len < bytes.size(); len += 8) refused(std::string_view(bytes.data(), len));
+  }
+  // A union tag this build does not know (a newer client): the tag is the
+  // first 16 bits of the root struct, after the segment table and root pointer.
+  auto digest = wire::encode_query(digest_query{});
+  REQUIRE(digest.size() > 17);
+  REQUIRE(static_cast<unsigned char>(digest[16]) == 8);  // Query.digest: union tag 8
+  digest[16] = 99;
+  refused(digest);
+  // An unknown member status: Query.members.status is bits [32, 48) of the struct.
+  auto members = wire::encode_query(members_query{member_status::left});
+  REQUIRE(static_cast<unsigned char>(members[20]) == 3);  // MemberStatus.left
+  members[20] = 77;
+  refused(members);
+  // Junk never crashes the machine: it is refused, or (if it happens to be a
+  // well-formed query) answered like that query.
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 2000; ++i) {
+    std::string junk(8 * (rng() % 16), '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    auto r = wire::decode_query_result(machine.query(junk));
+    REQUIRE(r.has_value());
+    auto q = wire::decode_query(junk);
+    CHECK(std::holds_alternative<query_error>(*r) == !q.has_value());
+  }
+}
+
+TEST_CASE("a query result that does not decode, or of another kind, is an error for a typed client") {
+  CHECK(wire::decode_answer<get_key>("").error().code == errc::malformed);
+  auto result = wire::encode_query_result(revision_result{5});
+  auto truncated = wire::decode_answer<revision_query>(std::string_view(result.data(), result.size() - 8));
+  CHECK_FALSE(truncated.has_value());
+  auto other = wire::decode_answer<get_key>(result);
+  REQUIRE_FALSE(other.has_value());
+  CHECK(other.error().code == errc::malformed);
+  auto right = wire::decode_answer<revision_query>(result);
+  REQUIRE(right.has_value());
+  CHECK(right->rev == 5);
+  // An unknown result kind: QueryResult's union tag is bits [16, 32) of the struct.
+  REQUIRE(static_cast<unsigned char>(result[18]) == 7);  // QueryResult.revision: union tag 7
+  result[18] = 42;
+  CHECK(wire::decode_query_result(result).error().code == errc::malformed);
 }

@@ -403,37 +403,74 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
 
 #include "actors/registry/queries.hpp"
 
-TEST_CASE("queries answer JSON: members, keys, locks, sessions, changes") {
+TEST_CASE("queries answer from the applied state: members, keys, locks, sessions, events, changes") {
   replica r(limits{3, 100});
   auto s = r(register_member{worker("w\"1"), 1000}).value;
   r(put{"/a", std::string("x\0y", 3), 0, std::nullopt});
   r(acquire_lock{"L", s, true});
-  CHECK(answer(r.reg, "members").find("\"id\":\"w\\\"1\"") != std::string::npos);
-  CHECK(answer(r.reg, "members dead") == "[]");
-  CHECK(answer(r.reg, "get /a").find("\"value\":\"x\\u0000y\"") != std::string::npos);
-  CHECK(answer(r.reg, "get /missing") == "null");
-  CHECK(answer(r.reg, "list /").find("\"key\":\"/a\"") != std::string::npos);
-  CHECK(answer(r.reg, "lock L").find("\"holder\":" + std::to_string(s)) != std::string::npos);
-  CHECK(answer(r.reg, "session " + std::to_string(s)).find("\"ttl_ms\":1000") != std::string::npos);
-  CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":false") != std::string::npos);
+  r(publish_event{"w\"1", "", "hi"});
+  auto ask = [&](auto q) { return std::get<typename decltype(q)::result>(answer(r.reg, q)); };
+  REQUIRE(ask(members_query{}).members.size() == 1);
+  CHECK(ask(members_query{}).members[0].id == "w\"1");
+  CHECK(ask(members_query{member_status::alive}).members.size() == 1);
+  CHECK(ask(members_query{member_status::dead}).members.empty());
+  REQUIRE(ask(get_key{"/a"}).value.has_value());
+  CHECK(ask(get_key{"/a"}).value->value == std::string("x\0y", 3));
+  CHECK_FALSE(ask(get_key{"/missing"}).value.has_value());
+  auto listed = ask(list_prefix{"/"});
+  CHECK(listed.rev == r.reg.current_revision());
+  REQUIRE(listed.keys.size() == 1);
+  CHECK(listed.keys[0].first == "/a");
+  REQUIRE(ask(lock_query{"L"}).value.has_value());
+  CHECK(ask(lock_query{"L"}).value->holder == s);
+  CHECK_FALSE(ask(lock_query{"M"}).value.has_value());
+  REQUIRE(ask(session_query{s}).value.has_value());
+  CHECK(ask(session_query{s}).value->ttl_ms == 1000);
+  CHECK_FALSE(ask(session_query{s + 1000}).value.has_value());
+  REQUIRE(ask(events_query{"w\"1"}).events.size() == 1);
+  CHECK(ask(events_query{"w\"1"}).events[0].payload == "hi");
+  CHECK(ask(revision_query{}).rev == r.reg.current_revision());
+  CHECK(ask(digest_query{}).digest == r.reg.digest());
+  auto changes = ask(changes_query{0, "/"});
+  CHECK_FALSE(changes.compacted);
+  CHECK(changes.changes.size() == 1);
   for (int i = 0; i < 5; ++i) r(put{"/b" + std::to_string(i), "v", 0, std::nullopt});
-  CHECK(answer(r.reg, "changes 0 /").find("\"compacted\":true") != std::string::npos);
-  CHECK(answer(r.reg, "bogus").find("unknown query") != std::string::npos);
+  changes = ask(changes_query{0, "/"});
+  CHECK(changes.compacted);
+  CHECK(changes.changes.empty());
+  CHECK(changes.rev == r.reg.current_revision());
 }
 
+TEST_CASE("conclavectl's JSON: members, keys and changes, with every byte escaped") {
+  replica r(limits{3, 100});
+  r(register_member{worker("w\"1"), 1000});
+  r(put{"/a", std::string("x\0y", 3), 0, std::nullopt});
+  auto members = std::get<members_result>(answer(r.reg, members_query{}));
+  CHECK(to_json(members).find("\"id\":\"w\\\"1\"") != std::string::npos);
+  CHECK(to_json(members_result{}) == "[]");
+  auto keys = std::get<keys_result>(answer(r.reg, list_prefix{"/"}));
+  CHECK(to_json(keys) == "[{\"key\":\"/a\",\"value\":\"x\\u0000y\",\"version\":1,\"created\":" +
+                             std::to_string(keys.keys[0].second.created) + ",\"modified\":" +
+                             std::to_string(keys.keys[0].second.modified) + ",\"session\":0}]");
+  CHECK(to_json(change{7, true, "/k", ""}) == "{\"revision\":7,\"type\":\"delete\",\"key\":\"/k\",\"value\":\"\"}");
+}
+
+#include "actors/registry/subscriptions.hpp"
 #include "actors/registry/watch_cursor.hpp"
+#include "schema/push_codec.hpp"
 #include "schema/registry_codec.hpp"
 
-TEST_CASE("a watch never repeats or goes back on a server behind, and re-lists past the history") {
+TEST_CASE("a watch never repeats or goes back when it moves to a master behind, and re-lists past the history") {
   replica a(limits{4, 100}), behind(limits{4, 100});
   auto both = [&](const command& c) {
     a(c);
     behind(c);
   };
-  auto ask = [](const replica& r, const watch_cursor& w) {
-    auto st = conclave::wire::decode_registry_snapshot(answer_binary(r.reg, w.query()));
-    REQUIRE(st.has_value());
-    return *st;
+  // Pushes travel through the codec, as a master sends them.
+  auto wire_form = [](const push& p) {
+    auto back = conclave::wire::decode_push(static_cast<std::uint8_t>(p.kind), conclave::wire::encode_push_state(p));
+    REQUIRE(back.has_value());
+    return *back;
   };
   std::vector<std::string> seen;
   std::vector<watch_listing> listings;
@@ -441,31 +478,41 @@ TEST_CASE("a watch never repeats or goes back on a server behind, and re-lists p
   auto on_listing = [&](const watch_listing& l) { listings.push_back(l); };
   both(put{"/w/a", "1", 0, std::nullopt});
   watch_cursor w("/w/", std::nullopt);
-  CHECK(w.query() == "revision");
-  REQUIRE(w.take(ask(a, w), on_change, on_listing));
-  auto start = w.position();
+  subscriptions at_a(a.reg);
+  // Subscribed at `a` from now: the master's progress says where that is.
+  CHECK(at_a.add(1, w.subscription()).empty());
+  w.take(wire_form(at_a.progress()), on_change, on_listing);
+  REQUIRE(w.position());
+  auto start = *w.position();
   a(put{"/w/b", "2", 0, std::nullopt});  // `behind` does not have it yet
-  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  for (auto& [k, p] : at_a.collect()) w.take(wire_form(p), on_change, on_listing);
   REQUIRE(seen.size() == 1);
   CHECK(seen[0] == "/w/b@" + std::to_string(start + 1));
-  // A server behind what was delivered is ignored: no rewind, no repeat.
-  CHECK_FALSE(w.take(ask(behind, w), on_change, on_listing));
-  CHECK(w.position() == start + 1);
+  // `a` dies; the watch resumes at `behind`, which is behind: nothing
+  // repeats, nothing goes back.
+  subscriptions at_behind(behind.reg);
+  for (auto& p : at_behind.add(1, w.subscription())) w.take(wire_form(p), on_change, on_listing);
+  w.take(wire_form(at_behind.progress()), on_change, on_listing);
+  CHECK(*w.position() == start + 1);
   behind(put{"/w/b", "2", 0, std::nullopt});
-  REQUIRE(w.take(ask(behind, w), on_change, on_listing));
+  for (auto& [k, p] : at_behind.collect()) w.take(wire_form(p), on_change, on_listing);
   CHECK(seen.size() == 1);
-  // Past the history (4 changes): told, with a listing, then changes continue after it.
-  for (int i = 0; i < 6; ++i) a(put{"/w/n" + std::to_string(i), "v", 0, std::nullopt});
-  REQUIRE(w.take(ask(a, w), on_change, on_listing));
-  CHECK(seen.size() == 1);
-  CHECK(w.query() == "list /w/");
-  REQUIRE(w.take(ask(a, w), on_change, on_listing));
-  REQUIRE(listings.size() == 1);
-  CHECK(listings[0].after == start + 1);
-  CHECK(listings[0].rev == a.reg.current_revision());
-  CHECK(listings[0].keys.size() == 8);
-  a(remove_key{"/w/a", std::nullopt});
-  REQUIRE(w.take(ask(a, w), on_change, on_listing));
+  behind(put{"/w/c", "3", 0, std::nullopt});
+  for (auto& [k, p] : at_behind.collect()) w.take(wire_form(p), on_change, on_listing);
   REQUIRE(seen.size() == 2);
-  CHECK(seen[1] == "/w/a@" + std::to_string(a.reg.current_revision()));
+  CHECK(seen[1] == "/w/c@" + std::to_string(behind.reg.current_revision()));
+  // Past the history (4 changes): a listing, then changes continue after it.
+  auto before = *w.position();
+  subscriptions late(behind.reg);
+  for (int i = 0; i < 6; ++i) behind(put{"/w/n" + std::to_string(i), "v", 0, std::nullopt});
+  for (auto& p : late.add(1, w.subscription())) w.take(wire_form(p), on_change, on_listing);
+  CHECK(seen.size() == 2);
+  REQUIRE(listings.size() == 1);
+  CHECK(listings[0].after == before);
+  CHECK(listings[0].rev == behind.reg.current_revision());
+  CHECK(listings[0].keys.size() == 9);
+  behind(remove_key{"/w/a", std::nullopt});
+  for (auto& [k, p] : late.collect()) w.take(wire_form(p), on_change, on_listing);
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[2] == "/w/a@" + std::to_string(behind.reg.current_revision()));
 }

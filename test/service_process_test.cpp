@@ -13,6 +13,7 @@
 #include <map>
 
 #include "roles/push_client.hpp"
+#include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
@@ -37,9 +38,26 @@ pid_t start_worker(process_cluster& c, const std::string& name, int no_master_ti
                  name + ".log");
 }
 
-std::string members(process_cluster& c, const std::string& status = "") {
-  auto r = c.client().read("members" + (status.empty() ? "" : " " + status), 5s);
-  return r ? r->result : std::string();
+using registry::member_status;
+
+// The members the registry lists (only those with a status, if given);
+// none when it cannot be read.
+struct member_list {
+  std::vector<registry::member> all;
+  bool has(const std::string& id) const {
+    return std::any_of(all.begin(), all.end(), [&](const registry::member& m) { return m.id == id; });
+  }
+  // "id status, ..." for failure messages.
+  std::string text() const {
+    std::string out;
+    for (const auto& m : all) out += (out.empty() ? "" : ", ") + m.id + " " + registry::to_string(m.status);
+    return out;
+  }
+};
+
+member_list members(process_cluster& c, std::optional<member_status> status = std::nullopt) {
+  auto r = ask(c.client(), registry::members_query{status}, 5s);
+  return r ? member_list{std::move(r->members)} : member_list{};
 }
 
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
@@ -67,15 +85,22 @@ TEST_CASE("masters and workers register; the registry lists them with their reso
   start_worker(c, "w1");
   start_worker(c, "w2");
   REQUIRE(wait_for([&] {
-    auto m = members(c, "alive");
-    return m.find("\"w1\"") != std::string::npos && m.find("\"w2\"") != std::string::npos &&
-           m.find("\"master-1\"") != std::string::npos && m.find("\"master-3\"") != std::string::npos;
+    auto m = members(c, member_status::alive);
+    return m.has("w1") && m.has("w2") && m.has("master-1") && m.has("master-3");
   }, 10s));
   auto m = members(c);
-  CHECK(m.find("\"role\":\"worker\"") != std::string::npos);
-  CHECK(m.find("\"role\":\"master\"") != std::string::npos);
+  auto role = [&](registry::member_role r) {
+    return std::any_of(m.all.begin(), m.all.end(), [&](const registry::member& x) { return x.role == r; });
+  };
+  CHECK(role(registry::member_role::worker));
+  CHECK(role(registry::member_role::master));
   // Resource usage arrives with heartbeats (memory is never zero on a live machine).
-  REQUIRE(wait_for([&] { return members(c).find("\"memory_available_bytes\":0,") == std::string::npos; }, 5s));
+  REQUIRE(wait_for([&] {
+    auto now = members(c);
+    return !now.all.empty() && std::none_of(now.all.begin(), now.all.end(), [](const registry::member& x) {
+      return x.usage.memory_available_bytes == 0;
+    });
+  }, 5s));
 }
 
 TEST_CASE("a killed worker is declared dead and shows in the dead list; workers follow a new leader") {
@@ -85,18 +110,18 @@ TEST_CASE("a killed worker is declared dead and shows in the dead list; workers 
   // A 60 s TTL: only its broken connection can make it dead within the wait below.
   auto w1 = start_worker(c, "w1", 2000, "60000");
   start_worker(c, "w2");
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w2\"") != std::string::npos &&
-                                members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w2") &&
+                                members(c, member_status::alive).has("w1"); }, 10s));
   std::this_thread::sleep_for(500ms);  // a few heartbeats: the leader knows their connections
   ::kill(w1, SIGKILL);
-  REQUIRE_MESSAGE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s),
-                  c.log_of(*leader) << members(c) << " w1 pid " << w1);
+  REQUIRE_MESSAGE(wait_for([&] { return members(c, member_status::dead).has("w1"); }, 5s),
+                  c.log_of(*leader) << members(c).text() << " w1 pid " << w1);
   // Kill the leader: w2 keeps its session with the new leader (no expiry storm).
   c.signal(*leader, SIGKILL);
   REQUIRE(c.wait_for_leader(5s, *leader));
   std::this_thread::sleep_for(2500ms);  // more than the session TTL
-  auto alive = members(c, "alive");
-  CHECK(alive.find("\"w2\"") != std::string::npos);
+  auto alive = members(c, member_status::alive);
+  CHECK(alive.has("w2"));
 }
 
 TEST_CASE("with every master gone, every worker exits with code 3 after its timeout") {
@@ -104,8 +129,8 @@ TEST_CASE("with every master gone, every worker exits with code 3 after its time
   REQUIRE(c.wait_for_leader(10s));
   auto w1 = start_worker(c, "w1", 1500);
   auto w2 = start_worker(c, "w2", 1500);
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w2\"") != std::string::npos &&
-                                members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w2") &&
+                                members(c, member_status::alive).has("w1"); }, 10s));
   for (std::uint64_t id = 1; id <= 3; ++id) c.signal(id, SIGKILL);
   auto started = std::chrono::steady_clock::now();
   for (auto pid : {w1, w2}) {
@@ -125,7 +150,7 @@ TEST_CASE("while every master's disk is full, masters answer but none leads: wor
   process_cluster c(3, master_flags(), conclave_binary(), {disks.data_dirs(), {}, {}});
   REQUIRE(c.wait_for_leader(10s));
   auto w1 = start_worker(c, "w1", 1500);
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   disks.fill_all();
   // A large write makes every master's next write fail; then none can lead.
   std::string big(256 << 10, 'b');
@@ -142,7 +167,7 @@ TEST_CASE("while every master's disk is full, masters answer but none leads: wor
   }
   disks.free_all();
   REQUIRE(c.wait_for_leader(20s));
-  CHECK(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  CHECK(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   CHECK_FALSE(c.wait_exit(w1, 10ms).has_value());
 }
 
@@ -178,18 +203,16 @@ TEST_CASE("a lock whose holder dies passes to the next waiter with a larger fenc
       std::this_thread::sleep_for(100ms);
     }
   });
-  std::string state;
+  registry::lock held;
   bool passed = wait_for([&] {
-    auto r = c.client().read("lock job", 2s);
-    state = r ? r->result : "";
-    return state.find("\"holder\":" + std::to_string(b) + ",") != std::string::npos;
+    auto r = ask(c.client(), registry::lock_query{"job"}, 2s);
+    if (r && r->value) held = *r->value;
+    return held.holder == b;
   }, 10s);
   done = true;
   beats.join();
-  REQUIRE_MESSAGE(passed, state);
-  auto pos = state.find("\"token\":");
-  auto token = std::strtoull(state.c_str() + pos + 8, nullptr, 10);
-  CHECK(token > granted.outcome.value);
+  REQUIRE_MESSAGE(passed, "held by session " << held.holder);
+  CHECK(held.token > granted.outcome.value);
 }
 
 TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
@@ -233,25 +256,21 @@ TEST_CASE("any master answers: a follower passes writes and linearizable reads t
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
   REQUIRE(run(c, registry::put{"/k", "v", 0, std::nullopt}).outcome.code == registry::code::ok);
-  auto linear = c.client().read("get /k", 5s);
-  REQUIRE(linear.has_value());
-  CHECK(linear->result.find("\"value\":\"v\"") != std::string::npos);
+  auto value_is = [](const expected<registry::key_result>& r, const std::string& v) {
+    return r && r->value && r->value->value == v;
+  };
+  CHECK(value_is(ask(c.client(), registry::get_key{"/k"}, 5s), "v"));
   auto follower = *leader == 1 ? 2u : 1u;
   // A follower passes a linearizable read and a write on to the leader.
-  auto passed = c.client().call(c.at(follower).address, client::read{"get /k"});
-  REQUIRE(passed.has_value());
-  REQUIRE(std::holds_alternative<client::read_result>(*passed));
-  CHECK(std::get<client::read_result>(*passed).result.find("\"value\":\"v\"") != std::string::npos);
+  auto passed = ask_at(c.client(), c.at(follower).address, registry::get_key{"/k"}, false, 2s);
+  CHECK_MESSAGE(value_is(passed, "v"), (passed ? std::string("no value") : passed.error().message()));
   auto write = c.client().call(c.at(follower).address,
                                client::propose{wire::encode_command(registry::put{"/k2", "w", 0, std::nullopt})});
   REQUIRE(write.has_value());
   CHECK(std::holds_alternative<client::committed>(*write));
   // And answers a stale read from what it has applied.
-  CHECK(wait_for([&] {
-    auto r = c.client().call(c.at(follower).address, client::stale_read{"get /k"});
-    return r && std::holds_alternative<client::read_result>(*r) &&
-           std::get<client::read_result>(*r).result.find("\"value\":\"v\"") != std::string::npos;
-  }, 5s));
+  CHECK(wait_for([&] { return value_is(ask_at(c.client(), c.at(follower).address, registry::get_key{"/k"}, true, 2s), "v"); },
+                 5s));
 }
 
 namespace {
@@ -276,11 +295,8 @@ void engine_survives(engine_fault fault) {
                             std::string(name) + ".log");
   }
   auto done_count = [&] {
-    auto r = c.client().read("list /engine/done/", 5s);
-    if (!r) return std::size_t{0};
-    std::size_t n = 0;
-    for (auto pos = r->result.find("\"key\":"); pos != std::string::npos; pos = r->result.find("\"key\":", pos + 1)) ++n;
-    return n;
+    auto r = ask(c.client(), registry::list_prefix{"/engine/done/"}, 5s);
+    return r ? r->keys.size() : std::size_t{0};
   };
   REQUIRE(wait_for([&] { return done_count() >= 30; }, 60s));
   switch (fault) {
@@ -304,12 +320,12 @@ void engine_survives(engine_fault fault) {
         const auto& name = freeze.first;
         REQUIRE(wait_for([&] { return done_count() >= freeze.second; }, 60s));
         ::kill(workers[name], SIGSTOP);
-        bool suspect = wait_for([&] { return members(c, "suspect").find("\"" + name + "\"") != std::string::npos; }, 5s);
+        bool suspect = wait_for([&] { return members(c, member_status::suspect).has(name); }, 5s);
         auto before = done_count();
         if (suspect) wait_for([&] { return done_count() >= before + 10; }, 3s);
         ::kill(workers[name], SIGCONT);
         REQUIRE_MESSAGE(suspect, name);
-        CHECK(members(c, "dead").find("\"" + name + "\"") == std::string::npos);
+        CHECK(!members(c, member_status::dead).has(name));
       }
       break;
     }
@@ -398,14 +414,14 @@ TEST_CASE("a frozen worker (SIGSTOP, its connection open) turns suspect, then de
   process_cluster c(3, master_flags(), conclave_binary());
   REQUIRE(c.wait_for_leader(10s));
   auto w1 = start_worker(c, "w1", 2000, "1500");
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   std::this_thread::sleep_for(300ms);
   ::kill(w1, SIGSTOP);
-  REQUIRE(wait_for([&] { return members(c, "suspect").find("\"w1\"") != std::string::npos; }, 5s));
-  REQUIRE(wait_for([&] { return members(c, "dead").find("\"w1\"") != std::string::npos; }, 5s));
+  REQUIRE(wait_for([&] { return members(c, member_status::suspect).has("w1"); }, 5s));
+  REQUIRE(wait_for([&] { return members(c, member_status::dead).has("w1"); }, 5s));
   ::kill(w1, SIGCONT);
   // Resumed, it finds its session gone and registers again.
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
 }
 
 namespace {
@@ -516,9 +532,8 @@ TEST_CASE("conclavectl watch --stale never repeats or goes back when a server be
   REQUIRE(a.code == registry::code::ok);
   // `behind` has /s/a, then is cut off: it misses /s/b but still answers stale reads.
   REQUIRE(wait_for([&] {
-    auto r = c.client().call(c.at(behind).address, client::stale_read{"get /s/a"});
-    return r && std::holds_alternative<client::read_result>(*r) &&
-           std::get<client::read_result>(*r).result.find("\"value\":\"1\"") != std::string::npos;
+    auto r = ask_at(c.client(), c.at(behind).address, registry::get_key{"/s/a"}, true, 2s);
+    return r && r->value && r->value->value == "1";
   }, 10s));
   REQUIRE(c.client().call(c.at(behind).address, c.isolate_request(behind)).has_value());
   REQUIRE(run(c, registry::put{"/s/b", "2", 0, std::nullopt}).outcome.code == registry::code::ok);
@@ -564,27 +579,13 @@ struct lock_view {
 
 lock_view read_lock(process_cluster& c, const std::string& name) {
   lock_view v;
-  auto r = c.client().read("lock " + name, 5s);
+  auto r = ask(c.client(), registry::lock_query{name}, 5s);
   if (!r) return v;
   v.read = true;
-  const auto& t = r->result;
-  auto number = [&](const std::string& key) {
-    auto pos = t.find("\"" + key + "\":");
-    return pos == std::string::npos ? 0 : std::strtoull(t.c_str() + pos + key.size() + 3, nullptr, 10);
-  };
-  v.holder = number("holder");
-  v.token = number("token");
-  if (auto pos = t.find("\"waiters\":["); pos != std::string::npos) {
-    for (const char* p = t.c_str() + pos + 11; *p && *p != ']';) {
-      char* end = nullptr;
-      auto n = std::strtoull(p, &end, 10);
-      if (end == p) {
-        ++p;
-        continue;
-      }
-      v.waiters.push_back(n);
-      p = end;
-    }
+  if (r->value) {
+    v.holder = r->value->holder;
+    v.token = r->value->token;
+    v.waiters = r->value->waiters;
   }
   return v;
 }
@@ -781,7 +782,7 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   auto w1 = c.spawn({c.binary(), "-r", "worker", "--name", "w1", "--peers", c.peers(), "--cluster-id", c.cluster_id,
                      "--session-ttl-ms", "2000", "--member-heartbeat-ms", "100", "--no-master-timeout-ms", "60000"},
                     "w1.log");
-  REQUIRE(wait_for([&] { return members(c, "alive").find("\"w1\"") != std::string::npos; }, 10s));
+  REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   // A holds L (conclavectl's session TTL is 3 s) until told to stop; B waits for it.
   auto a = start_conclavectl(
       c, {"lock", "L", "--", "sh", "-c",
@@ -803,7 +804,7 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   while (trouble.empty() && std::chrono::steady_clock::now() < until) {
     auto l = read_lock(c, "L");
     if (l.read && l.holder != holder) trouble = "L passed from session " + std::to_string(holder) + " to " + std::to_string(l.holder);
-    if (members(c, "dead").find("\"w1\"") != std::string::npos) trouble = "w1 was declared dead";
+    if (members(c, member_status::dead).has("w1")) trouble = "w1 was declared dead";
     if (exists(c.path("b.token"))) trouble = "B ran its command while A held L";
     if (c.wait_exit(a, 1ms)) trouble = "A exited while the leader was frozen";
     if (c.wait_exit(b, 1ms)) trouble = "B exited while the leader was frozen";
@@ -823,7 +824,7 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
   REQUIRE_MESSAGE(b_status, "B never got L: " << file_text(c.path("b.log")));
   CHECK(WEXITSTATUS(*b_status) == 0);
   CHECK(std::stoull(file_text(c.path("b.token"))) > std::stoull(file_text(c.path("a.token"))));
-  CHECK(members(c, "dead").find("\"w1\"") == std::string::npos);
+  CHECK(!members(c, member_status::dead).has("w1"));
 }
 
 TEST_CASE("conclavectl lock stops CMD and every process CMD started when its session is lost, and exits 4") {

@@ -315,10 +315,7 @@ struct state : log_writer, transport {
   // What a request needs: changing who votes or leads, or injecting faults,
   // takes the cluster secret; the registry needs at least the member key.
   static auth::level required(const client::request& r) {
-    bool admin = std::holds_alternative<client::transfer_leadership>(r) || std::holds_alternative<client::set_faults>(r) ||
-                 std::holds_alternative<client::stall_storage>(r) ||
-                 std::holds_alternative<client::change_membership>(r);
-    return admin ? auth::level::master : auth::level::member;
+    return client::traits_of(r).needs_secret ? auth::level::master : auth::level::member;
   }
 
   // --- authentication (auth.hpp): a challenge per client connection ---------------
@@ -372,20 +369,16 @@ struct state : log_writer, transport {
     // A follower passes writes and linearizable reads to the leader it knows
     // (once: a passed-on request is never passed on again), so a client may
     // talk to any master.
-    bool for_leader = std::holds_alternative<client::propose>(*decoded) ||
-                      std::holds_alternative<client::read>(*decoded) ||
-                      std::holds_alternative<client::change_membership>(*decoded);
+    auto traits = client::traits_of(*decoded);
     // A master that cannot write refuses writes itself, so that its clients
     // learn why and move on (raft_client tries another master).
-    bool writes = std::holds_alternative<client::propose>(*decoded) ||
-                  std::holds_alternative<client::change_membership>(*decoded);
-    if (writes) {
+    if (traits.appends_entries) {
       if (drv->storage_error()) return refused(*drv->storage_error());
     }
-    if (for_leader && !forwarded && raft().role() != role::leader && raft().leader() != no_node) {
+    if (traits.passed_to_leader && !forwarded && raft().role() != role::leader && raft().leader() != no_node) {
       auto it = links.find(raft().leader());
       if (it != links.end() && it->second.handle) {
-        return pass_on(raft().leader(), it->second.handle, bytes, !std::holds_alternative<client::read>(*decoded));
+        return pass_on(raft().leader(), it->second.handle, bytes, traits.changes_state);
       }
     }
     return std::visit([&](auto& req) { return handle(req); }, *decoded);

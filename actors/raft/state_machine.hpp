@@ -17,7 +17,9 @@ class state_machine {
 
   // Applies a committed command; returns the result for the proposer.
   virtual std::string apply(const log_entry& entry) = 0;
-  // Answers a query against the applied state (used for linearizable reads).
+  // Answers a query, in the machine's own encoding, against the applied
+  // state (linearizable and stale reads). The bytes come from any client: a
+  // query that does not decode gets an error answer, never a crash.
   virtual std::string query(std::string_view q) const = 0;
   // The applied state as bytes, and back. restore() replaces everything.
   virtual std::string snapshot() const = 0;

@@ -1,11 +1,56 @@
 #include "actors/registry/queries.hpp"
 
 #include <cstdio>
-#include <sstream>
-
-#include "schema/registry_codec.hpp"
 
 namespace conclave::registry {
+
+namespace {
+
+struct answerer {
+  const registry& reg;
+
+  query_result operator()(const get_key& q) const {
+    auto* kv = reg.get(q.key);
+    return key_result{kv ? std::optional<key_value>(*kv) : std::nullopt};
+  }
+  query_result operator()(const list_prefix& q) const { return keys_result{reg.current_revision(), reg.list(q.prefix)}; }
+  query_result operator()(const members_query& q) const { return members_result{reg.members(q.only)}; }
+  query_result operator()(const lock_query& q) const {
+    auto* l = reg.find_lock(q.name);
+    return lock_result{l ? std::optional<lock>(*l) : std::nullopt};
+  }
+  query_result operator()(const session_query& q) const {
+    auto* s = reg.find_session(q.id);
+    return session_result{s ? std::optional<session>(*s) : std::nullopt};
+  }
+  query_result operator()(const events_query& q) const { return events_result{reg.pending_events(q.member)}; }
+  query_result operator()(const changes_query& q) const {
+    auto changes = reg.changes_since(q.after, q.prefix);
+    if (!changes) return changes_result{reg.current_revision(), true, {}};
+    return changes_result{reg.current_revision(), false, std::move(*changes)};
+  }
+  query_result operator()(const revision_query&) const { return revision_result{reg.current_revision()}; }
+  query_result operator()(const digest_query&) const { return digest_result{reg.current_revision(), reg.digest()}; }
+};
+
+std::string number(std::uint64_t v) { return std::to_string(v); }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  return buf;
+}
+
+template <class T, class F>
+std::string array(const T& items, F&& one) {
+  std::string out = "[";
+  for (const auto& x : items) out += (out.size() > 1 ? "," : "") + one(x);
+  return out + "]";
+}
+
+}  // namespace
+
+query_result answer(const registry& reg, const query& q) { return std::visit(answerer{reg}, q); }
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -28,26 +73,6 @@ std::string json_string(std::string_view s) {
   return out + "\"";
 }
 
-namespace {
-
-std::string number(std::uint64_t v) { return std::to_string(v); }
-
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", v);
-  return buf;
-}
-
-// "REVISION PREFIX" of the changes query.
-std::pair<revision, std::string> changes_args(const std::string& arg) {
-  std::istringstream a(arg);
-  revision after = 0;
-  std::string prefix;
-  a >> after;
-  std::getline(a >> std::ws, prefix);
-  return {after, prefix};
-}
-
 std::string to_json(const member& m) {
   std::string labels = "{";
   for (const auto& [k, v] : m.labels) labels += (labels.size() > 1 ? "," : "") + json_string(k) + ":" + json_string(v);
@@ -62,15 +87,6 @@ std::string to_json(const member& m) {
          ",\"disk_available_bytes\":" + number(m.usage.disk_available_bytes) + "}}";
 }
 
-template <class T, class F>
-std::string array(const T& items, F&& one) {
-  std::string out = "[";
-  for (const auto& x : items) out += (out.size() > 1 ? "," : "") + one(x);
-  return out + "]";
-}
-
-}  // namespace
-
 std::string to_json(const std::string& key, const key_value& kv) {
   return "{\"key\":" + json_string(key) + ",\"value\":" + json_string(kv.value) + ",\"version\":" +
          number(kv.version) + ",\"created\":" + number(kv.created) + ",\"modified\":" + number(kv.modified) +
@@ -82,98 +98,12 @@ std::string to_json(const change& c) {
          "\",\"key\":" + json_string(c.key) + ",\"value\":" + json_string(c.value) + "}";
 }
 
-std::string answer(const registry& reg, std::string_view query) {
-  std::istringstream in{std::string(query)};
-  std::string verb;
-  in >> verb;
-  std::string arg;
-  std::getline(in >> std::ws, arg);
-  if (verb == "revision") return "{\"revision\":" + number(reg.current_revision()) + "}";
-  if (verb == "digest") {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(reg.digest()));
-    return "{\"revision\":" + number(reg.current_revision()) + ",\"digest\":\"" + buf + "\"}";
-  }
-  if (verb == "members") {
-    std::optional<member_status> only;
-    for (auto s : {member_status::alive, member_status::suspect, member_status::dead, member_status::left}) {
-      if (arg == to_string(s)) only = s;
-    }
-    return array(reg.members(only), [](const member& m) { return to_json(m); });
-  }
-  if (verb == "get") {
-    auto* kv = reg.get(arg);
-    return kv ? to_json(arg, *kv) : "null";
-  }
-  if (verb == "list") {
-    return array(reg.list(arg), [](const auto& p) { return to_json(p.first, p.second); });
-  }
-  if (verb == "lock") {
-    auto* l = reg.find_lock(arg);
-    if (!l) return "null";
-    return "{\"name\":" + json_string(arg) + ",\"holder\":" + number(l->holder) + ",\"token\":" + number(l->token) +
-           ",\"waiters\":" + array(l->waiters, [](session_id s) { return number(s); }) + "}";
-  }
-  if (verb == "session") {
-    auto* s = reg.find_session(std::strtoull(arg.c_str(), nullptr, 10));
-    if (!s) return "null";
-    return "{\"id\":" + number(s->id) + ",\"owner\":" + json_string(s->owner) + ",\"ttl_ms\":" + number(s->ttl_ms) +
-           ",\"remaining_ms\":" + number(s->remaining_ms) + "}";
-  }
-  if (verb == "events") {
-    return array(reg.pending_events(arg), [](const event& e) {
-      return "{\"seq\":" + number(e.seq) + ",\"from\":" + json_string(e.from) + ",\"to\":" + json_string(e.to) +
-             ",\"payload\":" + json_string(e.payload) + "}";
-    });
-  }
-  if (verb == "changes") {
-    auto [after, prefix] = changes_args(arg);
-    auto changes = reg.changes_since(after, prefix);
-    if (!changes) return "{\"compacted\":true,\"revision\":" + number(reg.current_revision()) + ",\"changes\":[]}";
-    return "{\"compacted\":false,\"revision\":" + number(reg.current_revision()) + ",\"changes\":" +
-           array(*changes, [](const change& c) { return to_json(c); }) +
-           "}";
-  }
-  return "{\"error\":" + json_string("unknown query '" + verb + "'") + "}";
+std::string to_json(const members_result& r) {
+  return array(r.members, [](const member& m) { return to_json(m); });
 }
 
-}  // namespace conclave::registry
-
-namespace conclave::registry {
-
-std::string answer_binary(const registry& reg, std::string_view query) {
-  std::istringstream in{std::string(query)};
-  std::string verb, arg;
-  in >> verb;
-  std::getline(in >> std::ws, arg);
-  registry_state out;
-  out.rev = reg.current_revision();
-  const auto& st = reg.state();
-  if (verb == "members") {
-    for (const auto& m : reg.members()) {
-      if (arg.empty() || arg == to_string(m.status)) out.members[m.id] = m;
-    }
-  } else if (verb == "get") {
-    if (auto* kv = reg.get(arg)) out.keys[arg] = *kv;
-  } else if (verb == "list") {
-    for (auto& [k, kv] : reg.list(arg)) out.keys[k] = kv;
-  } else if (verb == "lock") {
-    if (auto* l = reg.find_lock(arg)) out.locks[arg] = *l;
-  } else if (verb == "events") {
-    for (auto& e : reg.pending_events(arg)) out.events.push_back(e);
-    if (auto it = st.events_acked.find(arg); it != st.events_acked.end()) out.events_acked[arg] = it->second;
-  } else if (verb == "changes") {
-    auto [after, prefix] = changes_args(arg);
-    auto changes = reg.changes_since(after, prefix);
-    if (!changes) {
-      out.history_floor = after + 1;  // compacted
-    } else {
-      out.history.assign(changes->begin(), changes->end());
-    }
-  } else if (verb == "session") {
-    if (auto* s = reg.find_session(std::strtoull(arg.c_str(), nullptr, 10))) out.sessions[s->id] = *s;
-  }
-  return wire::encode_registry_snapshot(out);
+std::string to_json(const keys_result& r) {
+  return array(r.keys, [](const auto& p) { return to_json(p.first, p.second); });
 }
 
 }  // namespace conclave::registry

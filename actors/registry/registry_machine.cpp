@@ -19,9 +19,10 @@ std::string registry_machine::apply(const raft::log_entry& entry) {
   return wire::encode_result(result);
 }
 
-std::string registry_machine::query(std::string_view q) const {
-  if (q.substr(0, 4) == "bin:") return answer_binary(reg_, q.substr(4));
-  return answer(reg_, q);
+std::string registry_machine::query(std::string_view bytes) const {
+  auto q = wire::decode_query(bytes);
+  if (!q) return wire::encode_query_result(query_error{"undecodable registry query: " + q.error().message()});
+  return wire::encode_query_result(answer(reg_, *q));
 }
 
 std::string registry_machine::snapshot() const { return wire::encode_registry_snapshot(reg_.state()); }

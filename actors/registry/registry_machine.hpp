@@ -1,6 +1,7 @@
 // The registry as a Raft state machine: command entries carry Cap'n Proto
 // registry commands; each is applied in log order and answers the encoded
-// outcome; snapshots are the encoded registry state.
+// outcome; reads carry encoded queries; snapshots are the encoded registry
+// state.
 #pragma once
 
 #include <functional>
@@ -19,8 +20,9 @@ class registry_machine final : public raft::state_machine {
   // A command that does not decode is answered `invalid` on every server
   // alike (the same bytes fail the same way), so replicas never diverge.
   std::string apply(const raft::log_entry& entry) override;
-  // Answers a query (actors/registry/queries.hpp) as JSON.
-  std::string query(std::string_view q) const override;
+  // Answers an encoded registry::query with an encoded registry::query_result
+  // (schema/registry_codec.hpp); bytes that do not decode get a query_error.
+  std::string query(std::string_view bytes) const override;
   std::string snapshot() const override;
   void restore(std::string_view bytes) override;
   std::string digest() const override;

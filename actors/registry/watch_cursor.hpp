@@ -1,13 +1,13 @@
 // A watch's position in the registry's key changes, shared by node::watch and
-// `conclavectl watch`. Watches poll: the cursor names the next query
-// (queries.hpp, `bin:` form) and takes its answer, a registry_state holding
-// the answering server's revision. It delivers every change under its
-// prefix once, in order, and never goes backwards: an answer from a server
-// behind what was already delivered (a stale read) is ignored.
+// `conclavectl watch`. It takes the pushes of the master the watch is
+// subscribed at (subscriptions.hpp) and delivers every change under its
+// prefix once, in order, and never goes backwards: after a move to another
+// master it subscribes from position(), and whatever that master pushes at
+// or below it (it may be behind) is skipped.
 //
-// When the history no longer reaches the cursor's revision (more than
-// `limits::history` changes behind), it asks for a listing of the prefix and
-// hands that over instead; changes then continue after the listing's revision.
+// When the history no longer reaches the position, the master pushes a
+// listing of the prefix instead; the cursor hands it over and changes
+// continue after the listing's revision.
 #pragma once
 
 #include <functional>
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "actors/registry/registry.hpp"
+#include "schema/push_types.hpp"
 
 namespace conclave::registry {
 
@@ -31,28 +31,25 @@ struct watch_listing {
 
 class watch_cursor {
  public:
-  // Changes after revision `after`, or from the current revision on.
-  watch_cursor(std::string prefix, std::optional<revision> after);
+  // Changes after revision `after`, or from the subscribing master's revision on.
+  watch_cursor(std::string prefix, std::optional<revision> after) : prefix_(std::move(prefix)), at_(after) {}
 
-  // The next query: "revision" to start from now, "list PREFIX" after a
-  // compaction, otherwise "changes REVISION PREFIX".
-  std::string query() const;
+  // The subscription that resumes from here.
+  watch_subscription subscription() const { return watch_subscription{prefix_, at_}; }
 
-  // Takes the answer to query(): calls on_change for each new change, in
-  // order, or on_listing with a listing after a compaction. Returns false if
-  // the answer was ignored (its server is behind what was delivered).
-  bool take(const registry_state& answer, const std::function<void(const change&)>& on_change,
+  // Takes a push for this watch: calls on_change for each new change, in
+  // order, or on_listing with a listing after a compaction. Returns whether
+  // anything was delivered.
+  bool take(const push& p, const std::function<void(const change&)>& on_change,
             const std::function<void(const watch_listing&)>& on_listing);
 
-  // Every change up to this revision has been delivered (or listed).
-  revision position() const { return rev_; }
+  // Every change up to this revision has been delivered (or listed); none
+  // before the first push of a watch "from now".
+  std::optional<revision> position() const { return at_; }
 
  private:
-  enum class phase { start, follow, relist };
   std::string prefix_;
-  revision rev_ = 0;
-  revision compacted_after_ = 0;  // phase relist: the position when the history fell short
-  phase phase_;
+  std::optional<revision> at_;
 };
 
 }  // namespace conclave::registry

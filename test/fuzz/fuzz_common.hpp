@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -210,6 +211,89 @@ inline bool same(const registry::registry_state& a, const registry::registry_sta
     if (x.rev != y.rev || x.deleted != y.deleted || x.key != y.key || x.value != y.value) return false;
   }
   return true;
+}
+
+inline bool same(const registry::key_value& a, const registry::key_value& b) {
+  return a.value == b.value && a.created == b.created && a.modified == b.modified && a.version == b.version &&
+         a.session == b.session;
+}
+
+inline bool same(const registry::lock& a, const registry::lock& b) {
+  return a.holder == b.holder && a.token == b.token && a.waiters == b.waiters;
+}
+
+inline bool same(const registry::session& a, const registry::session& b) {
+  return a.id == b.id && a.owner == b.owner && a.ttl_ms == b.ttl_ms && a.remaining_ms == b.remaining_ms;
+}
+
+inline bool same(const registry::event& a, const registry::event& b) {
+  return a.seq == b.seq && a.from == b.from && a.to == b.to && a.payload == b.payload && a.recipients == b.recipients;
+}
+
+inline bool same(const registry::change& a, const registry::change& b) {
+  return a.rev == b.rev && a.deleted == b.deleted && a.key == b.key && a.value == b.value;
+}
+
+inline bool same(const std::pair<std::string, registry::key_value>& a,
+                 const std::pair<std::string, registry::key_value>& b) {
+  return a.first == b.first && same(a.second, b.second);
+}
+
+template <class T>
+bool same(const std::optional<T>& a, const std::optional<T>& b) {
+  return a.has_value() == b.has_value() && (!a || same(*a, *b));
+}
+
+template <class T>
+bool same(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!same(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+inline bool same(const registry::query& a, const registry::query& b) {
+  namespace r = registry;
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        const auto& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, r::get_key>) return x.key == y.key;
+        if constexpr (std::is_same_v<T, r::list_prefix>) return x.prefix == y.prefix;
+        if constexpr (std::is_same_v<T, r::members_query>) return x.only == y.only;
+        if constexpr (std::is_same_v<T, r::lock_query>) return x.name == y.name;
+        if constexpr (std::is_same_v<T, r::session_query>) return x.id == y.id;
+        if constexpr (std::is_same_v<T, r::events_query>) return x.member == y.member;
+        if constexpr (std::is_same_v<T, r::changes_query>) return x.after == y.after && x.prefix == y.prefix;
+        if constexpr (std::is_same_v<T, r::revision_query>) return true;
+        if constexpr (std::is_same_v<T, r::digest_query>) return true;
+      },
+      a);
+}
+
+inline bool same(const registry::query_result& a, const registry::query_result& b) {
+  namespace r = registry;
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        const auto& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, r::key_result>) return same(x.value, y.value);
+        if constexpr (std::is_same_v<T, r::keys_result>) return x.rev == y.rev && same(x.keys, y.keys);
+        if constexpr (std::is_same_v<T, r::members_result>) return same(x.members, y.members);
+        if constexpr (std::is_same_v<T, r::lock_result>) return same(x.value, y.value);
+        if constexpr (std::is_same_v<T, r::session_result>) return same(x.value, y.value);
+        if constexpr (std::is_same_v<T, r::events_result>) return same(x.events, y.events);
+        if constexpr (std::is_same_v<T, r::changes_result>) {
+          return x.rev == y.rev && x.compacted == y.compacted && same(x.changes, y.changes);
+        }
+        if constexpr (std::is_same_v<T, r::revision_result>) return x.rev == y.rev;
+        if constexpr (std::is_same_v<T, r::digest_result>) return x.rev == y.rev && x.digest == y.digest;
+        if constexpr (std::is_same_v<T, r::query_error>) return x.message == y.message;
+      },
+      a);
 }
 
 // --- scratch files -------------------------------------------------------------

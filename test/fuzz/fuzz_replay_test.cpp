@@ -48,6 +48,8 @@
   X(registry_command)            \
   X(registry_result)             \
   X(registry_snapshot)           \
+  X(registry_query)              \
+  X(registry_query_result)       \
   X(snapshot_file)
 
 #define CONCLAVE_DECLARE_TARGET(name) extern "C" int fuzz_##name(const std::uint8_t* data, std::size_t size);
@@ -112,6 +114,8 @@ bool accepts(const std::string& target, std::string_view b) {
   if (target == "registry_command") return wire::decode_command(b).has_value();
   if (target == "registry_result") return wire::decode_result(b).has_value();
   if (target == "registry_snapshot") return wire::decode_registry_snapshot(b).has_value();
+  if (target == "registry_query") return wire::decode_query(b).has_value();
+  if (target == "registry_query_result") return wire::decode_query_result(b).has_value();
   if (target == "snapshot_file") return reads_as_snapshot_file(b);
   FAIL("no decoder known for target " << target);
   return false;

@@ -86,13 +86,13 @@ void snapshot_headers() {
 void client_requests() {
   auto req = [](client::request r) { return wire::encode_request(r, fuzz::cluster); };
   seed("client_request", "propose", req(client::propose{"put /a 1"}));
-  seed("client_request", "read", req(client::read{"get /a"}));
+  seed("client_request", "read", req(client::read{wire::encode_query(registry::get_key{"/a"})}));
   seed("client_request", "status", req(client::status_request{}));
   seed("client_request", "transfer_leadership", req(client::transfer_leadership{2}));
   seed("client_request", "set_faults", req(client::set_faults{{2, 3}, {3}}));
   seed("client_request", "stall_storage", req(client::stall_storage{250}));
   seed("client_request", "keepalive", req(client::keepalive{17, "usage"}));
-  seed("client_request", "stale_read", req(client::stale_read{"members"}));
+  seed("client_request", "stale_read", req(client::stale_read{wire::encode_query(registry::members_query{})}));
   seed("client_request", "change_membership", req(client::change_membership{0, 4, "10.0.0.4:7001"}));
 }
 
@@ -173,6 +173,42 @@ void registry_snapshots() {
   seed("registry_snapshot", "state", wire::encode_registry_snapshot(a_state()));
 }
 
+void registry_queries() {
+  namespace r = registry;
+  auto q = [](const std::string& name, r::query x) { seed("registry_query", name, wire::encode_query(x)); };
+  q("get_key", r::get_key{"/k"});
+  q("list_prefix", r::list_prefix{"/"});
+  q("members", r::members_query{});
+  q("members_dead", r::members_query{r::member_status::dead});
+  q("lock", r::lock_query{"L"});
+  q("session", r::session_query{4});
+  q("events", r::events_query{"w1"});
+  q("changes", r::changes_query{12, "/k"});
+  q("revision", r::revision_query{});
+  q("digest", r::digest_query{});
+}
+
+void registry_query_results() {
+  namespace r = registry;
+  auto st = a_state();
+  auto res = [](const std::string& name, r::query_result x) {
+    seed("registry_query_result", name, wire::encode_query_result(x));
+  };
+  res("key", r::key_result{st.keys["/k"]});
+  res("no_key", r::key_result{});
+  res("keys", r::keys_result{30, {st.keys.begin(), st.keys.end()}});
+  res("members", r::members_result{{a_member()}});
+  res("lock", r::lock_result{st.locks["L"]});
+  res("no_lock", r::lock_result{});
+  res("session", r::session_result{st.sessions[4]});
+  res("events", r::events_result{{st.events.begin(), st.events.end()}});
+  res("changes", r::changes_result{30, false, {st.history.begin(), st.history.end()}});
+  res("compacted", r::changes_result{30, true, {}});
+  res("revision", r::revision_result{30});
+  res("digest", r::digest_result{30, 0x0123456789abcdefull});
+  res("error", r::query_error{"undecodable registry query"});
+}
+
 void snapshot_files() {
   test::temp_dir dir;
   auto store = storage::snapshot_store::open(dir.path(), 1);
@@ -211,6 +247,8 @@ int main(int argc, char** argv) {
   registry_commands();
   registry_results();
   registry_snapshots();
+  registry_queries();
+  registry_query_results();
   snapshot_files();
   return 0;
 }

@@ -1,6 +1,5 @@
 // Fuzz target: the registry's state as a snapshot (schema/registry.capnp
-// Snapshot): restored from a snapshot file or an InstallSnapshot stream, and
-// the answer to "bin:" queries that typed clients decode:
+// Snapshot): restored from a snapshot file or an InstallSnapshot stream:
 // wire::decode_registry_snapshot in schema/registry_codec.cpp.
 //
 // A decode that succeeds must re-encode to bytes that decode to the same

@@ -27,7 +27,8 @@ shift || true
 jobs=${JOBS:-1}
 
 all_targets=(peer_message log_entry snapshot_header client_request client_response
-             registry_command registry_result registry_snapshot snapshot_file)
+             registry_command registry_result registry_snapshot registry_query registry_query_result
+             snapshot_file)
 if (($# > 0)); then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 # Largest input tried: capnp messages of a few hundred bytes are the seeds; a

@@ -31,6 +31,7 @@
 #include <doctest/doctest.h>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -38,6 +39,7 @@
 #include <random>
 #include <set>
 
+#include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/net_lab.hpp"
@@ -101,21 +103,6 @@ std::optional<wire::registry_result> decode(const expected<client::committed>& r
   return *d;
 }
 
-// "get KEY" answers null or {"key":..,"value":"..","version":N,...}.
-bool parse_get(const std::string& json, std::string& value, std::uint64_t& version) {
-  if (json == "null") {
-    value.clear();
-    version = 0;
-    return true;
-  }
-  auto v = json.find("\"value\":\"");
-  auto n = json.find("\"version\":");
-  if (v == std::string::npos || n == std::string::npos) return false;
-  value = json.substr(v + 9, json.find('"', v + 9) - (v + 9));
-  version = std::strtoull(json.c_str() + n + 10, nullptr, 10);
-  return true;
-}
-
 std::string read_fields(int process, const std::string& type, const std::string& key) {
   return fmt::format("\"process\":{},\"type\":\"{}\",\"f\":\"read\",\"key\":{}", process, type, json_str(key));
 }
@@ -124,12 +111,12 @@ std::string read_fields(int process, const std::string& type, const std::string&
 std::optional<std::uint64_t> recorded_read(raft_client& c, history& h, int process, const std::string& key,
                                            std::chrono::milliseconds deadline) {
   h.add(read_fields(process, "invoke", key));
-  auto r = c.read("get " + key, deadline);
-  std::string value;
-  std::uint64_t version = 0;
-  if (r && parse_get(r->result, value, version)) {
+  auto r = ask(c, registry::get_key{key}, deadline);
+  if (r) {
+    auto version = r->value ? r->value->version : 0;
     h.add(read_fields(process, "ok", key) + fmt::format(",\"value\":{},\"version\":{}",
-                                                        version ? json_str(value) : std::string("null"), version));
+                                                        r->value ? json_str(r->value->value) : std::string("null"),
+                                                        version));
     return version;
   }
   h.add(read_fields(process, "fail", key));  // a read changes nothing
@@ -171,34 +158,21 @@ std::vector<std::string> master_flags(int masters) {
   return flags;
 }
 
-// A worker's registry entry as "members" lists it: {"id":"w1",...,"status":"alive","session":N,...}.
-bool parse_member(const std::string& json, const std::string& id, std::string& status, std::uint64_t& session) {
-  auto at = json.find("{\"id\":" + json_str(id) + ",");
-  if (at == std::string::npos) return false;
-  auto st = json.find("\"status\":\"", at);
-  auto se = json.find("\"session\":", at);
-  if (st == std::string::npos || se == std::string::npos) return false;
-  status = json.substr(st + 10, json.find('"', st + 10) - (st + 10));
-  session = std::strtoull(json.c_str() + se + 10, nullptr, 10);
-  return true;
-}
-
 // Reads the member list once and records each worker's status and
 // session; whether every worker was seen alive.
 bool observe_workers(raft_client& c, history& h) {
-  auto r = c.read("members", 1000ms);
+  auto r = ask(c, registry::members_query{}, 1000ms);
   if (!r) return false;
   bool all_alive = true;
   for (const auto& w : worker_names) {
-    std::string status;
-    std::uint64_t session = 0;
-    if (!parse_member(r->result, w, status, session)) {
+    auto m = std::find_if(r->members.begin(), r->members.end(), [&](const registry::member& x) { return x.id == w; });
+    if (m == r->members.end()) {
       all_alive = false;
       continue;
     }
     h.add(fmt::format("\"type\":\"observe\",\"f\":\"member\",\"member\":{},\"status\":{},\"session\":{}", json_str(w),
-                      json_str(status), session));
-    all_alive = all_alive && status == "alive";
+                      json_str(registry::to_string(m->status)), m->session));
+    all_alive = all_alive && m->status == registry::member_status::alive;
   }
   return all_alive;
 }
@@ -497,34 +471,16 @@ class kept_session {
 
 // Whether `session` still exists (a linearizable read), or nothing if no answer came.
 std::optional<bool> session_exists(raft_client& c, registry::session_id session) {
-  auto r = c.read("session " + std::to_string(session), 1000ms);
+  auto r = ask(c, registry::session_query{session}, 1000ms);
   if (!r) return std::nullopt;
-  return r->result != "null";
+  return r->value.has_value();
 }
 
-// A lock's state from the "lock NAME" query.
-struct lock_state {
-  registry::session_id holder = 0;
-  registry::revision token = 0;
-  std::vector<registry::session_id> waiters;
-};
-std::optional<lock_state> read_lock(raft_client& c, const std::string& name) {
-  auto r = c.read("lock " + name, 1000ms);
+// A lock's state as the registry has it (free: holder 0, no waiters).
+std::optional<registry::lock> read_lock(raft_client& c, const std::string& name) {
+  auto r = ask(c, registry::lock_query{name}, 1000ms);
   if (!r) return std::nullopt;
-  lock_state l;
-  if (r->result == "null") return l;  // free, nobody waiting
-  const auto& j = r->result;
-  auto holder = j.find("\"holder\":"), token = j.find("\"token\":"), waiters = j.find("\"waiters\":[");
-  if (holder == std::string::npos || token == std::string::npos || waiters == std::string::npos) return std::nullopt;
-  l.holder = std::strtoull(j.c_str() + holder + 9, nullptr, 10);
-  l.token = std::strtoull(j.c_str() + token + 8, nullptr, 10);
-  for (auto at = waiters + 11; at < j.size() && j[at] != ']';) {
-    char* end = nullptr;
-    l.waiters.push_back(std::strtoull(j.c_str() + at, &end, 10));
-    at = static_cast<std::size_t>(end - j.c_str());
-    if (at < j.size() && j[at] == ',') ++at;
-  }
-  return l;
+  return r->value.value_or(registry::lock{});
 }
 
 struct lock_client_stats {
