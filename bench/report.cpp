@@ -122,6 +122,25 @@ std::vector<target> targets(const run_report& r) {
     add("master RSS idle under half of an etcd member's", c, half, true,
         [](double v, double b) { return fmt::format("{:.1f} MiB (limit {:.1f} MiB)", v, b); });
   }
+  // Issue #13: push.
+  {
+    std::optional<std::size_t> c, e;
+    for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
+      if (!r.watch[i] || r.watch[i]->delivery_ms.empty()) continue;
+      if (r.systems[i] == "conclave") c = i;
+      if (r.systems[i].rfind(etcd_m, 0) == 0) e = i;
+    }
+    auto p99_of = [&](std::optional<std::size_t> i) -> std::optional<double> {
+      if (!i) return std::nullopt;
+      return percentile(r.watch[*i]->delivery_ms, 0.99);
+    };
+    add("watch: p99 delivery to every watcher under 20 ms", p99_of(c), 20.0, true, vs_limit);
+    add("watch: p99 delivery no more than etcd's in the same run", p99_of(c), p99_of(e), true, vs_limit);
+    std::optional<double> idle;
+    if (c) idle = r.watch[*c]->leader_cpu_pct - r.watch[*c]->leader_cpu_base_pct;
+    add("watch: idle watchers cost the leader under 2% of a core", idle, 2.0, true,
+        [](double v, double b) { return fmt::format("{:.1f}% (limit {:.1f}%)", v, b); });
+  }
   return out;
 }
 
@@ -237,7 +256,7 @@ void print_table(const run_report& r) {
       if (r.watch[i]) fmt::print("  {}: {}\n", r.systems[i], r.watch[i]->hosting);
     }
   }
-  fmt::print("\ntargets (issue #6)\n");
+  fmt::print("\ntargets (issues #6 and #13)\n");
   for (const auto& t : targets(r)) {
     fmt::print("  [{}] {}{}\n", t.measured.empty() ? "not measured" : t.met ? "met" : "MISSED", t.text,
                t.measured.empty() ? "" : ": " + t.measured);

@@ -47,7 +47,11 @@ struct subscriber_state {
   bool connecting = false;
   std::uint64_t generation = 0;  // bumps on every (re)connection: late replies of an old one are ignored
   std::chrono::steady_clock::time_point last_heard;
-  std::map<std::uint64_t, bool> sent;  // subscriptions sent on this connection
+  // Subscriptions sent on this connection, and whether the master confirmed
+  // them (its first push for them came). A connection-wide progress push
+  // (id 0) speaks for confirmed ones only: one sent before the master took a
+  // subscription must not move that subscription's position.
+  std::map<std::uint64_t, bool> sent;
   std::string last_refusal;
 
   void drop(const std::string& why) {
@@ -108,6 +112,7 @@ struct subscriber_state {
     master = to;
     self->monitor(master);
     last_heard = std::chrono::steady_clock::now();
+    last_refusal.clear();
     sync();
   }
 
@@ -131,8 +136,9 @@ struct subscriber_state {
       }
     }
     auto gen = generation;
+    if (!todo.empty() && sent.empty()) last_heard = std::chrono::steady_clock::now();  // silence counts from now
     for (auto& [id, sub] : todo) {
-      sent[id] = true;
+      sent[id] = false;
       self->request(master, 5s, pushsub_atom::value, id, wire::encode_subscription(sub, cluster_id))
           .then(
               [this, gen](const std::string& error) {
@@ -159,18 +165,27 @@ struct subscriber_state {
       if (sh->closed) return;
       if (id == 0) {
         for (auto& [sid, e] : sh->subs) {
-          if (sent.count(sid)) to.push_back(e.on_push);
+          if (auto c = sent.find(sid); c != sent.end() && c->second) to.push_back(e.on_push);
         }
       } else if (auto it = sh->subs.find(id); it != sh->subs.end()) {
+        if (auto c = sent.find(id); c != sent.end()) c->second = true;
         to.push_back(it->second.on_push);
       }
     }
     for (auto& h : to) (*h)(*p);
   }
 
+  bool wanted() {
+    std::lock_guard<std::mutex> guard(sh->mutex);
+    return !sh->subs.empty();
+  }
+
+  // A master is needed only while there are subscriptions; one that has
+  // subscriptions from us sends progress every second, so silence means it
+  // is gone (or cut off from the leader).
   void check() {
-    if (master && std::chrono::steady_clock::now() - last_heard > silence_limit) drop("silent");
-    if (!master) connect();
+    if (master && !sent.empty() && std::chrono::steady_clock::now() - last_heard > silence_limit) drop("silent");
+    if (!master && wanted()) connect();
     self->delayed_send(self, check_interval, check_atom::value);
   }
 };
@@ -191,14 +206,16 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
     st->next = endpoints.empty() ? 0 : first % endpoints.size();
     self->set_down_handler([st](caf::down_msg& dm) {
       if (st->master && dm.source == st->master.address()) st->drop("connection lost");
-      st->connect();
+      if (st->wanted()) st->connect();
     });
-    st->connect();
     self->delayed_send(self, check_interval, check_atom::value);
     return {
         [st](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& bytes) { st->on_push(id, kind, bytes); },
         [st](check_atom) { st->check(); },
-        [st](sync_atom) { st->sync(); },
+        [st](sync_atom) {
+          if (!st->master && st->wanted()) st->connect();
+          st->sync();
+        },
     };
   });
 }
