@@ -1,5 +1,6 @@
-// One batch of the core's output, taken with core::take_ready(). The shell
-// carries it out in this order:
+// One batch of the core's output, taken with core::take_ready(). The driver
+// (driver.hpp, the one implementation, run by the peer actor and by the
+// simulation) carries it out in this order:
 //   1. if `snapshot` is set: save it (snapshot file), and if
 //      `snapshot_from_leader`, restore the state machine from it;
 //   2. if `compact` is set: log_store::compact(compact->first, compact->second);
@@ -12,6 +13,9 @@
 //      then call core::persisted(persist_id);
 //   6. apply `committed` in order (after step 1), and answer each read in
 //      `reads` once its index is applied; fail each of `failed_reads`.
+// Steps 2-3 of consecutive readies may merge into one disk write (group
+// commit) while an earlier write runs, a truncation dropping the entries it
+// cuts off; a ready with a snapshot or compaction is written on its own.
 #pragma once
 
 #include <cstdint>
