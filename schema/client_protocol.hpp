@@ -21,14 +21,6 @@ struct status_request {};
 struct transfer_leadership {
   std::uint64_t target = 0;  // 0: the most caught-up voter
 };
-struct set_faults {
-  std::vector<std::uint64_t> drop_to;
-  std::vector<std::uint64_t> drop_from;
-};
-struct stall_storage {
-  std::uint32_t ms = 0;
-};
-
 struct keepalive {
   std::uint64_t session = 0;
   std::string payload;
@@ -46,8 +38,7 @@ struct change_membership {
   std::string address;
 };
 
-using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive,
-                             stale_read, change_membership>;
+using request = std::variant<propose, read, status_request, transfer_leadership, keepalive, stale_read, change_membership>;
 
 struct committed {
   std::uint64_t index = 0;
