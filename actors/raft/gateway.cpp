@@ -151,7 +151,8 @@ struct gateway_state {
     }
     // A follower passes writes and linearizable reads on to the leader it
     // knows (once: a passed-on request is never passed on again), so a
-    // client may talk to any master.
+    // client may talk to any master. The peer actor decides, knowing the
+    // role: its not_leader refusal names the leader (see ask).
     auto pass = [&](bool changes_state) {
       return forwarded ? std::nullopt : std::optional<passable>(passable{bytes, changes_state});
     };
@@ -188,7 +189,7 @@ struct gateway_state {
               if (pass && for_the_leader(r)) return pass_on(promise, pass->bytes, pass->changes_state);
               promise.deliver(answer(r));
             },
-            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "stopping"))); });
+            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "this master is stopping"))); });
     return promise;
   }
 
@@ -247,7 +248,7 @@ struct gateway_state {
               if (sender && std::holds_alternative<client::ok>(r)) carry(sender, session);
               promise.deliver(answer(r));
             },
-            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "stopping"))); });
+            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "this master is stopping"))); });
     return promise;
   }
 
@@ -328,7 +329,7 @@ struct gateway_state {
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, fault_atom::value, std::forward<Ts>(xs)...)
         .then([promise]() mutable { promise.deliver(std::string()); },
-              [promise](caf::error&) mutable { promise.deliver(std::string("stopping")); });
+              [promise](caf::error&) mutable { promise.deliver(std::string("this master is stopping")); });
     return promise;
   }
 };
