@@ -89,7 +89,10 @@ struct conclave_system::impl {
   std::vector<std::unique_ptr<agent_worker>> engine_workers;
 
   impl(int masters, int workers_, std::string binary, std::string self)
-      : cluster(masters, {"-r", "master"}, std::move(binary)), workers(workers_), self_exe(std::move(self)) {
+      // (The fault channel is on for the leader-cutoff scenario.)
+      : cluster(masters, {"-r", "master", "--fault-injection", "true"}, std::move(binary)),
+        workers(workers_),
+        self_exe(std::move(self)) {
     if (!cluster.wait_for_leader(20s)) throw std::runtime_error("conclave: no leader within 20 s");
     for (int w = 1; w <= workers; ++w) start_worker(w);
     wait_members(masters + workers);
@@ -163,13 +166,13 @@ struct conclave_system::impl {
     if (kind == "leader-stop") sig = SIGTERM;
     if (sig == SIGSTOP) cluster.signal(*old, sig);
     if (sig == SIGKILL || sig == SIGTERM) std::thread([this, old, sig] { cluster.signal(*old, sig); }).detach();
-    if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, cluster.isolate_request(*old));
+    if (kind == "leader-cutoff") (void)cluster.isolate(*old);
     auto t = until_new_leader_writes(*old, start);
     if (!t) {
       fmt::print(stderr, "conclave-bench: {}: no master but {} {} within 15 s of the fault\n", kind, *old,
                  new_leader_ms ? "acknowledged a write" : "led");
     }
-    if (kind == "leader-cutoff") (void)cluster.client().call(cluster.at(*old).address, client::set_faults{});
+    if (kind == "leader-cutoff") (void)cluster.heal(*old);
     restore(*old, sig);
     return t;
   }

@@ -39,6 +39,7 @@ const settings& default_settings() {
       {"usage-window-ms", "5000"},
       {"watch-history", "10000"},
       {"secret-file", ""},
+      {"fault-injection", "false"},
   };
   return keys;
 }
@@ -209,6 +210,10 @@ expected<node_config> parse_settings(const settings& given) {
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
   if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
   opts.join = c["join"] == "true";
+  if (c["fault-injection"] != "true" && c["fault-injection"] != "false") {
+    return bad("fault-injection: '" + c["fault-injection"] + "' is not true or false");
+  }
+  opts.fault_injection = c["fault-injection"] == "true";
   cfg.watch_history = number("watch-history");
   if (!failed && (cfg.watch_history < 1 || cfg.watch_history > 10000000)) {
     return bad("watch-history: '" + c["watch-history"] + "' is not between 1 and 10000000");

@@ -29,7 +29,8 @@ using namespace std::chrono_literals;
 struct node::impl {
   caf::actor_system& sys;
   node_config cfg;
-  caf::actor peer;
+  raft::gateway_interface gateway;
+  raft::peer_interface peer;
   caf::actor role_listener;
   std::atomic<bool> stop{false};
   std::atomic<int> agent_exit{0};
@@ -100,6 +101,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     setup.push = std::make_shared<registry::registry_push>(machine, cfg->raft.cluster_id);
     auto started = start_server(sys, setup);
     if (!started) return started.error();
+    p->gateway = started->gateway;
     p->peer = started->peer;
     // Role changes from the peer actor drive the leader-only callbacks.
     auto* raw = p.get();
@@ -119,7 +121,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
         if (!leading && was && raw->on_stop) raw->on_stop();
       }};
     });
-    // From the listener itself: the peer takes subscriptions from its own process only.
+    // The peer actor tells the listener every role change.
     caf::send_as(p->role_listener, p->peer, subscribe_atom::value, p->role_listener);
     p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
   }
@@ -151,7 +153,7 @@ node::~node() {
 
 const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
 bool node::is_master() const { return impl_->cfg.is_master(); }
-raft::peer_interface node::peer() const { return caf::actor_cast<raft::peer_interface>(impl_->peer); }
+raft::gateway_interface node::gateway() const { return impl_->gateway; }
 int node::exit_code() const { return impl_->agent_exit.load(); }
 bool node::failed() const { return impl_->peer_failed.load(); }
 bool node::leading() const { return impl_->leading; }

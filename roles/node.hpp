@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/raft/peer_actor.hpp"
+#include "actors/raft/gateway.hpp"
 #include "actors/registry/watch_cursor.hpp"
 #include "roles/config.hpp"
 #include "schema/error.hpp"
@@ -42,10 +42,9 @@ class node {
 
   const std::string& member_id() const;
   bool is_master() const;
-  // The Raft peer actor (masters), typed: (client_atom, bytes) -> bytes
-  // (schema/client.capnp), and (subscribe_atom, actor) for (role_atom,
-  // leading, term, leader) updates.
-  raft::peer_interface peer() const;
+  // The master's gateway (masters), typed: (client_atom, bytes) -> bytes
+  // (schema/client.capnp), in this process. (Role changes: on_leadership.)
+  raft::gateway_interface gateway() const;
 
   // Non-zero once the node has to stop: 3 a worker without masters, 4 a
   // master without quorum under on-quorum-loss = exit (README.md).

@@ -6,7 +6,7 @@
 //
 // It takes conclave's keys (roles/config.hpp, README.md) that concern a Raft
 // server: listen, tick-ms, heartbeat-ticks, election-ticks, snapshot-every,
-// snapshot-trailing, log-max-mib, preferred-leader, threads.
+// snapshot-trailing, log-max-mib, preferred-leader, threads, fault-injection (tests only).
 //
 // Logs leader changes with timestamps on stderr. SIGTERM or SIGINT: a leader
 // hands leadership over first, then the process exits 0. Exit 1: a runtime

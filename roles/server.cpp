@@ -9,6 +9,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/log.hpp"
+#include "actors/raft/gateway.hpp"
 #include "actors/raft/peer_actor.hpp"
 #include "actors/raft/storage_actor.hpp"
 
@@ -61,16 +62,17 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
                           std::make_shared<storage::snapshot_store>(std::move(*snapshots))};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
-  auto port = sys.middleman().publish(peer, s.listen.port, s.listen.host.c_str(), true);
+  auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer});
+  auto port = sys.middleman().publish(gateway, s.listen.port, s.listen.host.c_str(), true);
   if (!port) {
     caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
     return make_error(errc::io_error, "cannot listen on " + s.listen.text() + ": " + sys.render(port.error()));
   }
   log_line("{}: listening on {}", name, s.listen.text());
-  return server_handles{peer};
+  return server_handles{caf::actor_cast<gateway_interface>(gateway), peer};
 }
 
-void stop_server(caf::actor_system& sys, const caf::actor& peer) {
+void stop_server(caf::actor_system& sys, const peer_interface& peer) {
   caf::scoped_actor self{sys};
   self->request(peer, std::chrono::seconds(10), stop_atom::value).receive([] {}, [](caf::error&) {});
   caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
@@ -115,7 +117,7 @@ int run_server(server_setup s) {
     log_line("{}: {}", name, started.error().detail);
     return 1;
   }
-  caf::actor peer = started->peer;
+  peer_interface peer = started->peer;
   started = make_error(errc::unavailable);  // the only handle left is `peer`
   int exit_code;
   {

@@ -1,5 +1,6 @@
 // A Raft server inside an actor system: opens its disk, restores the state
-// machine, spawns the storage and peer actors and listens (start_server);
+// machine, spawns the storage, peer and gateway actors and publishes the
+// gateway on its port (start_server);
 // and the pieces a server process is made of (signals, the actor system's
 // settings, waiting for a stop), shared by conclave and conclave-raft-node.
 #pragma once
@@ -12,6 +13,7 @@
 #include <functional>
 #include <memory>
 
+#include "actors/raft/gateway.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/push_service.hpp"
 #include "actors/raft/node_options.hpp"
@@ -46,7 +48,8 @@ caf::actor_system_config& server_system_config(int threads);
 int wait_for_stop(const sigset_t& signals, const std::function<int()>& exit_request);
 
 struct server_handles {
-  caf::actor peer;  // answers (client_atom, bytes) and (stop_atom)
+  raft::gateway_interface gateway;  // published: (client_atom, bytes) -> bytes
+  raft::peer_interface peer;        // unpublished: (subscribe_atom, actor), (stop_atom)
 };
 
 // Starts a Raft server inside `sys` (which has the io::middleman loaded)
@@ -54,6 +57,6 @@ struct server_handles {
 // data directory cannot be opened, the port cannot be bound.
 expected<server_handles> start_server(caf::actor_system& sys, const server_setup& setup);
 // Hands over leadership if leading, finishes pending writes and stops.
-void stop_server(caf::actor_system& sys, const caf::actor& peer);
+void stop_server(caf::actor_system& sys, const raft::peer_interface& peer);
 
 }  // namespace conclave

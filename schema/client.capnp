@@ -16,8 +16,8 @@ struct ClientRequest {
     read @3 :Data;                  # a state-machine query (the registry's: a registry.capnp Query); answered linearizably (ReadIndex)
     status @4 :Void;                # who leads, how far the log is
     transferLeadership @5 :UInt64;  # to this server (0: the most caught-up voter)
-    setFaults @6 :Faults;           # test hook: drop peer traffic
-    stallStorage @7 :UInt32;        # test hook: block the disk for this many ms (0: resume)
+    retired6 @6 :Void;              # was setFaults: fault injection is a test-only channel (gateway.hpp)
+    retired7 @7 :Void;              # was stallStorage; a master refuses both as malformed
     keepalive @8 :Keepalive;        # a session's heartbeat, to the leader
     staleRead @9 :Data;             # a query answered from this server's applied state, at once
     changeMembership @10 :MembershipChange;  # add a learner, promote it, or remove a server
@@ -27,11 +27,6 @@ struct ClientRequest {
 struct Keepalive {
   session @0 :UInt64;
   payload @1 :Data;   # for the registry: the member's resource usage
-}
-
-struct Faults {
-  dropTo @0 :List(UInt64);    # drop messages this server sends to these peers
-  dropFrom @1 :List(UInt64);  # drop messages this server receives from these peers
 }
 
 struct ClientResponse {

@@ -50,19 +50,6 @@ namespace s = conclave::schema;
 
 std::string text(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-template <class List>
-std::vector<std::uint64_t> ids(List list) {
-  std::vector<std::uint64_t> out;
-  out.reserve(list.size());
-  for (auto id : list) out.push_back(id);
-  return out;
-}
-
-template <class Builder>
-void set_ids(Builder builder, const std::vector<std::uint64_t>& values) {
-  for (unsigned i = 0; i < values.size(); ++i) builder.set(i, values[i]);
-}
-
 }  // namespace
 
 std::string encode_request(const client::request& r, std::string_view cluster_id) {
@@ -82,12 +69,6 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           body.setStatus();
         } else if constexpr (std::is_same_v<T, client::transfer_leadership>) {
           body.setTransferLeadership(m.target);
-        } else if constexpr (std::is_same_v<T, client::set_faults>) {
-          auto f = body.initSetFaults();
-          set_ids(f.initDropTo(static_cast<unsigned>(m.drop_to.size())), m.drop_to);
-          set_ids(f.initDropFrom(static_cast<unsigned>(m.drop_from.size())), m.drop_from);
-        } else if constexpr (std::is_same_v<T, client::stall_storage>) {
-          body.setStallStorage(m.ms);
         } else if constexpr (std::is_same_v<T, client::keepalive>) {
           auto k = body.initKeepalive();
           k.setSession(m.session);
@@ -122,11 +103,9 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
       case s::ClientRequest::Body::READ: return client::read{std::string(view(body.getRead()))};
       case s::ClientRequest::Body::STATUS: return client::status_request{};
       case s::ClientRequest::Body::TRANSFER_LEADERSHIP: return client::transfer_leadership{body.getTransferLeadership()};
-      case s::ClientRequest::Body::SET_FAULTS: {
-        auto f = body.getSetFaults();
-        return client::set_faults{ids(f.getDropTo()), ids(f.getDropFrom())};
-      }
-      case s::ClientRequest::Body::STALL_STORAGE: return client::stall_storage{body.getStallStorage()};
+      // The fault hooks left the client protocol (a test-only channel now).
+      case s::ClientRequest::Body::RETIRED6:
+      case s::ClientRequest::Body::RETIRED7: throw invalid{errc::malformed, "a retired request type (fault hook)"};
       case s::ClientRequest::Body::CHANGE_MEMBERSHIP: {
         auto c = body.getChangeMembership();
         if (c.getKind() > 2) throw invalid{errc::malformed, "unknown membership change"};

@@ -24,14 +24,6 @@ struct status_request {};
 struct transfer_leadership {
   std::uint64_t target = 0;  // 0: the most caught-up voter
 };
-struct set_faults {
-  std::vector<std::uint64_t> drop_to;
-  std::vector<std::uint64_t> drop_from;
-};
-struct stall_storage {
-  std::uint32_t ms = 0;
-};
-
 struct keepalive {
   std::uint64_t session = 0;
   std::string payload;
@@ -49,8 +41,7 @@ struct change_membership {
   std::string address;
 };
 
-using request = std::variant<propose, read, status_request, transfer_leadership, set_faults, stall_storage, keepalive,
-                             stale_read, change_membership>;
+using request = std::variant<propose, read, status_request, transfer_leadership, keepalive, stale_read, change_membership>;
 
 // What servers and clients need to know about a kind of request. The one
 // table is traits_of below; classify requests with it, not by their type.
@@ -84,8 +75,6 @@ constexpr request_traits traits_of() {
   else if constexpr (std::is_same_v<T, read>)                return {false,   false,   true,    true,    false};
   else if constexpr (std::is_same_v<T, status_request>)      return {false,   false,   false,   true,    false};
   else if constexpr (std::is_same_v<T, transfer_leadership>) return {true,    false,   false,   false,   true};
-  else if constexpr (std::is_same_v<T, set_faults>)          return {false,   false,   false,   true,    true};
-  else if constexpr (std::is_same_v<T, stall_storage>)       return {false,   false,   false,   true,    true};
   else if constexpr (std::is_same_v<T, keepalive>)           return {false,   false,   false,   true,    false};
   else if constexpr (std::is_same_v<T, stale_read>)          return {false,   false,   false,   true,    false};
   else if constexpr (std::is_same_v<T, change_membership>)   return {true,    true,    true,    false,   true};

@@ -199,3 +199,22 @@ TEST_CASE("a handshake that got no answer is no refusal: once the server answers
   }
   CHECK_MESSAGE(in, c.log_of(1));
 }
+
+TEST_CASE("the fault channel of a test server needs the cluster secret; the member key cannot use it") {
+  key_files keys;
+  process_cluster c(1, {"-r", "master", "--secret-file", keys.secret, "--fault-injection", "true"}, conclave_binary());
+  c.use_keys(auth::from_secret("the cluster secret of this test"));
+  REQUIRE_MESSAGE(c.wait_for_leader(20s), c.log_of(1));
+  caf::actor_system sys{client_config()};
+  fault_channel stranger(sys, c.cluster_id);
+  auto refused = stranger.stall_storage(c.at(1).address, 0);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK_MESSAGE(refused.error().detail.find("needs the cluster secret") != std::string::npos, refused.error().message());
+  fault_channel member(sys, c.cluster_id);
+  member.set_keys(auth::from_member_key(auth::member_key_of("the cluster secret of this test")));
+  refused = member.drop(c.at(1).address, 2, true, true);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK_MESSAGE(refused.error().detail.find("needs the cluster secret") != std::string::npos, refused.error().message());
+  auto done = c.stall_storage(1, 0);
+  CHECK_MESSAGE(done.has_value(), (done ? std::string() : done.error().message()));
+}

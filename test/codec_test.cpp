@@ -228,12 +228,14 @@ TEST_CASE("a configuration with a duplicate or zero server id is malformed") {
 
 // --- client protocol ---------------------------------------------------------
 
+#include "schema/client.capnp.h"
 #include "schema/client_codec.hpp"
 
 TEST_CASE("every client request and response round-trips") {
   std::vector<client::request> requests = {client::propose{std::string("cmd\0x", 5)}, client::read{"q"},
                                            client::status_request{}, client::transfer_leadership{3},
-                                           client::set_faults{{1, 2}, {3}}, client::stall_storage{250}};
+                                           client::keepalive{7, "usage"}, client::stale_read{"q"},
+                                           client::change_membership{0, 4, "10.0.0.4:7001"}};
   for (const auto& r : requests) {
     auto got = wire::decode_request(wire::encode_request(r, cluster), cluster);
     REQUIRE_MESSAGE(got.has_value(), got.error().message());
@@ -241,9 +243,6 @@ TEST_CASE("every client request and response round-trips") {
   }
   auto p = wire::decode_request(wire::encode_request(client::propose{std::string("cmd\0x", 5)}, cluster), cluster);
   CHECK(std::get<client::propose>(*p).command == std::string("cmd\0x", 5));
-  auto f = wire::decode_request(wire::encode_request(client::set_faults{{1, 2}, {3}}, cluster), cluster);
-  CHECK(std::get<client::set_faults>(*f).drop_to == std::vector<std::uint64_t>{1, 2});
-  CHECK(std::get<client::set_faults>(*f).drop_from == std::vector<std::uint64_t>{3});
 
   std::vector<client::response> responses = {
       client::committed{5, 2, "r"}, client::read_result{9, "v"},
@@ -261,6 +260,22 @@ TEST_CASE("every client request and response round-trips") {
   CHECK(std::get<client::failure>(*e).leader_id == 2);
 }
 
+TEST_CASE("the client protocol carries no fault hooks: the retired setFaults and stallStorage are malformed") {
+  for (int which : {6, 7}) {
+    capnp::MallocMessageBuilder builder;
+    auto req = builder.initRoot<schema::ClientRequest>();
+    req.setClusterId(cluster.c_str());
+    req.setProtocolVersion(wire::protocol_version);
+    if (which == 6) req.initBody().setRetired6();
+    else req.initBody().setRetired7();
+    auto words = capnp::messageToFlatArray(builder);
+    auto bytes = words.asBytes();
+    auto got = wire::decode_request(std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), cluster);
+    REQUIRE_FALSE(got.has_value());
+    CHECK(got.error().code == errc::malformed);
+  }
+}
+
 TEST_CASE("a client request for another cluster is refused; truncated ones are malformed") {
   auto bytes = wire::encode_request(client::propose{"x"}, "elsewhere");
   CHECK(wire::decode_request(bytes, cluster).error().code == errc::foreign_cluster);
@@ -272,8 +287,7 @@ TEST_CASE("a client request for another cluster is refused; truncated ones are m
 
 TEST_CASE("the request traits table keeps its rules: what appends changes state, what changes state is not resent") {
   std::vector<client::request> every = {client::propose{},      client::read{},       client::status_request{},
-                                        client::transfer_leadership{}, client::set_faults{}, client::stall_storage{},
-                                        client::keepalive{},    client::stale_read{}, client::change_membership{}};
+                                        client::transfer_leadership{}, client::keepalive{},    client::stale_read{}, client::change_membership{}};
   REQUIRE(every.size() == std::variant_size_v<client::request>);
   for (const auto& r : every) {
     auto t = client::traits_of(r);
@@ -291,11 +305,9 @@ TEST_CASE("the request traits table keeps its rules: what appends changes state,
   }
   CHECK(client::traits_of(client::read{}).passed_to_leader);
   CHECK_FALSE(client::traits_of(client::stale_read{}).passed_to_leader);
-  // Leadership, membership and the fault hooks take the cluster secret; the registry a member key.
+  // Leadership and membership take the cluster secret; the registry a member key.
   CHECK(client::traits_of(client::transfer_leadership{}).needs_secret);
   CHECK(client::traits_of(client::change_membership{}).needs_secret);
-  CHECK(client::traits_of(client::set_faults{}).needs_secret);
-  CHECK(client::traits_of(client::stall_storage{}).needs_secret);
   CHECK_FALSE(client::traits_of(client::propose{}).needs_secret);
   CHECK_FALSE(client::traits_of(client::keepalive{}).needs_secret);
   // A keepalive stays with the master it was sent to: its connection carries the session.

@@ -18,12 +18,14 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "roles/raft_client.hpp"
+#include "test/fault_channel.hpp"
 #include "test/processes.hpp"
 #include "test/temp_dir.hpp"
 
@@ -78,6 +80,7 @@ class process_cluster {
     for (const auto& m : members_) eps.push_back(m.address);
     system_ = std::make_unique<caf::actor_system>(client_config());
     client_ = std::make_unique<raft_client>(*system_, cluster_id, eps);
+    faults_ = std::make_unique<fault_channel>(*system_, cluster_id);
   }
 
   ~process_cluster() {
@@ -179,7 +182,10 @@ class process_cluster {
   const std::vector<member>& members() const { return members_; }
   raft_client& client() { return *client_; }
   // Credentials for the cluster's own client (before its first request).
-  void use_keys(const auth::keys& keys) { client_->set_keys(keys); }
+  void use_keys(const auth::keys& keys) {
+    client_->set_keys(keys);
+    faults_->set_keys(keys);
+  }
   bool running(std::uint64_t id) { return at(id).pid > 0; }
 
   std::optional<client::status> status(std::uint64_t id) {
@@ -216,15 +222,35 @@ class process_cluster {
     return s.str();
   }
 
-  client::set_faults isolate_request(std::uint64_t id) const {
-    client::set_faults f;
-    for (const auto& m : members_) {
-      if (m.id == id) continue;
-      f.drop_to.push_back(m.id);
-      f.drop_from.push_back(m.id);
+  // --- the fault channel (servers started with --fault-injection true) ---------------
+
+  // Server `id` drops what it sends to the servers in `drop_to` and what it
+  // receives from those in `drop_from`, and passes the other members' traffic.
+  expected<void> set_faults(std::uint64_t id, const std::vector<std::uint64_t>& drop_to,
+                            const std::vector<std::uint64_t>& drop_from,
+                            std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
+    std::set<std::uint64_t> peers(drop_to.begin(), drop_to.end());
+    peers.insert(drop_from.begin(), drop_from.end());
+    for (const auto& m : members_) peers.insert(m.id);
+    peers.erase(id);
+    for (auto p : peers) {
+      bool out = std::find(drop_to.begin(), drop_to.end(), p) != drop_to.end();
+      bool in = std::find(drop_from.begin(), drop_from.end(), p) != drop_from.end();
+      if (auto ok = faults_->drop(at(id).address, p, out, in, timeout); !ok) return ok;
     }
-    return f;
+    return {};
   }
+  // Server `id` can neither reach nor hear the other members.
+  expected<void> isolate(std::uint64_t id) {
+    std::vector<std::uint64_t> others;
+    for (const auto& m : members_) {
+      if (m.id != id) others.push_back(m.id);
+    }
+    return set_faults(id, others, others);
+  }
+  expected<void> heal(std::uint64_t id) { return set_faults(id, {}, {}); }
+  // Server `id` holds its disk's completions for `ms` (0: releases them).
+  expected<void> stall_storage(std::uint64_t id, std::uint32_t ms) { return faults_->stall_storage(at(id).address, ms); }
 
   const std::string cluster_id = "process-test";
 
@@ -238,6 +264,7 @@ class process_cluster {
   std::vector<pid_t> others_;
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<raft_client> client_;
+  std::unique_ptr<fault_channel> faults_;
 };
 
 }  // namespace conclave::test

@@ -162,12 +162,12 @@ TEST_CASE("SIGSTOP of the leader: a new leader by timeout; resumed, the old lead
   REQUIRE(converged(c, 10s));
 }
 
-TEST_CASE("a partition through the fault hook isolates the leader; the majority elects a new one") {
-  process_cluster c(3);
+TEST_CASE("a partition through the fault channel isolates the leader; the majority elects a new one") {
+  process_cluster c(3, {"--fault-injection", "true"});
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
-  auto r = c.client().call(c.at(*leader).address, c.isolate_request(*leader));
-  REQUIRE(r.has_value());
+  auto r = c.isolate(*leader);
+  REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
   auto next = c.wait_for_leader(5s, *leader);
   REQUIRE(next);
   CHECK(*next != *leader);
@@ -176,8 +176,18 @@ TEST_CASE("a partition through the fault hook isolates the leader; the majority 
   CHECK(c.status(*leader)->role != "leader");
   CHECK(propose_many(c, 10, "q").size() == 10);
   // Healed, it rejoins and catches up.
-  REQUIRE(c.client().call(c.at(*leader).address, client::set_faults{}).has_value());
+  REQUIRE(c.heal(*leader).has_value());
   REQUIRE(converged(c, 10s));
+}
+
+TEST_CASE("the fault channel is closed unless the server was started for tests (fault-injection = true)") {
+  process_cluster c(1);
+  REQUIRE(c.wait_for_leader(10s));
+  auto refused = c.set_faults(1, {2}, {2});
+  REQUIRE_FALSE(refused.has_value());
+  CHECK_MESSAGE(refused.error().detail.find("fault injection is off") != std::string::npos, refused.error().message());
+  REQUIRE_FALSE(c.stall_storage(1, 4000).has_value());
+  CHECK(c.log_of(1).find("refusing fault injection") != std::string::npos);
 }
 
 TEST_CASE("graceful SIGTERM of the leader hands leadership over and exits 0") {
@@ -197,11 +207,11 @@ TEST_CASE("graceful SIGTERM of the leader hands leadership over and exits 0") {
 }
 
 TEST_CASE("a leader whose disk stalls loses leadership and the cluster keeps committing") {
-  process_cluster c(3);
+  process_cluster c(3, {"--fault-injection", "true"});
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
   REQUIRE(propose_many(c, 10, "d").size() == 10);
-  REQUIRE(c.client().call(c.at(*leader).address, client::stall_storage{4000}).has_value());
+  REQUIRE(c.stall_storage(*leader, 4000).has_value());
   // A write must be pending for the stall to show.
   (void)c.client().call(c.at(*leader).address, client::propose{"trigger"}, 200ms);
   auto next = c.wait_for_leader(5s, *leader);
@@ -429,7 +439,7 @@ TEST_CASE("a request a follower passed on fails as soon as the leader's connecti
   for (auto* pending : {&read, &write}) {
     auto r = pending->get();
     // An answer from the follower, not the client's timeout.
-    REQUIRE_MESSAGE(r.has_value(), r.error().message());
+    REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
     auto* f = std::get_if<client::failure>(&*r);
     if (!f) continue;  // the follower already knew the next leader: answered
     CHECK(f->message.find("while it had the request") != std::string::npos);

@@ -524,7 +524,7 @@ TEST_CASE("conclavectl watch: past the history it prints compacted and a listing
 }
 
 TEST_CASE("conclavectl watch --stale never repeats or goes back when a server behind answers") {
-  process_cluster c(3, master_flags(), conclave_binary());
+  process_cluster c(3, master_flags({"--fault-injection", "true"}), conclave_binary());
   auto leader = c.wait_for_leader(10s);
   REQUIRE(leader);
   auto behind = *leader == 1 ? 2u : 1u;
@@ -535,7 +535,7 @@ TEST_CASE("conclavectl watch --stale never repeats or goes back when a server be
     auto r = ask_at(c.client(), c.at(behind).address, registry::get_key{"/s/a"}, true, 2s);
     return r && r->value && r->value->value == "1";
   }, 10s));
-  REQUIRE(c.client().call(c.at(behind).address, c.isolate_request(behind)).has_value());
+  REQUIRE(c.isolate(behind).has_value());
   REQUIRE(run(c, registry::put{"/s/b", "2", 0, std::nullopt}).outcome.code == registry::code::ok);
   // Stale reads go to the first server that answers: the leader, then (once it is gone) `behind`.
   auto log = c.path("watch.log");
@@ -546,7 +546,7 @@ TEST_CASE("conclavectl watch --stale never repeats or goes back when a server be
   c.signal(*leader, SIGKILL);
   // Give the watch time to read from `behind` (a few polls), then let it catch up.
   std::this_thread::sleep_for(2s);
-  REQUIRE(c.client().call(c.at(behind).address, client::set_faults{}).has_value());
+  REQUIRE(c.heal(behind).has_value());
   REQUIRE(c.wait_for_leader(20s, *leader));
   REQUIRE(run(c, registry::put{"/s/c", "3", 0, std::nullopt}).outcome.code == registry::code::ok);
   REQUIRE(wait_for([&] { return replay(read_watch(log)).count("/s/c"); }, 20s));

@@ -37,6 +37,9 @@ struct node_options {
   int reconnect_max_ms = 1000;
   int shutdown_transfer_ms = 1000;  // how long a leader waits to hand over on SIGTERM
   auth::keys keys;                  // cluster credentials (none: authentication off)
+  // For tests only: the gateway accepts the fault channel (fault_atom: drop
+  // peer traffic, stall the disk). Off in production.
+  bool fault_injection = false;
 
   const endpoint& self() const { return members.at(raft.id); }
   expected<void> validate() const;

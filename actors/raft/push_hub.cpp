@@ -1,8 +1,5 @@
 #include "actors/raft/push_hub.hpp"
 
-#include <caf/all.hpp>
-
-#include "actors/atoms.hpp"
 #include "schema/client_codec.hpp"
 
 namespace conclave::raft {
@@ -14,7 +11,7 @@ std::string push_hub::subscribe(const caf::actor& who, std::uint64_t id, const s
   auto& c = clients_[addr];
   if (!c.handle) {
     c.handle = who;
-    self_->monitor(who);
+    hooks_.monitor(who);
   }
   if (auto old = c.subs.find(id); old != c.subs.end()) {  // the same id again replaces it
     service_->unsubscribe(old->second);
@@ -25,7 +22,7 @@ std::string push_hub::subscribe(const caf::actor& who, std::uint64_t id, const s
   auto due = service_->subscribe(k, request);
   if (!due) {
     if (c.subs.empty()) {
-      self_->demonitor(who);
+      hooks_.demonitor(who);
       clients_.erase(addr);
     }
     return std::string(conclave::client::code_name(due.error().code)) + ": " + due.error().message();
@@ -35,7 +32,7 @@ std::string push_hub::subscribe(const caf::actor& who, std::uint64_t id, const s
   for (const auto& o : *due) send(o);
   // Where the subscription starts: a watch from "now" resumes from here.
   auto [kind, bytes] = service_->progress();
-  self_->send(c.handle, push_atom::value, id, kind, bytes);
+  hooks_.send(c.handle, id, kind, bytes);
   return {};
 }
 
@@ -68,7 +65,7 @@ void push_hub::after_apply() {
 void push_hub::progress() {
   if (!service_ || clients_.empty()) return;
   auto [kind, bytes] = service_->progress();
-  for (const auto& [addr, c] : clients_) self_->send(c.handle, push_atom::value, std::uint64_t{0}, kind, bytes);
+  for (const auto& [addr, c] : clients_) hooks_.send(c.handle, 0, kind, bytes);
 }
 
 void push_hub::send(const push_service::out& o) {
@@ -76,7 +73,7 @@ void push_hub::send(const push_service::out& o) {
   if (it == owners_.end()) return;
   auto c = clients_.find(it->second.first);
   if (c == clients_.end()) return;
-  self_->send(c->second.handle, push_atom::value, it->second.second, o.kind, o.bytes);
+  hooks_.send(c->second.handle, it->second.second, o.kind, o.bytes);
 }
 
 }  // namespace conclave::raft

@@ -10,6 +10,7 @@
 #include <caf/actor_addr.hpp>
 #include <caf/fwd.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,8 +21,13 @@ namespace conclave::raft {
 
 class push_hub {
  public:
-  push_hub(caf::event_based_actor* self, std::shared_ptr<push_service> service)
-      : self_(self), service_(std::move(service)) {}
+  // How the owner monitors a subscriber, and sends it (push_atom, id, kind, bytes).
+  struct hooks {
+    std::function<void(const caf::actor&)> monitor;
+    std::function<void(const caf::actor&)> demonitor;
+    std::function<void(const caf::actor&, std::uint64_t, std::uint8_t, const std::string&)> send;
+  };
+  push_hub(hooks h, std::shared_ptr<push_service> service) : hooks_(std::move(h)), service_(std::move(service)) {}
 
   bool enabled() const { return service_ != nullptr; }
   // A subscription from `client` under its id `id`; returns an error text,
@@ -44,7 +50,7 @@ class push_hub {
   };
   void send(const push_service::out& o);
 
-  caf::event_based_actor* self_;
+  hooks hooks_;
   std::shared_ptr<push_service> service_;
   std::map<caf::actor_addr, client> clients_;
   std::map<push_service::key, std::pair<caf::actor_addr, std::uint64_t>> owners_;  // ours -> (client, its id)

@@ -66,8 +66,6 @@ inline bool same(const client::request& a, const client::request& b) {
         if constexpr (std::is_same_v<T, client::read>) return x.query == y.query;
         if constexpr (std::is_same_v<T, client::status_request>) return true;
         if constexpr (std::is_same_v<T, client::transfer_leadership>) return x.target == y.target;
-        if constexpr (std::is_same_v<T, client::set_faults>) return x.drop_to == y.drop_to && x.drop_from == y.drop_from;
-        if constexpr (std::is_same_v<T, client::stall_storage>) return x.ms == y.ms;
         if constexpr (std::is_same_v<T, client::keepalive>) return x.session == y.session && x.payload == y.payload;
         if constexpr (std::is_same_v<T, client::stale_read>) return x.query == y.query;
         if constexpr (std::is_same_v<T, client::change_membership>) {

@@ -89,8 +89,6 @@ void client_requests() {
   seed("client_request", "read", req(client::read{wire::encode_query(registry::get_key{"/a"})}));
   seed("client_request", "status", req(client::status_request{}));
   seed("client_request", "transfer_leadership", req(client::transfer_leadership{2}));
-  seed("client_request", "set_faults", req(client::set_faults{{2, 3}, {3}}));
-  seed("client_request", "stall_storage", req(client::stall_storage{250}));
   seed("client_request", "keepalive", req(client::keepalive{17, "usage"}));
   seed("client_request", "stale_read", req(client::stale_read{wire::encode_query(registry::members_query{})}));
   seed("client_request", "change_membership", req(client::change_membership{0, 4, "10.0.0.4:7001"}));

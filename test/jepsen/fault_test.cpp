@@ -153,7 +153,7 @@ const std::vector<std::string> worker_names = {"w1", "w2"};
 // The masters' flags: with 5 masters, master 1 is the preferred leader, so
 // every fault that takes leadership from it ends with a handover back.
 std::vector<std::string> master_flags(int masters) {
-  std::vector<std::string> flags = {"-r", "master"};
+  std::vector<std::string> flags = {"-r", "master", "--fault-injection", "true"};
   if (masters >= 5) flags.insert(flags.end(), {"--preferred-leader", "1"});
   return flags;
 }
@@ -234,11 +234,8 @@ struct fault_cluster {
     check_log(id);
   }
 
-  void set_faults(std::uint64_t id, std::vector<std::uint64_t> drop_to, std::vector<std::uint64_t> drop_from) {
-    client::set_faults f;
-    f.drop_to = std::move(drop_to);
-    f.drop_from = std::move(drop_from);
-    if (cluster.running(id)) (void)cluster.client().call(cluster.at(id).address, f, 500ms);
+  void set_faults(std::uint64_t id, const std::vector<std::uint64_t>& drop_to, const std::vector<std::uint64_t>& drop_from) {
+    if (cluster.running(id)) (void)cluster.set_faults(id, drop_to, drop_from, 500ms);
   }
 
   // Masters in `a` and in `b` cannot reach each other (both directions).
