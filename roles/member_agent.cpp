@@ -45,6 +45,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
   auto wake = std::make_shared<wakeup>();
   raft_client client(sys, o.cluster_id, o.masters);
   client.set_keys(o.keys);
+  client.set_local(o.local);
   client.on_connection_lost([wake] {
     std::lock_guard<std::mutex> guard(wake->m);
     wake->lost = true;

@@ -15,6 +15,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
+#include "roles/raft_client.hpp"
 #include "schema/registry_types.hpp"
 
 namespace conclave {
@@ -46,6 +47,8 @@ struct agent_options {
   // (steady clock, ms since its epoch).
   std::shared_ptr<std::atomic<std::uint64_t>> contact_out;
   auth::keys keys;  // credentials, when the cluster requires them
+  // Masters: their own Raft peer, reached in-process (raft_client.hpp).
+  local_master local;
 };
 
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,

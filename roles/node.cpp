@@ -37,8 +37,14 @@ struct node::impl {
   std::thread agent;
   // Watches, lock waits and member listeners: pushed by a master.
   std::unique_ptr<push_client> push;
-  std::mutex client_mutex;
-  std::unique_ptr<raft_client> client;
+  local_master local;  // masters: their own peer, reached in-process
+  // Blocking calls share raft_clients, one call per client at a time: a call
+  // takes the idle client returned last (it knows the leader) or creates one,
+  // up to `parallel-calls`; beyond that it waits until one is returned.
+  std::mutex pool_mutex;
+  std::condition_variable pool_returned;
+  std::vector<std::unique_ptr<raft_client>> idle;
+  std::size_t clients = 0;
   std::atomic<bool> leading{false};
   std::atomic<bool> peer_failed{false};
   bool stopping_peer = false;
@@ -55,18 +61,49 @@ struct node::impl {
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
-  // A registry query through the shared client: linearizable, or with
+  // A client taken from the pool for one call.
+  struct lease {
+    impl& owner;
+    std::unique_ptr<raft_client> client;
+    raft_client* operator->() { return client.get(); }
+    ~lease() {
+      {
+        std::lock_guard<std::mutex> guard(owner.pool_mutex);
+        owner.idle.push_back(std::move(client));
+      }
+      owner.pool_returned.notify_one();
+    }
+  };
+
+  lease take() {
+    {
+      std::unique_lock<std::mutex> guard(pool_mutex);
+      pool_returned.wait(guard, [&] { return !idle.empty() || clients < cfg.parallel_calls; });
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return lease{*this, std::move(c)};
+      }
+      ++clients;
+    }
+    auto c = std::make_unique<raft_client>(sys, cfg.agent.cluster_id, cfg.agent.masters);
+    c->set_keys(cfg.agent.keys);
+    c->set_local(local);
+    return lease{*this, std::move(c)};
+  }
+
+  // A registry query through a pooled client: linearizable, or with
   // `stale` from the first master that answers.
   template <class Q>
   expected<typename Q::result> ask(const Q& q, bool stale) {
-    std::lock_guard<std::mutex> guard(client_mutex);
+    auto client = take();
     // Stale: up to 2 s for each master in turn.
-    auto deadline = stale ? std::chrono::milliseconds(2000 * client->endpoints().size()) : std::chrono::milliseconds(10s);
-    return conclave::ask(*client, q, deadline, stale);
+    auto deadline = stale ? std::chrono::milliseconds(2000 * cfg.agent.masters.size()) : std::chrono::milliseconds(10s);
+    return conclave::ask(*client.client, q, deadline, stale);
   }
 
   expected<registry::outcome> run(const registry::command& c) {
-    std::lock_guard<std::mutex> guard(client_mutex);
+    auto client = take();
     auto r = client->propose(wire::encode_command(c), 10s);
     if (!r) return r.error();
     auto res = wire::decode_result(r->result);
@@ -122,12 +159,13 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     // From the listener itself: the peer takes subscriptions from its own process only.
     caf::send_as(p->role_listener, p->peer, subscribe_atom::value, p->role_listener);
     p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
+    // Requests and subscriptions to this master stay in the process.
+    p->local = local_master{cfg->raft.self(), p->peer};
+    p->cfg.agent.local = p->local;
   }
-  p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
-  p->client->set_keys(cfg->agent.keys);
   // Subscriptions go to one master; members spread over them by name.
   p->push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys,
-                                          std::hash<std::string>{}(cfg->agent.me.id));
+                                          std::hash<std::string>{}(cfg->agent.me.id), p->local);
   auto* raw = p.get();
   p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   return std::unique_ptr<node>(new node(std::move(p)));
@@ -151,7 +189,7 @@ node::~node() {
 
 const std::string& node::member_id() const { return impl_->cfg.agent.me.id; }
 bool node::is_master() const { return impl_->cfg.is_master(); }
-raft::peer_interface node::peer() const { return caf::actor_cast<raft::peer_interface>(impl_->peer); }
+node::server_handle node::peer() const { return caf::actor_cast<server_handle>(impl_->peer); }
 int node::exit_code() const { return impl_->agent_exit.load(); }
 bool node::failed() const { return impl_->peer_failed.load(); }
 bool node::leading() const { return impl_->leading; }
