@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -74,6 +75,58 @@ class agent_worker {
   std::atomic<int> exit_code_{0};
   std::thread thread_;
 };
+
+// The embedded scenario's load: `threads` threads, each alternating a put
+// of its own key and a linearizable get of it, closed loop, for `seconds`.
+// `put(t, key, value)` and `get(t, key)` are thread t's calls.
+struct call_load {
+  std::size_t ops = 0, errors = 0;
+  double seconds = 0;
+  std::vector<double> latency_ms;
+
+  std::string line() const {
+    return fmt::format("load {} {} {:.3f} {:.3f} {:.3f}\n", ops, errors, seconds, percentile(latency_ms, 0.5),
+                       percentile(latency_ms, 0.99));
+  }
+};
+
+call_load run_calls(int threads, double seconds, const std::function<bool(int, const std::string&, const std::string&)>& put,
+                    const std::function<std::optional<std::string>(int, const std::string&)>& get) {
+  std::vector<call_load> per(static_cast<std::size_t>(threads));
+  auto start = clock_type::now();
+  auto until = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      auto& mine = per[static_cast<std::size_t>(t)];
+      // At least one put and get each, however late the thread starts.
+      for (std::uint64_t n = 0; n == 0 || clock_type::now() < until; ++n) {
+        auto key = fmt::format("/bench/embedded/{}/{}", t, n % 64);
+        auto value = fmt::format("{:0>100}", n);
+        auto t0 = clock_type::now();
+        bool ok = put(t, key, value);
+        mine.latency_ms.push_back(ms_since(t0));
+        t0 = clock_type::now();
+        auto got = get(t, key);
+        mine.latency_ms.push_back(ms_since(t0));
+        mine.ops += 2;
+        mine.errors += (ok ? 0 : 1) + (got == value ? 0 : 1);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  call_load all;
+  all.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  for (auto& p : per) {
+    all.ops += p.ops;
+    all.errors += p.errors;
+    all.latency_ms.insert(all.latency_ms.end(), p.latency_ms.begin(), p.latency_ms.end());
+  }
+  return all;
+}
+
+// Whether this process's parent (conclave-bench) is gone.
+bool orphaned(pid_t parent) { return ::getppid() != parent; }
 
 }  // namespace
 
@@ -513,6 +566,190 @@ int watch_node_main(int argc, char** argv) {
   while (!recorder.complete() && ::getppid() == parent) std::this_thread::sleep_for(20ms);
   n->reset();  // the member leaves; its watches end before the recorder goes
   return 0;
+}
+
+int embedded_host_main(int argc, char** argv) {
+  if (argc != 9) {
+    fmt::print(stderr,
+               "usage: conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID PARALLEL_CALLS THREADS SECONDS OUT\n");
+    return 2;
+  }
+  std::string id = argv[1], peers = argv[2], dir = argv[3], cluster_id = argv[4], parallel = argv[5], out = argv[8];
+  int threads = std::atoi(argv[6]);
+  double seconds = std::atof(argv[7]);
+  const pid_t parent = ::getppid();
+  auto signals = block_stop_signals();
+  // The settings of `conclave -r master_and_worker`: one CAF thread.
+  caf::actor_system sys{server_system_config(1)};
+  auto n = node::start(sys, {{"role", "master_and_worker"}, {"id", id}, {"peers", peers}, {"data-dir", dir},
+                             {"cluster-id", cluster_id}, {"name", "bench-host"}, {"parallel-calls", parallel}});
+  if (!n) {
+    fmt::print(stderr, "embedded host: {}\n", n.error().message());
+    return 1;
+  }
+  auto& host = **n;
+  while (!host.leading() && !orphaned(parent)) std::this_thread::sleep_for(5ms);
+  std::ofstream(out, std::ios::app) << "leading\n";
+  auto put = [&](int, const std::string& key, const std::string& value) {
+    auto o = host.put(key, value);
+    return o && o->code == registry::code::ok;
+  };
+  auto get = [&](int, const std::string& key) -> std::optional<std::string> {
+    auto r = host.get(key);
+    if (!r || !*r) return std::nullopt;
+    return (*r)->value;
+  };
+  (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
+  auto load = run_calls(threads, seconds, put, get);
+  std::ofstream(out, std::ios::app) << load.line();
+  (void)wait_for_stop(signals, [&] { return orphaned(parent) ? 1 : 0; });
+  n->reset();  // a leader hands over; the member leaves
+  return 0;
+}
+
+int embedded_clients_main(int argc, char** argv) {
+  if (argc != 6) {
+    fmt::print(stderr, "usage: conclave-bench --embedded-clients HOST:PORT,... CLUSTER_ID THREADS SECONDS OUT\n");
+    return 2;
+  }
+  std::vector<raft::endpoint> endpoints;
+  std::stringstream list(argv[1]);
+  for (std::string item; std::getline(list, item, ',');) {
+    auto ep = raft::parse_endpoint(item, "endpoints");
+    if (!ep) {
+      fmt::print(stderr, "embedded clients: {}\n", ep.error().message());
+      return 2;
+    }
+    endpoints.push_back(*ep);
+  }
+  std::string cluster_id = argv[2], out = argv[5];
+  int threads = std::atoi(argv[3]);
+  double seconds = std::atof(argv[4]);
+  caf::actor_system sys{server_system_config(1)};
+  std::vector<std::unique_ptr<raft_client>> clients;
+  for (int t = 0; t < threads; ++t) clients.push_back(std::make_unique<raft_client>(sys, cluster_id, endpoints));
+  // The facade's own calls (node::put, node::get) on a client per thread.
+  auto put = [&](int t, const std::string& key, const std::string& value) {
+    auto r = clients[static_cast<std::size_t>(t)]->propose(wire::encode_command(put_command(key, value)), 10s);
+    if (!r) return false;
+    auto res = wire::decode_result(r->result);
+    return res && res->outcome.code == registry::code::ok;
+  };
+  auto get = [&](int t, const std::string& key) -> std::optional<std::string> {
+    auto r = ask(*clients[static_cast<std::size_t>(t)], registry::get_key{key}, 10s);
+    if (!r || !r->value) return std::nullopt;
+    return r->value->value;
+  };
+  (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
+  auto load = run_calls(threads, seconds, put, get);
+  std::ofstream(out, std::ios::app) << load.line();
+  return 0;
+}
+
+embedded_result conclave_system::embedded(int threads, double seconds) {
+  auto& c = impl_->cluster;
+  embedded_result r;
+  r.threads = threads;
+  r.seconds = seconds;
+  const std::uint64_t host_id = 1;
+  auto read_load = [](const std::string& text, embedded_run& run) {
+    auto p = text.rfind("load ");
+    std::size_t ops = 0, errors = 0;
+    double elapsed = 0;
+    if (p == std::string::npos ||
+        std::sscanf(text.c_str() + p, "load %zu %zu %lf %lf %lf", &ops, &errors, &elapsed, &run.p50_ms, &run.p99_ms) != 5 ||
+        elapsed <= 0) {
+      return false;
+    }
+    run.errors = errors;
+    run.ops_per_s = static_cast<double>(ops) / elapsed;
+    return true;
+  };
+  auto wait_text = [&](const std::string& path, const std::string& what, std::chrono::milliseconds timeout) {
+    for (auto until = clock_type::now() + timeout; clock_type::now() < until && !stop_requested;) {
+      if (test::file_text(path).find(what) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return test::file_text(path).find(what) != std::string::npos;
+  };
+  auto wait_time = std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000);
+  // One host run: master 1 replaced by the host; it is made leader and
+  // drives the load. `then` runs while the host still leads.
+  auto host_run = [&](int parallel, const std::string& how, const std::function<std::string()>& then) {
+    if (!c.wait_for_leader(10s)) return std::string("no leader before the host started");
+    c.signal(host_id, SIGTERM);  // a leader hands over first
+    auto name = "embedded-host-" + std::to_string(parallel);
+    auto out = c.path(name + ".out");
+    std::remove(out.c_str());
+    auto pid = c.spawn({impl_->self_exe, "--embedded-host", std::to_string(host_id), c.peers(), c.at(host_id).data_dir,
+                        c.cluster_id, std::to_string(parallel), std::to_string(threads), fmt::format("{}", seconds), out},
+                       name + ".log");
+    std::string failure;
+    // Leadership goes to the host (the transfer is retried until it leads).
+    auto deadline = clock_type::now() + 30s;
+    while (test::file_text(out).find("leading") == std::string::npos) {
+      if (clock_type::now() >= deadline || stop_requested) {
+        failure = "the host did not become leader within 30 s";
+        break;
+      }
+      (void)c.client().to_leader(client::transfer_leadership{host_id}, 2s);
+      wait_text(out, "leading", 1s);
+    }
+    std::uint64_t led_in = 0;
+    if (auto s = c.client().status(c.at(host_id).address); s && s->role == "leader") led_in = s->term;
+    embedded_run run;
+    run.how = how;
+    if (failure.empty() && (!wait_text(out, "load ", wait_time) || !read_load(test::file_text(out), run))) {
+      failure = "the host's load did not finish";
+    }
+    if (failure.empty()) {
+      r.runs.push_back(run);
+      if (then) failure = then();
+    }
+    // The figures compare loads on one leader: say so if it changed.
+    auto s = c.client().status(c.at(host_id).address);
+    if (failure.empty() && (!s || s->role != "leader" || s->term != led_in)) {
+      r.notes.push_back(fmt::format("leadership moved during the run(s) of the host with parallel-calls {}", parallel));
+    }
+    if (std::getenv("DEBUG_EMBEDDED")) fmt::print(stderr, "{}\n", test::file_text(c.path(name + ".log")));
+    ::kill(pid, SIGTERM);
+    if (!c.wait_exit(pid, 15s)) {
+      ::kill(pid, SIGKILL);
+      c.wait_exit(pid, 5s);
+    }
+    c.start(host_id);
+    if (!c.wait_for_leader(20s) && failure.empty()) failure = "no leader after the host left";
+    impl_->wait_members(static_cast<int>(c.members().size()) + impl_->workers);
+    return failure;
+  };
+  auto external = [&] {
+    std::string endpoints;
+    for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+    auto out = c.path("embedded-clients.out");
+    std::remove(out.c_str());
+    auto pid = c.spawn({impl_->self_exe, "--embedded-clients", endpoints, c.cluster_id, std::to_string(threads),
+                        fmt::format("{}", seconds), out},
+                       "embedded-clients.log");
+    embedded_run run;
+    run.how = fmt::format("another process, {} threads with a raft_client each (over loopback TCP)", threads);
+    auto status = c.wait_exit(pid, wait_time);
+    if (!status) {
+      ::kill(pid, SIGKILL);
+      c.wait_exit(pid, 5s);
+    }
+    if (!status || !read_load(test::file_text(out), run)) return std::string("the external clients' load did not finish");
+    r.runs.push_back(run);
+    return std::string();
+  };
+  r.failure = host_run(16, fmt::format("in-process: {} host threads through node's facade (parallel-calls 16)", threads),
+                       external);
+  if (r.failure.empty() && !stop_requested) {
+    r.failure = host_run(1, fmt::format("in-process: {} host threads through node's facade, one call at a time "
+                                        "(parallel-calls 1: one raft_client, as before)",
+                                        threads),
+                         nullptr);
+  }
+  return r;
 }
 
 recovery_result conclave_system::recovery(std::uint64_t entries) {

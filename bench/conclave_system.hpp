@@ -20,6 +20,27 @@ struct recovery_result {
   bool ok = false;
 };
 
+// The embedded scenario: closed-loop puts and gets of 100-byte values from
+// `threads` threads of one process (each thread alternates: a put of its
+// own key, then a linearizable get of it), measured three ways on one
+// cluster whose leader is a host process embedding a node.
+struct embedded_run {
+  std::string how;  // one line
+  double ops_per_s = 0;
+  std::size_t errors = 0;  // failed calls, and gets that did not see the thread's put
+  double p50_ms = 0, p99_ms = 0;
+};
+struct embedded_result {
+  int threads = 0;
+  double seconds = 0;
+  // In-process through the facade; the same load from another process with
+  // a raft_client per thread; in-process with one call at a time (as before
+  // issue #13: one raft_client behind one mutex).
+  std::vector<embedded_run> runs;
+  std::vector<std::string> notes;  // e.g. the leader changed under the load (the figures then mix two leaders)
+  std::string failure;             // why the run stopped early, if it did
+};
+
 class conclave_system : public system_under_test {
  public:
   conclave_system(int masters, int workers, std::string binary, std::string self_exe);
@@ -39,6 +60,11 @@ class conclave_system : public system_under_test {
   // catch-up; then kills it again and times its recovery from its own disk.
   recovery_result recovery(std::uint64_t entries);
 
+  // Replaces master 1 by a host process embedding it (role
+  // master_and_worker, the same id and data directory), makes it lead, and
+  // runs the embedded scenario; then master 1 runs as before.
+  embedded_result embedded(int threads, double seconds);
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
@@ -50,5 +76,18 @@ class conclave_system : public system_under_test {
 // revision AFTER through node::watch, until every watch delivered WRITES
 // writes or the parent is gone.
 int watch_node_main(int argc, char** argv);
+
+// conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID PARALLEL_CALLS THREADS SECONDS OUT:
+// the host of the embedded scenario: embeds master ID (parallel-calls
+// PARALLEL_CALLS), and once it leads, drives THREADS threads of puts and
+// gets through its facade for SECONDS; writes "leading", then the load's
+// result line (see embedded_clients_main) to OUT; then idles until SIGTERM
+// or until the parent is gone.
+int embedded_host_main(int argc, char** argv);
+
+// conclave-bench --embedded-clients HOST:PORT,... CLUSTER_ID THREADS SECONDS OUT:
+// the same load from THREADS threads, each with a raft_client of its own;
+// writes "load OPS ERRORS SECONDS P50_MS P99_MS" to OUT.
+int embedded_clients_main(int argc, char** argv);
 
 }  // namespace conclave::bench

@@ -167,7 +167,13 @@ void raft_client::on_connection_lost(std::function<void()> f) { *impl_->on_lost 
 
 void raft_client::set_keys(const auth::keys& keys) { impl_->keys = keys; }
 
-void raft_client::set_local(local_master local) { impl_->local = std::move(local); }
+void raft_client::set_local(local_master local) {
+  // Requests start there: it answers, or passes them on to the leader, in-process.
+  for (std::size_t i = 0; local.peer && i < endpoints_.size(); ++i) {
+    if (endpoints_[i].text() == local.at.text()) preferred_ = i;
+  }
+  impl_->local = std::move(local);
+}
 
 expected<client::response> raft_client::call(const raft::endpoint& to, const client::request& r,
                                              std::chrono::milliseconds timeout) {

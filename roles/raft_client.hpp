@@ -72,7 +72,8 @@ class raft_client {
 
   // This process's own master: requests to its endpoint reach it in-process
   // (through a relay like any other connection, so sessions tie to that
-  // relay as to a remote one). Set it before use.
+  // relay as to a remote one), and the first request goes there. Set it
+  // before use.
   void set_local(local_master local);
 
  private:
