@@ -711,7 +711,6 @@ embedded_result conclave_system::embedded(int threads, double seconds) {
     if (failure.empty() && (!s || s->role != "leader" || s->term != led_in)) {
       r.notes.push_back(fmt::format("leadership moved during the run(s) of the host with parallel-calls {}", parallel));
     }
-    if (std::getenv("DEBUG_EMBEDDED")) fmt::print(stderr, "{}\n", test::file_text(c.path(name + ".log")));
     ::kill(pid, SIGTERM);
     if (!c.wait_exit(pid, 15s)) {
       ::kill(pid, SIGKILL);
