@@ -43,6 +43,7 @@ const char* usage_text = R"(usage: conclave-bench [options]
   --watch-idle-seconds S watch: the leader's CPU window, every watch idle (10)
   --embedded-threads N   embedded: host threads, and external clients (8)
   --embedded-seconds S   embedded: each load's duration (3)
+  --embedded-rounds N    embedded: interleaved rounds of the three loads (3)
   --seconds S            durable-write throughput for S seconds at 1, 8 and 64
                          clients (3; 0 skips it)
   --scale N              heartbeat scale with N simulated workers (10000; 0 skips)
@@ -161,7 +162,7 @@ int main(int argc, char** argv) {
 #endif
   int masters = 3, workers = 2, trial_count = 10, scale_sessions = 10000;
   double load_seconds = 3, scale_seconds = 5, embedded_seconds = 3;
-  int embedded_threads = 8;
+  int embedded_threads = 8, embedded_rounds = 3;
   std::uint64_t recovery_entries = 1000000;
   watch_plan watch;
   bool json = false;
@@ -205,6 +206,7 @@ int main(int argc, char** argv) {
     else if (a == "--watch-idle-seconds") watch.idle_seconds = std::atof(next().c_str());
     else if (a == "--embedded-threads") embedded_threads = std::atoi(next().c_str());
     else if (a == "--embedded-seconds") embedded_seconds = std::atof(next().c_str());
+    else if (a == "--embedded-rounds") embedded_rounds = std::atoi(next().c_str());
     else if (a == "--help" || a == "-h") {
       fmt::print("{}", usage_text);
       return 0;
@@ -256,8 +258,9 @@ int main(int argc, char** argv) {
       }
       // conclave only, one run.
       if (scenario == "embedded") {
-        fmt::print(stderr, "embedded: {} threads, {} s per load...\n", embedded_threads, embedded_seconds);
-        report.embedded = conclave->embedded(embedded_threads, embedded_seconds);
+        fmt::print(stderr, "embedded: {} threads, {} rounds of {} s per load...\n", embedded_threads, embedded_rounds,
+                   embedded_seconds);
+        report.embedded = conclave->embedded(embedded_threads, embedded_seconds, embedded_rounds);
         continue;
       }
       auto& per = report.times[scenario];

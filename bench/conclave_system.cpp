@@ -570,19 +570,18 @@ int watch_node_main(int argc, char** argv) {
 
 int embedded_host_main(int argc, char** argv) {
   if (argc != 9) {
-    fmt::print(stderr,
-               "usage: conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID PARALLEL_CALLS THREADS SECONDS OUT\n");
+    fmt::print(stderr, "usage: conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID THREADS SECONDS ROUNDS OUT\n");
     return 2;
   }
-  std::string id = argv[1], peers = argv[2], dir = argv[3], cluster_id = argv[4], parallel = argv[5], out = argv[8];
-  int threads = std::atoi(argv[6]);
-  double seconds = std::atof(argv[7]);
+  std::string id = argv[1], peers = argv[2], dir = argv[3], cluster_id = argv[4], out = argv[8];
+  int threads = std::atoi(argv[5]), rounds = std::atoi(argv[7]);
+  double seconds = std::atof(argv[6]);
   const pid_t parent = ::getppid();
   auto signals = block_stop_signals();
   // The settings of `conclave -r master_and_worker`: one CAF thread.
   caf::actor_system sys{server_system_config(1)};
   auto n = node::start(sys, {{"role", "master_and_worker"}, {"id", id}, {"peers", peers}, {"data-dir", dir},
-                             {"cluster-id", cluster_id}, {"name", "bench-host"}, {"parallel-calls", parallel}});
+                             {"cluster-id", cluster_id}, {"name", "bench-host"}});
   if (!n) {
     fmt::print(stderr, "embedded host: {}\n", n.error().message());
     return 1;
@@ -590,18 +589,39 @@ int embedded_host_main(int argc, char** argv) {
   auto& host = **n;
   while (!host.leading() && !orphaned(parent)) std::this_thread::sleep_for(5ms);
   std::ofstream(out, std::ios::app) << "leading\n";
+  // `one_at_a_time`: the host's threads take turns behind one mutex, as
+  // the facade made them before issue #13 (one client, one mutex).
+  std::mutex turns;
+  bool one_at_a_time = false;
   auto put = [&](int, const std::string& key, const std::string& value) {
+    std::unique_lock<std::mutex> turn(turns, std::defer_lock);
+    if (one_at_a_time) turn.lock();
     auto o = host.put(key, value);
     return o && o->code == registry::code::ok;
   };
   auto get = [&](int, const std::string& key) -> std::optional<std::string> {
+    std::unique_lock<std::mutex> turn(turns, std::defer_lock);
+    if (one_at_a_time) turn.lock();
     auto r = host.get(key);
     if (!r || !*r) return std::nullopt;
     return (*r)->value;
   };
   (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
-  auto load = run_calls(threads, seconds, put, get);
-  std::ofstream(out, std::ios::app) << load.line();
+  // Each round: the facade's parallel calls, the external clients (the
+  // parent runs them meanwhile; "resume R" in OUT.resume ends the pause),
+  // then one call at a time.
+  for (int round = 0; round < rounds && !orphaned(parent); ++round) {
+    one_at_a_time = false;
+    std::ofstream(out, std::ios::app) << "parallel " << run_calls(threads, seconds, put, get).line();
+    std::ofstream(out, std::ios::app) << "pause " << round << "\n";
+    auto resume = "resume " + std::to_string(round);
+    while (test::file_text(out + ".resume").find(resume) == std::string::npos && !orphaned(parent)) {
+      std::this_thread::sleep_for(10ms);
+    }
+    one_at_a_time = true;
+    std::ofstream(out, std::ios::app) << "serial " << run_calls(threads, seconds, put, get).line();
+  }
+  std::ofstream(out, std::ios::app) << "done\n";
   (void)wait_for_stop(signals, [&] { return orphaned(parent) ? 1 : 0; });
   n->reset();  // a leader hands over; the member leaves
   return 0;
@@ -641,30 +661,17 @@ int embedded_clients_main(int argc, char** argv) {
     return r->value->value;
   };
   (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
-  auto load = run_calls(threads, seconds, put, get);
-  std::ofstream(out, std::ios::app) << load.line();
+  std::ofstream(out, std::ios::app) << "external " << run_calls(threads, seconds, put, get).line();
   return 0;
 }
 
-embedded_result conclave_system::embedded(int threads, double seconds) {
+embedded_result conclave_system::embedded(int threads, double seconds, int rounds) {
   auto& c = impl_->cluster;
   embedded_result r;
   r.threads = threads;
   r.seconds = seconds;
+  r.rounds = rounds;
   const std::uint64_t host_id = 1;
-  auto read_load = [](const std::string& text, embedded_run& run) {
-    auto p = text.rfind("load ");
-    std::size_t ops = 0, errors = 0;
-    double elapsed = 0;
-    if (p == std::string::npos ||
-        std::sscanf(text.c_str() + p, "load %zu %zu %lf %lf %lf", &ops, &errors, &elapsed, &run.p50_ms, &run.p99_ms) != 5 ||
-        elapsed <= 0) {
-      return false;
-    }
-    run.errors = errors;
-    run.ops_per_s = static_cast<double>(ops) / elapsed;
-    return true;
-  };
   auto wait_text = [&](const std::string& path, const std::string& what, std::chrono::milliseconds timeout) {
     for (auto until = clock_type::now() + timeout; clock_type::now() < until && !stop_requested;) {
       if (test::file_text(path).find(what) != std::string::npos) return true;
@@ -672,82 +679,100 @@ embedded_result conclave_system::embedded(int threads, double seconds) {
     }
     return test::file_text(path).find(what) != std::string::npos;
   };
-  auto wait_time = std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000);
-  // One host run: master 1 replaced by the host; it is made leader and
-  // drives the load. `then` runs while the host still leads.
-  auto host_run = [&](int parallel, const std::string& how, const std::function<std::string()>& then) {
-    if (!c.wait_for_leader(10s)) return std::string("no leader before the host started");
-    c.signal(host_id, SIGTERM);  // a leader hands over first
-    auto name = "embedded-host-" + std::to_string(parallel);
-    auto out = c.path(name + ".out");
-    std::remove(out.c_str());
-    auto pid = c.spawn({impl_->self_exe, "--embedded-host", std::to_string(host_id), c.peers(), c.at(host_id).data_dir,
-                        c.cluster_id, std::to_string(parallel), std::to_string(threads), fmt::format("{}", seconds), out},
-                       name + ".log");
-    std::string failure;
-    // Leadership goes to the host (the transfer is retried until it leads).
-    auto deadline = clock_type::now() + 30s;
-    while (test::file_text(out).find("leading") == std::string::npos) {
-      if (clock_type::now() >= deadline || stop_requested) {
-        failure = "the host did not become leader within 30 s";
-        break;
-      }
-      (void)c.client().to_leader(client::transfer_leadership{host_id}, 2s);
-      wait_text(out, "leading", 1s);
+  auto load_time = std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000);
+  if (!c.wait_for_leader(10s)) {
+    r.failure = "no leader before the host started";
+    return r;
+  }
+  // Master 1 gives way to the host, which is made leader (the transfer is
+  // retried until it leads).
+  c.signal(host_id, SIGTERM);
+  auto out = c.path("embedded-host.out");
+  std::remove(out.c_str());
+  std::remove((out + ".resume").c_str());
+  auto host = c.spawn({impl_->self_exe, "--embedded-host", std::to_string(host_id), c.peers(), c.at(host_id).data_dir,
+                       c.cluster_id, std::to_string(threads), fmt::format("{}", seconds), std::to_string(rounds), out},
+                      "embedded-host.log");
+  auto deadline = clock_type::now() + 30s;
+  while (test::file_text(out).find("leading") == std::string::npos) {
+    if (clock_type::now() >= deadline || stop_requested) {
+      r.failure = "the host did not become leader within 30 s";
+      break;
     }
-    std::uint64_t led_in = 0;
-    if (auto s = c.client().status(c.at(host_id).address); s && s->role == "leader") led_in = s->term;
+    (void)c.client().to_leader(client::transfer_leadership{host_id}, 2s);
+    wait_text(out, "leading", 1s);
+  }
+  std::uint64_t led_in = 0;
+  if (auto s = c.client().status(c.at(host_id).address); s && s->role == "leader") led_in = s->term;
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  auto clients_out = c.path("embedded-clients.out");
+  std::remove(clients_out.c_str());
+  for (int round = 0; round < rounds && r.failure.empty() && !stop_requested; ++round) {
+    if (!wait_text(out, "pause " + std::to_string(round), load_time)) {
+      r.failure = "the host's load did not finish";
+      break;
+    }
+    auto pid = c.spawn({impl_->self_exe, "--embedded-clients", endpoints, c.cluster_id, std::to_string(threads),
+                        fmt::format("{}", seconds), clients_out},
+                       "embedded-clients.log");
+    if (!c.wait_exit(pid, load_time)) {
+      ::kill(pid, SIGKILL);
+      c.wait_exit(pid, 5s);
+      r.failure = "the external clients' load did not finish";
+    }
+    std::ofstream(out + ".resume", std::ios::app) << "resume " << round << "\n";
+  }
+  if (r.failure.empty() && !wait_text(out, "done", load_time)) r.failure = "the host's load did not finish";
+  // The figures compare loads on one leader: say so if it changed.
+  if (auto s = c.client().status(c.at(host_id).address); r.failure.empty() && (!s || s->role != "leader" || s->term != led_in)) {
+    r.notes.push_back("leadership moved during the scenario (the figures mix two leaders)");
+  }
+  // Every round's result line: "MODE load OPS ERRORS SECONDS P50 P99".
+  struct sum {
+    std::size_t ops = 0, errors = 0;
+    double seconds = 0;
+    std::vector<double> p50s, p99s;
+  };
+  std::map<std::string, sum> by_mode;
+  std::istringstream lines(test::file_text(out) + test::file_text(clients_out));
+  for (std::string line; std::getline(lines, line);) {
+    char mode[32];
+    std::size_t ops = 0, errors = 0;
+    double elapsed = 0, p50 = 0, p99 = 0;
+    if (std::sscanf(line.c_str(), "%31s load %zu %zu %lf %lf %lf", mode, &ops, &errors, &elapsed, &p50, &p99) != 6) continue;
+    auto& m = by_mode[mode];
+    m.ops += ops;
+    m.errors += errors;
+    m.seconds += elapsed;
+    m.p50s.push_back(p50);
+    m.p99s.push_back(p99);
+  }
+  const std::pair<const char*, std::string> modes[] = {
+      {"parallel", fmt::format("in-process: {} host threads through node's facade", threads)},
+      {"external", fmt::format("another process: {} threads, a raft_client each (loopback TCP)", threads)},
+      {"serial", fmt::format("in-process, one call at a time (as before #13: one client behind one mutex)")},
+  };
+  for (const auto& [mode, how] : modes) {
+    auto it = by_mode.find(mode);
+    if (it == by_mode.end() || it->second.seconds <= 0) continue;
     embedded_run run;
     run.how = how;
-    if (failure.empty() && (!wait_text(out, "load ", wait_time) || !read_load(test::file_text(out), run))) {
-      failure = "the host's load did not finish";
-    }
-    if (failure.empty()) {
-      r.runs.push_back(run);
-      if (then) failure = then();
-    }
-    // The figures compare loads on one leader: say so if it changed.
-    auto s = c.client().status(c.at(host_id).address);
-    if (failure.empty() && (!s || s->role != "leader" || s->term != led_in)) {
-      r.notes.push_back(fmt::format("leadership moved during the run(s) of the host with parallel-calls {}", parallel));
-    }
-    ::kill(pid, SIGTERM);
-    if (!c.wait_exit(pid, 15s)) {
-      ::kill(pid, SIGKILL);
-      c.wait_exit(pid, 5s);
-    }
-    c.start(host_id);
-    if (!c.wait_for_leader(20s) && failure.empty()) failure = "no leader after the host left";
-    impl_->wait_members(static_cast<int>(c.members().size()) + impl_->workers);
-    return failure;
-  };
-  auto external = [&] {
-    std::string endpoints;
-    for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
-    auto out = c.path("embedded-clients.out");
-    std::remove(out.c_str());
-    auto pid = c.spawn({impl_->self_exe, "--embedded-clients", endpoints, c.cluster_id, std::to_string(threads),
-                        fmt::format("{}", seconds), out},
-                       "embedded-clients.log");
-    embedded_run run;
-    run.how = fmt::format("another process, {} threads with a raft_client each (over loopback TCP)", threads);
-    auto status = c.wait_exit(pid, wait_time);
-    if (!status) {
-      ::kill(pid, SIGKILL);
-      c.wait_exit(pid, 5s);
-    }
-    if (!status || !read_load(test::file_text(out), run)) return std::string("the external clients' load did not finish");
+    run.ops_per_s = static_cast<double>(it->second.ops) / it->second.seconds;
+    run.errors = it->second.errors;
+    run.p50_ms = percentile(it->second.p50s, 0.5);
+    run.p99_ms = *std::max_element(it->second.p99s.begin(), it->second.p99s.end());
     r.runs.push_back(run);
-    return std::string();
-  };
-  r.failure = host_run(16, fmt::format("in-process: {} host threads through node's facade (parallel-calls 16)", threads),
-                       external);
-  if (r.failure.empty() && !stop_requested) {
-    r.failure = host_run(1, fmt::format("in-process: {} host threads through node's facade, one call at a time "
-                                        "(parallel-calls 1: one raft_client, as before)",
-                                        threads),
-                         nullptr);
   }
+  if (r.failure.empty() && r.runs.size() != 3) r.failure = "a load reported nothing";
+  ::kill(host, SIGTERM);  // a leader hands over; the member leaves
+  if (!c.wait_exit(host, 15s)) {
+    ::kill(host, SIGKILL);
+    c.wait_exit(host, 5s);
+  }
+  c.start(host_id);
+  if (!c.wait_for_leader(20s) && r.failure.empty()) r.failure = "no leader after the host left";
+  impl_->wait_members(static_cast<int>(c.members().size()) + impl_->workers);
   return r;
 }
 

@@ -240,10 +240,11 @@ void print_table(const run_report& r) {
   }
   if (r.embedded) {
     const auto& e = *r.embedded;
-    fmt::print("\nembedded: {} ({} threads, {:.1f} s each)\n", describe_scenario("embedded"), e.threads, e.seconds);
-    fmt::print("  {:<100} {:>9} {:>8} {:>8} {:>7} {:>10}\n", "how", "ops/s", "p50 ms", "p99 ms", "errors", "first/this");
+    fmt::print("\nembedded: {} ({} threads, {} rounds of {:.1f} s per load)\n", describe_scenario("embedded"), e.threads,
+               e.rounds, e.seconds);
+    fmt::print("  {:<76} {:>9} {:>8} {:>8} {:>7} {:>10}\n", "how", "ops/s", "p50 ms", "p99 ms", "errors", "first/this");
     for (const auto& run : e.runs) {
-      fmt::print("  {:<100} {:>9.0f} {:>8.3f} {:>8.3f} {:>7} {:>10}\n", run.how, run.ops_per_s, run.p50_ms, run.p99_ms,
+      fmt::print("  {:<76} {:>9.0f} {:>8.3f} {:>8.3f} {:>7} {:>10}\n", run.how, run.ops_per_s, run.p50_ms, run.p99_ms,
                  run.errors, run.ops_per_s > 0 ? fmt::format("{:.2f}", e.runs.front().ops_per_s / run.ops_per_s) : "-");
     }
     for (const auto& n : e.notes) fmt::print("  note: {}\n", n);
@@ -329,8 +330,9 @@ void print_json(const run_report& r) {
     const auto& e = *r.embedded;
     std::string notes;
     for (const auto& n : e.notes) notes += (notes.empty() ? "\"" : ",\"") + json_escape(n) + "\"";
-    fmt::print(",\"embedded\":{{\"threads\":{},\"seconds\":{:.1f},\"failure\":\"{}\",\"notes\":[{}],\"runs\":[",
-               e.threads, e.seconds, json_escape(e.failure), notes);
+    fmt::print(",\"embedded\":{{\"threads\":{},\"seconds\":{:.1f},\"rounds\":{},\"failure\":\"{}\",\"notes\":[{}],"
+               "\"runs\":[",
+               e.threads, e.seconds, e.rounds, json_escape(e.failure), notes);
     for (std::size_t i = 0; i < e.runs.size(); ++i) {
       const auto& run = e.runs[i];
       fmt::print("{}{{\"how\":\"{}\",\"ops_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},"
