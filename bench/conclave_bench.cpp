@@ -37,10 +37,13 @@ const char* usage_text = R"(usage: conclave-bench [options]
   --scenarios LIST       comma-separated (default: all but watch):
                          leader-crash, leader-freeze, leader-stop, leader-cutoff,
                          worker-crash, failover-workers, failover-lock,
-                         lock-cycle, lock-handoff, write, watch
+                         lock-cycle, lock-handoff, write, watch, embedded
   --watchers N           watch: watchers on one prefix (1000)
   --watch-writes N       watch: single writes timed to every watcher (20)
   --watch-idle-seconds S watch: the leader's CPU window, every watch idle (10)
+  --embedded-threads N   embedded: host threads, and external clients (8)
+  --embedded-seconds S   embedded: each load's duration (3)
+  --embedded-rounds N    embedded: interleaved rounds of the three loads (3)
   --seconds S            durable-write throughput for S seconds at 1, 8 and 64
                          clients (3; 0 skips it)
   --scale N              heartbeat scale with N simulated workers (10000; 0 skips)
@@ -148,6 +151,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--swarm") return swarm_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--lock-holder") return lock_holder_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--watch-node") return watch_node_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--embedded-host") return embedded_host_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--embedded-clients") return embedded_clients_main(argc - 1, argv + 1);
 #ifdef CONCLAVE_BENCH_ETCD
   if (argc > 1 && std::string(argv[1]) == "--etcd-holder") return etcd_holder_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--etcd-watchers") return etcd_watchers_main(argc - 1, argv + 1);
@@ -156,7 +161,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--zk-holder") return zookeeper_holder_main(argc - 1, argv + 1);
 #endif
   int masters = 3, workers = 2, trial_count = 10, scale_sessions = 10000;
-  double load_seconds = 3, scale_seconds = 5;
+  double load_seconds = 3, scale_seconds = 5, embedded_seconds = 3;
+  int embedded_threads = 8, embedded_rounds = 3;
   std::uint64_t recovery_entries = 1000000;
   watch_plan watch;
   bool json = false;
@@ -198,6 +204,9 @@ int main(int argc, char** argv) {
     else if (a == "--watchers") watch.watchers = std::atoi(next().c_str());
     else if (a == "--watch-writes") watch.writes = std::atoi(next().c_str());
     else if (a == "--watch-idle-seconds") watch.idle_seconds = std::atof(next().c_str());
+    else if (a == "--embedded-threads") embedded_threads = std::atoi(next().c_str());
+    else if (a == "--embedded-seconds") embedded_seconds = std::atof(next().c_str());
+    else if (a == "--embedded-rounds") embedded_rounds = std::atoi(next().c_str());
     else if (a == "--help" || a == "-h") {
       fmt::print("{}", usage_text);
       return 0;
@@ -245,6 +254,13 @@ int main(int argc, char** argv) {
           fmt::print(stderr, "watch: {} with {} watchers...\n", s->name(), watch.watchers);
           report.watch.push_back(s->watch(watch));
         }
+        continue;
+      }
+      // conclave only, one run.
+      if (scenario == "embedded") {
+        fmt::print(stderr, "embedded: {} threads, {} rounds of {} s per load...\n", embedded_threads, embedded_rounds,
+                   embedded_seconds);
+        report.embedded = conclave->embedded(embedded_threads, embedded_seconds, embedded_rounds);
         continue;
       }
       auto& per = report.times[scenario];

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -74,6 +75,58 @@ class agent_worker {
   std::atomic<int> exit_code_{0};
   std::thread thread_;
 };
+
+// The embedded scenario's load: `threads` threads, each alternating a put
+// of its own key and a linearizable get of it, closed loop, for `seconds`.
+// `put(t, key, value)` and `get(t, key)` are thread t's calls.
+struct call_load {
+  std::size_t ops = 0, errors = 0;
+  double seconds = 0;
+  std::vector<double> latency_ms;
+
+  std::string line() const {
+    return fmt::format("load {} {} {:.3f} {:.3f} {:.3f}\n", ops, errors, seconds, percentile(latency_ms, 0.5),
+                       percentile(latency_ms, 0.99));
+  }
+};
+
+call_load run_calls(int threads, double seconds, const std::function<bool(int, const std::string&, const std::string&)>& put,
+                    const std::function<std::optional<std::string>(int, const std::string&)>& get) {
+  std::vector<call_load> per(static_cast<std::size_t>(threads));
+  auto start = clock_type::now();
+  auto until = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      auto& mine = per[static_cast<std::size_t>(t)];
+      // At least one put and get each, however late the thread starts.
+      for (std::uint64_t n = 0; n == 0 || clock_type::now() < until; ++n) {
+        auto key = fmt::format("/bench/embedded/{}/{}", t, n % 64);
+        auto value = fmt::format("{:0>100}", n);
+        auto t0 = clock_type::now();
+        bool ok = put(t, key, value);
+        mine.latency_ms.push_back(ms_since(t0));
+        t0 = clock_type::now();
+        auto got = get(t, key);
+        mine.latency_ms.push_back(ms_since(t0));
+        mine.ops += 2;
+        mine.errors += (ok ? 0 : 1) + (got == value ? 0 : 1);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  call_load all;
+  all.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  for (auto& p : per) {
+    all.ops += p.ops;
+    all.errors += p.errors;
+    all.latency_ms.insert(all.latency_ms.end(), p.latency_ms.begin(), p.latency_ms.end());
+  }
+  return all;
+}
+
+// Whether this process's parent (conclave-bench) is gone.
+bool orphaned(pid_t parent) { return ::getppid() != parent; }
 
 }  // namespace
 
@@ -516,6 +569,214 @@ int watch_node_main(int argc, char** argv) {
   while (!recorder.complete() && ::getppid() == parent) std::this_thread::sleep_for(20ms);
   n->reset();  // the member leaves; its watches end before the recorder goes
   return 0;
+}
+
+int embedded_host_main(int argc, char** argv) {
+  if (argc != 9) {
+    fmt::print(stderr, "usage: conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID THREADS SECONDS ROUNDS OUT\n");
+    return 2;
+  }
+  std::string id = argv[1], peers = argv[2], dir = argv[3], cluster_id = argv[4], out = argv[8];
+  int threads = std::atoi(argv[5]), rounds = std::atoi(argv[7]);
+  double seconds = std::atof(argv[6]);
+  const pid_t parent = ::getppid();
+  auto signals = block_stop_signals();
+  // The settings of `conclave -r master_and_worker`: one CAF thread.
+  caf::actor_system sys{server_system_config(1)};
+  auto n = node::start(sys, {{"role", "master_and_worker"}, {"id", id}, {"peers", peers}, {"data-dir", dir},
+                             {"cluster-id", cluster_id}, {"name", "bench-host"}});
+  if (!n) {
+    fmt::print(stderr, "embedded host: {}\n", n.error().message());
+    return 1;
+  }
+  auto& host = **n;
+  while (!host.leading() && !orphaned(parent)) std::this_thread::sleep_for(5ms);
+  std::ofstream(out, std::ios::app) << "leading\n";
+  // `one_at_a_time`: the host's threads take turns behind one mutex, as
+  // the facade made them before issue #13 (one client, one mutex).
+  std::mutex turns;
+  bool one_at_a_time = false;
+  auto put = [&](int, const std::string& key, const std::string& value) {
+    std::unique_lock<std::mutex> turn(turns, std::defer_lock);
+    if (one_at_a_time) turn.lock();
+    auto o = host.put(key, value);
+    return o && o->code == registry::code::ok;
+  };
+  auto get = [&](int, const std::string& key) -> std::optional<std::string> {
+    std::unique_lock<std::mutex> turn(turns, std::defer_lock);
+    if (one_at_a_time) turn.lock();
+    auto r = host.get(key);
+    if (!r || !*r) return std::nullopt;
+    return (*r)->value;
+  };
+  (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
+  // Each round: the facade's parallel calls, the external clients (the
+  // parent runs them meanwhile; "resume R" in OUT.resume ends the pause),
+  // then one call at a time.
+  for (int round = 0; round < rounds && !orphaned(parent); ++round) {
+    one_at_a_time = false;
+    std::ofstream(out, std::ios::app) << "parallel " << run_calls(threads, seconds, put, get).line();
+    std::ofstream(out, std::ios::app) << "pause " << round << "\n";
+    auto resume = "resume " + std::to_string(round);
+    while (test::file_text(out + ".resume").find(resume) == std::string::npos && !orphaned(parent)) {
+      std::this_thread::sleep_for(10ms);
+    }
+    one_at_a_time = true;
+    std::ofstream(out, std::ios::app) << "serial " << run_calls(threads, seconds, put, get).line();
+  }
+  std::ofstream(out, std::ios::app) << "done\n";
+  (void)wait_for_stop(signals, [&] { return orphaned(parent) ? 1 : 0; });
+  n->reset();  // a leader hands over; the member leaves
+  return 0;
+}
+
+int embedded_clients_main(int argc, char** argv) {
+  if (argc != 6) {
+    fmt::print(stderr, "usage: conclave-bench --embedded-clients HOST:PORT,... CLUSTER_ID THREADS SECONDS OUT\n");
+    return 2;
+  }
+  std::vector<raft::endpoint> endpoints;
+  std::stringstream list(argv[1]);
+  for (std::string item; std::getline(list, item, ',');) {
+    auto ep = raft::parse_endpoint(item, "endpoints");
+    if (!ep) {
+      fmt::print(stderr, "embedded clients: {}\n", ep.error().message());
+      return 2;
+    }
+    endpoints.push_back(*ep);
+  }
+  std::string cluster_id = argv[2], out = argv[5];
+  int threads = std::atoi(argv[3]);
+  double seconds = std::atof(argv[4]);
+  caf::actor_system sys{server_system_config(1)};
+  std::vector<std::unique_ptr<raft_client>> clients;
+  for (int t = 0; t < threads; ++t) clients.push_back(std::make_unique<raft_client>(sys, cluster_id, endpoints));
+  // The facade's own calls (node::put, node::get) on a client per thread.
+  auto put = [&](int t, const std::string& key, const std::string& value) {
+    auto r = clients[static_cast<std::size_t>(t)]->propose(wire::encode_command(put_command(key, value)), 10s);
+    if (!r) return false;
+    auto res = wire::decode_result(r->result);
+    return res && res->outcome.code == registry::code::ok;
+  };
+  auto get = [&](int t, const std::string& key) -> std::optional<std::string> {
+    auto r = ask(*clients[static_cast<std::size_t>(t)], registry::get_key{key}, 10s);
+    if (!r || !r->value) return std::nullopt;
+    return r->value->value;
+  };
+  (void)run_calls(threads, std::min(seconds, 0.5), put, get);  // warm-up
+  std::ofstream(out, std::ios::app) << "external " << run_calls(threads, seconds, put, get).line();
+  return 0;
+}
+
+embedded_result conclave_system::embedded(int threads, double seconds, int rounds) {
+  auto& c = impl_->cluster;
+  embedded_result r;
+  r.threads = threads;
+  r.seconds = seconds;
+  r.rounds = rounds;
+  const std::uint64_t host_id = 1;
+  auto wait_text = [&](const std::string& path, const std::string& what, std::chrono::milliseconds timeout) {
+    for (auto until = clock_type::now() + timeout; clock_type::now() < until && !stop_requested;) {
+      if (test::file_text(path).find(what) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return test::file_text(path).find(what) != std::string::npos;
+  };
+  auto load_time = std::chrono::milliseconds(static_cast<int>(seconds * 1000) + 60000);
+  if (!c.wait_for_leader(10s)) {
+    r.failure = "no leader before the host started";
+    return r;
+  }
+  // Master 1 gives way to the host, which is made leader (the transfer is
+  // retried until it leads).
+  c.signal(host_id, SIGTERM);
+  auto out = c.path("embedded-host.out");
+  std::remove(out.c_str());
+  std::remove((out + ".resume").c_str());
+  auto host = c.spawn({impl_->self_exe, "--embedded-host", std::to_string(host_id), c.peers(), c.at(host_id).data_dir,
+                       c.cluster_id, std::to_string(threads), fmt::format("{}", seconds), std::to_string(rounds), out},
+                      "embedded-host.log");
+  auto deadline = clock_type::now() + 30s;
+  while (test::file_text(out).find("leading") == std::string::npos) {
+    if (clock_type::now() >= deadline || stop_requested) {
+      r.failure = "the host did not become leader within 30 s";
+      break;
+    }
+    (void)c.client().to_leader(client::transfer_leadership{host_id}, 2s);
+    wait_text(out, "leading", 1s);
+  }
+  std::uint64_t led_in = 0;
+  if (auto s = c.client().status(c.at(host_id).address); s && s->role == "leader") led_in = s->term;
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  auto clients_out = c.path("embedded-clients.out");
+  std::remove(clients_out.c_str());
+  for (int round = 0; round < rounds && r.failure.empty() && !stop_requested; ++round) {
+    if (!wait_text(out, "pause " + std::to_string(round), load_time)) {
+      r.failure = "the host's load did not finish";
+      break;
+    }
+    auto pid = c.spawn({impl_->self_exe, "--embedded-clients", endpoints, c.cluster_id, std::to_string(threads),
+                        fmt::format("{}", seconds), clients_out},
+                       "embedded-clients.log");
+    if (!c.wait_exit(pid, load_time)) {
+      ::kill(pid, SIGKILL);
+      c.wait_exit(pid, 5s);
+      r.failure = "the external clients' load did not finish";
+    }
+    std::ofstream(out + ".resume", std::ios::app) << "resume " << round << "\n";
+  }
+  if (r.failure.empty() && !wait_text(out, "done", load_time)) r.failure = "the host's load did not finish";
+  // The figures compare loads on one leader: say so if it changed.
+  if (auto s = c.client().status(c.at(host_id).address); r.failure.empty() && (!s || s->role != "leader" || s->term != led_in)) {
+    r.notes.push_back("leadership moved during the scenario (the figures mix two leaders)");
+  }
+  // Every round's result line: "MODE load OPS ERRORS SECONDS P50 P99".
+  struct sum {
+    std::size_t ops = 0, errors = 0;
+    double seconds = 0;
+    std::vector<double> p50s, p99s;
+  };
+  std::map<std::string, sum> by_mode;
+  std::istringstream lines(test::file_text(out) + test::file_text(clients_out));
+  for (std::string line; std::getline(lines, line);) {
+    char mode[32];
+    std::size_t ops = 0, errors = 0;
+    double elapsed = 0, p50 = 0, p99 = 0;
+    if (std::sscanf(line.c_str(), "%31s load %zu %zu %lf %lf %lf", mode, &ops, &errors, &elapsed, &p50, &p99) != 6) continue;
+    auto& m = by_mode[mode];
+    m.ops += ops;
+    m.errors += errors;
+    m.seconds += elapsed;
+    m.p50s.push_back(p50);
+    m.p99s.push_back(p99);
+  }
+  const std::pair<const char*, std::string> modes[] = {
+      {"parallel", fmt::format("in-process: {} host threads through node's facade", threads)},
+      {"external", fmt::format("another process: {} threads, a raft_client each (loopback TCP)", threads)},
+      {"serial", fmt::format("in-process, one call at a time (as before #13: one client behind one mutex)")},
+  };
+  for (const auto& [mode, how] : modes) {
+    auto it = by_mode.find(mode);
+    if (it == by_mode.end() || it->second.seconds <= 0) continue;
+    embedded_run run;
+    run.how = how;
+    run.ops_per_s = static_cast<double>(it->second.ops) / it->second.seconds;
+    run.errors = it->second.errors;
+    run.p50_ms = percentile(it->second.p50s, 0.5);
+    run.p99_ms = *std::max_element(it->second.p99s.begin(), it->second.p99s.end());
+    r.runs.push_back(run);
+  }
+  if (r.failure.empty() && r.runs.size() != 3) r.failure = "a load reported nothing";
+  ::kill(host, SIGTERM);  // a leader hands over; the member leaves
+  if (!c.wait_exit(host, 15s)) {
+    ::kill(host, SIGKILL);
+    c.wait_exit(host, 5s);
+  }
+  c.start(host_id);
+  if (!c.wait_for_leader(20s) && r.failure.empty()) r.failure = "no leader after the host left";
+  impl_->wait_members(static_cast<int>(c.members().size()) + impl_->workers);
+  return r;
 }
 
 recovery_result conclave_system::recovery(std::uint64_t entries) {

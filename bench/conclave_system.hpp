@@ -20,6 +20,30 @@ struct recovery_result {
   bool ok = false;
 };
 
+// The embedded scenario: closed-loop puts and gets of 100-byte values from
+// `threads` threads of one process (each thread alternates: a put of its
+// own key, then a linearizable get of it), measured three ways on one
+// leader, a host process embedding it through libconclave, in `rounds`
+// interleaved rounds.
+struct embedded_run {
+  std::string how;  // one line
+  double ops_per_s = 0;    // over every round
+  std::size_t errors = 0;  // failed calls, and gets that did not see the thread's put
+  double p50_ms = 0;       // the median of the rounds' p50s
+  double p99_ms = 0;       // the largest of the rounds' p99s
+};
+struct embedded_result {
+  int threads = 0;
+  double seconds = 0;  // per load and round
+  int rounds = 0;
+  // The host's threads through the facade; the same load from another
+  // process with a raft_client per thread; the host's threads one call at a
+  // time (as before issue #13: one raft_client behind one mutex).
+  std::vector<embedded_run> runs;
+  std::vector<std::string> notes;  // e.g. the leader changed under the load
+  std::string failure;             // why the run stopped early, if it did
+};
+
 class conclave_system : public system_under_test {
  public:
   conclave_system(int masters, int workers, std::string binary, std::string self_exe);
@@ -39,6 +63,11 @@ class conclave_system : public system_under_test {
   // catch-up; then kills it again and times its recovery from its own disk.
   recovery_result recovery(std::uint64_t entries);
 
+  // Replaces master 1 by a host process embedding it (role
+  // master_and_worker, the same id and data directory), makes it lead, and
+  // runs the embedded scenario; then master 1 runs as before.
+  embedded_result embedded(int threads, double seconds, int rounds);
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
@@ -50,5 +79,19 @@ class conclave_system : public system_under_test {
 // revision AFTER through node::watch, until every watch delivered WRITES
 // writes or the parent is gone.
 int watch_node_main(int argc, char** argv);
+
+// conclave-bench --embedded-host ID PEERS DATA_DIR CLUSTER_ID THREADS SECONDS ROUNDS OUT:
+// the host of the embedded scenario: embeds master ID, and once it leads
+// (it writes "leading" to OUT), runs ROUNDS rounds of THREADS threads of
+// puts and gets through its facade, SECONDS each: in parallel ("parallel
+// load ..." to OUT), a pause for the external clients ("pause R" to OUT,
+// until OUT.resume says "resume R"), then one call at a time ("serial load
+// ..."); then "done", and idles until SIGTERM or until its parent is gone.
+int embedded_host_main(int argc, char** argv);
+
+// conclave-bench --embedded-clients HOST:PORT,... CLUSTER_ID THREADS SECONDS OUT:
+// the same load from THREADS threads, each with a raft_client of its own;
+// appends "external load OPS ERRORS SECONDS P50_MS P99_MS" to OUT.
+int embedded_clients_main(int argc, char** argv);
 
 }  // namespace conclave::bench

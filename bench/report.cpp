@@ -167,6 +167,7 @@ std::string describe_scenario(const std::string& s) {
   if (s == "lock-handoff") return "release until the next of four contenders holds the lock";
   if (s == "write") return "one durable write";
   if (s == "watch") return "watchers on one prefix: from a write's send until every watcher delivered it";
+  if (s == "embedded") return "puts and gets from the threads of a host embedding the leader, against external clients";
   return s;
 }
 
@@ -256,6 +257,18 @@ void print_table(const run_report& r) {
       if (r.watch[i]) fmt::print("  {}: {}\n", r.systems[i], r.watch[i]->hosting);
     }
   }
+  if (r.embedded) {
+    const auto& e = *r.embedded;
+    fmt::print("\nembedded: {} ({} threads, {} rounds of {:.1f} s per load)\n", describe_scenario("embedded"), e.threads,
+               e.rounds, e.seconds);
+    fmt::print("  {:<76} {:>9} {:>8} {:>8} {:>7} {:>10}\n", "how", "ops/s", "p50 ms", "p99 ms", "errors", "first/this");
+    for (const auto& run : e.runs) {
+      fmt::print("  {:<76} {:>9.0f} {:>8.3f} {:>8.3f} {:>7} {:>10}\n", run.how, run.ops_per_s, run.p50_ms, run.p99_ms,
+                 run.errors, run.ops_per_s > 0 ? fmt::format("{:.2f}", e.runs.front().ops_per_s / run.ops_per_s) : "-");
+    }
+    for (const auto& n : e.notes) fmt::print("  note: {}\n", n);
+    if (!e.failure.empty()) fmt::print("  FAILED: {}\n", e.failure);
+  }
   fmt::print("\ntargets (issues #6 and #13)\n");
   for (const auto& t : targets(r)) {
     fmt::print("  [{}] {}{}\n", t.measured.empty() ? "not measured" : t.met ? "met" : "MISSED", t.text,
@@ -332,6 +345,21 @@ void print_json(const run_report& r) {
     first = false;
   }
   fmt::print("]");
+  if (r.embedded) {
+    const auto& e = *r.embedded;
+    std::string notes;
+    for (const auto& n : e.notes) notes += (notes.empty() ? "\"" : ",\"") + json_escape(n) + "\"";
+    fmt::print(",\"embedded\":{{\"threads\":{},\"seconds\":{:.1f},\"rounds\":{},\"failure\":\"{}\",\"notes\":[{}],"
+               "\"runs\":[",
+               e.threads, e.seconds, e.rounds, json_escape(e.failure), notes);
+    for (std::size_t i = 0; i < e.runs.size(); ++i) {
+      const auto& run = e.runs[i];
+      fmt::print("{}{{\"how\":\"{}\",\"ops_per_s\":{:.0f},\"latency_ms_p50\":{:.3f},\"latency_ms_p99\":{:.3f},"
+                 "\"errors\":{}}}",
+                 i ? "," : "", json_escape(run.how), run.ops_per_s, run.p50_ms, run.p99_ms, run.errors);
+    }
+    fmt::print("]}}");
+  }
   if (r.recovery) {
     const auto& v = *r.recovery;
     fmt::print(",\"recovery\":{{\"entries\":{},\"catch_up_ms\":{:.0f},\"catch_up_peak_rss_mib\":{:.1f},"

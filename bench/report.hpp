@@ -26,6 +26,7 @@ struct run_report {
   std::vector<std::optional<scale_result>> scale;       // per system
   std::optional<recovery_result> recovery;              // conclave's
   std::vector<std::optional<watch_result>> watch;       // per system, when the watch scenario ran
+  std::optional<embedded_result> embedded;              // conclave's, when the embedded scenario ran
 };
 
 // What a scenario measures, one line.

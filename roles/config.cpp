@@ -35,6 +35,7 @@ const settings& default_settings() {
       {"on-quorum-loss", "fence"},
       {"quorum-loss-timeout-ms", "1000"},
       {"threads", "1"},
+      {"parallel-calls", "16"},
       {"join", "false"},
       {"usage-window-ms", "5000"},
       {"watch-history", "10000"},
@@ -179,6 +180,10 @@ expected<node_config> parse_settings(const settings& given) {
     agent.me.labels[item.substr(0, eq)] = item.substr(eq + 1);
   }
   cfg.threads = static_cast<int>(number("threads"));
+  cfg.parallel_calls = number("parallel-calls");
+  if (!failed && (cfg.parallel_calls < 1 || cfg.parallel_calls > 1024)) {
+    return bad("parallel-calls: '" + c["parallel-calls"] + "' is not between 1 and 1024");
+  }
   if (!cfg.is_master()) {
     agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
     agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];

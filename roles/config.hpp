@@ -24,6 +24,8 @@ struct node_config {
   raft::node_options raft;      // masters only
   raft::endpoint listen;        // masters only
   int threads = 1;
+  // The embedding API: how many of its blocking calls run at once.
+  std::size_t parallel_calls = 16;
   // Masters: key changes the registry keeps for watches (registry::limits::history).
   std::size_t watch_history = 10000;
   agent_options agent;          // every role: registration and heartbeats

@@ -45,6 +45,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
   auto wake = std::make_shared<wakeup>();
   raft_client client(sys, o.cluster_id, o.masters);
   client.set_keys(o.keys);
+  client.set_local(o.local);
   client.on_connection_lost([wake] {
     std::lock_guard<std::mutex> guard(wake->m);
     wake->lost = true;
@@ -77,7 +78,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
         auto res = wire::decode_result(r->result);
         if (res && res->outcome.code == registry::code::ok) {
           session = res->outcome.value;
-          if (o.session_out) o.session_out->store(session);
+          if (o.on_session) o.on_session(session);
           last_contact = now_ms();
           log_line("member {}: registered as {} (session {})", me.id, registry::to_string(me.role), session);
           // The first heartbeat goes out at once: it tells the leader which
@@ -95,7 +96,7 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       } else if (r && std::holds_alternative<client::failure>(*r) && std::get<client::failure>(*r).code == "not_found") {
         log_line("member {}: session {} expired; registering again", me.id, session);
         session = 0;
-        if (o.session_out) o.session_out->store(0);
+        if (o.on_session) o.on_session(0);
         last_contact = now_ms();
       }
     }

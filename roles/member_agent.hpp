@@ -15,6 +15,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
+#include "roles/raft_client.hpp"
 #include "schema/registry_types.hpp"
 
 namespace conclave {
@@ -40,12 +41,14 @@ struct agent_options {
   bool exit_on_quorum_loss = false;
   // Masters: who this server sees leading (0: nobody), from its Raft peer.
   std::function<std::uint64_t()> known_leader;
-  // Where the agent publishes its registration session (0 while it has none).
-  std::shared_ptr<std::atomic<std::uint64_t>> session_out;
+  // Told the agent's registration session each time it changes (0 while it has none).
+  std::function<void(std::uint64_t)> on_session;
   // Where the agent publishes when the leader last answered a heartbeat
   // (steady clock, ms since its epoch).
   std::shared_ptr<std::atomic<std::uint64_t>> contact_out;
   auth::keys keys;  // credentials, when the cluster requires them
+  // Masters: their own Raft peer, reached in-process (raft_client.hpp).
+  local_master local;
 };
 
 void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomic<bool>& stop,

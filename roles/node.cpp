@@ -34,12 +34,26 @@ struct node::impl {
   caf::actor role_listener;
   std::atomic<bool> stop{false};
   std::atomic<int> agent_exit{0};
-  std::shared_ptr<std::atomic<std::uint64_t>> session = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::atomic<std::uint64_t> session{0};
+  // Callers waiting on this node's state (its session, a pushed lock grant,
+  // stopping) wait on `changed`; whoever changes that state notifies it.
+  std::mutex state_mutex;
+  std::condition_variable changed;
+  void notify() {
+    { std::lock_guard<std::mutex> guard(state_mutex); }
+    changed.notify_all();
+  }
   std::thread agent;
   // Watches, lock waits and member listeners: pushed by a master.
   std::unique_ptr<push_client> push;
-  std::mutex client_mutex;
-  std::unique_ptr<raft_client> client;
+  local_master local;  // masters: their own peer, reached in-process
+  // Blocking calls share raft_clients, one call per client at a time: a call
+  // takes the idle client returned last (it knows the leader) or creates one,
+  // up to `parallel-calls`; beyond that it waits until one is returned.
+  std::mutex pool_mutex;
+  std::condition_variable pool_returned;
+  std::vector<std::unique_ptr<raft_client>> idle;
+  std::size_t clients = 0;
   std::atomic<bool> leading{false};
   std::atomic<bool> peer_failed{false};
   bool stopping_peer = false;
@@ -56,18 +70,49 @@ struct node::impl {
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
-  // A registry query through the shared client: linearizable, or with
+  // A client taken from the pool for one call.
+  struct lease {
+    impl& owner;
+    std::unique_ptr<raft_client> client;
+    raft_client* operator->() { return client.get(); }
+    ~lease() {
+      {
+        std::lock_guard<std::mutex> guard(owner.pool_mutex);
+        owner.idle.push_back(std::move(client));
+      }
+      owner.pool_returned.notify_one();
+    }
+  };
+
+  lease take() {
+    {
+      std::unique_lock<std::mutex> guard(pool_mutex);
+      pool_returned.wait(guard, [&] { return !idle.empty() || clients < cfg.parallel_calls; });
+      if (!idle.empty()) {
+        auto c = std::move(idle.back());
+        idle.pop_back();
+        return lease{*this, std::move(c)};
+      }
+      ++clients;
+    }
+    auto c = std::make_unique<raft_client>(sys, cfg.agent.cluster_id, cfg.agent.masters);
+    c->set_keys(cfg.agent.keys);
+    c->set_local(local);
+    return lease{*this, std::move(c)};
+  }
+
+  // A registry query through a pooled client: linearizable, or with
   // `stale` from the first master that answers.
   template <class Q>
   expected<typename Q::result> ask(const Q& q, bool stale) {
-    std::lock_guard<std::mutex> guard(client_mutex);
+    auto client = take();
     // Stale: up to 2 s for each master in turn.
-    auto deadline = stale ? std::chrono::milliseconds(2000 * client->endpoints().size()) : std::chrono::milliseconds(10s);
-    return conclave::ask(*client, q, deadline, stale);
+    auto deadline = stale ? std::chrono::milliseconds(2000 * cfg.agent.masters.size()) : std::chrono::milliseconds(10s);
+    return conclave::ask(*client.client, q, deadline, stale);
   }
 
   expected<registry::outcome> run(const registry::command& c) {
-    std::lock_guard<std::mutex> guard(client_mutex);
+    auto client = take();
     auto r = client->propose(wire::encode_command(c), 10s);
     if (!r) return r.error();
     auto res = wire::decode_result(r->result);
@@ -83,7 +128,10 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   if (!cfg) return cfg.error();
   auto p = std::make_unique<impl>(sys);
   p->cfg = *cfg;
-  p->cfg.agent.session_out = p->session;
+  p->cfg.agent.on_session = [raw = p.get()](std::uint64_t s) {
+    raw->session = s;
+    raw->notify();
+  };
   if (cfg->is_master()) {
     if (auto ok = check_identity(cfg->raft.data_dir, cfg->raft.cluster_id, cfg->raft.raft.id.value); !ok) {
       return ok.error();
@@ -124,12 +172,13 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     // The peer actor tells the listener every role change.
     caf::send_as(p->role_listener, p->peer, subscribe_atom::value, p->role_listener);
     p->cfg.agent.known_leader = [raw] { return raw->last_leader.load(); };
+    // Requests and subscriptions to this master stay in the process.
+    p->local = local_master{cfg->raft.self(), caf::actor_cast<caf::actor>(p->gateway)};
+    p->cfg.agent.local = p->local;
   }
-  p->client = std::make_unique<raft_client>(sys, cfg->agent.cluster_id, cfg->agent.masters);
-  p->client->set_keys(cfg->agent.keys);
   // Subscriptions go to one master; members spread over them by name.
   p->push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys,
-                                          std::hash<std::string>{}(cfg->agent.me.id));
+                                          std::hash<std::string>{}(cfg->agent.me.id), p->local);
   auto* raw = p.get();
   p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   return std::unique_ptr<node>(new node(std::move(p)));
@@ -137,6 +186,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
 
 node::~node() {
   impl_->stop = true;
+  impl_->notify();
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();
@@ -158,7 +208,7 @@ int node::exit_code() const { return impl_->agent_exit.load(); }
 bool node::failed() const { return impl_->peer_failed.load(); }
 bool node::leading() const { return impl_->leading; }
 std::uint64_t node::term() const { return impl_->term; }
-registry::session_id node::session() const { return impl_->session->load(); }
+registry::session_id node::session() const { return impl_->session.load(); }
 
 void node::on_leadership(std::function<void(std::uint64_t)> start, std::function<void()> stop) {
   std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
@@ -217,11 +267,15 @@ void node::watch(const std::string& prefix, std::function<void(const registry::c
 
 expected<node::lock_grant> node::lock(const std::string& name, std::chrono::milliseconds timeout) {
   auto until = std::chrono::steady_clock::now() + timeout;
-  while (session() == 0) {
-    if (std::chrono::steady_clock::now() >= until) return make_error(errc::unavailable, "not registered yet");
-    std::this_thread::sleep_for(20ms);
+  {
+    // The member agent registers (and tells us) on its own.
+    std::unique_lock<std::mutex> guard(impl_->state_mutex);
+    if (!impl_->changed.wait_until(guard, until, [&] { return session() != 0 || impl_->stop; })) {
+      return make_error(errc::unavailable, "not registered yet");
+    }
   }
   auto s = session();
+  if (s == 0) return make_error(errc::unavailable, "the node is stopping");
   auto session_ended = [&] {
     return make_error(errc::unavailable, "the member's session ended while it waited for lock '" + name + "'");
   };
@@ -248,32 +302,27 @@ expected<node::lock_grant> node::lock(const std::string& name, std::chrono::mill
   }
   // Queued: the master pushes the grant (or the end of the wait) when it
   // applies it.
-  struct wait_state {
-    std::mutex mutex;
-    std::condition_variable cv;
-    std::optional<registry::push> outcome;
-  };
-  auto w = std::make_shared<wait_state>();
+  auto w = std::make_shared<std::optional<registry::push>>();  // guarded by state_mutex
+  auto* state = impl_.get();
   auto queued_at = o->value;
   auto sub = impl_->push->subscribe(
       [name, s, queued_at] { return registry::subscription{registry::lock_subscription{name, s, queued_at}}; },
-                                    [w](const registry::push& p) {
+                                    [w, state](const registry::push& p) {
                                       if (p.kind != registry::push_kind::granted && p.kind != registry::push_kind::gone) {
                                         return;
                                       }
-                                      std::lock_guard<std::mutex> guard(w->mutex);
-                                      if (!w->outcome) w->outcome = p;
-                                      w->cv.notify_all();
+                                      {
+                                        std::lock_guard<std::mutex> guard(state->state_mutex);
+                                        if (!*w) *w = p;
+                                      }
+                                      state->changed.notify_all();
                                     });
   std::optional<registry::push> outcome;
   {
-    std::unique_lock<std::mutex> guard(w->mutex);
-    // Woken by the push; every 100 ms it also looks whether the node stops
-    // or the member's session ended (those come from elsewhere).
-    while (!w->outcome && std::chrono::steady_clock::now() < until && !impl_->stop && session() == s) {
-      w->cv.wait_for(guard, 100ms);
-    }
-    outcome = w->outcome;
+    // Woken by the push, by the end of the member's session, or by stopping.
+    std::unique_lock<std::mutex> guard(impl_->state_mutex);
+    impl_->changed.wait_until(guard, until, [&] { return w->has_value() || impl_->stop || session() != s; });
+    outcome = *w;
   }
   impl_->push->unsubscribe(sub);
   if (outcome && outcome->kind == registry::push_kind::granted) {

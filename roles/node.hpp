@@ -11,11 +11,49 @@
 // A master (or master_and_worker) runs a Raft server (it listens on its
 // `peers` address) with the registry; every role registers as a member and
 // heartbeats. The blocking calls go to the leader (following it across
-// failovers) and may be made from any thread that is not an actor.
+// failovers) and may be made from any thread that is not an actor; calls
+// from different threads run in parallel (up to the setting
+// `parallel-calls`, 16). A master's own process reaches it in-process: the
+// calls, the member's heartbeats and its subscriptions that go to this
+// master use no socket.
+//
+// A host that is itself an actor (masters): instead of the blocking calls,
+// which would block its thread, it talks to the typed handle gateway():
+//
+//   auto bytes = wire::encode_request(
+//       client::propose{wire::encode_command(registry::put{"/k", "v", 0, std::nullopt})}, cluster_id);
+//   self->request(n->gateway(), 10s, client_atom::value, bytes).then([](const std::string& reply) {
+//     auto r = wire::decode_response(reply);        // client::committed, or client::failure
+//     auto res = wire::decode_result(std::get<client::committed>(*r).result);  // its registry::outcome
+//   });
+//   // A linearizable read: client::read{wire::encode_query(registry::get_key{"/k"})}; the reply's
+//   // client::read_result.result decodes with wire::decode_answer<registry::get_key>.
+//
+//   self->request(n->gateway(), 10s, pushsub_atom::value, std::uint64_t{1},
+//                 wire::encode_subscription(registry::watch_subscription{"/k", after}, cluster_id))
+//       .then([](const std::string& refused) { /* empty: subscribed */ });
+//   // ... then the host's behavior gets, as this master applies changes:
+//   [](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& state) {
+//     auto p = wire::decode_push(kind, state);    // a registry::push (schema/push_types.hpp);
+//   }                                             // id 0: progress of every watch
+//   // (unsub_atom, id) ends a subscription; it also ends when the host actor does.
+//
+// Requests go to any master (schema/client_protocol.hpp): this one passes
+// writes and linearizable reads on to the leader, and answers a failure
+// (client::failure: not_leader, unavailable, ...) when it cannot; the host
+// retries as raft_client does. Subscriptions are served by this master from
+// what it has applied (actors/registry/subscriptions.hpp): pushes come in
+// revision order, and stop if this master stops. With credentials
+// (secret-file), the host proves them first, as raft_client's relay does:
+// (auth_atom) -> nonce, then (auth_atom, auth::prove(keys, cluster_id,
+// nonce)) -> granted level ("none": refused). Pushes arrive as
+// (push_atom, id, kind, bytes): a typed host actor must accept that message.
 #pragma once
 
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <chrono>
 #include <functional>
@@ -42,8 +80,10 @@ class node {
 
   const std::string& member_id() const;
   bool is_master() const;
-  // The master's gateway (masters), typed: (client_atom, bytes) -> bytes
-  // (schema/client.capnp), in this process. (Role changes: on_leadership.)
+  // This master's gateway, for hosts that are actors (above): client
+  // requests (schema/client.capnp), push subscriptions (schema/push.capnp)
+  // and authentication, in this process (actors/raft/gateway.hpp). Role
+  // changes: on_leadership. Masters only: null on a worker.
   raft::gateway_interface gateway() const;
 
   // Non-zero once the node has to stop: 3 a worker without masters, 4 a

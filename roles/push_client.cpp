@@ -41,6 +41,7 @@ struct subscriber_state {
   std::string cluster_id;
   std::vector<raft::endpoint> endpoints;
   auth::keys keys;
+  local_master local;  // cleared once it stops: it does not come back
   std::size_t next = 0;
   caf::actor master;             // connected, authenticated
   std::string master_name;
@@ -70,37 +71,44 @@ struct subscriber_state {
     auto gen = ++generation;
     auto ep = endpoints[next % endpoints.size()];
     next = (next + 1) % endpoints.size();
+    if (local.peer && ep.text() == local.at.text()) {
+      connecting = false;
+      return reached(gen, ep, local.peer);
+    }
     auto mm = self->system().middleman().actor_handle();
     self->request(mm, 2s, caf::connect_atom::value, ep.host, ep.port)
         .then(
             [this, gen, ep](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
               if (gen != generation) return;
               connecting = false;
-              if (!ptr) return;
-              auto to = caf::actor_cast<caf::actor>(ptr);
-              master_name = ep.text();
-              if (!keys.enabled()) return connected(to);
-              // Prove the key on this connection first (actors/auth.hpp).
-              self->request(to, 5s, auth_atom::value)
-                  .then(
-                      [this, gen, to](const std::string& nonce) {
-                        self->request(to, 5s, auth_atom::value, auth::prove(keys, cluster_id, nonce))
-                            .then(
-                                [this, gen, to](const std::string& granted) {
-                                  if (gen != generation) return;
-                                  if (granted == "none") {
-                                    refused("the server refused these credentials");
-                                    return;
-                                  }
-                                  connected(to);
-                                },
-                                [](caf::error&) {});
-                      },
-                      [](caf::error&) {});
+              if (ptr) reached(gen, ep, caf::actor_cast<caf::actor>(ptr));
             },
             [this, gen](caf::error&) {
               if (gen == generation) connecting = false;
             });
+  }
+
+  // A master answered the connection (or is this process's own).
+  void reached(std::uint64_t gen, const raft::endpoint& ep, const caf::actor& to) {
+    master_name = ep.text();
+    if (!keys.enabled()) return connected(to);
+    // Prove the key on this connection first (actors/auth.hpp).
+    self->request(to, 5s, auth_atom::value)
+        .then(
+            [this, gen, to](const std::string& nonce) {
+              self->request(to, 5s, auth_atom::value, auth::prove(keys, cluster_id, nonce))
+                  .then(
+                      [this, gen, to](const std::string& granted) {
+                        if (gen != generation) return;
+                        if (granted == "none") {
+                          refused("the server refused these credentials");
+                          return;
+                        }
+                        connected(to);
+                      },
+                      [](caf::error&) {});
+            },
+            [](caf::error&) {});
   }
 
   void refused(const std::string& why) {
@@ -193,7 +201,7 @@ struct subscriber_state {
 }  // namespace
 
 push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints,
-                         auth::keys keys, std::size_t first)
+                         auth::keys keys, std::size_t first, local_master local)
     : shared_(std::make_shared<shared>()) {
   auto sh = shared_;
   actor_ = sys.spawn<caf::detached>([=](caf::event_based_actor* self) -> caf::behavior {
@@ -203,8 +211,10 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
     st->cluster_id = cluster_id;
     st->endpoints = endpoints;
     st->keys = keys;
+    st->local = local;
     st->next = endpoints.empty() ? 0 : first % endpoints.size();
     self->set_down_handler([st](caf::down_msg& dm) {
+      if (st->local.peer && dm.source == st->local.peer.address()) st->local = {};
       if (st->master && dm.source == st->master.address()) st->drop("connection lost");
       if (st->wanted()) st->connect();
     });

@@ -24,6 +24,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
+#include "roles/raft_client.hpp"
 #include "schema/push_types.hpp"
 
 namespace conclave {
@@ -31,9 +32,10 @@ namespace conclave {
 class push_client {
  public:
   // `first`: the index of the endpoint to try first (spreading clients over
-  // the masters).
+  // the masters). `local`: this process's own master, reached in-process
+  // (raft_client.hpp), if it has one.
   push_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints, auth::keys keys,
-              std::size_t first = 0);
+              std::size_t first = 0, local_master local = {});
   // Ends every subscription; no handler runs after it returns (so it must
   // not be called from a handler).
   ~push_client();

@@ -3,6 +3,7 @@
 // given endpoints and follows not_leader hints.
 #pragma once
 
+#include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
 #include <chrono>
@@ -18,6 +19,13 @@
 #include "schema/error.hpp"
 
 namespace conclave {
+
+// The master of this process (an embedding node's own): requests to `at`
+// go to the actor `peer` directly, with no network connection.
+struct local_master {
+  raft::endpoint at;
+  caf::actor peer;
+};
 
 // A server's refusal (client::failure) as an error value.
 error error_of(const client::failure& f);
@@ -61,6 +69,12 @@ class raft_client {
   // Credentials for clusters that require them (actors/auth.hpp): each
   // connection proves them once. Set them before use.
   void set_keys(const auth::keys& keys);
+
+  // This process's own master: requests to its endpoint reach it in-process
+  // (through a relay like any other connection, so sessions tie to that
+  // relay as to a remote one), and the first request goes there. Set it
+  // before use.
+  void set_local(local_master local);
 
  private:
   struct impl;

@@ -16,6 +16,8 @@
 
 #include "roles/node.hpp"
 #include "roles/registry_reads.hpp"
+#include "schema/client_codec.hpp"
+#include "schema/push_codec.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
 #include "test/temp_dir.hpp"
@@ -185,6 +187,137 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   // A worker that leaves: its ephemeral key goes with its session.
   worker->reset();
   REQUIRE(wait_for([&] { auto g = leader.get("/w/b"); return g && !g->has_value(); }, 5s));
+}
+
+TEST_CASE("embedding: calls from 8 threads at once all succeed and each sees its own writes") {
+  master_and_worker f;
+  // Both facades: the master's reaches its server in-process, the worker's over the network.
+  std::atomic<int> failures{0};
+  std::vector<std::string> why(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto& n = t % 2 == 0 ? *f.master : *f.worker;
+      for (int i = 0; i < 20; ++i) {
+        auto key = "/par/" + std::to_string(t) + "/" + std::to_string(i % 4);
+        auto value = std::to_string(t) + ":" + std::to_string(i);
+        auto put = n.put(key, value);
+        auto got = n.get(key);
+        if (!put || put->code != registry::code::ok || !got || !got->has_value() || (*got)->value != value) {
+          why[static_cast<std::size_t>(t)] = put ? (got ? "read another value" : got.error().message())
+                                                 : put.error().message();
+          ++failures;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& w : why) CHECK_MESSAGE(w.empty(), w);
+  CHECK(failures == 0);
+  auto all = f.master->list("/par/");
+  REQUIRE(all.has_value());
+  CHECK(all->size() == 8 * 4);
+}
+
+TEST_CASE("embedding: a master's own process reaches it with no socket, even where its address does not lead back") {
+  // It listens on 127.0.0.1 but is named by 127.0.0.2 (an address behind a
+  // NAT without hairpinning, say): nothing in this process can connect there.
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto port = std::to_string(test::free_port());
+  auto n = node::start(sys, {{"role", "master_and_worker"}, {"id", "1"}, {"peers", "1=127.0.0.2:" + port},
+                             {"listen", "127.0.0.1:" + port}, {"cluster-id", "embed"},
+                             {"data-dir", dir.path() + "/m1"}, {"session-ttl-ms", "1000"}});
+  REQUIRE_MESSAGE(n.has_value(), n.error().message());
+  auto& m = **n;
+  REQUIRE(wait_for([&] { return m.leading(); }, 10s));
+  // The member agent registers; the facade writes and reads; a watch is pushed.
+  CHECK(wait_for([&] { return m.session() != 0; }, 10s));
+  std::mutex mu;
+  std::vector<std::string> seen;
+  m.watch("/own/", [&](const registry::change& c) {
+    std::lock_guard<std::mutex> g(mu);
+    seen.push_back(c.value);
+  }, [](const registry::watch_listing&) {}, registry::revision{0});
+  auto put = m.put("/own/k", "here");
+  REQUIRE_MESSAGE(put.has_value(), put.error().message());
+  CHECK(put->code == registry::code::ok);
+  auto got = m.get("/own/k");
+  REQUIRE(got.has_value());
+  REQUIRE(got->has_value());
+  CHECK((*got)->value == "here");
+  CHECK(wait_for([&] {
+    std::lock_guard<std::mutex> g(mu);
+    return seen.size() == 1 && seen[0] == "here";
+  }, 5s));
+}
+
+namespace {
+
+// What the actor host below reports to the test.
+using reply_atom = caf::atom_constant<caf::atom("reply")>;
+
+// An actor host: through the node's typed handle only, it subscribes to a
+// watch, puts a key, reads it back, and reports the reply and the push.
+caf::behavior actor_host(caf::event_based_actor* self, raft::gateway_interface server, caf::actor report) {
+  const std::string cluster = "embed";
+  auto fail = [=](const std::string& why) { self->send(report, reply_atom::value, std::string("failed"), why); };
+  auto subscription = registry::subscription{registry::watch_subscription{"/actor/", registry::revision{0}}};
+  self->request(server, 10s, pushsub_atom::value, std::uint64_t{7}, wire::encode_subscription(subscription, cluster))
+      .then(
+          [=](const std::string& refused) {
+            if (!refused.empty()) return fail("subscription refused: " + refused);
+            auto put = client::propose{wire::encode_command(registry::put{"/actor/k", "typed", 0, std::nullopt})};
+            self->request(server, 10s, client_atom::value, wire::encode_request(put, cluster))
+                .then(
+                    [=](const std::string& reply) {
+                      auto r = wire::decode_response(reply);
+                      if (!r || !std::holds_alternative<client::committed>(*r)) return fail("put not committed");
+                      auto res = wire::decode_result(std::get<client::committed>(*r).result);
+                      if (!res || res->outcome.code != registry::code::ok) return fail("put refused");
+                      auto get = client::read{wire::encode_query(registry::get_key{"/actor/k"})};
+                      self->request(server, 10s, client_atom::value, wire::encode_request(get, cluster))
+                          .then(
+                              [=](const std::string& reply) {
+                                auto r = wire::decode_response(reply);
+                                if (!r || !std::holds_alternative<client::read_result>(*r)) return fail("read failed");
+                                auto got = wire::decode_answer<registry::get_key>(
+                                    std::get<client::read_result>(*r).result);
+                                if (!got || !got->value) return fail("the key is not there");
+                                self->send(report, reply_atom::value, std::string("read"), got->value->value);
+                              },
+                              [=](caf::error&) { fail("no answer to the read"); });
+                    },
+                    [=](caf::error&) { fail("no answer to the put"); });
+          },
+          [=](caf::error&) { fail("no answer to the subscription"); });
+  return {
+      [=](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& state) {
+        auto p = wire::decode_push(kind, state);
+        if (id != 7 || !p || p->kind != registry::push_kind::changes) return;
+        for (const auto& c : p->state.history) {
+          if (c.key == "/actor/k") self->send(report, reply_atom::value, std::string("pushed"), c.value);
+        }
+      },
+  };
+}
+
+}  // namespace
+
+TEST_CASE("embedding: an actor host puts, reads and is pushed a watch through the typed handle alone") {
+  master_and_worker f;
+  caf::scoped_actor test{f.sys};
+  auto host = f.sys.spawn(actor_host, f.master->gateway(), caf::actor(test));
+  std::map<std::string, std::string> got;
+  for (int i = 0; i < 2; ++i) {
+    test->receive([&](reply_atom, const std::string& what, const std::string& value) { got[what] = value; },
+                  caf::after(10s) >> [] {});
+  }
+  caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
+  CHECK_MESSAGE(!got.count("failed"), got["failed"]);
+  CHECK(got["read"] == "typed");
+  CHECK(got["pushed"] == "typed");
 }
 
 TEST_CASE("embedding: bad settings are refused with the key named, and nothing starts") {

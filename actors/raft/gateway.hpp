@@ -27,9 +27,16 @@ struct gateway_setup {
   peer_interface peer;  // this master's peer actor; the gateway lives and dies with it
 };
 
-// What an in-process host asks of a master: client requests in the wire
-// form of schema/client.capnp, answered the same way.
-using gateway_interface = caf::typed_actor<caf::replies_to<client_atom, std::string>::with<std::string>>;
+// What an in-process host asks of a master (roles/node.hpp shows its use):
+// client requests in the wire form of schema/client.capnp, answered the
+// same way; push subscriptions (schema/push.capnp), answered with "" or the
+// refusal, after which (push_atom, id, kind, bytes) arrive at the sender;
+// their end; and the proof of credentials when the cluster requires them.
+using gateway_interface =
+    caf::typed_actor<caf::replies_to<client_atom, std::string>::with<std::string>,
+                     caf::replies_to<pushsub_atom, std::uint64_t, std::string>::with<std::string>,
+                     caf::reacts_to<unsub_atom, std::uint64_t>, caf::replies_to<auth_atom>::with<std::string>,
+                     caf::replies_to<auth_atom, std::string>::with<std::string>>;
 
 // Handles, from the network:
 //   (client_atom, bytes) -> bytes: a client request;

@@ -91,3 +91,22 @@ TEST_CASE("conclave-bench's watch scenario delivers every write to every watcher
   CHECK_MESSAGE(row.find("\"writes\":3,\"incomplete\":0,") != std::string::npos, row);
   CHECK_MESSAGE(row.find("\"failure\":\"\"") != std::string::npos, row);
 }
+
+// The embedded scenario (not in the default run), tiny: the host embedding
+// the leader ran its load both ways and the external clients ran theirs.
+TEST_CASE("conclave-bench's embedded scenario runs the host's and the external clients' loads") {
+  auto run = run_bench("--scenarios embedded --embedded-seconds 0.3 --embedded-rounds 1 --seconds 0 --scale 0 --recovery-entries 0", 120);
+  INFO("conclave-bench's log:\n" << run.log);
+  CHECK(run.status == 0);
+  auto embedded = run.out.find("\"embedded\":{");
+  REQUIRE_MESSAGE(embedded != std::string::npos, run.out);
+  auto section = run.out.substr(embedded, run.out.find("]}", embedded) - embedded);
+  CHECK_MESSAGE(section.find("\"threads\":8,") != std::string::npos, section);
+  CHECK_MESSAGE(section.find("\"failure\":\"\"") != std::string::npos, section);
+  std::size_t runs = 0;
+  for (auto p = section.find("\"ops_per_s\":"); p != std::string::npos; p = section.find("\"ops_per_s\":", p + 1)) {
+    ++runs;
+    CHECK_MESSAGE(std::strtod(section.c_str() + p + 12, nullptr) > 0, section);
+  }
+  CHECK_MESSAGE(runs == 3, section);
+}
