@@ -3,6 +3,8 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 
@@ -24,7 +26,11 @@ struct push_client::shared {
   std::map<std::uint64_t, entry> subs;
   std::uint64_t next_id = 1;
   bool closed = false;  // the destructor ran: no handler runs any more
-  std::mutex delivering;  // held while handlers run, so the destructor can wait them out
+  // Pushes wait here for the delivery thread, which runs the handlers in
+  // arrival order (not the actor: a handler may block, even call the
+  // cluster, without holding up a CAF worker).
+  std::condition_variable arrived;
+  std::deque<std::pair<std::shared_ptr<handler>, registry::push>> queue;
 };
 
 namespace {
@@ -166,21 +172,19 @@ struct subscriber_state {
       log_line("push: ignoring an undecodable push: {}", p.error().message());
       return;
     }
-    std::lock_guard<std::mutex> delivering(sh->delivering);
-    std::vector<std::shared_ptr<push_client::handler>> to;
     {
       std::lock_guard<std::mutex> guard(sh->mutex);
       if (sh->closed) return;
       if (id == 0) {
         for (auto& [sid, e] : sh->subs) {
-          if (auto c = sent.find(sid); c != sent.end() && c->second) to.push_back(e.on_push);
+          if (auto c = sent.find(sid); c != sent.end() && c->second) sh->queue.emplace_back(e.on_push, *p);
         }
       } else if (auto it = sh->subs.find(id); it != sh->subs.end()) {
         if (auto c = sent.find(id); c != sent.end()) c->second = true;
-        to.push_back(it->second.on_push);
+        sh->queue.emplace_back(it->second.on_push, *p);
       }
     }
-    for (auto& h : to) (*h)(*p);
+    sh->arrived.notify_one();
   }
 
   bool wanted() {
@@ -204,7 +208,19 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
                          auth::keys keys, std::size_t first, local_master local)
     : shared_(std::make_shared<shared>()) {
   auto sh = shared_;
-  actor_ = sys.spawn<caf::detached>([=](caf::event_based_actor* self) -> caf::behavior {
+  delivery_ = std::thread([sh] {
+    std::unique_lock<std::mutex> guard(sh->mutex);
+    for (;;) {
+      sh->arrived.wait(guard, [&] { return sh->closed || !sh->queue.empty(); });
+      if (sh->closed) return;
+      auto [h, p] = std::move(sh->queue.front());
+      sh->queue.pop_front();
+      guard.unlock();
+      (*h)(p);
+      guard.lock();
+    }
+  });
+  actor_ = sys.spawn([=](caf::event_based_actor* self) -> caf::behavior {
     auto st = std::make_shared<subscriber_state>();
     st->self = self;
     st->sh = sh;
@@ -235,9 +251,11 @@ push_client::~push_client() {
     std::lock_guard<std::mutex> guard(shared_->mutex);
     shared_->closed = true;
     shared_->subs.clear();
+    shared_->queue.clear();
   }
-  std::lock_guard<std::mutex> wait_for_handlers(shared_->delivering);
+  shared_->arrived.notify_one();
   caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+  delivery_.join();  // a handler that was running has returned
 }
 
 std::uint64_t push_client::subscribe(std::function<registry::subscription()> resume, handler on_push) {

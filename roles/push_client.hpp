@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "actors/auth.hpp"
@@ -51,6 +52,7 @@ class push_client {
  private:
   std::shared_ptr<shared> shared_;
   caf::actor actor_;
+  std::thread delivery_;  // runs the handlers
 };
 
 }  // namespace conclave
