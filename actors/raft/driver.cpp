@@ -152,7 +152,7 @@ void driver::retry_waiting_change() {
   if (refused_for_now(id.error()) && ticks_ < w.deadline) return;
   auto e = id.error();
   if (refused_for_now(e)) e.detail += " (waited " + std::to_string(now() - w.since_ms) + " ms)";
-  p_.log(opts_.name + ": membership change refused: " + e.detail);
+  p_.log(opts_.name + ": membership change refused: " + e.message());
   answer(std::move(e));
 }
 
