@@ -557,22 +557,14 @@ int main(int argc, char** argv) {
   if ((cmd == "add-master" && args.size() == 2) || (cmd == "remove-master" && args.size() == 1)) {
     auto id = std::strtoull(args[0].c_str(), nullptr, 10);
     if (id == 0) usage("'" + args[0] + "' is not a server id");
+    // One request per change: the leader holds it until it can be made (the
+    // learner caught up, the earlier change committed) or refuses it.
     auto change = [&](std::uint8_t kind) -> int {
-      for (int attempt = 0; attempt < 300; ++attempt) {
-        auto r = c.to_leader(client::change_membership{kind, id, args.size() > 1 ? args[1] : std::string()}, 10s);
-        if (!r) return unreachable(r.error());
-        if (std::holds_alternative<client::committed>(*r)) return 0;
-        auto* f = std::get_if<client::failure>(&*r);
-        if (!f) return exit_refused;
-        // A learner must catch up before it votes; one change at a time.
-        if (f->code == "not_caught_up" || f->code == "config_change_pending") {
-          std::this_thread::sleep_for(100ms);
-          continue;
-        }
-        std::fprintf(stderr, "%s: %s\n", f->code.c_str(), f->message.c_str());
-        return exit_refused;
-      }
-      std::fprintf(stderr, "conclavectl: server %llu did not catch up in 30 s\n", static_cast<unsigned long long>(id));
+      auto wait = std::chrono::milliseconds(client::membership_wait_ms) + 5s;
+      auto r = c.to_leader(client::change_membership{kind, id, args.size() > 1 ? args[1] : std::string()}, wait);
+      if (!r) return unreachable(r.error());
+      if (std::holds_alternative<client::committed>(*r)) return 0;
+      if (auto* f = std::get_if<client::failure>(&*r)) std::fprintf(stderr, "%s: %s\n", f->code.c_str(), f->message.c_str());
       return exit_refused;
     };
     if (cmd == "remove-master") {

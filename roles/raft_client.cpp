@@ -235,10 +235,12 @@ expected<client::response> raft_client::to_leader(const client::request& request
   // another master may lead meanwhile. A keepalive waits at most 300 ms (a
   // new leader gives each session failover_grace_ms = 1 s to find it, and
   // followers point at the frozen leader until they elect a new one); other
-  // requests 1 s. A state-changing request that times out is not resent
-  // (outcome unknown, below), so it gets one attempt.
-  auto attempt = std::holds_alternative<client::keepalive>(request) ? std::chrono::milliseconds(300)
-                                                                     : std::chrono::milliseconds(1000);
+  // requests 1 s, but a membership change, which the leader may hold while a
+  // learner catches up, the whole deadline. A state-changing request that
+  // times out is not resent (outcome unknown, below), so it gets one attempt.
+  auto attempt = std::holds_alternative<client::keepalive>(request)           ? std::chrono::milliseconds(300)
+                 : std::holds_alternative<client::change_membership>(request) ? deadline
+                                                                               : std::chrono::milliseconds(1000);
   while (std::chrono::steady_clock::now() < until) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), attempt));

@@ -34,12 +34,15 @@ struct stale_read {
   std::string query;
 };
 
-// A membership change (Raft thesis 4.1), answered once committed.
+// A membership change (Raft thesis 4.1), answered once committed. The leader
+// holds a change it cannot make yet (a learner not caught up, an earlier change
+// not committed) for up to membership_wait_ms, so a client waits longer.
 struct change_membership {
   std::uint8_t kind = 0;  // 0 add as learner, 1 promote to voter, 2 remove
   std::uint64_t id = 0;
   std::string address;
 };
+inline constexpr int membership_wait_ms = 30000;
 
 using request = std::variant<propose, read, status_request, transfer_leadership, keepalive, stale_read, change_membership>;
 

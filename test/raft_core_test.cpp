@@ -692,14 +692,15 @@ TEST_CASE("membership: add a learner, promote it once caught up, one change at a
   c.isolate(n(4));  // it cannot catch up yet
   auto added = c.change_membership({membership_change::kind::add_learner, {n(4), "node4", suffrage::learner}});
   REQUIRE(added.has_value());
-  // A second change before the first commits is refused.
-  auto second = c.change_membership({membership_change::kind::remove, {n(3), "", suffrage::voter}});
+  // The core refuses a second change before the first commits (the driver
+  // holds such a change: see the cases below).
+  auto second = c.at(*c.leader()).raft->propose_membership({membership_change::kind::remove, {n(3), "", suffrage::voter}});
   REQUIRE_FALSE(second.has_value());
   CHECK(second.error().code == errc::config_change_pending);
   c.run_ticks(5);
   for (int i = 0; i < 10; ++i) c.propose();
   c.run_ticks(5);
-  auto early = c.change_membership({membership_change::kind::promote, {n(4), "", suffrage::voter}});
+  auto early = c.at(*c.leader()).raft->propose_membership({membership_change::kind::promote, {n(4), "", suffrage::voter}});
   REQUIRE_FALSE(early.has_value());
   CHECK(early.error().code == errc::not_caught_up);
   c.heal();
@@ -715,6 +716,104 @@ TEST_CASE("membership: add a learner, promote it once caught up, one change at a
   // Now a 4-voter cluster: losing two voters stops commits.
   c.run_ticks(10);
   CHECK(c.at(*c.leader()).raft->current_configuration().servers.size() == 4);
+}
+
+// --- membership changes the driver holds until the core takes them ----------------------------
+
+namespace {
+
+// A 3-voter cluster that has added server 4 as a learner while 4 is cut off,
+// appended entries 4 lacks, then asked for 4's promotion: the core refuses
+// it (not_caught_up) until 4 catches up. `answer` receives its outcome.
+struct lagging_promotion {
+  cluster c;
+  node_id leader;
+  std::optional<expected<commit>> answer;
+  expected<void> asked;
+
+  explicit lagging_promotion(int wait_ticks) : c(options(wait_ticks)) {
+    REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 100));
+    c.run_ticks(5);  // the new leader commits its first entry
+    leader = *c.leader();
+    c.isolate(n(4));
+    REQUIRE(c.change_membership({membership_change::kind::add_learner, {n(4), "node4", suffrage::learner}}).has_value());
+    for (int i = 0; i < 10; ++i) c.propose();
+    c.run_ticks(10);
+    REQUIRE(c.at(leader).raft->current_configuration().servers.size() == 4);
+    REQUIRE(c.at(leader).raft->log().commit_index() == c.at(leader).raft->log().last_index());
+    asked = c.change_membership({membership_change::kind::promote, {n(4), "", suffrage::voter}},
+                                [this](expected<commit> r) { answer = std::move(r); });
+    c.run_ticks(10);
+  }
+
+  static cluster_options options(int wait_ticks) {
+    cluster_options o = quiet_cluster(3);
+    o.spares = 1;
+    o.base.promotion_lag_entries = 2;
+    o.membership_wait_ticks = wait_ticks;
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("membership: a promotion asked while the learner lags waits at the leader and commits once it caught up") {
+  lagging_promotion p(1000);
+  REQUIRE_MESSAGE(p.asked.has_value(), p.asked.error().message());
+  CHECK_FALSE(p.answer.has_value());
+  CHECK_FALSE(p.c.at(p.leader).raft->is_voter(n(4)));
+  // One change waits at a time: another is refused at once.
+  auto third = p.c.change_membership({membership_change::kind::remove, {n(3), "", suffrage::voter}});
+  REQUIRE_FALSE(third.has_value());
+  CHECK(third.error().code == errc::config_change_pending);
+  p.c.heal();
+  REQUIRE(p.c.run_until([&] { return p.answer.has_value(); }, 200));
+  REQUIRE_MESSAGE(p.answer->has_value(), p.answer->error().message());
+  CHECK(p.c.leader() == p.leader);
+  CHECK(p.c.at(p.leader).raft->is_voter(n(4)));
+  CHECK(p.c.at(p.leader).raft->log().commit_index() >= (*p.answer)->index);
+}
+
+TEST_CASE("membership: a change asked before the previous one commits waits for it, then commits") {
+  cluster_options o = quiet_cluster(3);
+  o.spares = 1;
+  o.base.promotion_lag_entries = 2;
+  cluster c(o);
+  REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 100));
+  c.run_ticks(5);  // the new leader commits its first entry
+  auto leader = *c.leader();
+  REQUIRE(c.change_membership({membership_change::kind::add_learner, {n(4), "node4", suffrage::learner}}).has_value());
+  std::optional<expected<commit>> answer;
+  auto asked = c.change_membership({membership_change::kind::promote, {n(4), "", suffrage::voter}},
+                                   [&](expected<commit> r) { answer = std::move(r); });
+  REQUIRE_MESSAGE(asked.has_value(), asked.error().message());
+  REQUIRE(c.run_until([&] { return answer.has_value(); }, 100));
+  REQUIRE_MESSAGE(answer->has_value(), answer->error().message());
+  CHECK(c.at(leader).raft->is_voter(n(4)));
+}
+
+TEST_CASE("membership: a change waiting at the leader fails with not_leader when the leadership ends") {
+  lagging_promotion p(1000);
+  REQUIRE_MESSAGE(p.asked.has_value(), p.asked.error().message());
+  CHECK_FALSE(p.answer.has_value());
+  p.c.isolate(p.leader);  // check-quorum: it steps down within an election timeout
+  REQUIRE(p.c.run_until([&] { return p.answer.has_value(); }, 100));
+  REQUIRE_FALSE(p.answer->has_value());
+  CHECK(p.answer->error().code == errc::not_leader);
+  CHECK(p.c.at(p.leader).raft->role() != role::leader);
+}
+
+TEST_CASE("membership: a change waiting at the leader fails with not_caught_up, saying where the learner is, when its time is up") {
+  lagging_promotion p(60);
+  REQUIRE_MESSAGE(p.asked.has_value(), p.asked.error().message());
+  p.c.run_ticks(40);  // 50 of its 60 ticks
+  CHECK_FALSE(p.answer.has_value());
+  REQUIRE(p.c.run_until([&] { return p.answer.has_value(); }, 20));
+  REQUIRE_FALSE(p.answer->has_value());
+  CHECK(p.answer->error().code == errc::not_caught_up);
+  CHECK_MESSAGE(p.answer->error().detail.find("server 4 is at 0, the log at ") == 0, p.answer->error().detail);
+  CHECK(p.c.leader() == p.leader);
+  CHECK_FALSE(p.c.at(p.leader).raft->is_voter(n(4)));
 }
 
 TEST_CASE("membership: a removed leader steps down once the change commits and hands over at once") {

@@ -392,6 +392,47 @@ TEST_CASE("a master started with join is added, takes part in the quorum, and a 
   (void)fourth;
 }
 
+TEST_CASE("add-master waits at the leader while the new master cannot catch up, and succeeds once it can") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  // More entries than a learner may lag behind and be promoted (64).
+  for (int i = 0; i < 80; ++i) {
+    auto r = c.client().propose(wire::encode_command(registry::put{"/k" + std::to_string(i), "v", 0, std::nullopt}), 5s);
+    REQUIRE_MESSAGE(r.has_value(), (r ? std::string() : r.error().message()));
+  }
+  auto port = free_port();
+  raft::endpoint fourth_at{"127.0.0.1", port};
+  auto peers = c.peers() + ",4=" + fourth_at.text();
+  (void)c.spawn({c.binary(), "-r", "master", "--id", "4", "--join", "true", "--peers", peers, "--cluster-id",
+                 c.cluster_id, "--data-dir", c.path("node4"), "--session-ttl-ms", "1000", "--fault-injection", "true"},
+                "node4.log");
+  // The new master hears nothing from the others, so its log stays empty.
+  caf::actor_system sys{client_config()};
+  fault_channel faults(sys, c.cluster_id);
+  auto cut = [&](bool on) {
+    for (std::uint64_t peer = 1; peer <= 3; ++peer) {
+      if (!faults.drop(fourth_at, peer, on, on)) return false;
+    }
+    return true;
+  };
+  REQUIRE(wait_for([&] { return cut(true); }, 10s));
+  std::string endpoints;
+  for (const auto& m : c.members()) endpoints += (endpoints.empty() ? "" : ",") + m.address.text();
+  auto ctl = c.spawn({conclavectl_binary(), "--endpoints", endpoints, "--cluster-id", c.cluster_id, "add-master", "4",
+                      fourth_at.text()},
+                     "add.log");
+  // Still waiting well past one request's usual 1 s: the leader holds the promotion.
+  CHECK_FALSE(c.wait_exit(ctl, 3s).has_value());
+  REQUIRE(cut(false));
+  auto status = c.wait_exit(ctl, 40s);
+  REQUIRE(status.has_value());
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  auto log = c.log_of(1) + c.log_of(2) + c.log_of(3);
+  CHECK(log.find("membership change waits: server 4 is at") != std::string::npos);
+  CHECK(log.find("membership change proposed at") != std::string::npos);
+}
+
 TEST_CASE("a master cut off from the quorum under on-quorum-loss = fence keeps running, fenced, and rejoins") {
   process_cluster c(3, master_flags({"--quorum-loss-timeout-ms", "600"}), conclave_binary());
   REQUIRE(c.wait_for_leader(10s));

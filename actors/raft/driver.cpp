@@ -21,6 +21,7 @@ void driver::receive(const message& m) {
 void driver::connection_lost(node_id peer) { raft_->peer_connection_lost(peer); }
 
 void driver::tick() {
+  ++ticks_;
   raft_->tick();
   auto t = now();
   if (p_.service && raft_->role() == role::leader) {
@@ -102,12 +103,57 @@ expected<entry_id> driver::propose(std::string command, commit_callback done) {
   return id;
 }
 
-expected<entry_id> driver::propose_membership(const membership_change& change, commit_callback done) {
+expected<void> driver::propose_membership(const membership_change& change, commit_callback done) {
   if (storage_error_) return *storage_error_;
+  if (waiting_change_) {
+    return make_error(errc::config_change_pending, "another membership change is waiting to be proposed");
+  }
   auto id = raft_->propose_membership(change);
-  if (!id) return id;
-  proposals_[id->index] = proposal_wait{id->term, std::move(done)};
-  return id;
+  if (id) {
+    proposals_[id->index] = proposal_wait{id->term, std::move(done)};
+    return {};
+  }
+  if (!refused_for_now(id.error()) || opts_.membership_wait_ticks <= 0) return id.error();
+  p_.log(opts_.name + ": membership change waits: " + id.error().detail);
+  waiting_change_ = change_wait{change, std::move(done), raft_->term(),
+                                ticks_ + static_cast<std::uint64_t>(opts_.membership_wait_ticks), now()};
+  return {};
+}
+
+// The core's refusals that a later input may lift: the learner's log catching
+// up, the earlier change (or the new leader's first entry) committing.
+bool driver::refused_for_now(const error& e) {
+  return e.code == errc::not_caught_up || e.code == errc::config_change_pending;
+}
+
+// Runs before each flush, so after every input that can move a learner's
+// match index or the commit index. A change is asked of one leadership: a
+// later term of this server's is a new one, and the client asks it again.
+void driver::retry_waiting_change() {
+  if (!waiting_change_) return;
+  auto& w = *waiting_change_;
+  auto answer = [&](expected<commit> outcome) {
+    auto done = std::move(w.done);
+    waiting_change_.reset();
+    done(std::move(outcome));
+  };
+  if (storage_error_) return answer(*storage_error_);
+  if (raft_->role() != role::leader || raft_->term() != w.term) {
+    return answer(make_error(errc::not_leader, "lost leadership while the membership change waited"));
+  }
+  auto id = raft_->propose_membership(w.change);
+  if (id) {
+    p_.log(opts_.name + ": membership change proposed at " + std::to_string(id->index.value) + " after waiting " +
+           std::to_string(now() - w.since_ms) + " ms");
+    proposals_[id->index] = proposal_wait{id->term, std::move(w.done)};
+    waiting_change_.reset();
+    return;
+  }
+  if (refused_for_now(id.error()) && ticks_ < w.deadline) return;
+  auto e = id.error();
+  if (refused_for_now(e)) e.detail += " (waited " + std::to_string(now() - w.since_ms) + " ms)";
+  p_.log(opts_.name + ": membership change refused: " + e.message());
+  answer(std::move(e));
 }
 
 expected<void> driver::read(read_callback done) {
@@ -141,6 +187,7 @@ void driver::take_snapshot() {
 // --- the ready loop (ready.hpp) -----------------------------------------------------------
 
 void driver::flush() {
+  retry_waiting_change();
   while (raft_->has_ready()) carry_out(raft_->take_ready());
   start_write();
 }

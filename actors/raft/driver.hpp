@@ -2,7 +2,8 @@
 // the core and carries out its readies: messages to a transport, persistence
 // to a log writer (group commit: while one write runs, later readies merge
 // into the next job), committed entries to the state machine, snapshots by
-// the compaction policy, and the answers to pending proposals and reads.
+// the compaction policy, and the answers to pending proposals and reads; it
+// holds a membership change the core cannot take yet until it can.
 //
 // The CAF peer actor runs it in production and test/sim runs it in the
 // simulation, so the seeded simulation tests the code that runs. It has no
@@ -71,6 +72,11 @@ struct driver_options {
   std::string name;          // "node N", for logs
   int storage_stall_ms = 100;  // a leader whose write runs this long steps down
   std::uint64_t snapshot_every_entries = 10000;
+  // How long a membership change the core refuses only for now (a learner
+  // not caught up, an earlier change not committed) waits at the leader (30 s
+  // at the default 10 ms tick; the peer actor sets client::membership_wait_ms;
+  // 0: refused at once).
+  int membership_wait_ticks = 3000;
 };
 
 // A proposal's outcome: committed at (index, term) with the state machine's
@@ -122,7 +128,13 @@ class driver {
 
   // Errors: those of core::propose, or the storage error while it lasts.
   expected<entry_id> propose(std::string command, commit_callback done);
-  expected<entry_id> propose_membership(const membership_change& change, commit_callback done);
+  // Proposes the change, or, while the core refuses it with not_caught_up or
+  // config_change_pending, keeps it (one at a time) and proposes it as soon
+  // as the core accepts: `done` gets the commit, or the refusal that ended
+  // the wait (not_leader once this leadership ends; the last refusal after
+  // membership_wait_ticks). Errors at once: the core's other refusals, the
+  // storage error, config_change_pending while another change waits.
+  expected<void> propose_membership(const membership_change& change, commit_callback done);
   // Errors: not_leader.
   expected<void> read(read_callback done);
   // To `target`, or to the most caught-up voter. Errors: not_leader, unavailable.
@@ -150,6 +162,8 @@ class driver {
   void finish_write(std::uint64_t persist_id, const std::string& error);
   void apply(const log_entry& e);
   void fail_proposals_upto(index_t upto, const std::string& why);
+  void retry_waiting_change();
+  static bool refused_for_now(const error& e);
   void serve_reads();
   void maybe_snapshot();
   void send(const message& m);
@@ -180,6 +194,16 @@ class driver {
     commit_callback done;
   };
   std::map<index_t, proposal_wait> proposals_;  // by log index
+  // A membership change waiting for the core to accept it (propose_membership).
+  struct change_wait {
+    membership_change change;
+    commit_callback done;
+    term_t term;             // the leadership it was asked of
+    std::uint64_t deadline;  // in ticks_
+    std::int64_t since_ms;   // for the answer's message
+  };
+  std::optional<change_wait> waiting_change_;
+  std::uint64_t ticks_ = 0;  // tick() calls so far
   struct read_wait {
     read_callback done;
     std::optional<index_t> index;  // set once the core says the read is safe

@@ -412,6 +412,7 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   driver_options dopts;
   dopts.name = st->name;
   dopts.snapshot_every_entries = st->opts.snapshot_every_entries;
+  dopts.membership_wait_ticks = client::membership_wait_ms / st->opts.tick_ms;
   dopts.storage_stall_ms = st->opts.storage_stall_ms > 0 ? st->opts.storage_stall_ms
                                                          : st->opts.raft.election_timeout_min_ticks * st->opts.tick_ms;
   driver::parts parts;

@@ -108,6 +108,7 @@ void cluster::start(node& n, persistent_state ps, const configuration& bootstrap
   o.name = "node " + std::to_string(n.id.value);
   o.storage_stall_ms = static_cast<int>(opts_.base.election_timeout_min_ticks) * opts_.units_per_tick;
   o.snapshot_every_entries = opts_.snapshot_every_entries;
+  o.membership_wait_ticks = opts_.membership_wait_ticks;
   driver::parts parts;
   parts.writer = &n.io;
   parts.net = &n.io;
@@ -444,18 +445,19 @@ std::optional<std::uint64_t> cluster::read(node_id where) {
   return id;
 }
 
-expected<entry_id> cluster::change_membership(const membership_change& change) {
+expected<void> cluster::change_membership(const membership_change& change, commit_callback done) {
   auto l = leader();
   if (!l) return make_error(errc::not_leader);
   auto& n = at(*l);
-  auto r = n.drv->propose_membership(change, [](expected<commit>) {});
-  if (r) {
-    note("membership change at " + std::to_string(r->index.value) + ": " +
-         (change.what == membership_change::kind::add_learner ? "add learner "
-          : change.what == membership_change::kind::promote   ? "promote "
-                                                               : "remove ") +
-         std::to_string(change.subject.id.value));
-  }
+  auto what = std::string(change.what == membership_change::kind::add_learner ? "add learner "
+                          : change.what == membership_change::kind::promote   ? "promote "
+                                                                               : "remove ") +
+              std::to_string(change.subject.id.value);
+  auto r = n.drv->propose_membership(change, [this, what, done = std::move(done)](expected<commit> c) {
+    note("membership change " + what + (c ? " committed at " + std::to_string(c->index.value) : ": " + c.error().message()));
+    if (done) done(std::move(c));
+  });
+  if (r) note("membership change asked of node " + std::to_string(l->value) + ": " + what);
   process(n);
   return r;
 }

@@ -59,6 +59,8 @@ struct cluster_options {
   raft::config base;            // timing and limits for every node (id and seed are set per node)
   // The driver's compaction policy: a snapshot every this many applied entries.
   std::uint64_t snapshot_every_entries = 1ull << 62;
+  // How long the driver holds a membership change it cannot make yet.
+  int membership_wait_ticks = driver_options{}.membership_wait_ticks;
   // Nodes that start from a given disk instead of the bootstrap configuration.
   std::map<std::uint64_t, persistent_state> initial;
 };
@@ -132,7 +134,8 @@ class cluster : private clock_source {
   // travel together as they would when a shell takes them from its mailbox.
   std::optional<std::size_t> propose(node_id at = node_id{0}, bool flush = true);
   std::optional<std::uint64_t> read(node_id at = node_id{0});
-  expected<entry_id> change_membership(const membership_change& change);
+  // At the leader; `done` (optional) hears the driver's answer.
+  expected<void> change_membership(const membership_change& change, commit_callback done = {});
   // The node's state machine writes a snapshot of what it has applied.
   void snapshot(node_id id);
 
