@@ -460,6 +460,38 @@ TEST_CASE("the leader's own durable write counts toward the quorum") {
   CHECK(c.log().commit_index() == p->index);
 }
 
+TEST_CASE("a follower whose ack comes after the commit learns the commit at once, not at the next heartbeat") {
+  core c(config_of(1), {}, voters(3));
+  elect(c, {2});
+  for (auto f : {2, 3}) c.step({n(f), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  flush(c);
+  auto p = c.propose("a");
+  REQUIRE(p.has_value());
+  flush(c);  // the leader's copy is durable
+  // Follower 2 makes the quorum: the entry commits, and 2 is told.
+  c.step({n(2), n(1), append_entries_reply{c.term(), true, p->index, {}, {}, 10}});
+  REQUIRE(c.log().commit_index() == p->index);
+  auto told = bodies<append_entries>(flush(c));
+  auto reach = [&](node_id to) {
+    index_t best{0};
+    for (const auto& [dest, ae] : told) {
+      if (dest != to) continue;
+      auto last = index_t{ae.prev_log_index.value + ae.entries.size()};
+      best = std::max(best, std::min(ae.leader_commit, last));  // what it may commit (§5.3)
+    }
+    return best;
+  };
+  CHECK(reach(n(2)) == p->index);
+  // Follower 3's ack comes later; nothing else happens (no tick): it must be
+  // sent a message that lets it commit the entry it holds.
+  c.step({n(3), n(1), append_entries_reply{c.term(), true, p->index, {}, {}, 11}});
+  told = bodies<append_entries>(flush(c));
+  CHECK(reach(n(3)) == p->index);
+  // Told once: a second ack of the same entry sends nothing more.
+  c.step({n(3), n(1), append_entries_reply{c.term(), true, p->index, {}, {}, 12}});
+  CHECK(bodies<append_entries>(flush(c)).empty());
+}
+
 TEST_CASE("pipelining: several AppendEntries are in flight before the first is acknowledged, up to the window") {
   auto cfg = config_of(1);
   cfg.max_inflight_messages = 3;

@@ -558,7 +558,11 @@ void core::on_append_entries_reply(node_id from, const append_entries_reply& m) 
     // Committing may end our leadership (a committed configuration without us).
     if (!lead_) return;
     if (lead_->transfer_target == from && match == log_.last_index()) send(from, timeout_now{term_});
-    send_append(from, lead_->followers.at(from), false);
+    auto& now = lead_->followers.at(from);
+    send_append(from, now, false);
+    // A follower whose ack came after the commit (the quorum was reached
+    // without it) learns the commit now, not at the next heartbeat.
+    if (now.state == progress::mode::replicate && now.commit_behind(log_.commit_index())) send_heartbeat(from, now);
   } else {
     // Rejections of messages sent before the last reset are stale.
     if (m.sequence < pr.reset_sequence || pr.state == progress::mode::snapshot) {
@@ -604,6 +608,7 @@ void core::send_append(node_id to, progress& pr, bool allow_empty) {
   ae.leader_commit = log_.commit_index();
   ae.sequence = ++sequence_;
   pr.append_sent(has_entries ? ae.entries.back().index : index_t{0});
+  pr.commit_sent(ae.leader_commit, has_entries ? ae.entries.back().index : ae.prev_log_index);
   send(to, std::move(ae));
 }
 
@@ -618,6 +623,7 @@ void core::send_heartbeat(node_id to, progress& pr) {
   ae.prev_log_term = *prev_term;
   ae.leader_commit = log_.commit_index();
   ae.sequence = ++sequence_;
+  pr.commit_sent(ae.leader_commit, pr.match);
   send(to, std::move(ae));
 }
 
@@ -1045,7 +1051,6 @@ ready core::take_ready() {
   input_scope scope{*this};
   if (lead_) {
     auto& lead = *lead_;
-    std::set<node_id> sent;
     if (lead.broadcast_pending) {
       for (auto& [id, pr] : lead.followers) send_append(id, pr, false);
     }
@@ -1056,13 +1061,9 @@ ready core::take_ready() {
     }
     if (lead.commit_pending) {
       // Followers learn the new commit index now rather than at the next
-      // heartbeat, unless a message this round already carries it.
-      for (const auto& m : out_.messages) {
-        auto* ae = std::get_if<append_entries>(&m.body);
-        if (ae && ae->leader_commit == log_.commit_index()) sent.insert(m.to);
-      }
+      // heartbeat, unless a message this round already told them.
       for (auto& [id, pr] : lead.followers) {
-        if (!sent.count(id) && pr.state == progress::mode::replicate) send_heartbeat(id, pr);
+        if (pr.state == progress::mode::replicate && pr.commit_behind(log_.commit_index())) send_heartbeat(id, pr);
       }
     }
     lead.broadcast_pending = lead.heartbeat_pending = lead.commit_pending = false;

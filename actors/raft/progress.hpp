@@ -26,6 +26,12 @@ struct progress {
   std::deque<index_t> inflight;  // replicate: last index of each AppendEntries in flight
   int ticks_without_progress = 0;  // heartbeats with something in flight and no answer
 
+  // The highest commit index what we sent lets it reach: an AppendEntries
+  // lets it commit up to min(leader_commit, its last entry) (§5.3). When
+  // min(match, commit) passes this, it is told at once, not at the next
+  // heartbeat.
+  index_t sent_commit;
+
   bool recent_active = false;  // heard from it since the last check-quorum round
   bool connected = true;       // false after "connection lost", until it is heard from again
   std::uint64_t acked_sequence = 0;  // highest AppendEntries sequence it answered this term
@@ -56,6 +62,7 @@ struct progress {
     ticks_without_progress = 0;
     snapshot_chunk_sent = false;
     reset_sequence = reset_at;
+    sent_commit = index_t{0};  // what was sent may not have been taken
   }
 
   // The logs agree up to match: pipeline from there.
@@ -107,6 +114,15 @@ struct progress {
       inflight.push_back(last);
     }
   }
+
+  // An AppendEntries carrying `leader_commit` and ending at `last` went out.
+  void commit_sent(index_t leader_commit, index_t last) {
+    auto reach = leader_commit < last ? leader_commit : last;
+    if (reach > sent_commit) sent_commit = reach;
+  }
+  // Whether it may commit more than it has been told: min(match, commit) is
+  // known to be in its log.
+  bool commit_behind(index_t commit) const { return (match < commit ? match : commit) > sent_commit; }
 
   // Probe mode: a probe is resent once per heartbeat, in case it was lost.
   void probe_again() { probe_sent = false; }
