@@ -30,7 +30,7 @@ struct push_client::shared {
   // arrival order (not the actor: a handler may block, even call the
   // cluster, without holding up a CAF worker).
   std::condition_variable arrived;
-  std::deque<std::pair<std::shared_ptr<handler>, registry::push>> queue;
+  std::deque<std::pair<std::shared_ptr<handler>, std::shared_ptr<const registry::push>>> queue;
 };
 
 namespace {
@@ -164,24 +164,28 @@ struct subscriber_state {
     }
   }
 
-  void on_push(std::uint64_t id, std::uint8_t kind, const std::string& bytes) {
+  // One push for the subscriptions `ids` (0: every confirmed one, progress).
+  void on_push(const std::vector<std::uint64_t>& ids, std::uint8_t kind, const std::string& bytes) {
     if (self->current_sender() != caf::actor_cast<caf::strong_actor_ptr>(master)) return;
     last_heard = std::chrono::steady_clock::now();
-    auto p = wire::decode_push(kind, bytes);
-    if (!p) {
-      log_line("push: ignoring an undecodable push: {}", p.error().message());
+    auto decoded = wire::decode_push(kind, bytes);
+    if (!decoded) {
+      log_line("push: ignoring an undecodable push: {}", decoded.error().message());
       return;
     }
+    auto p = std::make_shared<const registry::push>(std::move(*decoded));  // shared by every id
     {
       std::lock_guard<std::mutex> guard(sh->mutex);
       if (sh->closed) return;
-      if (id == 0) {
-        for (auto& [sid, e] : sh->subs) {
-          if (auto c = sent.find(sid); c != sent.end() && c->second) sh->queue.emplace_back(e.on_push, *p);
+      for (auto id : ids) {
+        if (id == 0) {
+          for (auto& [sid, e] : sh->subs) {
+            if (auto c = sent.find(sid); c != sent.end() && c->second) sh->queue.emplace_back(e.on_push, p);
+          }
+        } else if (auto it = sh->subs.find(id); it != sh->subs.end()) {
+          if (auto c = sent.find(id); c != sent.end()) c->second = true;
+          sh->queue.emplace_back(it->second.on_push, p);
         }
-      } else if (auto it = sh->subs.find(id); it != sh->subs.end()) {
-        if (auto c = sent.find(id); c != sent.end()) c->second = true;
-        sh->queue.emplace_back(it->second.on_push, *p);
       }
     }
     sh->arrived.notify_one();
@@ -216,7 +220,7 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
       auto [h, p] = std::move(sh->queue.front());
       sh->queue.pop_front();
       guard.unlock();
-      (*h)(p);
+      (*h)(*p);
       guard.lock();
     }
   });
@@ -236,7 +240,12 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
     });
     self->delayed_send(self, check_interval, check_atom::value);
     return {
-        [st](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& bytes) { st->on_push(id, kind, bytes); },
+        [st](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& bytes) { st->on_push({id}, kind, bytes); },
+        [st](push_atom, const std::string& ids, std::uint8_t kind, const std::string& bytes) {
+          auto decoded = wire::decode_push_ids(ids);
+          if (!decoded) return log_line("push: ignoring a push with undecodable ids: {}", decoded.error().message());
+          st->on_push(*decoded, kind, bytes);
+        },
         [st](check_atom) { st->check(); },
         [st](sync_atom) {
           if (!st->master && st->wanted()) st->connect();

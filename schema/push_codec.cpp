@@ -79,4 +79,24 @@ expected<r::push> decode_push(std::uint8_t kind, std::string_view state) {
   return r::push{static_cast<r::push_kind>(kind), std::move(*st)};
 }
 
+std::string encode_push_ids(const std::vector<std::uint64_t>& ids) {
+  std::string out;
+  out.reserve(ids.size() * 8);
+  for (auto id : ids) {
+    for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>((id >> (8 * b)) & 0xff));
+  }
+  return out;
+}
+
+expected<std::vector<std::uint64_t>> decode_push_ids(std::string_view bytes) {
+  if (bytes.empty() || bytes.size() % 8 != 0) {
+    return make_error(errc::malformed, "push ids: " + std::to_string(bytes.size()) + " bytes, not a multiple of 8");
+  }
+  std::vector<std::uint64_t> ids(bytes.size() / 8);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    for (int b = 0; b < 8; ++b) ids[i] |= std::uint64_t{static_cast<unsigned char>(bytes[8 * i + b])} << (8 * b);
+  }
+  return ids;
+}
+
 }  // namespace conclave::wire

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "schema/error.hpp"
 #include "schema/push_types.hpp"
@@ -17,5 +18,10 @@ expected<registry::subscription> decode_subscription(std::string_view bytes, con
 // A push travels as its kind and the registry snapshot bytes of its state.
 std::string encode_push_state(const registry::push& p);
 expected<registry::push> decode_push(std::uint8_t kind, std::string_view state);
+
+// One push for several subscriptions of one client (the same state, e.g.
+// watches of one prefix) names their ids: 8 bytes each, little-endian.
+std::string encode_push_ids(const std::vector<std::uint64_t>& ids);
+expected<std::vector<std::uint64_t>> decode_push_ids(std::string_view bytes);
 
 }  // namespace conclave::wire

@@ -11,6 +11,7 @@
 #include "actors/raft/storage_actor.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
+#include "schema/push_codec.hpp"
 
 namespace conclave::raft {
 
@@ -399,8 +400,14 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   hooks.monitor = [self](const caf::actor& a) { self->monitor(a); };
   hooks.demonitor = [self](const caf::actor& a) { self->demonitor(a); };
   // In the gateway's name: the subscriber knows the master by its gateway.
-  hooks.send = [s = st.get()](const caf::actor& to, std::uint64_t id, std::uint8_t kind, const std::string& bytes) {
-    if (s->gateway) caf::send_as(s->gateway, to, push_atom::value, id, kind, bytes);
+  hooks.send = [s = st.get()](const caf::actor& to, const std::vector<std::uint64_t>& ids, std::uint8_t kind,
+                              const std::string& bytes) {
+    if (!s->gateway) return;
+    if (ids.size() == 1) {
+      caf::send_as(s->gateway, to, push_atom::value, ids.front(), kind, bytes);
+    } else {
+      caf::send_as(s->gateway, to, push_atom::value, wire::encode_push_ids(ids), kind, bytes);
+    }
   };
   st->hub = std::make_unique<push_hub>(std::move(hooks), setup->push);
   self->set_down_handler([st](caf::down_msg& dm) { st->hub->on_down(dm.source); });

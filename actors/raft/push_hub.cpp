@@ -1,5 +1,8 @@
 #include "actors/raft/push_hub.hpp"
 
+#include <string_view>
+#include <tuple>
+
 #include "schema/client_codec.hpp"
 
 namespace conclave::raft {
@@ -29,10 +32,10 @@ std::string push_hub::subscribe(const caf::actor& who, std::uint64_t id, const s
   }
   c.subs[id] = k;
   owners_[k] = {addr, id};
-  for (const auto& o : *due) send(o);
+  send(*due);
   // Where the subscription starts: a watch from "now" resumes from here.
   auto [kind, bytes] = service_->progress();
-  hooks_.send(c.handle, id, kind, bytes);
+  hooks_.send(c.handle, {id}, kind, bytes);
   return {};
 }
 
@@ -59,21 +62,47 @@ bool push_hub::on_down(const caf::actor_addr& who) {
 
 void push_hub::after_apply() {
   if (!service_ || clients_.empty()) return;
-  for (const auto& o : service_->collect()) send(o);
+  send(service_->collect());
 }
 
 void push_hub::progress() {
   if (!service_ || clients_.empty()) return;
   auto [kind, bytes] = service_->progress();
-  for (const auto& [addr, c] : clients_) hooks_.send(c.handle, 0, kind, bytes);
+  for (const auto& [addr, c] : clients_) hooks_.send(c.handle, {0}, kind, bytes);
 }
 
-void push_hub::send(const push_service::out& o) {
-  auto it = owners_.find(o.to);
-  if (it == owners_.end()) return;
-  auto c = clients_.find(it->second.first);
-  if (c == clients_.end()) return;
-  hooks_.send(c->second.handle, it->second.second, o.kind, o.bytes);
+void push_hub::send(const std::vector<push_service::out>& outs) {
+  // Groups (client, kind, bytes) in order of first appearance. A push joins
+  // an earlier group only if no later group holds an earlier push of the
+  // same subscription: each subscription still gets its pushes in order.
+  struct group {
+    caf::actor handle;
+    std::vector<std::uint64_t> ids;
+    const push_service::out* out;
+  };
+  std::vector<group> groups;
+  std::map<std::tuple<caf::actor_addr, std::uint8_t, std::string_view>, std::size_t> open;
+  std::map<push_service::key, std::size_t> last_group;
+  for (const auto& o : outs) {
+    auto it = owners_.find(o.to);
+    if (it == owners_.end()) continue;
+    auto c = clients_.find(it->second.first);
+    if (c == clients_.end()) continue;
+    auto k = std::make_tuple(c->first, o.kind, std::string_view(o.bytes));
+    auto g = open.find(k);
+    auto earliest = last_group.count(o.to) ? last_group[o.to] : 0;
+    std::size_t at;
+    if (g != open.end() && g->second >= earliest) {
+      at = g->second;
+    } else {
+      at = groups.size();
+      groups.push_back(group{c->second.handle, {}, &o});
+      open[k] = at;
+    }
+    groups[at].ids.push_back(it->second.second);
+    last_group[o.to] = at;
+  }
+  for (const auto& g : groups) hooks_.send(g.handle, g.ids, g.out->kind, g.out->bytes);
 }
 
 }  // namespace conclave::raft

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/raft/push_service.hpp"
 
@@ -21,11 +22,12 @@ namespace conclave::raft {
 
 class push_hub {
  public:
-  // How the owner monitors a subscriber, and sends it (push_atom, id, kind, bytes).
+  // How the owner monitors a subscriber, and sends it one push for some of
+  // its subscriptions (their ids, the push's kind and bytes).
   struct hooks {
     std::function<void(const caf::actor&)> monitor;
     std::function<void(const caf::actor&)> demonitor;
-    std::function<void(const caf::actor&, std::uint64_t, std::uint8_t, const std::string&)> send;
+    std::function<void(const caf::actor&, const std::vector<std::uint64_t>&, std::uint8_t, const std::string&)> send;
   };
   push_hub(hooks h, std::shared_ptr<push_service> service) : hooks_(std::move(h)), service_(std::move(service)) {}
 
@@ -48,7 +50,10 @@ class push_hub {
     caf::actor handle;
     std::map<std::uint64_t, push_service::key> subs;  // its id -> ours
   };
-  void send(const push_service::out& o);
+  // Sends them in order, one message per client for subscriptions due the
+  // same push (watches of one prefix): a write costs a message per client,
+  // not per watch.
+  void send(const std::vector<push_service::out>& outs);
 
   hooks hooks_;
   std::shared_ptr<push_service> service_;
