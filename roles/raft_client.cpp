@@ -4,6 +4,7 @@
 #include <caf/io/all.hpp>
 
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "actors/atoms.hpp"
@@ -101,21 +102,33 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
 
 struct raft_client::impl {
   caf::actor_system& sys;
-  caf::scoped_actor self;
+  std::optional<caf::scoped_actor> actor;  // the caller's side of each request
+  std::size_t requests = 0;                 // made since `actor` was made
+  caf::scoped_actor& self() { return *actor; }
   std::map<std::string, caf::actor> connections;  // endpoint -> its relay
   std::shared_ptr<std::function<void()>> on_lost = std::make_shared<std::function<void()>>();
   auth::keys keys;
   std::string cluster_id;
   local_master local;
-  explicit impl(caf::actor_system& s) : sys(s), self(s) {}
+  explicit impl(caf::actor_system& s) : sys(s) { actor.emplace(s); }
   ~impl() {
-    for (auto& [key, r] : connections) self->send_exit(r, caf::exit_reason::user_shutdown);
+    for (auto& [key, r] : connections) self()->send_exit(r, caf::exit_reason::user_shutdown);
+  }
+
+  // Each blocking request leaves a timeout message behind once its reply
+  // came (CAF 0.17 neither cancels nor drops it: every later receive walks
+  // past it, and the mailbox grows by one per request). A fresh actor every
+  // 32 requests takes them away; nothing else is ever sent to it.
+  void renew_if_due() {
+    if (++requests % 32 != 0) return;
+    actor.reset();
+    actor.emplace(sys);
   }
 
   void forget(const std::string& key) {
     auto it = connections.find(key);
     if (it == connections.end()) return;
-    self->send_exit(it->second, caf::exit_reason::user_shutdown);
+    self()->send_exit(it->second, caf::exit_reason::user_shutdown);
     connections.erase(it);
   }
 
@@ -123,14 +136,15 @@ struct raft_client::impl {
   // delivers its down message at once.
   bool alive(const caf::actor& a) {
     bool down = false;
-    self->monitor(a);
-    self->receive([&](const caf::down_msg& dm) { down = dm.source == a.address(); },
+    self()->monitor(a);
+    self()->receive([&](const caf::down_msg& dm) { down = dm.source == a.address(); },
                   caf::after(std::chrono::seconds(0)) >> [] {});
-    self->demonitor(a);
+    self()->demonitor(a);
     return !down;
   }
 
   caf::actor connect(const raft::endpoint& to, std::chrono::milliseconds timeout) {
+    renew_if_due();
     auto key = to.text();
     if (auto it = connections.find(key); it != connections.end()) return it->second;
     caf::actor result;
@@ -139,7 +153,7 @@ struct raft_client::impl {
       if (!alive(local.peer)) return result;
       result = local.peer;
     } else {
-      self->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, to.host, to.port)
+      self()->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, to.host, to.port)
           .receive(
               [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
                 result = caf::actor_cast<caf::actor>(ptr);
@@ -167,6 +181,8 @@ void raft_client::on_connection_lost(std::function<void()> f) { *impl_->on_lost 
 
 void raft_client::set_keys(const auth::keys& keys) { impl_->keys = keys; }
 
+std::size_t raft_client::queued_messages() const { return impl_->self()->mailbox().size(); }
+
 void raft_client::set_local(local_master local) {
   // Requests start there: it answers, or passes them on to the leader, in-process.
   for (std::size_t i = 0; local.peer && i < endpoints_.size(); ++i) {
@@ -183,7 +199,7 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
   // The relay times the request out itself (a late reply then goes to the
   // relay, not to this caller's mailbox); our own timeout is only a backstop.
   auto backstop = timeout + std::chrono::milliseconds(500);
-  impl_->self
+  impl_->self()
       ->request(handle, backstop, client_atom::value, wire::encode_request(r, cluster_id_),
                 static_cast<std::uint64_t>(timeout.count()))
       .receive(

@@ -70,6 +70,10 @@ class raft_client {
   // connection proves them once. Set them before use.
   void set_keys(const auth::keys& keys);
 
+  // Messages waiting in this client's mailbox (diagnostics: a few dozen at
+  // most, however many calls were made).
+  std::size_t queued_messages() const;
+
   // This process's own master: requests to its endpoint reach it in-process
   // (through a relay like any other connection, so sessions tie to that
   // relay as to a remote one), and the first request goes there. Set it

@@ -84,6 +84,19 @@ TEST_CASE("three processes elect exactly one leader") {
   CHECK(leaders == 1);
 }
 
+TEST_CASE("a client's mailbox stays small however many calls it makes (a long-lived member heartbeats forever)") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  caf::actor_system sys{client_config()};
+  raft_client own(sys, c.cluster_id, {c.at(*leader).address});
+  // Every call answered in time, each with a timeout that fires later.
+  for (int i = 0; i < 200; ++i) REQUIRE(own.call(c.at(*leader).address, client::status_request{}, 300ms).has_value());
+  std::this_thread::sleep_for(1s);  // every timeout has fired
+  REQUIRE(own.call(c.at(*leader).address, client::status_request{}, 300ms).has_value());
+  CHECK(own.queued_messages() < 40);
+}
+
 TEST_CASE("1,000 proposals commit and every server applies the same log") {
   process_cluster c(3);
   REQUIRE(c.wait_for_leader(10s));
