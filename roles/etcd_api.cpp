@@ -280,6 +280,9 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   p->member_id = member_id;
   p->b = std::move(b);
   grpc::ServerBuilder builder;
+  // An address taken by another process is an error, not shared (gRPC
+  // would otherwise set SO_REUSEPORT and split clients between the two).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(at.text(), grpc::InsecureServerCredentials(), &p->port);
   builder.RegisterService(p.get());
   p->grpc_server = builder.BuildAndStart();

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "roles/etcd_api.hpp"
+#include "roles/node.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
@@ -217,6 +218,65 @@ TEST_CASE("an etcd write whose outcome is unknown is reported as etcd's timeout,
   st = s.range(range_of("k", ""), &r);
   CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
   CHECK(st.error_message() == "etcdserver: no leader");
+}
+
+TEST_CASE("client-listen: a master in the host's process serves etcd's API; a worker or a taken address is refused") {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto peers = "1=127.0.0.1:" + std::to_string(free_port());
+  settings base = {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
+                   {"data-dir", dir.path() + "/m1"}};
+  auto worker = node::start(sys, {{"role", "worker"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"client-listen", "127.0.0.1:1"}});
+  REQUIRE_FALSE(worker.has_value());
+  CHECK(worker.error().message().find("client-listen: only masters") != std::string::npos);
+  {
+    // The address is taken by someone else: the master does not start (and stops what it started).
+    auto taken = etcd::server::start(raft::endpoint{"127.0.0.1", 0}, 1, 1, etcd::backend{});
+    REQUIRE(taken);
+    auto with = base;
+    with["client-listen"] = "127.0.0.1:" + std::to_string((*taken)->port());
+    auto refused = node::start(sys, with);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK_MESSAGE(refused.error().message().find("client-listen: cannot listen on") != std::string::npos,
+                  refused.error().message());
+  }
+  auto at = "127.0.0.1:" + std::to_string(free_port());
+  // Another port and directory: a stopped node's port stays taken in its actor system.
+  auto with = base;
+  with["peers"] = "1=127.0.0.1:" + std::to_string(free_port());
+  with["data-dir"] = dir.path() + "/m2";
+  with["client-listen"] = at;
+  auto m = node::start(sys, with);
+  REQUIRE_MESSAGE(m.has_value(), m.error().message());
+  auto kv = etcdserverpb::KV::NewStub(grpc::CreateChannel(at, grpc::InsecureChannelCredentials()));
+  etcdserverpb::PutRequest put;
+  put.set_key(std::string("k\0", 2));  // any byte, NUL included
+  put.set_value(std::string("\0v\xff", 3));
+  etcdserverpb::PutResponse put_resp;
+  grpc::Status st;
+  for (int i = 0; i < 100; ++i) {  // until the single master has elected itself
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    st = kv->Put(&ctx, put, &put_resp);
+    if (st.ok()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(put_resp.header().member_id() == etcd::member_number("embed", 1));
+  CHECK(put_resp.header().raft_term() == (*m)->term());
+  etcdserverpb::RangeResponse got;
+  grpc::ClientContext ctx;
+  auto req = range_of(std::string("k\0", 2), "");
+  req.set_serializable(true);
+  REQUIRE(kv->Range(&ctx, req, &got).ok());
+  REQUIRE(got.kvs_size() == 1);
+  CHECK(got.kvs(0).value() == std::string("\0v\xff", 3));
+  CHECK(got.kvs(0).mod_revision() == put_resp.header().revision());
+  auto same = (*m)->get(std::string("k\0", 2));  // the registry's own key
+  REQUIRE(same);
+  REQUIRE(*same);
+  CHECK((**same).value == std::string("\0v\xff", 3));
 }
 
 // --- etcdctl against real masters ---------------------------------------------------
