@@ -20,6 +20,7 @@ const settings& default_settings() {
       {"cluster-id", ""},
       {"data-dir", ""},
       {"listen", ""},
+      {"client-listen", ""},
       {"advertise-host", ""},
       {"labels", ""},
       {"tick-ms", "10"},
@@ -185,6 +186,7 @@ expected<node_config> parse_settings(const settings& given) {
     return bad("parallel-calls: '" + c["parallel-calls"] + "' is not between 1 and 1024");
   }
   if (!cfg.is_master()) {
+    if (!c["client-listen"].empty()) return bad("client-listen: only masters serve etcd's API");
     agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
     agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];
     agent.no_master_timeout_ms = static_cast<int>(number("no-master-timeout-ms"));
@@ -230,6 +232,11 @@ expected<node_config> parse_settings(const settings& given) {
     auto ep = parse_endpoint(c["listen"], "listen");
     if (!ep) return ep.error();
     cfg.listen = *ep;
+  }
+  if (!c["client-listen"].empty()) {
+    auto ep = parse_endpoint(c["client-listen"], "client-listen");
+    if (!ep) return ep.error();
+    cfg.client_listen = *ep;
   }
   agent.me.id = c["name"].empty() ? "master-" + std::to_string(opts.raft.id.value) : c["name"];
   agent.me.host = c["advertise-host"].empty() ? opts.self().host : c["advertise-host"];

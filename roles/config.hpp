@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "actors/raft/node_options.hpp"
@@ -23,6 +24,7 @@ struct node_config {
   bool is_master() const { return role != registry::member_role::worker; }
   raft::node_options raft;      // masters only
   raft::endpoint listen;        // masters only
+  std::optional<raft::endpoint> client_listen;  // masters: etcd's v3 API there (roles/etcd_api.hpp)
   int threads = 1;
   // The embedding API: how many of its blocking calls run at once.
   std::size_t parallel_calls = 16;

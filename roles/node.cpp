@@ -15,6 +15,7 @@
 #include "actors/registry/registry_machine.hpp"
 #include "actors/registry/registry_push.hpp"
 #include "actors/registry/registry_service.hpp"
+#include "roles/etcd_api.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
@@ -67,6 +68,7 @@ struct node::impl {
   bool handing_over = false;  // a commands() call is handing commands over
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
+  std::unique_ptr<etcd::server> etcd;  // masters with client-listen: etcd's v3 API
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -181,12 +183,34 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
                                           std::hash<std::string>{}(cfg->agent.me.id), p->local);
   auto* raw = p.get();
   p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
-  return std::unique_ptr<node>(new node(std::move(p)));
+  std::unique_ptr<node> n(new node(std::move(p)));
+  if (raw->cfg.client_listen) {
+    // etcd's API goes through the pooled clients, as the blocking calls do:
+    // writes and linearizable reads to the leader, serializable reads here.
+    etcd::backend b;
+    b.propose = [raw](const registry::command& c, std::chrono::milliseconds deadline) {
+      auto client = raw->take();
+      return client->propose(wire::encode_command(c), deadline);
+    };
+    b.read = [raw](const registry::query& q, bool serializable, std::chrono::milliseconds deadline) {
+      auto client = raw->take();
+      return serializable ? read_query_at(*client.client, raw->local.at, q, true, deadline)
+                          : read_query(*client.client, q, false, deadline);
+    };
+    b.term = [raw] { return raw->term.load(); };
+    const auto& cluster = raw->cfg.raft.cluster_id;
+    auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
+                                 etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));
+    if (!s) return s.error();  // n stops what started
+    raw->etcd = std::move(*s);
+  }
+  return n;
 }
 
 node::~node() {
   impl_->stop = true;
   impl_->notify();
+  impl_->etcd.reset();  // its requests use the pool and the master: they end first
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();

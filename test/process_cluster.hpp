@@ -58,12 +58,14 @@ class process_cluster {
     std::map<std::uint64_t, std::string> data_dirs;
     std::map<std::uint64_t, std::string> hosts;
     std::map<std::uint64_t, std::vector<std::string>> launchers;  // argv prefix, e.g. ip netns exec NS
+    std::map<std::uint64_t, std::vector<std::string>> flags;      // one server's own flags, as set_member_flags
   };
 
   // `extra` flags go to every server (timing, snapshot settings).
   explicit process_cluster(int size, std::vector<std::string> extra = {}, std::string binary = {}, layout where = {})
       : binary_(binary.empty() ? default_binary() : std::move(binary)),
         extra_(std::move(extra)),
+        member_extra_(std::move(where.flags)),
         launchers_(std::move(where.launchers)) {
     for (int i = 1; i <= size; ++i) {
       member m;

@@ -1,0 +1,69 @@
+// etcd's v3 gRPC API on a master (setting `client-listen HOST:PORT`): etcd
+// clients talk to conclave unchanged (schema/etcd/*.proto). This slice
+// serves KV Range, Put and DeleteRange over the registry's keys; README.md
+// (etcd v3 API) lists what works and what does not yet.
+//
+// The server answers from the cluster through its `backend`: writes and
+// linearizable reads go to the leader (a follower passes them on), a
+// `serializable` read is a stale read at this master. No gRPC header is
+// included here: only etcd_api.cpp and its tests see the generated code.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "actors/raft/node_options.hpp"
+#include "schema/client_protocol.hpp"
+#include "schema/error.hpp"
+#include "schema/registry_types.hpp"
+
+namespace conclave::etcd {
+
+// What the API needs of the cluster. Each call may block up to `deadline`.
+struct backend {
+  // A registry command committed through the leader.
+  std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
+  // A registry query: linearizable through the leader, or (`serializable`)
+  // from what this master has applied.
+  std::function<expected<client::read_result>(const registry::query&, bool serializable,
+                                              std::chrono::milliseconds deadline)>
+      read;
+  // This master's current Raft term.
+  std::function<std::uint64_t()> term;
+};
+
+// etcd's numeric ids, stable for a cluster id and server id (never 0): the
+// same on every master and across restarts.
+std::uint64_t cluster_number(const std::string& cluster_id);
+std::uint64_t member_number(const std::string& cluster_id, std::uint64_t server_id);
+
+// An etcd key range [key, end): no end is the key alone, "\0" every key from
+// `key` on (with key "\0": every key).
+struct key_range {
+  std::string key, end;
+  bool contains(const std::string& k) const;
+  // A prefix every key of the range has (the registry lists by prefix).
+  std::string listing_prefix() const;
+};
+
+class server {
+ public:
+  // Listens on `at` (port 0: any free port) at once. Errors: io_error when
+  // the address cannot be bound.
+  static expected<std::unique_ptr<server>> start(const raft::endpoint& at, std::uint64_t cluster_id,
+                                                 std::uint64_t member_id, backend b);
+  // Stops listening; requests in flight get up to a second to finish.
+  ~server();
+  std::uint16_t port() const;
+
+  struct impl;
+
+ private:
+  explicit server(std::unique_ptr<impl> i);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace conclave::etcd

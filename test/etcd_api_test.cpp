@@ -1,0 +1,448 @@
+// etcd's v3 API on masters (roles/etcd_api.hpp): the server against a fake
+// cluster (headers, ranges, error codes as etcd clients expect them), then
+// Debian's etcdctl against a 3-master cluster started with client-listen.
+#include <doctest/doctest.h>
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+
+#include "roles/etcd_api.hpp"
+#include "roles/node.hpp"
+#include "schema/etcd/rpc.grpc.pb.h"
+#include "schema/registry_codec.hpp"
+#include "test/process_cluster.hpp"
+#include "test/skip.hpp"
+
+using namespace conclave;
+using namespace conclave::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// --- the server against a fake cluster ---------------------------------------------
+
+// A registry's keys at a revision, answering list_prefix and put as the
+// registry does, with a fixed term; or failing every call with `fail`.
+struct fake_cluster {
+  std::map<std::string, registry::key_value> keys;
+  registry::revision rev = 40;
+  std::uint64_t commit_term = 7, local_term = 9;
+  std::optional<error> fail;
+  std::mutex m;
+
+  etcd::backend backend() {
+    etcd::backend b;
+    b.propose = [this](const registry::command& c, std::chrono::milliseconds) -> expected<client::committed> {
+      std::lock_guard<std::mutex> guard(m);
+      if (fail) return *fail;
+      wire::registry_result r;
+      if (auto* p = std::get_if<registry::put>(&c)) {
+        auto& kv = keys[p->key];
+        kv.value = p->value;
+        kv.modified = ++rev;
+        if (kv.version++ == 0) kv.created = rev;
+        r.outcome = registry::outcome{registry::code::ok, rev, {}};
+      } else {
+        r.outcome = registry::outcome{registry::code::invalid, 0, "not faked"};
+      }
+      return client::committed{100, commit_term, wire::encode_result(r)};
+    };
+    b.read = [this](const registry::query& q, bool, std::chrono::milliseconds) -> expected<client::read_result> {
+      std::lock_guard<std::mutex> guard(m);
+      if (fail) return *fail;
+      registry::keys_result r{rev, {}};
+      const auto& prefix = std::get<registry::list_prefix>(q).prefix;
+      for (const auto& [k, kv] : keys) {
+        if (k.compare(0, prefix.size(), prefix) == 0) r.keys.emplace_back(k, kv);
+      }
+      return client::read_result{100, wire::encode_query_result(r)};
+    };
+    b.term = [this] { return local_term; };
+    return b;
+  }
+};
+
+struct fake_server {
+  fake_cluster cluster;
+  std::unique_ptr<etcd::server> server;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv;
+  static constexpr std::uint64_t cluster_id = 1111, member_id = 2222;
+
+  fake_server() {
+    auto s = etcd::server::start(raft::endpoint{"127.0.0.1", 0}, cluster_id, member_id, cluster.backend());
+    REQUIRE_MESSAGE(s, s.error().message());
+    server = std::move(*s);
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()),
+                                       grpc::InsecureChannelCredentials());
+    kv = etcdserverpb::KV::NewStub(channel);
+  }
+
+  grpc::Status put(const std::string& k, const std::string& v, etcdserverpb::PutResponse* out = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    etcdserverpb::PutRequest req;
+    req.set_key(k);
+    req.set_value(v);
+    etcdserverpb::PutResponse resp;
+    auto st = kv->Put(&ctx, req, &resp);
+    if (out) *out = resp;
+    return st;
+  }
+
+  grpc::Status range(const etcdserverpb::RangeRequest& req, etcdserverpb::RangeResponse* out) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    return kv->Range(&ctx, req, out);
+  }
+};
+
+etcdserverpb::RangeRequest range_of(const std::string& key, const std::string& end) {
+  etcdserverpb::RangeRequest r;
+  r.set_key(key);
+  r.set_range_end(end);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("etcd ids are stable per cluster and server, non-zero, and differ between servers") {
+  CHECK(etcd::cluster_number("prod") == etcd::cluster_number("prod"));
+  CHECK(etcd::cluster_number("prod") != etcd::cluster_number("test"));
+  CHECK(etcd::member_number("prod", 1) == etcd::member_number("prod", 1));
+  CHECK(etcd::member_number("prod", 1) != etcd::member_number("prod", 2));
+  CHECK(etcd::member_number("prod", 1) != etcd::member_number("test", 1));
+  CHECK(etcd::cluster_number("prod") != 0);
+  CHECK(etcd::member_number("prod", 1) != 0);
+}
+
+TEST_CASE("an etcd key range holds exactly etcd's keys, and lists by a prefix they all share") {
+  etcd::key_range single{"a", ""};
+  CHECK(single.contains("a"));
+  CHECK_FALSE(single.contains("ab"));
+  CHECK(single.listing_prefix() == "a");
+  etcd::key_range prefix{"ab", "ac"};
+  CHECK(prefix.contains("ab"));
+  CHECK(prefix.contains("ab\xff"));
+  CHECK_FALSE(prefix.contains("ac"));
+  CHECK_FALSE(prefix.contains("aa"));
+  CHECK(prefix.listing_prefix() == "ab");
+  // Bytes order as unsigned: "\xff" is after every ASCII byte.
+  etcd::key_range high{"a\xff", "b"};
+  CHECK(high.contains("a\xff\x01"));
+  CHECK_FALSE(high.contains("a\x7f"));
+  CHECK(high.listing_prefix() == "a");
+  etcd::key_range from{"m", std::string(1, '\0')};
+  CHECK(from.contains("z"));
+  CHECK_FALSE(from.contains("l"));
+  CHECK(from.listing_prefix().empty());
+  etcd::key_range all{std::string(1, '\0'), std::string(1, '\0')};
+  CHECK(all.contains("a"));
+  etcd::key_range span{"abc", "abx"};
+  CHECK(span.contains("abd"));
+  CHECK_FALSE(span.contains("abx"));
+  CHECK(span.listing_prefix() == "ab");
+}
+
+TEST_CASE("every etcd response carries the cluster id, member id, the revision it reflects and a raft term") {
+  fake_server s;
+  etcdserverpb::PutResponse put;
+  auto st = s.put("k", "v", &put);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(put.header().cluster_id() == fake_server::cluster_id);
+  CHECK(put.header().member_id() == fake_server::member_id);
+  CHECK(put.header().revision() == 41);  // the put's own revision
+  CHECK(put.header().raft_term() == 7);  // the term it committed in
+  etcdserverpb::RangeResponse got;
+  REQUIRE(s.range(range_of("k", ""), &got).ok());
+  CHECK(got.header().cluster_id() == fake_server::cluster_id);
+  CHECK(got.header().member_id() == fake_server::member_id);
+  CHECK(got.header().revision() == 41);
+  CHECK(got.header().raft_term() == 9);  // this master's term
+  REQUIRE(got.kvs_size() == 1);
+  CHECK(got.kvs(0).mod_revision() == 41);
+  CHECK(got.kvs(0).create_revision() == 41);
+  CHECK(got.kvs(0).version() == 1);
+}
+
+TEST_CASE("an etcd range answers count, more and limit as etcd does, with keys only or the count only") {
+  fake_server s;
+  for (const auto& k : {"p/a", "p/b", "p/c", "pz", "q"}) REQUIRE(s.put(k, std::string("v-") + k).ok());
+  etcdserverpb::RangeResponse r;
+  REQUIRE(s.range(range_of("p/", "p0"), &r).ok());
+  REQUIRE(r.kvs_size() == 3);
+  CHECK(r.kvs(0).key() == "p/a");
+  CHECK(r.kvs(2).value() == "v-p/c");
+  CHECK(r.count() == 3);
+  CHECK_FALSE(r.more());
+  auto limited = range_of("p/", "p0");
+  limited.set_limit(2);
+  r.Clear();
+  REQUIRE(s.range(limited, &r).ok());
+  CHECK(r.kvs_size() == 2);
+  CHECK(r.more());
+  CHECK(r.count() == 3);
+  auto counted = range_of("p/", "p0");
+  counted.set_count_only(true);
+  r.Clear();
+  REQUIRE(s.range(counted, &r).ok());
+  CHECK(r.kvs_size() == 0);
+  CHECK(r.count() == 3);
+  auto keys = range_of("p", std::string(1, '\0'));  // from "p" on
+  keys.set_keys_only(true);
+  r.Clear();
+  REQUIRE(s.range(keys, &r).ok());
+  REQUIRE(r.kvs_size() == 5);
+  CHECK(r.kvs(4).key() == "q");
+  CHECK(r.kvs(4).value().empty());
+  auto down = range_of("p/", "p0");
+  down.set_sort_order(etcdserverpb::RangeRequest::DESCEND);
+  r.Clear();
+  REQUIRE(s.range(down, &r).ok());
+  REQUIRE(r.kvs_size() == 3);
+  CHECK(r.kvs(0).key() == "p/c");
+  r.Clear();
+  CHECK(s.range(range_of("", ""), &r).error_message() == "etcdserver: key is not provided");
+}
+
+TEST_CASE("an etcd write whose outcome is unknown is reported as etcd's timeout, never as a definite failure") {
+  fake_server s;
+  s.cluster.fail = make_error(errc::outcome_unknown, "no answer");
+  auto st = s.put("k", "v");
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(st.error_message() == "etcdserver: request timed out");
+  s.cluster.fail = make_error(errc::unavailable, "no leader");
+  st = s.put("k", "v");
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(st.error_message() == "etcdserver: no leader");
+  etcdserverpb::RangeResponse r;
+  st = s.range(range_of("k", ""), &r);
+  CHECK(st.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(st.error_message() == "etcdserver: no leader");
+}
+
+TEST_CASE("client-listen: a master in the host's process serves etcd's API; a worker or a taken address is refused") {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto peers = "1=127.0.0.1:" + std::to_string(free_port());
+  settings base = {{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"},
+                   {"data-dir", dir.path() + "/m1"}};
+  auto worker = node::start(sys, {{"role", "worker"}, {"peers", peers}, {"cluster-id", "embed"},
+                                  {"client-listen", "127.0.0.1:1"}});
+  REQUIRE_FALSE(worker.has_value());
+  CHECK(worker.error().message().find("client-listen: only masters") != std::string::npos);
+  {
+    // The address is taken by someone else: the master does not start (and stops what it started).
+    auto taken = etcd::server::start(raft::endpoint{"127.0.0.1", 0}, 1, 1, etcd::backend{});
+    REQUIRE(taken);
+    auto with = base;
+    with["client-listen"] = "127.0.0.1:" + std::to_string((*taken)->port());
+    auto refused = node::start(sys, with);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK_MESSAGE(refused.error().message().find("client-listen: cannot listen on") != std::string::npos,
+                  refused.error().message());
+  }
+  auto at = "127.0.0.1:" + std::to_string(free_port());
+  // Another port and directory: a stopped node's port stays taken in its actor system.
+  auto with = base;
+  with["peers"] = "1=127.0.0.1:" + std::to_string(free_port());
+  with["data-dir"] = dir.path() + "/m2";
+  with["client-listen"] = at;
+  auto m = node::start(sys, with);
+  REQUIRE_MESSAGE(m.has_value(), m.error().message());
+  auto kv = etcdserverpb::KV::NewStub(grpc::CreateChannel(at, grpc::InsecureChannelCredentials()));
+  etcdserverpb::PutRequest put;
+  put.set_key(std::string("k\0", 2));  // any byte, NUL included
+  put.set_value(std::string("\0v\xff", 3));
+  etcdserverpb::PutResponse put_resp;
+  grpc::Status st;
+  for (int i = 0; i < 100; ++i) {  // until the single master has elected itself
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    st = kv->Put(&ctx, put, &put_resp);
+    if (st.ok()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(put_resp.header().member_id() == etcd::member_number("embed", 1));
+  CHECK(put_resp.header().raft_term() == (*m)->term());
+  etcdserverpb::RangeResponse got;
+  grpc::ClientContext ctx;
+  auto req = range_of(std::string("k\0", 2), "");
+  req.set_serializable(true);
+  REQUIRE(kv->Range(&ctx, req, &got).ok());
+  REQUIRE(got.kvs_size() == 1);
+  CHECK(got.kvs(0).value() == std::string("\0v\xff", 3));
+  CHECK(got.kvs(0).mod_revision() == put_resp.header().revision());
+  auto same = (*m)->get(std::string("k\0", 2));  // the registry's own key
+  REQUIRE(same);
+  REQUIRE(*same);
+  CHECK((**same).value == std::string("\0v\xff", 3));
+}
+
+// --- etcdctl against real masters ---------------------------------------------------
+
+namespace {
+
+std::string etcdctl_binary() { return program("CONCLAVE_ETCDCTL", "/usr/bin/etcdctl"); }
+
+std::string base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+    for (int s = 18; s >= 0; s -= 6) out += t[(v >> s) & 63];
+  }
+  if (i + 1 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16;
+    out += t[(v >> 18) & 63];
+    out += t[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
+    out += t[(v >> 18) & 63];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+// The number after the first `"field":` in etcdctl's JSON output (none: -1).
+std::int64_t json_number(const std::string& json, const std::string& field) {
+  auto at = json.find("\"" + field + "\":");
+  if (at == std::string::npos) return -1;
+  return static_cast<std::int64_t>(std::strtoull(json.c_str() + at + field.size() + 3, nullptr, 10));
+}
+
+struct etcd_cluster {
+  std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
+  std::unique_ptr<process_cluster> c;
+
+  etcd_cluster() {
+    process_cluster::layout where;
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+      client[id] = "127.0.0.1:" + std::to_string(free_port());
+      where.flags[id] = {"--client-listen", client[id]};
+    }
+    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
+  }
+
+  std::string endpoints(std::uint64_t except = 0) const {
+    std::string e;
+    for (const auto& [id, at] : client) {
+      if (id != except) e += (e.empty() ? "" : ",") + at;
+    }
+    return e;
+  }
+
+  // Runs etcdctl (API 3) against `eps`: its exit code and its output (stdout and stderr).
+  std::pair<int, std::string> run(const std::string& eps, std::vector<std::string> args) {
+    std::vector<std::string> all = {"/usr/bin/env", "ETCDCTL_API=3", etcdctl_binary(), "--endpoints", eps,
+                                    "--command-timeout", "15s"};
+    all.insert(all.end(), args.begin(), args.end());
+    static int n = 0;
+    auto log = "etcdctl-" + std::to_string(++n) + ".log";
+    auto pid = c->spawn(all, log);
+    auto status = c->wait_exit(pid, 60s);
+    REQUIRE(status.has_value());
+    return {WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, file_text(c->path(log))};
+  }
+  std::pair<int, std::string> run(std::vector<std::string> args) { return run(endpoints(), std::move(args)); }
+
+  std::string logs() { return c->log_of(1) + c->log_of(2) + c->log_of(3); }
+};
+
+}  // namespace
+
+TEST_CASE("etcdctl puts, gets (by prefix, limited, keys only, serializable) and deletes through any master") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  std::uint64_t follower = *leader % 3 + 1;
+
+  // Bytes round trip (etcdctl passes argv bytes; NUL cannot be in argv).
+  std::string binary = "v\x01\x7f\x80\xfe\xff end";
+  auto [code, out] = e.run({"put", "bin", binary});
+  REQUIRE_MESSAGE(code == 0, out << e.logs());
+  CHECK(out == "OK\n");
+  std::tie(code, out) = e.run({"get", "bin", "--print-value-only"});
+  CHECK(code == 0);
+  CHECK(out == binary + "\n");
+
+  // The put's header revision is the key's mod revision; ids as derived.
+  std::tie(code, out) = e.run(e.client[*leader], {"put", "h", "x", "-w", "json"});
+  REQUIRE_MESSAGE(code == 0, out);
+  auto put_rev = json_number(out, "revision");
+  CHECK(put_rev > 0);
+  CHECK(static_cast<std::uint64_t>(json_number(out, "cluster_id")) == etcd::cluster_number(e.c->cluster_id));
+  std::tie(code, out) = e.run(e.client[follower], {"get", "h", "-w", "json"});
+  REQUIRE_MESSAGE(code == 0, out);
+  CHECK(json_number(out, "mod_revision") == put_rev);
+  CHECK(json_number(out, "revision") >= put_rev);
+  CHECK(json_number(out, "raft_term") > 0);
+  CHECK(static_cast<std::uint64_t>(json_number(out, "cluster_id")) == etcd::cluster_number(e.c->cluster_id));
+  CHECK(static_cast<std::uint64_t>(json_number(out, "member_id")) ==
+        etcd::member_number(e.c->cluster_id, follower));
+
+  for (const auto& k : {"svc/a", "svc/b", "svc/c", "svd"}) REQUIRE(e.run({"put", k, std::string("val-") + k}).first == 0);
+  std::tie(code, out) = e.run({"get", "--prefix", "svc/"});
+  CHECK(code == 0);
+  CHECK(out == "svc/a\nval-svc/a\nsvc/b\nval-svc/b\nsvc/c\nval-svc/c\n");
+  std::tie(code, out) = e.run({"get", "--prefix", "svc/", "--limit", "2", "-w", "json"});
+  CHECK(code == 0);
+  CHECK(out.find(base64("svc/a")) != std::string::npos);
+  CHECK(out.find(base64("svc/b")) != std::string::npos);
+  CHECK(out.find(base64("svc/c")) == std::string::npos);
+  CHECK(out.find("\"more\":true") != std::string::npos);
+  CHECK(json_number(out, "count") == 3);
+  // etcdctl 3.4 has no --count-only (the fake-cluster case above covers count_only).
+  std::tie(code, out) = e.run({"get", "--prefix", "svc/", "--keys-only", "-w", "json"});
+  CHECK(code == 0);
+  CHECK(out.find(base64("svc/b")) != std::string::npos);
+  CHECK(out.find("\"value\"") == std::string::npos);
+
+  // A serializable read at a follower sees what the leader committed before
+  // (etcdctl waits for the put's answer; the follower may lag, so it retries).
+  std::tie(code, out) = e.run(e.client[follower], {"get", "svd", "--print-value-only"});
+  CHECK(code == 0);
+  CHECK(out == "val-svd\n");
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    std::tie(code, out) = e.run(e.client[follower], {"get", "svd", "--consistency", "s", "--print-value-only"});
+    seen = code == 0 && out == "val-svd\n";
+  }
+  CHECK_MESSAGE(seen, out);
+
+  std::tie(code, out) = e.run({"del", "svd"});
+  CHECK(code == 0);
+  CHECK(out == "1\n");
+  std::tie(code, out) = e.run({"del", "svd"});
+  CHECK(out == "0\n");
+  std::tie(code, out) = e.run(e.client[follower], {"del", "--prefix", "svc/", "--prev-kv"});
+  CHECK(code == 0);
+  CHECK(out == "3\nsvc/a\nval-svc/a\nsvc/b\nval-svc/b\nsvc/c\nval-svc/c\n");
+  std::tie(code, out) = e.run({"get", "--prefix", "svc/", "-w", "json"});
+  CHECK(code == 0);
+  CHECK(json_number(out, "count") == -1);  // 0 is left out of etcd's JSON
+  CHECK(out.find("\"kvs\"") == std::string::npos);
+}
+
+TEST_CASE("etcdctl writes on after the leader is killed: another master takes the request") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto [code, out] = e.run({"put", "before", "1"});
+  REQUIRE_MESSAGE(code == 0, out << e.logs());
+  e.c->signal(*leader, SIGKILL);
+  // Every endpoint given, the dead one included: the client uses the others.
+  std::tie(code, out) = e.run({"put", "after", "2"});
+  CHECK_MESSAGE(code == 0, out << e.logs());
+  std::tie(code, out) = e.run(e.endpoints(*leader), {"get", "after", "--print-value-only"});
+  CHECK(code == 0);
+  CHECK(out == "2\n");
+  std::tie(code, out) = e.run(e.endpoints(*leader), {"get", "before", "--print-value-only"});
+  CHECK(out == "1\n");
+}
