@@ -18,7 +18,7 @@ struct Subscription {
       after @3 :UInt64;
     }
     # Told once when `session` holds lock `name` (with its token), or no
-    # longer waits for it, by a master that has applied revision `after`
+    # longer waits for it, by a master that has applied log index `after`
     # (the acquire's queued outcome) or later.
     lock :group {
       name @4 :Text;

@@ -19,7 +19,7 @@ struct watch_subscription {
 struct lock_subscription {
   std::string name;
   session_id session = 0;
-  revision after = 0;  // judged only by a master at this revision or later (the queued acquire's)
+  std::uint64_t after = 0;  // judged only by a master that applied this log index (the queued acquire's)
 };
 struct events_subscription {
   std::string member;

@@ -107,6 +107,7 @@ struct Snapshot {
   acked @7 :List(Acked);
   history @8 :List(Change);
   historyFloor @9 :UInt64;
+  applied @10 :UInt64;      # the log index of the last command applied
 }
 
 # --- queries ---------------------------------------------------------------

@@ -568,6 +568,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   i = 0;
   for (const auto& c : st.history) write_change(history[i++], c);
   out.setHistoryFloor(st.history_floor);
+  out.setApplied(st.applied);
   return to_bytes(builder);
 }
 
@@ -587,6 +588,7 @@ expected<registry::registry_state> decode_registry_snapshot(std::string_view byt
     for (auto a : in.getAcked()) st.events_acked[text(a.getMember())] = a.getSeq();
     for (auto c : in.getHistory()) st.history.push_back(read_change(c));
     st.history_floor = in.getHistoryFloor();
+    st.applied = in.getApplied();
     return st;
   });
 }

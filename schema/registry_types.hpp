@@ -18,9 +18,12 @@ namespace conclave::registry {
 // A session is named by the log index of the command that opened it, which
 // is unique and identical on every server.
 using session_id = std::uint64_t;
-// Every change gets the next revision (etcd-style): keys carry the revision
-// that created and last modified them, and fencing tokens are revisions too,
-// so a later grant always carries a larger token.
+// The revision counts key changes, as etcd's does: a command that creates,
+// changes or deletes keys moves it by one (all its keys share it), and
+// members, sessions, usage reports and events do not move it. Keys carry
+// the revisions that created and last modified them. Each lock grant moves
+// it by one as well: fencing tokens are revisions, so a later grant always
+// carries a larger token.
 using revision = std::uint64_t;
 
 enum class member_role : std::uint8_t { master, worker, master_and_worker };
@@ -54,7 +57,7 @@ struct member {
   resources usage;
   member_status status = member_status::alive;
   session_id session = 0;       // its registration session; expiry makes it dead
-  revision changed = 0;         // last revision that touched this member
+  std::uint64_t changed = 0;    // the log index of the last command that changed this member
   // Picked once per process by its member agent (0: none). Registering again
   // with the same incarnation while its session lives returns that session.
   std::uint64_t incarnation = 0;
@@ -285,6 +288,7 @@ struct registry_state {
   std::map<std::string, std::uint64_t> events_acked;  // member -> highest seq it acknowledged
   std::deque<change> history;  // the latest key changes, oldest first
   revision history_floor = 0;  // changes after this revision are all in `history`
+  std::uint64_t applied = 0;   // the log index of the last command applied
 };
 
 }  // namespace conclave::registry

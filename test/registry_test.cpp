@@ -125,6 +125,41 @@ TEST_CASE("keys: put, get, compare-and-set on version, delete, list by prefix, w
   CHECK(r(put{"", "v", 0, std::nullopt}).code == code::invalid);
 }
 
+TEST_CASE("the revision counts key changes only, as etcd's: members, sessions, usage, events and lock waits leave it") {
+  replica r;
+  auto rev = [&] { return r.reg.current_revision(); };
+  auto s = r(register_member{worker("w1"), 5000}).value;
+  auto other = r(open_session{"x", 5000}).value;
+  CHECK(rev() == 0);
+  r(report_usage{{{"w1", resources{}}}});
+  r(set_member_status{"w1", member_status::suspect});
+  r(set_member_status{"w1", member_status::alive});
+  r(publish_event{"x", "w1", "hello"});
+  CHECK(rev() == 0);
+  // Consecutive writes see consecutive revisions.
+  CHECK(r(put{"/a", "1", 0, std::nullopt}).value == 1);
+  CHECK(r(put{"/a", "2", 0, std::nullopt}).value == 2);
+  CHECK(r(remove_key{"/a", std::nullopt}).value == 3);
+  // A session's end deletes all its keys at one revision.
+  r(put{"/e1", "v", s, std::nullopt});
+  r(put{"/e2", "v", s, std::nullopt});
+  CHECK(rev() == 5);
+  // A lock grant is a revision (its fencing token); waiting for it is not.
+  CHECK(r(acquire_lock{"L", other, true}).value == 6);
+  auto queued = r(acquire_lock{"L", s, true});
+  CHECK(queued.code == code::queued);
+  CHECK(rev() == 6);
+  r(close_session{s, false});
+  CHECK(rev() == 7);
+  CHECK(r.reg.get("/e1") == nullptr);
+  CHECK(r.reg.get("/e2") == nullptr);
+  auto changes = r.reg.changes_since(5, "/e");
+  REQUIRE(changes.has_value());
+  REQUIRE(changes->size() == 2);
+  CHECK((*changes)[0].rev == 7);
+  CHECK((*changes)[1].rev == 7);
+}
+
 TEST_CASE("ephemeral keys vanish with their session, whether closed or expired") {
   replica r;
   auto s1 = r(open_session{"client-1", 3000}).value;

@@ -18,6 +18,7 @@ bool is_live(member_status s) { return s == member_status::alive || s == member_
 outcome registry::apply(const command& c, std::uint64_t index, std::vector<lock_grant>* grants) {
   std::vector<lock_grant> local;
   auto& g = grants ? *grants : local;
+  s_.applied = std::max(s_.applied, index);
   return std::visit([&](const auto& cmd) { return on(cmd, index, g); }, c);
 }
 
@@ -37,7 +38,7 @@ outcome registry::on(const register_member& c, std::uint64_t index, std::vector<
   auto m = c.m;
   m.status = member_status::alive;
   m.session = index;
-  m.changed = ++s_.rev;
+  m.changed = s_.applied;
   s_.sessions[index] = session{index, c.m.id, c.ttl_ms, c.ttl_ms};
   s_.members[c.m.id] = std::move(m);
   return ok(index);
@@ -48,10 +49,9 @@ outcome registry::on(const report_usage& c, std::uint64_t, std::vector<lock_gran
   for (const auto& [id, usage] : c.reports) {
     auto it = s_.members.find(id);
     if (it == s_.members.end()) continue;
-    if (!any) ++s_.rev;
     any = true;
     it->second.usage = usage;
-    it->second.changed = s_.rev;
+    it->second.changed = s_.applied;
   }
   return ok(s_.rev);
 }
@@ -69,7 +69,7 @@ outcome registry::on(const set_member_status& c, std::uint64_t, std::vector<lock
   }
   it = s_.members.find(c.id);
   it->second.status = c.status;
-  it->second.changed = ++s_.rev;
+  it->second.changed = s_.applied;
   if (!is_live(c.status)) drop_recipient(c.id);
   return ok(s_.rev);
 }
@@ -79,7 +79,6 @@ outcome registry::on(const set_member_status& c, std::uint64_t, std::vector<lock
 outcome registry::on(const open_session& c, std::uint64_t index, std::vector<lock_grant>&) {
   if (c.ttl_ms == 0) return fail(code::invalid, "session TTL is 0");
   s_.sessions[index] = session{index, c.owner, c.ttl_ms, c.ttl_ms};
-  ++s_.rev;
   return ok(index);
 }
 
@@ -102,12 +101,12 @@ void registry::end_session(session_id id, bool expired, std::vector<lock_grant>&
   assert(sit != s_.sessions.end());
   auto owner = sit->second.owner;
   s_.sessions.erase(sit);
-  ++s_.rev;
-  // Ephemeral keys vanish with their session.
+  // Ephemeral keys vanish with their session, all at one revision.
   std::vector<std::string> doomed;
   for (const auto& [key, kv] : s_.keys) {
     if (kv.session == id) doomed.push_back(key);
   }
+  if (!doomed.empty()) ++s_.rev;
   for (const auto& key : doomed) {
     erase_key(key);
     record(change{s_.rev, true, key, {}});
@@ -127,7 +126,7 @@ void registry::end_session(session_id id, bool expired, std::vector<lock_grant>&
   auto mit = s_.members.find(owner);
   if (mit != s_.members.end() && mit->second.session == id && is_live(mit->second.status)) {
     mit->second.status = expired ? member_status::dead : member_status::left;
-    mit->second.changed = s_.rev;
+    mit->second.changed = s_.applied;
     drop_recipient(owner);
   }
 }
@@ -207,11 +206,10 @@ outcome registry::on(const acquire_lock& c, std::uint64_t, std::vector<lock_gran
   if (!c.wait) return fail(code::held, "lock '" + c.name + "' is held by session " + std::to_string(l.holder));
   if (std::find(l.waiters.begin(), l.waiters.end(), c.session) == l.waiters.end()) {
     l.waiters.push_back(c.session);
-    ++s_.rev;
   }
-  // The revision as of which it waits: a lock subscription (push) from
+  // The log index as of which it waits: a lock subscription (push) from
   // there on is judged by a master that has applied this far.
-  return outcome{code::queued, s_.rev, {}};
+  return outcome{code::queued, s_.applied, {}};
 }
 
 outcome registry::on(const release_lock& c, std::uint64_t, std::vector<lock_grant>& grants) {
@@ -221,7 +219,6 @@ outcome registry::on(const release_lock& c, std::uint64_t, std::vector<lock_gran
   }
   auto& l = it->second;
   l.holder = 0;
-  ++s_.rev;
   grant_next(c.name, l, grants);
   if (l.holder == 0 && l.waiters.empty()) s_.locks.erase(it);
   return ok(s_.rev);
@@ -234,7 +231,6 @@ outcome registry::on(const cancel_lock_wait& c, std::uint64_t, std::vector<lock_
   auto pos = std::find(w.begin(), w.end(), c.session);
   if (pos == w.end()) return fail(code::not_found, "session " + std::to_string(c.session) + " is not waiting");
   w.erase(pos);
-  ++s_.rev;
   return ok(s_.rev);
 }
 
@@ -255,7 +251,6 @@ outcome registry::on(const publish_event& c, std::uint64_t, std::vector<lock_gra
     return fail(code::full, std::to_string(s_.events.size()) + " undelivered events; members must acknowledge");
   }
   e.seq = ++s_.event_seq;
-  ++s_.rev;
   if (e.recipients.empty()) {
     return c.to.empty() ? ok(e.seq) : fail(code::not_found, "no live member '" + c.to + "'");
   }

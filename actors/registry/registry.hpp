@@ -45,6 +45,9 @@ class registry {
   std::vector<event> pending_events(const std::string& member) const;
 
   revision current_revision() const { return s_.rev; }
+  // The log index of the last command applied (a position every master
+  // reaches in the same order, whether or not the command changed keys).
+  std::uint64_t applied_index() const { return s_.applied; }
   const registry_state& state() const { return s_; }
   // A hash of the whole state but the change history (whose window each
   // master sets itself): equal on servers that applied the same commands.

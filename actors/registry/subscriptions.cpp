@@ -120,7 +120,7 @@ std::optional<push> subscriptions::due(watch_state& w) const {
 
 // A lock waiter is told once: granted (with the token) or no longer waiting.
 std::optional<push> subscriptions::due(key, const lock_subscription& l) const {
-  if (reg_->current_revision() < l.after) return std::nullopt;  // this master has not seen the wait yet
+  if (reg_->applied_index() < l.after) return std::nullopt;  // this master has not applied the wait yet
   const auto* lk = reg_->find_lock(l.name);
   push p;
   p.state.rev = reg_->current_revision();
