@@ -50,6 +50,10 @@ grpc::Status refused(const registry::outcome& o) {
           std::string("conclave: ") + registry::to_string(o.code) + ": " + o.detail};
 }
 
+// The etcd API version these masters answer as (Status.version): clients
+// choose features by it.
+const char* const etcd_api_version = "3.4.0";
+
 const grpc::Status empty_key{grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: key is not provided"};
 const grpc::Status key_not_found{grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: key not found"};
 const grpc::Status value_provided{grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: value is provided"};
@@ -107,6 +111,7 @@ std::string key_range::listing_prefix() const {
 
 struct server::impl final : etcdserverpb::KV::Service {
   std::uint64_t cluster_id = 0, member_id = 0;
+  std::unique_ptr<grpc::Service> cluster, maintenance;
   backend b;
   std::unique_ptr<grpc::Server> grpc_server;
   int port = 0;
@@ -271,6 +276,85 @@ struct server::impl final : etcdserverpb::KV::Service {
   }
 };
 
+namespace {
+
+// Cluster: the configured masters (etcd's members).
+struct cluster_service final : etcdserverpb::Cluster::Service {
+  server::impl& api;
+  explicit cluster_service(server::impl& a) : api(a) {}
+  grpc::Status MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
+                          etcdserverpb::MemberListResponse* out) override;
+};
+
+// Maintenance: this master's Raft state, and leadership transfer.
+struct maintenance_service final : etcdserverpb::Maintenance::Service {
+  server::impl& api;
+  explicit maintenance_service(server::impl& a) : api(a) {}
+  grpc::Status Status(grpc::ServerContext* ctx, const etcdserverpb::StatusRequest*,
+                      etcdserverpb::StatusResponse* out) override;
+  grpc::Status MoveLeader(grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* in,
+                          etcdserverpb::MoveLeaderResponse* out) override;
+};
+
+// The header of an answer that reads no keys: this master's revision and term.
+grpc::Status local_header(server::impl& api, etcdserverpb::ResponseHeader* h, std::chrono::steady_clock::time_point until) {
+  auto got = api.b.read(registry::revision_query{}, true, left(until));
+  if (!got) return status_of(got.error());
+  auto rev = wire::decode_answer<registry::revision_query>(got->result);
+  if (!rev) return status_of(rev.error());
+  api.header(h, rev->rev, api.b.term());
+  return grpc::Status::OK;
+}
+
+grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
+                                         etcdserverpb::MemberListResponse* out) {
+  if (auto s = local_header(api, out->mutable_header(), until_of(ctx)); !s.ok()) return s;
+  for (const auto& m : api.b.masters) {
+    auto* x = out->add_members();
+    x->set_id(m.member_id);
+    x->set_name(std::to_string(m.server_id));
+    x->add_peerurls(m.peer_url);
+    if (!m.client_url.empty()) x->add_clienturls(m.client_url);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdserverpb::StatusRequest*,
+                                         etcdserverpb::StatusResponse* out) {
+  auto until = until_of(ctx);
+  auto st = api.b.status(left(until));
+  if (!st) return status_of(st.error());
+  if (auto s = local_header(api, out->mutable_header(), until); !s.ok()) return s;
+  out->mutable_header()->set_raft_term(st->term);
+  out->set_version(etcd_api_version);
+  auto bytes = static_cast<std::int64_t>(api.b.disk_bytes());
+  out->set_dbsize(bytes);
+  out->set_dbsizeinuse(bytes);
+  for (const auto& m : api.b.masters) {
+    if (m.server_id == st->leader_id) out->set_leader(m.member_id);
+  }
+  out->set_raftindex(st->commit_index);
+  out->set_raftterm(st->term);
+  out->set_raftappliedindex(st->applied_index);
+  // A full disk is etcd's NOSPACE alarm.
+  if (!st->storage_error.empty()) out->add_errors("memberID:" + std::to_string(api.member_id) + " alarm:NOSPACE " + st->storage_error);
+  return grpc::Status::OK;
+}
+
+grpc::Status maintenance_service::MoveLeader(grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* in,
+                                             etcdserverpb::MoveLeaderResponse* out) {
+  auto until = until_of(ctx);
+  const master_info* target = nullptr;
+  for (const auto& m : api.b.masters) {
+    if (m.member_id == in->targetid()) target = &m;
+  }
+  if (!target) return {grpc::StatusCode::NOT_FOUND, "etcdserver: bad leader transferee"};
+  if (auto done = api.b.transfer(target->server_id, left(until)); !done) return status_of(done.error());
+  return local_header(api, out->mutable_header(), until);
+}
+
+}  // namespace
+
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::uint64_t cluster_id,
@@ -285,6 +369,10 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(at.text(), grpc::InsecureServerCredentials(), &p->port);
   builder.RegisterService(p.get());
+  p->cluster = std::make_unique<cluster_service>(*p);
+  p->maintenance = std::make_unique<maintenance_service>(*p);
+  builder.RegisterService(p->cluster.get());
+  builder.RegisterService(p->maintenance.get());
   p->grpc_server = builder.BuildAndStart();
   if (!p->grpc_server || p->port == 0) {
     return make_error(errc::io_error, "client-listen: cannot listen on " + at.text());

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/raft/node_options.hpp"
 #include "schema/client_protocol.hpp"
@@ -22,8 +23,18 @@
 
 namespace conclave::etcd {
 
+// A master as etcd's MemberList shows it.
+struct master_info {
+  std::uint64_t member_id = 0;  // member_number() of its server id
+  std::uint64_t server_id = 0;
+  std::string peer_url;    // http://HOST:PORT of its `peers` address
+  std::string client_url;  // http://HOST:PORT of its client-listen, when known (this master's)
+};
+
 // What the API needs of the cluster. Each call may block up to `deadline`.
 struct backend {
+  // The masters as configured (`peers`), this one included.
+  std::vector<master_info> masters;
   // A registry command committed through the leader.
   std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
   // A registry query: linearizable through the leader, or (`serializable`)
@@ -33,7 +44,15 @@ struct backend {
       read;
   // This master's current Raft term.
   std::function<std::uint64_t()> term;
+  // This master's Raft state (client::status), asked in-process.
+  std::function<expected<client::status>(std::chrono::milliseconds deadline)> status;
+  // Hands leadership to master `server_id` (through the leader).
+  std::function<expected<void>(std::uint64_t server_id, std::chrono::milliseconds deadline)> transfer;
+  // The bytes this master's data directory holds.
+  std::function<std::uint64_t()> disk_bytes;
 };
+
+
 
 // etcd's numeric ids, stable for a cluster id and server id (never 0): the
 // same on every master and across restarts.

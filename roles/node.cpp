@@ -7,6 +7,7 @@
 #include <cassert>
 #include <cstdio>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -198,6 +199,35 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
                           : read_query(*client.client, q, false, deadline);
     };
     b.term = [raw] { return raw->term.load(); };
+    b.status = [raw](std::chrono::milliseconds deadline) -> expected<client::status> {
+      (void)deadline;  // (a status answer is local: the client's own timeout bounds it)
+      auto client = raw->take();
+      return client->status(raw->local.at);
+    };
+    b.transfer = [raw](std::uint64_t server_id, std::chrono::milliseconds deadline) -> expected<void> {
+      auto client = raw->take();
+      auto r = client->to_leader(client::transfer_leadership{server_id}, deadline);
+      if (!r) return r.error();
+      if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
+      return {};
+    };
+    b.disk_bytes = [dir = raw->cfg.raft.data_dir] {
+      std::uint64_t total = 0;
+      std::error_code ec;
+      for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+           !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_regular_file(ec)) total += it->file_size(ec);
+      }
+      return total;
+    };
+    for (const auto& [id, ep] : raw->cfg.raft.members) {
+      etcd::master_info m;
+      m.server_id = id.value;
+      m.member_id = etcd::member_number(raw->cfg.raft.cluster_id, id.value);
+      m.peer_url = "http://" + ep.text();
+      if (id == raw->cfg.raft.raft.id) m.client_url = "http://" + raw->cfg.client_listen->text();
+      b.masters.push_back(m);
+    }
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
                                  etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));

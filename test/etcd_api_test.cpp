@@ -380,7 +380,12 @@ TEST_CASE("etcdctl puts, gets (by prefix, limited, keys only, serializable) and 
   std::tie(code, out) = e.run(e.client[follower], {"get", "h", "-w", "json"});
   REQUIRE_MESSAGE(code == 0, out);
   CHECK(json_number(out, "mod_revision") == put_rev);
-  CHECK(json_number(out, "revision") >= put_rev);
+  // The revision counts key changes only (members' heartbeats and usage
+  // reports do not move it): nothing else wrote, so it is the put's.
+  CHECK(json_number(out, "revision") == put_rev);
+  std::tie(code, out) = e.run(e.client[follower], {"put", "h2", "y", "-w", "json"});
+  REQUIRE_MESSAGE(code == 0, out);
+  CHECK(json_number(out, "revision") == put_rev + 1);  // consecutive writes, consecutive revisions
   CHECK(json_number(out, "raft_term") > 0);
   CHECK(static_cast<std::uint64_t>(json_number(out, "cluster_id")) == etcd::cluster_number(e.c->cluster_id));
   CHECK(static_cast<std::uint64_t>(json_number(out, "member_id")) ==
@@ -427,6 +432,45 @@ TEST_CASE("etcdctl puts, gets (by prefix, limited, keys only, serializable) and 
   CHECK(code == 0);
   CHECK(json_number(out, "count") == -1);  // 0 is left out of etcd's JSON
   CHECK(out.find("\"kvs\"") == std::string::npos);
+}
+
+TEST_CASE("etcdctl endpoint status, member list and move-leader show and move the masters' leadership") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto id_of = [&](std::uint64_t server) { return etcd::member_number(e.c->cluster_id, server); };
+  // Every master names the same leader, with its Raft positions.
+  for (std::uint64_t s = 1; s <= 3; ++s) {
+    auto [code, out] = e.run(e.client[s], {"endpoint", "status", "-w", "json"});
+    REQUIRE_MESSAGE(code == 0, out);
+    CHECK(static_cast<std::uint64_t>(json_number(out, "leader")) == id_of(*leader));
+    CHECK(json_number(out, "raft_term") > 0);
+    CHECK(json_number(out, "raftIndex") > 0);
+    CHECK(json_number(out, "raftAppliedIndex") > 0);
+    CHECK(json_number(out, "dbSize") > 0);
+    CHECK(out.find("\"version\":\"3.4.0\"") != std::string::npos);
+  }
+  // The three masters, with their peer addresses; this master's client URL.
+  auto [code, out] = e.run(e.client[1], {"member", "list", "-w", "json"});
+  REQUIRE_MESSAGE(code == 0, out);
+  for (std::uint64_t s = 1; s <= 3; ++s) {
+    CHECK(out.find(std::to_string(id_of(s))) != std::string::npos);
+    CHECK(out.find("http://" + e.c->at(s).address.text()) != std::string::npos);
+  }
+  CHECK(out.find("http://" + e.client[1]) != std::string::npos);
+  // move-leader takes the member id in hex, as etcd prints it.
+  std::uint64_t target = *leader % 3 + 1;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%llx", static_cast<unsigned long long>(id_of(target)));
+  std::tie(code, out) = e.run(e.client[*leader], {"move-leader", hex});
+  REQUIRE_MESSAGE(code == 0, out);
+  bool moved = false;
+  for (auto until = std::chrono::steady_clock::now() + 10s; !moved && std::chrono::steady_clock::now() < until;) {
+    auto [c2, o2] = e.run(e.client[target], {"endpoint", "status", "-w", "json"});
+    moved = c2 == 0 && static_cast<std::uint64_t>(json_number(o2, "leader")) == id_of(target);
+  }
+  CHECK(moved);
 }
 
 TEST_CASE("etcdctl writes on after the leader is killed: another master takes the request") {
