@@ -25,8 +25,8 @@ PACKAGES=(
   g++ meson ninja-build pkg-config ccache
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev libssl-dev python3
   iproute2  # the fault suite's real link cuts (network namespaces, tc)
-  # etcd's v3 API (client-listen): gRPC and protobuf, and etcdctl for its tests
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client
+  # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's
