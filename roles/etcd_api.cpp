@@ -126,6 +126,17 @@ struct server::impl final : etcdserverpb::KV::Service {
   // The keys of `r` (in key order) and the revision they are at.
   expected<registry::keys_result> list(const key_range& r, bool serializable,
                                        std::chrono::steady_clock::time_point until) {
+    if (r.end.empty()) {
+      // One key: a lookup, not a listing of every key it prefixes.
+      auto got = b.read(registry::get_key{r.key}, serializable, left(until));
+      if (!got) return got.error();
+      auto one = wire::decode_answer<registry::get_key>(got->result);
+      if (!one) return one.error();
+      registry::keys_result res;
+      res.rev = one->rev;
+      if (one->value) res.keys.emplace_back(r.key, *one->value);
+      return res;
+    }
     auto got = b.read(registry::list_prefix{r.listing_prefix()}, serializable, left(until));
     if (!got) return got.error();
     auto res = wire::decode_answer<registry::list_prefix>(got->result);

@@ -134,7 +134,7 @@ struct QueryResult {
   union {
     # For key and lock, the KeyValue's key and the Lock's name are left
     # empty: the query named them.
-    key :group { found @0 :Bool; value @1 :KeyValue; }
+    key :group { found @0 :Bool; value @1 :KeyValue; rev @17 :UInt64; }
     keys :group { rev @2 :UInt64; keys @3 :List(KeyValue); }
     members @4 :List(Member);
     lock :group { found @5 :Bool; value @6 :Lock; }

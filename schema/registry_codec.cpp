@@ -388,6 +388,7 @@ struct query_result_writer {
     auto g = out.initKey();
     g.setFound(x.value.has_value());
     if (x.value) write_key_value(g.initValue(), std::string(), *x.value);
+    g.setRev(x.rev);
   }
   void operator()(const r::keys_result& x) {
     auto g = out.initKeys();
@@ -435,6 +436,7 @@ r::query_result read_query_result(s::QueryResult::Reader in) {
       auto g = in.getKey();
       r::key_result x;
       if (g.getFound()) x.value = read_key_value(g.getValue());
+      x.rev = g.getRev();
       return x;
     }
     case s::QueryResult::KEYS: {

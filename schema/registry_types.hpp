@@ -190,6 +190,7 @@ struct outcome {
 
 struct key_result {
   std::optional<key_value> value;  // none: no such key
+  revision rev = 0;                // the answering server's revision
 };
 struct keys_result {
   revision rev = 0;  // the answering server's revision

@@ -50,6 +50,11 @@ struct fake_cluster {
     b.read = [this](const registry::query& q, bool, std::chrono::milliseconds) -> expected<client::read_result> {
       std::lock_guard<std::mutex> guard(m);
       if (fail) return *fail;
+      if (auto* one = std::get_if<registry::get_key>(&q)) {
+        auto it = keys.find(one->key);
+        registry::key_result r{it == keys.end() ? std::nullopt : std::optional<registry::key_value>(it->second), rev};
+        return client::read_result{100, wire::encode_query_result(r)};
+      }
       registry::keys_result r{rev, {}};
       const auto& prefix = std::get<registry::list_prefix>(q).prefix;
       for (const auto& [k, kv] : keys) {

@@ -229,6 +229,7 @@ TEST_CASE("the registry machine answers an encoded query with what the registry 
   REQUIRE(kv.has_value());
   REQUIRE(kv->value.has_value());
   CHECK(kv->value->value == "v");
+  CHECK(kv->rev == machine.registry().current_revision());  // the revision it reflects
   auto missing = wire::decode_answer<lock_query>(machine.query(wire::encode_query(lock_query{"nobody"})));
   REQUIRE(missing.has_value());
   CHECK_FALSE(missing->value.has_value());

@@ -11,7 +11,7 @@ struct answerer {
 
   query_result operator()(const get_key& q) const {
     auto* kv = reg.get(q.key);
-    return key_result{kv ? std::optional<key_value>(*kv) : std::nullopt};
+    return key_result{kv ? std::optional<key_value>(*kv) : std::nullopt, reg.current_revision()};
   }
   query_result operator()(const list_prefix& q) const { return keys_result{reg.current_revision(), reg.list(q.prefix)}; }
   query_result operator()(const members_query& q) const { return members_result{reg.members(q.only)}; }

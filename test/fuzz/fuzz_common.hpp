@@ -278,7 +278,7 @@ inline bool same(const registry::query_result& a, const registry::query_result& 
       [&](const auto& x) {
         using T = std::decay_t<decltype(x)>;
         const auto& y = std::get<T>(b);
-        if constexpr (std::is_same_v<T, r::key_result>) return same(x.value, y.value);
+        if constexpr (std::is_same_v<T, r::key_result>) return same(x.value, y.value) && x.rev == y.rev;
         if constexpr (std::is_same_v<T, r::keys_result>) return x.rev == y.rev && same(x.keys, y.keys);
         if constexpr (std::is_same_v<T, r::members_result>) return same(x.members, y.members);
         if constexpr (std::is_same_v<T, r::lock_result>) return same(x.value, y.value);
