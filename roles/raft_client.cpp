@@ -278,6 +278,16 @@ expected<client::response> raft_client::to_leader(const client::request& request
           break;
         }
       }
+      // A leader this client was not told of (it was given some masters,
+      // not all) is added: asking the same follower again would only get the
+      // same hint, as fast as the loop runs.
+      if (!hinted && f->leader_id != 0 && !f->leader_address.empty()) {
+        if (auto ep = raft::parse_endpoint(f->leader_address, "leader")) {
+          endpoints_.push_back(*ep);
+          next = endpoints_.size() - 1;
+          hinted = true;
+        }
+      }
       if (hinted) {
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
         continue;

@@ -51,7 +51,8 @@ class raft_client {
   expected<client::status> status(const raft::endpoint& of);
   // Sends `r` to the leader, following hints and retrying refusals that say
   // to try again (not_leader, transferring, busy, unavailable) until
-  // `deadline`; returns the first other answer, whatever it is.
+  // `deadline`; returns the first other answer, whatever it is. A hinted
+  // leader missing from endpoints() is added to them.
   expected<client::response> to_leader(const client::request& r,
                                        std::chrono::milliseconds deadline = std::chrono::milliseconds(10000));
 

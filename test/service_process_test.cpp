@@ -251,6 +251,22 @@ TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
   CHECK(text.str().find("log-max-mib: '0' is not between 1 and") != std::string::npos);
 }
 
+TEST_CASE("a client given only a follower follows its hint to the leader (a worker's heartbeats do not spin on it)") {
+  process_cluster c(3, master_flags(), conclave_binary());
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto follower = *leader % 3 + 1;
+  auto session = run(c, registry::open_session{"w", 5000}).outcome.value;
+  caf::actor_system sys{client_config()};
+  raft_client only(sys, c.cluster_id, {c.at(follower).address});
+  // A keepalive must reach the leader (sessions live on the connection the
+  // leader hears them on); the follower answers not_leader, naming it.
+  auto r = only.to_leader(client::keepalive{session, ""}, 3s);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(std::holds_alternative<client::ok>(*r));
+  CHECK(only.endpoints().size() == 2);  // the leader, learned from the hint
+}
+
 TEST_CASE("any master answers: a follower passes writes and linearizable reads to the leader, stale reads it answers itself") {
   process_cluster c(3, master_flags(), conclave_binary());
   auto leader = c.wait_for_leader(10s);
