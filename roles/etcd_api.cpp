@@ -333,7 +333,7 @@ grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdser
 grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdserverpb::StatusRequest*,
                                          etcdserverpb::StatusResponse* out) {
   auto until = until_of(ctx);
-  auto st = api.b.status(left(until));
+  auto st = api.b.status();
   if (!st) return status_of(st.error());
   if (auto s = local_header(api, out->mutable_header(), until); !s.ok()) return s;
   out->mutable_header()->set_raft_term(st->term);

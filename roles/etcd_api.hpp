@@ -45,7 +45,7 @@ struct backend {
   // This master's current Raft term.
   std::function<std::uint64_t()> term;
   // This master's Raft state (client::status), asked in-process.
-  std::function<expected<client::status>(std::chrono::milliseconds deadline)> status;
+  std::function<expected<client::status>()> status;
   // Hands leadership to master `server_id` (through the leader).
   std::function<expected<void>(std::uint64_t server_id, std::chrono::milliseconds deadline)> transfer;
   // The bytes this master's data directory holds.

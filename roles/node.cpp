@@ -199,8 +199,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
                           : read_query(*client.client, q, false, deadline);
     };
     b.term = [raw] { return raw->term.load(); };
-    b.status = [raw](std::chrono::milliseconds deadline) -> expected<client::status> {
-      (void)deadline;  // (a status answer is local: the client's own timeout bounds it)
+    b.status = [raw]() -> expected<client::status> {
       auto client = raw->take();
       return client->status(raw->local.at);
     };

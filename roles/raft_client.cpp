@@ -103,7 +103,7 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
 struct raft_client::impl {
   caf::actor_system& sys;
   std::optional<caf::scoped_actor> actor;  // the caller's side of each request
-  std::size_t requests = 0;                 // made since `actor` was made
+  std::size_t requests = 0;                 // made by this client (a fresh `actor` every 32)
   caf::scoped_actor& self() { return *actor; }
   std::map<std::string, caf::actor> connections;  // endpoint -> its relay
   std::shared_ptr<std::function<void()>> on_lost = std::make_shared<std::function<void()>>();

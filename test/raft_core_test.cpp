@@ -83,6 +83,13 @@ void elect(core& c, const std::vector<std::uint64_t>& granters) {
   flush(c);
 }
 
+// The `followers` of leader `c` acknowledge its whole log: they pipeline
+// (replicate mode) from there.
+void followers_caught_up(core& c, const std::vector<std::uint64_t>& followers) {
+  for (auto f : followers) c.step({n(f), c.id(), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
+  flush(c);
+}
+
 log_entry entry(std::uint64_t index, std::uint64_t term, std::string payload = "x") {
   return log_entry{term_t{term}, index_t{index}, entry_kind::command, std::move(payload)};
 }
@@ -433,8 +440,7 @@ TEST_CASE("a follower acknowledges entries only once they are durable") {
 TEST_CASE("the leader replicates in parallel with its own write, which counts only once durable") {
   core c(config_of(1), {}, voters(3));
   elect(c, {2});
-  for (auto f : {2, 3}) c.step({n(f), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
-  flush(c);
+  followers_caught_up(c, {2, 3});
   auto p = c.propose("a");
   REQUIRE(p.has_value());
   auto r = c.take_ready();  // not reported durable
@@ -463,8 +469,7 @@ TEST_CASE("the leader's own durable write counts toward the quorum") {
 TEST_CASE("a follower whose ack comes after the commit learns the commit at once, not at the next heartbeat") {
   core c(config_of(1), {}, voters(3));
   elect(c, {2});
-  for (auto f : {2, 3}) c.step({n(f), n(1), append_entries_reply{c.term(), true, c.log().last_index(), {}, {}, 1}});
-  flush(c);
+  followers_caught_up(c, {2, 3});
   auto p = c.propose("a");
   REQUIRE(p.has_value());
   flush(c);  // the leader's copy is durable
