@@ -234,8 +234,13 @@ expected<node_config> parse_settings(const settings& given) {
     cfg.listen = *ep;
   }
   if (!c["client-listen"].empty()) {
-    auto ep = parse_endpoint(c["client-listen"], "client-listen");
+    // Port 0: any free port, which the master logs (tests use it: a port
+    // picked beforehand may be taken before the master binds it).
+    auto text = c["client-listen"];
+    bool any_port = text.size() > 2 && text.compare(text.size() - 2, 2, ":0") == 0;
+    auto ep = parse_endpoint(any_port ? text.substr(0, text.size() - 1) + "1" : text, "client-listen");
     if (!ep) return ep.error();
+    if (any_port) ep->port = 0;
     cfg.client_listen = *ep;
   }
   agent.me.id = c["name"].empty() ? "master-" + std::to_string(opts.raft.id.value) : c["name"];

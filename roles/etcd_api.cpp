@@ -388,6 +388,10 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   if (!p->grpc_server || p->port == 0) {
     return make_error(errc::io_error, "client-listen: cannot listen on " + at.text());
   }
+  // Where this master answers (the port it got when asked for any).
+  for (auto& m : p->b.masters) {
+    if (m.member_id == member_id) m.client_url = "http://" + at.host + ":" + std::to_string(p->port);
+  }
   return std::unique_ptr<server>(new server(std::move(p)));
 }
 

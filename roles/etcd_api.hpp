@@ -28,7 +28,7 @@ struct master_info {
   std::uint64_t member_id = 0;  // member_number() of its server id
   std::uint64_t server_id = 0;
   std::string peer_url;    // http://HOST:PORT of its `peers` address
-  std::string client_url;  // http://HOST:PORT of its client-listen, when known (this master's)
+  std::string client_url;  // http://HOST:PORT of its client-listen, when known (the server fills in its own)
 };
 
 // What the API needs of the cluster. Each call may block up to `deadline`.

@@ -224,14 +224,15 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       m.server_id = id.value;
       m.member_id = etcd::member_number(raw->cfg.raft.cluster_id, id.value);
       m.peer_url = "http://" + ep.text();
-      if (id == raw->cfg.raft.raft.id) m.client_url = "http://" + raw->cfg.client_listen->text();
-      b.masters.push_back(m);
+      b.masters.push_back(m);  // (the server fills in its own client URL, knowing its port)
     }
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
                                  etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));
     if (!s) return s.error();  // n stops what started
     raw->etcd = std::move(*s);
+    log_line("node {}: etcd API listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.client_listen->host,
+             raw->etcd->port());
   }
   return n;
 }

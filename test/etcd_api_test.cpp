@@ -324,13 +324,22 @@ struct etcd_cluster {
   std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
   std::unique_ptr<process_cluster> c;
 
+  // Each master takes any free port for the API and logs it (a port picked
+  // here could be taken by another connection before the master binds it).
   etcd_cluster() {
     process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) {
-      client[id] = "127.0.0.1:" + std::to_string(free_port());
-      where.flags[id] = {"--client-listen", client[id]};
-    }
+    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
     c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
+    const std::string said = "etcd API listening on ";
+    for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
+      for (std::uint64_t id = 1; id <= 3; ++id) {
+        auto log = c->log_of(id);
+        auto at = log.find(said);
+        if (at != std::string::npos) client[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
+      }
+      if (client.size() < 3) std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE_MESSAGE(client.size() == 3, logs());
   }
 
   std::string endpoints(std::uint64_t except = 0) const {
