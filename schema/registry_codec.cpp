@@ -159,10 +159,59 @@ void write_change(s::Change::Builder out, const r::change& c) {
   out.setDeleted(c.deleted);
   out.setKey(text_of(c.key));
   out.setValue(data_of(c.value));
+  out.setCreated(c.created);
+  out.setVersion(c.version);
+  out.setSession(c.session);
+  out.setHasPrev(c.prev.has_value());
+  if (c.prev) write_key_value(out.initPrev(), std::string(), *c.prev);
 }
 
 r::change read_change(s::Change::Reader in) {
-  return r::change{in.getRev(), in.getDeleted(), text(in.getKey()), data(in.getValue())};
+  r::change c{in.getRev(), in.getDeleted(), text(in.getKey()), data(in.getValue()),
+              in.getCreated(), in.getVersion(), in.getSession(), std::nullopt};
+  if (in.getHasPrev()) c.prev = read_key_value(in.getPrev());
+  return c;
+}
+
+void write_range(s::KeyRange::Builder out, const r::key_range& x) {
+  out.setKey(text_of(x.key));
+  out.setEnd(text_of(x.end));
+}
+
+r::key_range read_range(s::KeyRange::Reader in) { return r::key_range{text(in.getKey()), text(in.getEnd())}; }
+
+void write_ops(capnp::List<s::TxnOp>::Builder out, const std::vector<r::txn_op>& ops) {
+  for (unsigned i = 0; i < ops.size(); ++i) {
+    const auto& op = ops[i];
+    out[i].setKind(static_cast<s::OpKind>(op.kind));
+    write_range(out[i].initRange(), op.range);
+    out[i].setValue(data_of(op.value));
+    out[i].setSession(op.session);
+    out[i].setIgnoreValue(op.ignore_value);
+    out[i].setIgnoreSession(op.ignore_session);
+  }
+}
+
+// Enumerators this build does not know are malformed (a newer writer).
+template <class E>
+E checked(E v, E last, const char* what) {
+  if (static_cast<unsigned>(v) > static_cast<unsigned>(last)) throw invalid{errc::malformed, what};
+  return v;
+}
+
+std::vector<r::txn_op> read_ops(capnp::List<s::TxnOp>::Reader in) {
+  std::vector<r::txn_op> ops;
+  for (auto x : in) {
+    r::txn_op op;
+    op.kind = static_cast<r::op_kind>(checked(x.getKind(), s::OpKind::REMOVE, "unknown transaction operation"));
+    op.range = read_range(x.getRange());
+    op.value = data(x.getValue());
+    op.session = x.getSession();
+    op.ignore_value = x.getIgnoreValue();
+    op.ignore_session = x.getIgnoreSession();
+    ops.push_back(std::move(op));
+  }
+  return ops;
 }
 
 struct command_writer {
@@ -188,6 +237,7 @@ struct command_writer {
     auto g = out.initOpenSession();
     g.setOwner(text_of(c.owner));
     g.setTtlMs(c.ttl_ms);
+    g.setId(c.id);
   }
   void operator()(const r::close_session& c) {
     auto g = out.initCloseSession();
@@ -242,6 +292,21 @@ struct command_writer {
     g.setMember(text_of(c.member));
     g.setUpto(c.upto);
   }
+  void operator()(const r::txn& c) {
+    auto g = out.initTxn();
+    auto compares = g.initCompares(static_cast<unsigned>(c.compares.size()));
+    for (unsigned i = 0; i < c.compares.size(); ++i) {
+      const auto& x = c.compares[i];
+      write_range(compares[i].initRange(), x.range);
+      compares[i].setTarget(static_cast<s::CompareTarget>(x.target));
+      compares[i].setOp(static_cast<s::CompareOp>(x.op));
+      compares[i].setValue(data_of(x.value));
+      compares[i].setNumber(x.number);
+    }
+    write_ops(g.initSuccess(static_cast<unsigned>(c.success.size())), c.success);
+    write_ops(g.initFailure(static_cast<unsigned>(c.failure.size())), c.failure);
+  }
+  void operator()(const r::compact& c) { out.setCompact(c.rev); }
 };
 
 r::command read_command(s::Command::Reader in) {
@@ -261,7 +326,7 @@ r::command read_command(s::Command::Reader in) {
     }
     case s::Command::OPEN_SESSION: {
       auto g = in.getOpenSession();
-      return r::open_session{text(g.getOwner()), g.getTtlMs()};
+      return r::open_session{text(g.getOwner()), g.getTtlMs(), g.getId()};
     }
     case s::Command::CLOSE_SESSION: {
       auto g = in.getCloseSession();
@@ -304,6 +369,24 @@ r::command read_command(s::Command::Reader in) {
       auto g = in.getAckEvents();
       return r::ack_events{text(g.getMember()), g.getUpto()};
     }
+    case s::Command::TXN: {
+      auto g = in.getTxn();
+      r::txn c;
+      for (auto x : g.getCompares()) {
+        r::compare cmp;
+        cmp.range = read_range(x.getRange());
+        cmp.target = static_cast<r::compare_target>(
+            checked(x.getTarget(), s::CompareTarget::SESSION, "unknown comparison target"));
+        cmp.op = static_cast<r::compare_op>(checked(x.getOp(), s::CompareOp::NOT_EQUAL, "unknown comparison"));
+        cmp.value = data(x.getValue());
+        cmp.number = x.getNumber();
+        c.compares.push_back(std::move(cmp));
+      }
+      c.success = read_ops(g.getSuccess());
+      c.failure = read_ops(g.getFailure());
+      return c;
+    }
+    case s::Command::COMPACT: return r::compact{in.getCompact()};
   }
   throw invalid{errc::malformed, "unknown registry command"};
 }
@@ -319,6 +402,9 @@ r::code code_from(s::Code c) {
     case s::Code::NOT_HOLDER: return r::code::not_holder;
     case s::Code::INVALID: return r::code::invalid;
     case s::Code::FULL: return r::code::full;
+    case s::Code::EXISTS: return r::code::exists;
+    case s::Code::COMPACTED: return r::code::compacted;
+    case s::Code::FUTURE_REVISION: return r::code::future_revision;
   }
   throw invalid{errc::malformed, "unknown outcome code"};
 }
@@ -334,6 +420,9 @@ s::Code code_to(r::code c) {
     case r::code::not_holder: return s::Code::NOT_HOLDER;
     case r::code::invalid: return s::Code::INVALID;
     case r::code::full: return s::Code::FULL;
+    case r::code::exists: return s::Code::EXISTS;
+    case r::code::compacted: return s::Code::COMPACTED;
+    case r::code::future_revision: return s::Code::FUTURE_REVISION;
   }
   return s::Code::INVALID;
 }
@@ -348,7 +437,19 @@ struct query_writer {
     g.setStatus(status_to(q.only.value_or(r::member_status::alive)));
   }
   void operator()(const r::lock_query& q) { out.setLock(text_of(q.name)); }
-  void operator()(const r::session_query& q) { out.setSession(q.id); }
+  void operator()(const r::session_query& q) {
+    if (q.with_keys) {
+      out.setSessionWithKeys(q.id);
+    } else {
+      out.setSession(q.id);
+    }
+  }
+  void operator()(const r::sessions_query&) { out.setSessions(); }
+  void operator()(const r::range_query& q) {
+    auto g = out.initRange();
+    write_range(g.initRange(), q.range);
+    g.setAt(q.at);
+  }
   void operator()(const r::events_query& q) { out.setEvents(text_of(q.member)); }
   void operator()(const r::changes_query& q) {
     auto g = out.initChanges();
@@ -370,7 +471,13 @@ r::query read_query(s::Query::Reader in) {
       return q;
     }
     case s::Query::LOCK: return r::lock_query{text(in.getLock())};
-    case s::Query::SESSION: return r::session_query{in.getSession()};
+    case s::Query::SESSION: return r::session_query{in.getSession(), false};
+    case s::Query::SESSION_WITH_KEYS: return r::session_query{in.getSessionWithKeys(), true};
+    case s::Query::SESSIONS: return r::sessions_query{};
+    case s::Query::RANGE: {
+      auto g = in.getRange();
+      return r::range_query{read_range(g.getRange()), g.getAt()};
+    }
     case s::Query::EVENTS: return r::events_query{text(in.getEvents())};
     case s::Query::CHANGES: {
       auto g = in.getChanges();
@@ -409,6 +516,20 @@ struct query_result_writer {
     auto g = out.initSession();
     g.setFound(x.value.has_value());
     if (x.value) write_session(g.initValue(), *x.value);
+    auto keys = g.initKeys(static_cast<unsigned>(x.keys.size()));
+    for (unsigned i = 0; i < x.keys.size(); ++i) keys.set(i, text_of(x.keys[i]));
+  }
+  void operator()(const r::sessions_result& x) {
+    auto list = out.initSessions(static_cast<unsigned>(x.sessions.size()));
+    for (unsigned i = 0; i < x.sessions.size(); ++i) write_session(list[i], x.sessions[i]);
+  }
+  void operator()(const r::range_result& x) {
+    auto g = out.initRange();
+    g.setRev(x.rev);
+    g.setFloor(x.floor);
+    g.setStatus(code_to(x.status));
+    auto list = g.initKeys(static_cast<unsigned>(x.keys.size()));
+    for (unsigned i = 0; i < x.keys.size(); ++i) write_key_value(list[i], x.keys[i].first, x.keys[i].second);
   }
   void operator()(const r::events_result& x) {
     auto list = out.initEvents(static_cast<unsigned>(x.events.size()));
@@ -460,6 +581,21 @@ r::query_result read_query_result(s::QueryResult::Reader in) {
       auto g = in.getSession();
       r::session_result x;
       if (g.getFound()) x.value = read_session(g.getValue());
+      for (auto k : g.getKeys()) x.keys.push_back(text(k));
+      return x;
+    }
+    case s::QueryResult::SESSIONS: {
+      r::sessions_result x;
+      for (auto v : in.getSessions()) x.sessions.push_back(read_session(v));
+      return x;
+    }
+    case s::QueryResult::RANGE: {
+      auto g = in.getRange();
+      r::range_result x;
+      x.rev = g.getRev();
+      x.floor = g.getFloor();
+      x.status = code_from(g.getStatus());
+      for (auto kv : g.getKeys()) x.keys.emplace_back(text(kv.getKey()), read_key_value(kv));
       return x;
     }
     case s::QueryResult::EVENTS: {
@@ -507,13 +643,25 @@ std::string encode_result(const registry_result& res) {
     grants[i].setSession(res.grants[i].session);
     grants[i].setToken(res.grants[i].token);
   }
+  out.setSucceeded(res.outcome.succeeded);
+  auto ops = out.initOps(static_cast<unsigned>(res.outcome.ops.size()));
+  for (unsigned i = 0; i < res.outcome.ops.size(); ++i) {
+    const auto& keys = res.outcome.ops[i].keys;
+    auto list = ops[i].initKeys(static_cast<unsigned>(keys.size()));
+    for (unsigned k = 0; k < keys.size(); ++k) write_key_value(list[k], keys[k].first, keys[k].second);
+  }
   return to_bytes(builder);
 }
 
 expected<registry_result> decode_result(std::string_view bytes) {
   return decode_root<s::Outcome>(bytes, [](s::Outcome::Reader in) {
     registry_result res;
-    res.outcome = r::outcome{code_from(in.getCode()), in.getValue(), text(in.getDetail())};
+    res.outcome = r::outcome{code_from(in.getCode()), in.getValue(), text(in.getDetail()), in.getSucceeded(), {}};
+    for (auto op : in.getOps()) {
+      r::op_result x;
+      for (auto kv : op.getKeys()) x.keys.emplace_back(text(kv.getKey()), read_key_value(kv));
+      res.outcome.ops.push_back(std::move(x));
+    }
     for (auto g : in.getGrants()) res.grants.push_back(r::lock_grant{text(g.getName()), g.getSession(), g.getToken()});
     return res;
   });
@@ -571,6 +719,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   for (const auto& c : st.history) write_change(history[i++], c);
   out.setHistoryFloor(st.history_floor);
   out.setApplied(st.applied);
+  out.setLastSession(st.last_session);
   return to_bytes(builder);
 }
 
@@ -591,6 +740,7 @@ expected<registry::registry_state> decode_registry_snapshot(std::string_view byt
     for (auto c : in.getHistory()) st.history.push_back(read_change(c));
     st.history_floor = in.getHistoryFloor();
     st.applied = in.getApplied();
+    st.last_session = in.getLastSession();
     return st;
   });
 }

@@ -92,12 +92,27 @@ struct event {
   std::set<std::string> recipients;  // members alive when it was published
 };
 
-// One change to a key, kept for watches.
+// One change to a key, kept for watches and for reads at a past revision:
+// the key as the change left it and as it was before.
 struct change {
   revision rev = 0;
   bool deleted = false;
   std::string key;
-  std::string value;
+  std::string value;            // after a put; empty after a delete
+  revision created = 0;         // after a put: the key's create revision, version and session
+  std::uint64_t version = 0;
+  session_id session = 0;
+  std::optional<key_value> prev;  // the key before the change (none: it did not exist)
+};
+
+// A key range as etcd names one: [key, end), an empty end the key alone, an
+// end "\0" every key from `key` on. Keys are bytes, ordered as unsigned bytes.
+struct key_range {
+  std::string key, end;
+  bool contains(const std::string& k) const;
+  bool single() const { return end.empty(); }
+  // A prefix every key of the range has.
+  std::string listing_prefix() const;
 };
 
 // --- commands ---------------------------------------------------------------
@@ -116,6 +131,7 @@ struct set_member_status {
 struct open_session {
   std::string owner;
   std::uint64_t ttl_ms = 0;
+  session_id id = 0;            // chosen by the client (an etcd lease ID); 0: the registry names it
 };
 struct close_session {
   session_id id = 0;
@@ -133,6 +149,35 @@ struct put {
 struct remove_key {
   std::string key;
   std::optional<std::uint64_t> if_version;
+};
+// etcd's transaction: if every comparison holds, the `success` operations,
+// else the `failure` ones, all at one revision (one more if any key changes).
+enum class compare_target : std::uint8_t { value, version, created, modified, session };
+enum class compare_op : std::uint8_t { equal, greater, less, not_equal };
+struct compare {
+  key_range range;              // every key of it must satisfy the comparison; a missing key counts as zeros
+  compare_target target = compare_target::version;
+  compare_op op = compare_op::equal;
+  std::string value;            // target value
+  std::uint64_t number = 0;     // the other targets
+};
+enum class op_kind : std::uint8_t { range, put, remove };
+struct txn_op {
+  op_kind kind = op_kind::range;
+  key_range range;              // put: range.key alone
+  std::string value;            // put
+  session_id session = 0;       // put: ephemeral if non-zero
+  bool ignore_value = false;    // put: keep the key's value (the key must exist)
+  bool ignore_session = false;  // put: keep the key's session (the key must exist)
+};
+struct txn {
+  std::vector<compare> compares;
+  std::vector<txn_op> success, failure;
+};
+// Drops the key history up to `rev` (etcd's compaction): reads and watches
+// from before it are refused.
+struct compact {
+  revision rev = 0;
 };
 struct acquire_lock {
   std::string name;
@@ -159,7 +204,7 @@ struct ack_events {
 
 using command = std::variant<register_member, report_usage, set_member_status, open_session, close_session,
                              checkpoint_sessions, put, remove_key, acquire_lock, release_lock, cancel_lock_wait,
-                             publish_event, ack_events>;
+                             publish_event, ack_events, txn, compact>;
 
 // --- results ----------------------------------------------------------------
 
@@ -173,14 +218,27 @@ enum class code : std::uint8_t {
   not_holder,        // lock: released by a session that does not hold it
   invalid,           // a malformed command (empty key or id, zero TTL)
   full,              // events: undelivered events at their cap; members must acknowledge first
+  exists,            // a session with the chosen id exists
+  compacted,         // the revision asked for is no longer in the history
+  future_revision,   // the revision asked for is not reached yet
 };
 
 const char* to_string(code c);
+
+// What one operation of a transaction found: a range, the keys in it; a put,
+// the key it replaced (if any); a remove, the keys it removed.
+struct op_result {
+  std::vector<std::pair<std::string, key_value>> keys;
+};
 
 struct outcome {
   registry::code code = code::ok;
   std::uint64_t value = 0;      // the session id, revision, fencing token or event seq it produced
   std::string detail;
+  // A transaction: whether its comparisons held, and one result per
+  // operation it ran.
+  bool succeeded = false;
+  std::vector<op_result> ops;
 };
 
 // --- queries ----------------------------------------------------------------
@@ -204,6 +262,17 @@ struct lock_result {
 };
 struct session_result {
   std::optional<session> value;  // none: no such session (expired, closed or never opened)
+  std::vector<std::string> keys;  // its ephemeral keys, when asked for
+};
+struct sessions_result {
+  std::vector<session> sessions;  // in id order
+};
+// The keys of a range at a revision (0: the current one).
+struct range_result {
+  revision rev = 0;        // the answering server's revision
+  revision floor = 0;      // the oldest revision it can read (its history starts after it)
+  code status = code::ok;  // compacted, future_revision: the asked revision cannot be read
+  std::vector<std::pair<std::string, key_value>> keys;  // in key order
 };
 struct events_result {
   std::vector<event> events;  // in publish order
@@ -243,6 +312,15 @@ struct lock_query {
 struct session_query {
   using result = session_result;
   session_id id = 0;
+  bool with_keys = false;
+};
+struct sessions_query {
+  using result = sessions_result;
+};
+struct range_query {
+  using result = range_result;
+  key_range range;
+  revision at = 0;  // 0: the current revision
 };
 // Events published for `member` that it has not acknowledged.
 struct events_query {
@@ -263,9 +341,10 @@ struct digest_query {
 };
 
 using query = std::variant<get_key, list_prefix, members_query, lock_query, session_query, events_query, changes_query,
-                           revision_query, digest_query>;
+                           revision_query, digest_query, sessions_query, range_query>;
 using query_result = std::variant<key_result, keys_result, members_result, lock_result, session_result, events_result,
-                                  changes_result, revision_result, digest_result, query_error>;
+                                  changes_result, revision_result, digest_result, query_error, sessions_result,
+                                  range_result>;
 
 // --- state -----------------------------------------------------------------
 
@@ -290,6 +369,7 @@ struct registry_state {
   std::deque<change> history;  // the latest key changes, oldest first
   revision history_floor = 0;  // changes after this revision are all in `history`
   std::uint64_t applied = 0;   // the log index of the last command applied
+  session_id last_session = 0;  // the highest session id the registry picked (it never picks one twice)
 };
 
 }  // namespace conclave::registry

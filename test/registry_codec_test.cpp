@@ -39,6 +39,15 @@ std::vector<command> one_of_each() {
           release_lock{"L", 4},
           publish_event{"w1", "", "hello"},
           ack_events{"w1", 1},
+          open_session{"lease", 5000, 0x7fffffffffffffffull},
+          txn{{compare{key_range{"/k", ""}, compare_target::version, compare_op::equal, {}, 0},
+               compare{key_range{"/a", "/b"}, compare_target::value, compare_op::not_equal, std::string("\0\xff", 2), 0},
+               compare{key_range{"/", std::string(1, '\0')}, compare_target::session, compare_op::less, {}, 9}},
+              {txn_op{op_kind::put, key_range{"/t", ""}, "v", 0x7fffffffffffffffull, false, false},
+               txn_op{op_kind::range, key_range{"/", "0"}, {}, 0, false, false}},
+              {txn_op{op_kind::remove, key_range{"/k", "/l"}, {}, 0, false, false},
+               txn_op{op_kind::put, key_range{"/u", ""}, {}, 0, true, true}}},
+          compact{2},
           close_session{4, true}};
 }
 
@@ -83,7 +92,11 @@ TEST_CASE("a registry snapshot round-trips to the same state") {
 }
 
 TEST_CASE("outcomes with lock grants round-trip") {
-  wire::registry_result r{outcome{code::queued, 3, "detail"}, {lock_grant{"L", 7, 99}}};
+  wire::registry_result r;
+  r.outcome.code = code::queued;
+  r.outcome.value = 3;
+  r.outcome.detail = "detail";
+  r.grants = {lock_grant{"L", 7, 99}};
   auto back = wire::decode_result(wire::encode_result(r));
   REQUIRE(back.has_value());
   CHECK(back->outcome.code == code::queued);
@@ -91,9 +104,16 @@ TEST_CASE("outcomes with lock grants round-trip") {
   CHECK(back->outcome.detail == "detail");
   REQUIRE(back->grants.size() == 1);
   CHECK(back->grants[0].token == 99);
+  r.outcome.succeeded = true;
+  r.outcome.ops = {op_result{{{"/a", key_value{"x", 1, 2, 2, 5}}}}, op_result{}};
+  auto ops = wire::decode_result(wire::encode_result(r));
+  REQUIRE(ops.has_value());
+  CHECK(fuzz::same(*ops, r));
   for (auto c : {code::ok, code::queued, code::not_found, code::version_mismatch, code::no_session, code::held,
-                 code::not_holder, code::invalid, code::full}) {
-    auto again = wire::decode_result(wire::encode_result(wire::registry_result{outcome{c, 0, {}}, {}}));
+                 code::not_holder, code::invalid, code::full, code::exists, code::compacted, code::future_revision}) {
+    wire::registry_result one;
+    one.outcome.code = c;
+    auto again = wire::decode_result(wire::encode_result(one));
     REQUIRE(again.has_value());
     CHECK(again->outcome.code == c);
   }
@@ -159,7 +179,13 @@ std::vector<query> every_query() {
           changes_query{0, "/"},
           changes_query{~0ull, ""},
           revision_query{},
-          digest_query{}};
+          digest_query{},
+          session_query{4, true},
+          sessions_query{},
+          range_query{key_range{"/", "0"}, 0},
+          range_query{key_range{"/k", ""}, 3},
+          range_query{key_range{"/", "0"}, 1},
+          range_query{key_range{"/", "0"}, 999}};
 }
 
 // A registry holding some of everything: members, sessions, keys, locks, events, history.

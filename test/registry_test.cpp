@@ -337,7 +337,38 @@ command random_command(std::mt19937_64& rng, const registry& reg) {
   auto key = "/k/" + std::to_string(pick(8));
   auto lock_name = "lock" + std::to_string(pick(3));
   auto member_id = "m" + std::to_string(pick(4));
-  switch (pick(14)) {
+  auto random_ops = [&] {
+    std::vector<txn_op> ops;
+    for (auto n = pick(3); n > 0; --n) {
+      txn_op op;
+      op.kind = static_cast<op_kind>(pick(3));
+      op.range = pick(2) ? key_range{"/k/" + std::to_string(pick(8)), {}} : key_range{"/k/" + std::to_string(pick(4)), "/k/6"};
+      op.value = "t" + std::to_string(rng() % 1000);
+      op.session = pick(4) == 0 ? any_session() : 0;
+      op.ignore_value = pick(6) == 0;
+      op.ignore_session = pick(6) == 0;
+      ops.push_back(op);
+    }
+    return ops;
+  };
+  switch (pick(17)) {
+    case 14: {
+      txn t;
+      for (auto n = pick(3); n > 0; --n) {
+        compare c;
+        c.range = pick(3) ? key_range{key, {}} : key_range{"/k/", "/k0"};
+        c.target = static_cast<compare_target>(pick(5));
+        c.op = static_cast<compare_op>(pick(4));
+        c.value = "v" + std::to_string(rng() % 1000);
+        c.number = pick(4);
+        t.compares.push_back(c);
+      }
+      t.success = random_ops();
+      t.failure = random_ops();
+      return t;
+    }
+    case 15: return compact{reg.current_revision() - pick(reg.current_revision() + 1) / 2};
+    case 16: return open_session{"lease", 500, pick(2) ? 0 : 1 + pick(reg.state().applied + 10)};
     case 0: {
       auto m = worker(member_id);
       m.incarnation = pick(3);  // repeats of one incarnation, and restarts
@@ -363,7 +394,7 @@ command random_command(std::mt19937_64& rng, const registry& reg) {
 
 }  // namespace
 
-TEST_CASE("simulation: random commands keep every invariant; replicas and restored snapshots agree") {
+TEST_CASE("simulation: random commands keep every invariant; replicas and restored snapshots agree; reads at past revisions see the keys as they were") {
   int seeds = 300, steps = 2000;
   for (int seed = 1; seed <= seeds; ++seed) {
     CAPTURE(seed);
@@ -373,6 +404,7 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
     std::map<std::string, std::vector<session_id>> queue;  // per lock: the waiting order seen
     std::map<std::string, std::string> watched;        // a watcher's view of /k/ keys
     revision watched_rev = 0;
+    std::map<revision, std::map<std::string, std::string>> at_revision;  // every /k/ key at each revision
     bool watcher_reads_b = false;
     for (int step = 0; step < steps; ++step) {
       auto cmd = random_command(rng, a.reg);
@@ -394,6 +426,12 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
           q.erase(q.begin(), pos + 1);
         }
       };
+      // An id may be used again once its session ended (a client chooses it):
+      // the waiter the queue knew by that id is gone.
+      if ((std::holds_alternative<open_session>(cmd) || std::holds_alternative<register_member>(cmd)) &&
+          o.code == code::ok) {
+        for (auto& [name, q] : queue) q.erase(std::remove(q.begin(), q.end(), o.value), q.end());
+      }
       if (auto* acq = std::get_if<acquire_lock>(&cmd)) {
         if (o.code == code::ok && o.value > last_token[acq->name]) grant(acq->name, acq->session, o.value);
         auto& q = queue[acq->name];
@@ -404,6 +442,25 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
         q.erase(std::remove(q.begin(), q.end(), cancel->session), q.end());
       }
       for (const auto& g : a.grants) grant(g.name, g.session, g.token);
+      // A read at any revision the history reaches sees the keys as they were then.
+      auto& now = at_revision[a.reg.current_revision()];
+      now.clear();
+      for (const auto& [k, kv] : a.reg.list("/k/")) now[k] = kv.value;
+      if (!at_revision.empty()) {
+        auto past = std::next(at_revision.begin(), static_cast<long>(rng() % at_revision.size()));
+        auto read = (rng() % 2 ? a.reg : b.reg).range(key_range{"/k/", "/k0"}, past->first);
+        if (past->first == 0) {
+          // (0 asks for the current revision)
+        } else if (past->first < a.reg.state().history_floor) {
+          REQUIRE(read.status == code::compacted);
+          at_revision.erase(past);
+        } else {
+          REQUIRE(read.status == code::ok);
+          std::map<std::string, std::string> seen;
+          for (const auto& [k, kv] : read.keys) seen[k] = kv.value;
+          REQUIRE(seen == past->second);
+        }
+      }
       // A watcher polling changes sees each change once, in order, with no
       // gap, even when it switches replicas (as a client does on failover).
       if (rng() % 4 == 0) watcher_reads_b = !watcher_reads_b;
@@ -434,6 +491,186 @@ TEST_CASE("simulation: random commands keep every invariant; replicas and restor
       }
     }
   }
+}
+
+// --- etcd's transactions, history reads, compaction and lease ids ------------------------
+
+TEST_CASE("a transaction runs its success or failure operations, every key changed at one new revision") {
+  replica r;
+  REQUIRE(r(put{"/a", "1", 0, std::nullopt}).value == 1);
+  REQUIRE(r(put{"/b", "2", 0, std::nullopt}).value == 2);
+  auto single = [](const std::string& k) { return key_range{k, {}}; };
+  txn t;
+  t.compares = {compare{single("/a"), compare_target::value, compare_op::equal, "1", 0},
+                compare{single("/b"), compare_target::version, compare_op::greater, {}, 0}};
+  t.success = {txn_op{op_kind::put, single("/a"), "10", 0, false, false},
+               txn_op{op_kind::remove, single("/b"), {}, 0, false, false},
+               txn_op{op_kind::range, key_range{"/", "0"}, {}, 0, false, false}};
+  t.failure = {txn_op{op_kind::put, single("/failed"), "x", 0, false, false}};
+  auto o = r(t);
+  REQUIRE(o.code == code::ok);
+  CHECK(o.succeeded);
+  CHECK(o.value == 3);
+  REQUIRE(o.ops.size() == 3);
+  REQUIRE(o.ops[0].keys.size() == 1);  // the put: what it replaced
+  CHECK(o.ops[0].keys[0].second.value == "1");
+  REQUIRE(o.ops[1].keys.size() == 1);  // the remove: what it removed
+  CHECK(o.ops[1].keys[0].first == "/b");
+  REQUIRE(o.ops[2].keys.size() == 1);  // the range sees the writes before it
+  CHECK(o.ops[2].keys[0].second.value == "10");
+  auto* a = r.reg.get("/a");
+  REQUIRE(a);
+  CHECK(a->created == 1);
+  CHECK(a->modified == 3);
+  CHECK(a->version == 2);
+  CHECK(r.reg.get("/failed") == nullptr);
+  CHECK(r.reg.current_revision() == 3);
+  auto changes = r.reg.changes_since(2, "/");
+  REQUIRE(changes);
+  REQUIRE(changes->size() == 2);
+  CHECK(((*changes)[0].rev == 3 && (*changes)[1].rev == 3));
+  // The same comparisons no longer hold: the failure branch runs.
+  o = r(t);
+  CHECK(!o.succeeded);
+  CHECK(o.value == 4);
+  CHECK(r.reg.get("/failed"));
+  // Only reads: no new revision.
+  txn reads;
+  reads.success = {txn_op{op_kind::range, single("/a"), {}, 0, false, false}};
+  o = r(reads);
+  CHECK(o.succeeded);  // no comparisons hold vacuously
+  CHECK(o.value == 4);
+  CHECK(r.reg.current_revision() == 4);
+}
+
+TEST_CASE("transaction comparisons: value, version, create and mod revision, session; all four operators; ranges and missing keys") {
+  replica r;
+  auto lease = r(open_session{"lease", 1000, 77}).value;
+  REQUIRE(lease == 77);
+  r(put{"/x", "b", 0, std::nullopt});      // rev 1
+  r(put{"/x", "b", 0, std::nullopt});      // rev 2: version 2, created 1, modified 2
+  r(put{"/y", "a", lease, std::nullopt});  // rev 3
+  auto holds = [&](key_range range, compare_target target, compare_op op, std::string value, std::uint64_t n) {
+    txn t;
+    t.compares = {compare{std::move(range), target, op, std::move(value), n}};
+    return r(t).succeeded;
+  };
+  key_range x{"/x", {}}, both{"/x", "/z"}, missing{"/none", {}};
+  using T = compare_target;
+  using O = compare_op;
+  CHECK(holds(x, T::value, O::equal, "b", 0));
+  CHECK(holds(x, T::value, O::greater, "a", 0));
+  CHECK(holds(x, T::value, O::less, "c", 0));
+  CHECK(holds(x, T::value, O::not_equal, "a", 0));
+  CHECK(!holds(x, T::value, O::equal, "a", 0));
+  CHECK(holds(x, T::version, O::equal, {}, 2));
+  CHECK(holds(x, T::created, O::equal, {}, 1));
+  CHECK(holds(x, T::modified, O::equal, {}, 2));
+  CHECK(holds(x, T::modified, O::less, {}, 3));
+  CHECK(!holds(x, T::modified, O::greater, {}, 2));
+  CHECK(holds(key_range{"/y", {}}, T::session, O::equal, {}, 77));
+  CHECK(holds(x, T::session, O::equal, {}, 0));
+  // A range: every key must hold.
+  CHECK(holds(both, T::value, O::less, "c", 0));
+  CHECK(!holds(both, T::value, O::equal, "b", 0));
+  // A missing key has version, revisions and session 0, and no value.
+  CHECK(holds(missing, T::version, O::equal, {}, 0));
+  CHECK(holds(missing, T::created, O::equal, {}, 0));
+  CHECK(!holds(missing, T::value, O::equal, "", 0));
+  CHECK(!holds(missing, T::value, O::not_equal, "x", 0));
+}
+
+TEST_CASE("a refused transaction changes nothing: an unknown session, a kept value of a missing key, a key changed twice") {
+  replica r;
+  r(put{"/a", "1", 0, std::nullopt});
+  auto digest = r.reg.digest();
+  auto put_op = [](std::string k, std::string v, session_id s = 0) {
+    return txn_op{op_kind::put, key_range{std::move(k), {}}, std::move(v), s, false, false};
+  };
+  txn unknown_session;
+  unknown_session.success = {put_op("/b", "2"), put_op("/c", "3", 999)};
+  CHECK(r(unknown_session).code == code::no_session);
+  txn keep_missing;
+  keep_missing.success = {put_op("/b", "2"), txn_op{op_kind::put, key_range{"/none", {}}, {}, 0, true, false}};
+  CHECK(r(keep_missing).code == code::not_found);
+  txn twice;
+  twice.success = {put_op("/b", "2"), put_op("/b", "3")};
+  CHECK(r(twice).code == code::invalid);
+  txn put_and_remove;
+  put_and_remove.failure = {put_op("/b", "2"), txn_op{op_kind::remove, key_range{"/", "0"}, {}, 0, false, false}};
+  CHECK(r(put_and_remove).code == code::invalid);  // either branch is checked
+  txn empty_key;
+  empty_key.success = {put_op("", "2")};
+  CHECK(r(empty_key).code == code::invalid);
+  CHECK(r.reg.digest() == digest);
+  CHECK(r.reg.current_revision() == 1);
+  // ignore_value and ignore_session keep what the key has.
+  auto lease = r(open_session{"lease", 1000, 5}).value;
+  r(put{"/k", "kept", lease, std::nullopt});
+  txn keep;
+  keep.success = {txn_op{op_kind::put, key_range{"/k", {}}, {}, 0, true, true}};
+  REQUIRE(r(keep).code == code::ok);
+  CHECK(r.reg.get("/k")->value == "kept");
+  CHECK(r.reg.get("/k")->session == lease);
+  CHECK(r.reg.get("/k")->version == 2);
+}
+
+TEST_CASE("reads at a past revision see the keys as they were; compaction drops the history before it") {
+  replica r;
+  r(put{"/a", "1", 0, std::nullopt});  // rev 1
+  r(put{"/b", "1", 0, std::nullopt});  // rev 2
+  r(put{"/a", "2", 0, std::nullopt});  // rev 3
+  r(remove_key{"/b", std::nullopt});   // rev 4
+  key_range all{"/", "0"};
+  auto at = [&](revision rev) {
+    auto res = r.reg.range(all, rev);
+    std::string out = to_string(res.status) + std::string(":");
+    for (const auto& [k, kv] : res.keys) out += k + "=" + kv.value + "@" + std::to_string(kv.modified) + " ";
+    return out;
+  };
+  CHECK(at(1) == "ok:/a=1@1 ");
+  CHECK(at(2) == "ok:/a=1@1 /b=1@2 ");
+  CHECK(at(3) == "ok:/a=2@3 /b=1@2 ");
+  CHECK(at(4) == "ok:/a=2@3 ");
+  CHECK(at(0) == at(4));
+  CHECK(at(5) == "future_revision:");
+  CHECK(r(compact{5}).code == code::future_revision);
+  REQUIRE(r(compact{2}).code == code::ok);
+  CHECK(at(1) == "compacted:");
+  CHECK(at(2) == "ok:/a=1@1 /b=1@2 ");
+  CHECK(r.reg.range(all, 3).floor == 2);
+  CHECK(!r.reg.changes_since(1, "/"));
+  CHECK(r.reg.changes_since(2, "/"));
+  CHECK(r(compact{2}).code == code::compacted);  // as etcd: not again, nor below
+  CHECK(r(compact{1}).code == code::compacted);
+  CHECK(r.reg.current_revision() == 4);          // compaction changes no key
+  // The history records each key as it was before, for watchers' prev_kv.
+  auto changes = r.reg.changes_since(2, "/");
+  REQUIRE(changes);
+  REQUIRE(changes->size() == 2);
+  REQUIRE((*changes)[0].prev);
+  CHECK((*changes)[0].prev->value == "1");
+  CHECK((*changes)[0].version == 2);
+  CHECK((*changes)[0].created == 1);
+  REQUIRE((*changes)[1].prev);
+  CHECK((*changes)[1].prev->modified == 2);
+}
+
+TEST_CASE("sessions: a client may choose the id (an etcd lease ID); ids the registry picks skip chosen ones") {
+  replica r;
+  CHECK(r(open_session{"lease", 1000, 3}).value == 3);  // at index 1
+  auto again = r(open_session{"lease", 1000, 3});      // index 2
+  CHECK(again.code == code::exists);
+  auto picked = r(open_session{"client", 1000});       // index 3: taken, so the next free one
+  CHECK(picked.code == code::ok);
+  CHECK(picked.value == 4);
+  auto member = r(register_member{worker("w1"), 1000});  // index 4: taken too
+  CHECK(member.value == 5);
+  CHECK(r.reg.find_member("w1")->session == 5);
+  CHECK(r(open_session{"client", 1000}).value == 6);  // index 5 taken: 6
+  CHECK(r(open_session{"client", 1000}).value == 7);  // index 6 taken: 7
+  CHECK(r(open_session{"client", 1000}).value == 8);  // index 7 taken: 8
+  CHECK(r(open_session{"client", 1000}).value == 9);  // index 8 taken: 9
 }
 
 #include "actors/registry/queries.hpp"
@@ -487,7 +724,11 @@ TEST_CASE("conclavectl's JSON: members, keys and changes, with every byte escape
   CHECK(to_json(keys) == "[{\"key\":\"/a\",\"value\":\"x\\u0000y\",\"version\":1,\"created\":" +
                              std::to_string(keys.keys[0].second.created) + ",\"modified\":" +
                              std::to_string(keys.keys[0].second.modified) + ",\"session\":0}]");
-  CHECK(to_json(change{7, true, "/k", ""}) == "{\"revision\":7,\"type\":\"delete\",\"key\":\"/k\",\"value\":\"\"}");
+  change removed;
+  removed.rev = 7;
+  removed.deleted = true;
+  removed.key = "/k";
+  CHECK(to_json(removed) == "{\"revision\":7,\"type\":\"delete\",\"key\":\"/k\",\"value\":\"\"}");
 }
 
 #include "actors/registry/subscriptions.hpp"

@@ -21,8 +21,20 @@ struct answerer {
   }
   query_result operator()(const session_query& q) const {
     auto* s = reg.find_session(q.id);
-    return session_result{s ? std::optional<session>(*s) : std::nullopt};
+    session_result out{s ? std::optional<session>(*s) : std::nullopt, {}};
+    if (s && q.with_keys) {
+      for (const auto& [key, kv] : reg.state().keys) {
+        if (kv.session == q.id) out.keys.push_back(key);
+      }
+    }
+    return out;
   }
+  query_result operator()(const sessions_query&) const {
+    sessions_result out;
+    for (const auto& [id, s] : reg.state().sessions) out.sessions.push_back(s);
+    return out;
+  }
+  query_result operator()(const range_query& q) const { return reg.range(q.range, q.at); }
   query_result operator()(const events_query& q) const { return events_result{reg.pending_events(q.member)}; }
   query_result operator()(const changes_query& q) const {
     auto changes = reg.changes_since(q.after, q.prefix);

@@ -3,13 +3,24 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <map>
+#include <set>
 
 namespace conclave::registry {
 
 namespace {
 
-outcome ok(std::uint64_t value = 0) { return outcome{code::ok, value, {}}; }
-outcome fail(code c, std::string detail) { return outcome{c, 0, std::move(detail)}; }
+outcome ok(std::uint64_t value = 0) {
+  outcome o;
+  o.value = value;
+  return o;
+}
+outcome fail(code c, std::string detail) {
+  outcome o;
+  o.code = c;
+  o.detail = std::move(detail);
+  return o;
+}
 
 bool is_live(member_status s) { return s == member_status::alive || s == member_status::suspect; }
 
@@ -36,20 +47,19 @@ outcome registry::on(const register_member& c, std::uint64_t index, std::vector<
     end_session(it->second.session, true, grants);
   }
   auto m = c.m;
+  auto id = fresh_session_id(index);
   m.status = member_status::alive;
-  m.session = index;
+  m.session = id;
   m.changed = s_.applied;
-  s_.sessions[index] = session{index, c.m.id, c.ttl_ms, c.ttl_ms};
+  s_.sessions[id] = session{id, c.m.id, c.ttl_ms, c.ttl_ms};
   s_.members[c.m.id] = std::move(m);
-  return ok(index);
+  return ok(id);
 }
 
 outcome registry::on(const report_usage& c, std::uint64_t, std::vector<lock_grant>&) {
-  bool any = false;
   for (const auto& [id, usage] : c.reports) {
     auto it = s_.members.find(id);
     if (it == s_.members.end()) continue;
-    any = true;
     it->second.usage = usage;
     it->second.changed = s_.applied;
   }
@@ -78,8 +88,23 @@ outcome registry::on(const set_member_status& c, std::uint64_t, std::vector<lock
 
 outcome registry::on(const open_session& c, std::uint64_t index, std::vector<lock_grant>&) {
   if (c.ttl_ms == 0) return fail(code::invalid, "session TTL is 0");
-  s_.sessions[index] = session{index, c.owner, c.ttl_ms, c.ttl_ms};
-  return ok(index);
+  // A chosen id may not name a live session, nor a member's (its record
+  // keeps the id after the session ends: the id must not come back to it).
+  if (c.id != 0 && (s_.sessions.count(c.id) || std::any_of(s_.members.begin(), s_.members.end(), [&](const auto& m) {
+                      return m.second.session == c.id;
+                    }))) {
+    return fail(code::exists, "session " + std::to_string(c.id) + " exists");
+  }
+  auto id = c.id != 0 ? c.id : fresh_session_id(index);
+  s_.sessions[id] = session{id, c.owner, c.ttl_ms, c.ttl_ms};
+  return ok(id);
+}
+
+session_id registry::fresh_session_id(std::uint64_t index) {
+  auto id = std::max<std::uint64_t>(index, s_.last_session + 1);
+  while (s_.sessions.count(id)) ++id;
+  s_.last_session = id;
+  return id;
 }
 
 outcome registry::on(const close_session& c, std::uint64_t, std::vector<lock_grant>& grants) {
@@ -107,10 +132,7 @@ void registry::end_session(session_id id, bool expired, std::vector<lock_grant>&
     if (kv.session == id) doomed.push_back(key);
   }
   if (!doomed.empty()) ++s_.rev;
-  for (const auto& key : doomed) {
-    erase_key(key);
-    record(change{s_.rev, true, key, {}});
-  }
+  for (const auto& key : doomed) delete_key(key, s_.rev);
   // Its locks pass on; its waits end.
   std::vector<std::string> empty;
   for (auto& [name, l] : s_.locks) {
@@ -141,7 +163,26 @@ void registry::record(change c) {
   }
 }
 
-void registry::erase_key(const std::string& key) { s_.keys.erase(key); }
+void registry::set_key(const std::string& key, std::string value, session_id session, revision rev) {
+  auto it = s_.keys.find(key);
+  std::optional<key_value> prev;
+  if (it != s_.keys.end()) prev = it->second;
+  auto& kv = s_.keys[key];
+  if (!prev) kv.created = rev;
+  kv.value = std::move(value);
+  kv.modified = rev;
+  kv.version = prev ? prev->version + 1 : 1;
+  kv.session = session;
+  record(change{rev, false, key, kv.value, kv.created, kv.version, kv.session, std::move(prev)});
+}
+
+void registry::delete_key(const std::string& key, revision rev) {
+  auto it = s_.keys.find(key);
+  if (it == s_.keys.end()) return;
+  change c{rev, true, key, {}, 0, 0, 0, std::move(it->second)};
+  s_.keys.erase(it);
+  record(std::move(c));
+}
 
 outcome registry::on(const put& c, std::uint64_t, std::vector<lock_grant>&) {
   if (c.key.empty()) return fail(code::invalid, "key is empty");
@@ -155,13 +196,7 @@ outcome registry::on(const put& c, std::uint64_t, std::vector<lock_grant>&) {
                                             ", expected " + std::to_string(*c.if_version));
   }
   auto rev = ++s_.rev;
-  auto& kv = s_.keys[c.key];
-  if (current == 0) kv.created = rev;
-  kv.value = c.value;
-  kv.modified = rev;
-  kv.version = current + 1;
-  kv.session = c.session;
-  record(change{rev, false, c.key, c.value});
+  set_key(c.key, c.value, c.session, rev);
   return ok(rev);
 }
 
@@ -173,9 +208,131 @@ outcome registry::on(const remove_key& c, std::uint64_t, std::vector<lock_grant>
                                             ", expected " + std::to_string(*c.if_version));
   }
   auto rev = ++s_.rev;
-  erase_key(c.key);
-  record(change{rev, true, c.key, {}});
+  delete_key(c.key, rev);
   return ok(rev);
+}
+
+// --- transactions ------------------------------------------------------------------
+
+std::vector<std::pair<std::string, key_value>> registry::keys_in(const key_range& r) const {
+  std::vector<std::pair<std::string, key_value>> out;
+  if (r.single()) {
+    if (auto it = s_.keys.find(r.key); it != s_.keys.end()) out.emplace_back(*it);
+    return out;
+  }
+  for (auto it = s_.keys.lower_bound(r.key); it != s_.keys.end() && r.contains(it->first); ++it) out.emplace_back(*it);
+  return out;
+}
+
+bool registry::holds(const compare& c) const {
+  auto judge = [&c](int order) {
+    switch (c.op) {
+      case compare_op::equal: return order == 0;
+      case compare_op::greater: return order > 0;
+      case compare_op::less: return order < 0;
+      case compare_op::not_equal: return order != 0;
+    }
+    return false;
+  };
+  auto order_of = [](std::uint64_t a, std::uint64_t b) { return a < b ? -1 : a > b ? 1 : 0; };
+  auto one = [&](const key_value& kv) {
+    switch (c.target) {
+      case compare_target::value: return judge(kv.value.compare(c.value));
+      case compare_target::version: return judge(order_of(kv.version, c.number));
+      case compare_target::created: return judge(order_of(kv.created, c.number));
+      case compare_target::modified: return judge(order_of(kv.modified, c.number));
+      case compare_target::session: return judge(order_of(kv.session, c.number));
+    }
+    return false;
+  };
+  auto keys = keys_in(c.range);
+  // As etcd: no key compares as all zeros, except that no value equals anything.
+  if (keys.empty()) return c.target != compare_target::value && one(key_value{});
+  return std::all_of(keys.begin(), keys.end(), [&](const auto& kv) { return one(kv.second); });
+}
+
+namespace {
+
+// etcd's rule: a transaction changes each key at most once (a key put twice,
+// or put and inside a removed range, is refused).
+std::optional<std::string> changes_twice(const std::vector<txn_op>& ops) {
+  std::set<std::string> put;
+  for (const auto& op : ops) {
+    if (op.kind == op_kind::put && !put.insert(op.range.key).second) return "key '" + op.range.key + "' is put twice";
+  }
+  for (const auto& op : ops) {
+    if (op.kind != op_kind::remove) continue;
+    for (const auto& k : put) {
+      if (op.range.contains(k)) return "key '" + k + "' is put and removed";
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+outcome registry::on(const txn& c, std::uint64_t, std::vector<lock_grant>&) {
+  for (const auto* ops : {&c.success, &c.failure}) {
+    if (auto why = changes_twice(*ops)) return fail(code::invalid, *why);
+    for (const auto& op : *ops) {
+      if (op.range.key.empty()) return fail(code::invalid, "key is empty");
+    }
+  }
+  for (const auto& cmp : c.compares) {
+    if (cmp.range.key.empty()) return fail(code::invalid, "key is empty");
+  }
+  bool succeeded = std::all_of(c.compares.begin(), c.compares.end(), [this](const compare& x) { return holds(x); });
+  const auto& ops = succeeded ? c.success : c.failure;
+  // Checked before anything changes: a refused transaction changes nothing.
+  bool changes = false;
+  for (const auto& op : ops) {
+    if (op.kind == op_kind::put) {
+      changes = true;
+      if (op.session != 0 && !s_.sessions.count(op.session)) {
+        return fail(code::no_session, "no session " + std::to_string(op.session) + " for key '" + op.range.key + "'");
+      }
+      if ((op.ignore_value || op.ignore_session) && !s_.keys.count(op.range.key)) {
+        return fail(code::not_found, "no key '" + op.range.key + "' to keep the value or session of");
+      }
+    } else if (op.kind == op_kind::remove) {
+      changes = changes || !keys_in(op.range).empty();
+    }
+  }
+  // Every key it changes gets the same new revision.
+  if (changes) ++s_.rev;
+  outcome out = ok(s_.rev);
+  out.succeeded = succeeded;
+  for (const auto& op : ops) {
+    op_result r;
+    switch (op.kind) {
+      case op_kind::range: r.keys = keys_in(op.range); break;
+      case op_kind::put: {
+        const auto* prev = get(op.range.key);
+        if (prev) r.keys.emplace_back(op.range.key, *prev);
+        set_key(op.range.key, op.ignore_value ? prev->value : op.value, op.ignore_session ? prev->session : op.session,
+                s_.rev);
+        break;
+      }
+      case op_kind::remove:
+        r.keys = keys_in(op.range);
+        for (const auto& kv : r.keys) delete_key(kv.first, s_.rev);
+        break;
+    }
+    out.ops.push_back(std::move(r));
+  }
+  return out;
+}
+
+outcome registry::on(const compact& c, std::uint64_t, std::vector<lock_grant>&) {
+  if (c.rev > s_.rev) {
+    return fail(code::future_revision, "revision " + std::to_string(c.rev) + " is after " + std::to_string(s_.rev));
+  }
+  if (c.rev <= s_.history_floor) {
+    return fail(code::compacted, "history is compacted up to " + std::to_string(s_.history_floor));
+  }
+  while (!s_.history.empty() && s_.history.front().rev <= c.rev) s_.history.pop_front();
+  s_.history_floor = c.rev;
+  return ok(s_.rev);
 }
 
 // --- locks ---------------------------------------------------------------------------
@@ -209,7 +366,9 @@ outcome registry::on(const acquire_lock& c, std::uint64_t, std::vector<lock_gran
   }
   // The log index as of which it waits: a lock subscription (push) from
   // there on is judged by a master that has applied this far.
-  return outcome{code::queued, s_.applied, {}};
+  outcome o = ok(s_.applied);
+  o.code = code::queued;
+  return o;
 }
 
 outcome registry::on(const release_lock& c, std::uint64_t, std::vector<lock_grant>& grants) {
@@ -314,6 +473,37 @@ const lock* registry::find_lock(const std::string& name) const {
   return it == s_.locks.end() ? nullptr : &it->second;
 }
 
+range_result registry::range(const key_range& r, revision at) const {
+  range_result out;
+  out.rev = s_.rev;
+  out.floor = s_.history_floor;
+  if (at == 0 || at == s_.rev) {
+    out.keys = keys_in(r);
+    return out;
+  }
+  if (at > s_.rev) {
+    out.status = code::future_revision;
+    return out;
+  }
+  if (at < s_.history_floor) {
+    out.status = code::compacted;
+    return out;
+  }
+  // Every change after `at` is in the history: undo them, newest first.
+  auto now = keys_in(r);
+  std::map<std::string, key_value> view(now.begin(), now.end());
+  for (auto it = s_.history.rbegin(); it != s_.history.rend() && it->rev > at; ++it) {
+    if (!r.contains(it->key)) continue;
+    if (it->prev) {
+      view[it->key] = *it->prev;
+    } else {
+      view.erase(it->key);
+    }
+  }
+  out.keys.assign(view.begin(), view.end());
+  return out;
+}
+
 std::optional<std::vector<change>> registry::changes_since(revision after, const std::string& prefix) const {
   if (after < s_.history_floor) return std::nullopt;  // compacted: history no longer reaches back that far
   // The history is in revision order: a lookup finds the first change after
@@ -361,6 +551,7 @@ std::uint64_t registry::digest() const {
   hasher x;
   x.u64(s_.rev);
   x.u64(s_.event_seq);
+  x.u64(s_.last_session);
   for (const auto& [id, m] : s_.members) {
     x.str(id);
     x.u64(static_cast<std::uint64_t>(m.role));

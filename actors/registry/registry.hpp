@@ -34,6 +34,10 @@ class registry {
   // --- queries (any server, on its applied state) ---------------------------
   const key_value* get(const std::string& key) const;
   std::vector<std::pair<std::string, key_value>> list(const std::string& prefix) const;
+  // The keys of `r` as they were at revision `at` (0: now), rebuilt from the
+  // change history; refused (status compacted / future_revision) when the
+  // history does not reach back to `at` or `at` is not reached yet.
+  range_result range(const key_range& r, revision at = 0) const;
   const member* find_member(const std::string& id) const;
   std::vector<member> members(std::optional<member_status> only = std::nullopt) const;
   const session* find_session(session_id id) const;
@@ -71,13 +75,23 @@ class registry {
   outcome on(const cancel_lock_wait& c, std::uint64_t index, std::vector<lock_grant>& grants);
   outcome on(const publish_event& c, std::uint64_t index, std::vector<lock_grant>& grants);
   outcome on(const ack_events& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const txn& c, std::uint64_t index, std::vector<lock_grant>& grants);
+  outcome on(const compact& c, std::uint64_t index, std::vector<lock_grant>& grants);
 
+  // A new session's id: the log index that opens it, or the next number
+  // above it a client has not chosen already.
+  session_id fresh_session_id(std::uint64_t index);
+  bool holds(const compare& c) const;
+  std::vector<std::pair<std::string, key_value>> keys_in(const key_range& r) const;
+  // Key changes at revision `rev`, each recorded in the history with the key
+  // as it was before.
+  void set_key(const std::string& key, std::string value, session_id session, revision rev);
+  void delete_key(const std::string& key, revision rev);
   // Ends a session: its ephemeral keys go, its locks pass to their next
   // waiters, its waits are dropped, its member (if any) becomes dead or left.
   void end_session(session_id id, bool expired, std::vector<lock_grant>& grants);
   void grant_next(const std::string& name, lock& l, std::vector<lock_grant>& grants);
   void record(change c);
-  void erase_key(const std::string& key);
   void drop_recipient(const std::string& member);
 
   limits limits_;

@@ -11,7 +11,8 @@ std::string registry_machine::apply(const raft::log_entry& entry) {
   auto cmd = wire::decode_command(entry.payload);
   wire::registry_result result;
   if (!cmd) {
-    result.outcome = outcome{code::invalid, 0, "undecodable command: " + cmd.error().message()};
+    result.outcome.code = code::invalid;
+    result.outcome.detail = "undecodable command: " + cmd.error().message();
   } else {
     result.outcome = reg_.apply(*cmd, entry.index.value, &result.grants);
     if (on_applied) on_applied(*cmd, result.outcome, result.grants);

@@ -112,6 +112,86 @@ inline bool same(const registry::member& a, const registry::member& b) {
          a.status == b.status && a.session == b.session && a.changed == b.changed && a.incarnation == b.incarnation;
 }
 
+// Every overload, declared before the templates that call them.
+inline bool same(const client::request& a, const client::request& b);
+inline bool same(const client::response& a, const client::response& b);
+inline bool same(const registry::resources& a, const registry::resources& b);
+inline bool same(const registry::member& a, const registry::member& b);
+inline bool same(const registry::key_value& a, const registry::key_value& b);
+inline bool same(const registry::lock& a, const registry::lock& b);
+inline bool same(const registry::session& a, const registry::session& b);
+inline bool same(const registry::event& a, const registry::event& b);
+inline bool same(const std::pair<std::string, registry::key_value>& a, const std::pair<std::string, registry::key_value>& b);
+inline bool same(const registry::change& a, const registry::change& b);
+inline bool same(const registry::key_range& a, const registry::key_range& b);
+inline bool same(const registry::compare& a, const registry::compare& b);
+inline bool same(const registry::txn_op& a, const registry::txn_op& b);
+inline bool same(const registry::op_result& a, const registry::op_result& b);
+inline bool same(const registry::command& a, const registry::command& b);
+inline bool same(const wire::registry_result& a, const wire::registry_result& b);
+inline bool same(const registry::registry_state& a, const registry::registry_state& b);
+inline bool same(const registry::query& a, const registry::query& b);
+inline bool same(const registry::query_result& a, const registry::query_result& b);
+template <class T>
+bool same(const std::optional<T>& a, const std::optional<T>& b);
+template <class T>
+bool same(const std::vector<T>& a, const std::vector<T>& b);
+template <class T>
+bool same(const std::optional<T>& a, const std::optional<T>& b) {
+  return a.has_value() == b.has_value() && (!a || same(*a, *b));
+}
+
+template <class T>
+bool same(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!same(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+inline bool same(const registry::key_value& a, const registry::key_value& b) {
+  return a.value == b.value && a.created == b.created && a.modified == b.modified && a.version == b.version &&
+         a.session == b.session;
+}
+
+inline bool same(const registry::lock& a, const registry::lock& b) {
+  return a.holder == b.holder && a.token == b.token && a.waiters == b.waiters;
+}
+
+inline bool same(const registry::session& a, const registry::session& b) {
+  return a.id == b.id && a.owner == b.owner && a.ttl_ms == b.ttl_ms && a.remaining_ms == b.remaining_ms;
+}
+
+inline bool same(const registry::event& a, const registry::event& b) {
+  return a.seq == b.seq && a.from == b.from && a.to == b.to && a.payload == b.payload && a.recipients == b.recipients;
+}
+
+inline bool same(const registry::change& a, const registry::change& b);
+
+inline bool same(const std::pair<std::string, registry::key_value>& a,
+                 const std::pair<std::string, registry::key_value>& b) {
+  return a.first == b.first && same(a.second, b.second);
+}
+
+inline bool same(const registry::change& a, const registry::change& b) {
+  return a.rev == b.rev && a.deleted == b.deleted && a.key == b.key && a.value == b.value && a.created == b.created &&
+         a.version == b.version && a.session == b.session && same(a.prev, b.prev);
+}
+
+inline bool same(const registry::key_range& a, const registry::key_range& b) { return a.key == b.key && a.end == b.end; }
+
+inline bool same(const registry::compare& a, const registry::compare& b) {
+  return same(a.range, b.range) && a.target == b.target && a.op == b.op && a.value == b.value && a.number == b.number;
+}
+
+inline bool same(const registry::txn_op& a, const registry::txn_op& b) {
+  return a.kind == b.kind && same(a.range, b.range) && a.value == b.value && a.session == b.session &&
+         a.ignore_value == b.ignore_value && a.ignore_session == b.ignore_session;
+}
+
+inline bool same(const registry::op_result& a, const registry::op_result& b) { return same(a.keys, b.keys); }
+
 inline bool same(const registry::command& a, const registry::command& b) {
   namespace r = registry;
   if (a.index() != b.index()) return false;
@@ -130,7 +210,9 @@ inline bool same(const registry::command& a, const registry::command& b) {
           return true;
         }
         if constexpr (std::is_same_v<T, r::set_member_status>) return x.id == y.id && x.status == y.status;
-        if constexpr (std::is_same_v<T, r::open_session>) return x.owner == y.owner && x.ttl_ms == y.ttl_ms;
+        if constexpr (std::is_same_v<T, r::open_session>) {
+          return x.owner == y.owner && x.ttl_ms == y.ttl_ms && x.id == y.id;
+        }
         if constexpr (std::is_same_v<T, r::close_session>) return x.id == y.id && x.expired == y.expired;
         if constexpr (std::is_same_v<T, r::checkpoint_sessions>) return x.remaining_ms == y.remaining_ms;
         if constexpr (std::is_same_v<T, r::put>) {
@@ -146,12 +228,17 @@ inline bool same(const registry::command& a, const registry::command& b) {
           return x.from == y.from && x.to == y.to && x.payload == y.payload;
         }
         if constexpr (std::is_same_v<T, r::ack_events>) return x.member == y.member && x.upto == y.upto;
+        if constexpr (std::is_same_v<T, r::txn>) {
+          return same(x.compares, y.compares) && same(x.success, y.success) && same(x.failure, y.failure);
+        }
+        if constexpr (std::is_same_v<T, r::compact>) return x.rev == y.rev;
       },
       a);
 }
 
 inline bool same(const wire::registry_result& a, const wire::registry_result& b) {
   if (a.outcome.code != b.outcome.code || a.outcome.value != b.outcome.value || a.outcome.detail != b.outcome.detail ||
+      a.outcome.succeeded != b.outcome.succeeded || !same(a.outcome.ops, b.outcome.ops) ||
       a.grants.size() != b.grants.size()) {
     return false;
   }
@@ -164,7 +251,10 @@ inline bool same(const wire::registry_result& a, const wire::registry_result& b)
 }
 
 inline bool same(const registry::registry_state& a, const registry::registry_state& b) {
-  if (a.rev != b.rev || a.event_seq != b.event_seq || a.history_floor != b.history_floor) return false;
+  if (a.rev != b.rev || a.event_seq != b.event_seq || a.history_floor != b.history_floor ||
+      a.last_session != b.last_session || a.applied != b.applied) {
+    return false;
+  }
   if (a.members.size() != b.members.size()) return false;
   for (auto i = a.members.begin(), j = b.members.begin(); i != a.members.end(); ++i, ++j) {
     if (i->first != j->first || !same(i->second, j->second)) return false;
@@ -206,47 +296,7 @@ inline bool same(const registry::registry_state& a, const registry::registry_sta
   for (std::size_t i = 0; i < a.history.size(); ++i) {
     const auto& x = a.history[i];
     const auto& y = b.history[i];
-    if (x.rev != y.rev || x.deleted != y.deleted || x.key != y.key || x.value != y.value) return false;
-  }
-  return true;
-}
-
-inline bool same(const registry::key_value& a, const registry::key_value& b) {
-  return a.value == b.value && a.created == b.created && a.modified == b.modified && a.version == b.version &&
-         a.session == b.session;
-}
-
-inline bool same(const registry::lock& a, const registry::lock& b) {
-  return a.holder == b.holder && a.token == b.token && a.waiters == b.waiters;
-}
-
-inline bool same(const registry::session& a, const registry::session& b) {
-  return a.id == b.id && a.owner == b.owner && a.ttl_ms == b.ttl_ms && a.remaining_ms == b.remaining_ms;
-}
-
-inline bool same(const registry::event& a, const registry::event& b) {
-  return a.seq == b.seq && a.from == b.from && a.to == b.to && a.payload == b.payload && a.recipients == b.recipients;
-}
-
-inline bool same(const registry::change& a, const registry::change& b) {
-  return a.rev == b.rev && a.deleted == b.deleted && a.key == b.key && a.value == b.value;
-}
-
-inline bool same(const std::pair<std::string, registry::key_value>& a,
-                 const std::pair<std::string, registry::key_value>& b) {
-  return a.first == b.first && same(a.second, b.second);
-}
-
-template <class T>
-bool same(const std::optional<T>& a, const std::optional<T>& b) {
-  return a.has_value() == b.has_value() && (!a || same(*a, *b));
-}
-
-template <class T>
-bool same(const std::vector<T>& a, const std::vector<T>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!same(a[i], b[i])) return false;
+    if (!same(x, y)) return false;
   }
   return true;
 }
@@ -262,7 +312,9 @@ inline bool same(const registry::query& a, const registry::query& b) {
         if constexpr (std::is_same_v<T, r::list_prefix>) return x.prefix == y.prefix;
         if constexpr (std::is_same_v<T, r::members_query>) return x.only == y.only;
         if constexpr (std::is_same_v<T, r::lock_query>) return x.name == y.name;
-        if constexpr (std::is_same_v<T, r::session_query>) return x.id == y.id;
+        if constexpr (std::is_same_v<T, r::session_query>) return x.id == y.id && x.with_keys == y.with_keys;
+        if constexpr (std::is_same_v<T, r::sessions_query>) return true;
+        if constexpr (std::is_same_v<T, r::range_query>) return same(x.range, y.range) && x.at == y.at;
         if constexpr (std::is_same_v<T, r::events_query>) return x.member == y.member;
         if constexpr (std::is_same_v<T, r::changes_query>) return x.after == y.after && x.prefix == y.prefix;
         if constexpr (std::is_same_v<T, r::revision_query>) return true;
@@ -282,7 +334,11 @@ inline bool same(const registry::query_result& a, const registry::query_result& 
         if constexpr (std::is_same_v<T, r::keys_result>) return x.rev == y.rev && same(x.keys, y.keys);
         if constexpr (std::is_same_v<T, r::members_result>) return same(x.members, y.members);
         if constexpr (std::is_same_v<T, r::lock_result>) return same(x.value, y.value);
-        if constexpr (std::is_same_v<T, r::session_result>) return same(x.value, y.value);
+        if constexpr (std::is_same_v<T, r::session_result>) return same(x.value, y.value) && x.keys == y.keys;
+        if constexpr (std::is_same_v<T, r::sessions_result>) return same(x.sessions, y.sessions);
+        if constexpr (std::is_same_v<T, r::range_result>) {
+          return x.rev == y.rev && x.floor == y.floor && x.status == y.status && same(x.keys, y.keys);
+        }
         if constexpr (std::is_same_v<T, r::events_result>) return same(x.events, y.events);
         if constexpr (std::is_same_v<T, r::changes_result>) {
           return x.rev == y.rev && x.compacted == y.compacted && same(x.changes, y.changes);
