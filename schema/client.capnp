@@ -27,6 +27,7 @@ struct ClientRequest {
 struct Keepalive {
   session @0 :UInt64;
   payload @1 :Data;   # for the registry: the member's resource usage
+  detached @2 :Bool;  # not tied to this connection: only the TTL expires the session (etcd's leases)
 }
 
 struct ClientResponse {

@@ -73,6 +73,7 @@ std::string encode_request(const client::request& r, std::string_view cluster_id
           auto k = body.initKeepalive();
           k.setSession(m.session);
           k.setPayload(data_of(m.payload));
+          k.setDetached(m.detached);
         } else if constexpr (std::is_same_v<T, client::stale_read>) {
           body.setStaleRead(data_of(m.query));
         } else {
@@ -114,7 +115,7 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
       case s::ClientRequest::Body::STALE_READ: return client::stale_read{std::string(view(body.getStaleRead()))};
       case s::ClientRequest::Body::KEEPALIVE: {
         auto k = body.getKeepalive();
-        return client::keepalive{k.getSession(), std::string(view(k.getPayload()))};
+        return client::keepalive{k.getSession(), std::string(view(k.getPayload())), k.getDetached()};
       }
     }
     throw invalid{errc::malformed, "unknown request type"};

@@ -27,6 +27,10 @@ struct transfer_leadership {
 struct keepalive {
   std::uint64_t session = 0;
   std::string payload;
+  // Not tied to the connection it arrives on (its break does not expire the
+  // session early): only the TTL decides, as for etcd's leases, whose
+  // heartbeats reach the leader through whichever master the client uses.
+  bool detached = false;
 };
 
 // A read from whatever this server has applied (possibly behind the leader).

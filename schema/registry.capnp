@@ -149,6 +149,7 @@ struct Snapshot {
   historyFloor @9 :UInt64;
   applied @10 :UInt64;      # the log index of the last command applied
   lastSession @11 :UInt64;  # the highest session id the registry picked
+  compacted @12 :UInt64;    # the last compaction's revision
 }
 
 # --- queries ---------------------------------------------------------------

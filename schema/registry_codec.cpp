@@ -720,6 +720,7 @@ std::string encode_registry_snapshot(const registry::registry_state& st) {
   out.setHistoryFloor(st.history_floor);
   out.setApplied(st.applied);
   out.setLastSession(st.last_session);
+  out.setCompacted(st.compacted);
   return to_bytes(builder);
 }
 
@@ -741,6 +742,7 @@ expected<registry::registry_state> decode_registry_snapshot(std::string_view byt
     st.history_floor = in.getHistoryFloor();
     st.applied = in.getApplied();
     st.last_session = in.getLastSession();
+    st.compacted = in.getCompacted();
     return st;
   });
 }

@@ -174,8 +174,8 @@ struct txn {
   std::vector<compare> compares;
   std::vector<txn_op> success, failure;
 };
-// Drops the key history up to `rev` (etcd's compaction): reads and watches
-// from before it are refused.
+// etcd's compaction: drops the key history before `rev`; reads at a revision
+// before it, and watches starting before it, are refused.
 struct compact {
   revision rev = 0;
 };
@@ -270,7 +270,7 @@ struct sessions_result {
 // The keys of a range at a revision (0: the current one).
 struct range_result {
   revision rev = 0;        // the answering server's revision
-  revision floor = 0;      // the oldest revision it can read (its history starts after it)
+  revision floor = 0;      // the oldest revision it can read
   code status = code::ok;  // compacted, future_revision: the asked revision cannot be read
   std::vector<std::pair<std::string, key_value>> keys;  // in key order
 };
@@ -370,6 +370,7 @@ struct registry_state {
   revision history_floor = 0;  // changes after this revision are all in `history`
   std::uint64_t applied = 0;   // the log index of the last command applied
   session_id last_session = 0;  // the highest session id the registry picked (it never picks one twice)
+  revision compacted = 0;      // the last compaction's revision: reads before it are refused, as etcd's
 };
 
 }  // namespace conclave::registry

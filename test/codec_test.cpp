@@ -234,7 +234,7 @@ TEST_CASE("a configuration with a duplicate or zero server id is malformed") {
 TEST_CASE("every client request and response round-trips") {
   std::vector<client::request> requests = {client::propose{std::string("cmd\0x", 5)}, client::read{"q"},
                                            client::status_request{}, client::transfer_leadership{3},
-                                           client::keepalive{7, "usage"}, client::stale_read{"q"},
+                                           client::keepalive{7, "usage"}, client::keepalive{8, {}, true}, client::stale_read{"q"},
                                            client::change_membership{0, 4, "10.0.0.4:7001"}};
   for (const auto& r : requests) {
     auto got = wire::decode_request(wire::encode_request(r, cluster), cluster);

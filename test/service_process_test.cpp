@@ -832,6 +832,30 @@ TEST_CASE("a session lives on the connection it was last heard on: a connection 
   CHECK_MESSAGE(keepalive(moved_to), c.log_of(1));
 }
 
+TEST_CASE("a detached heartbeat (an etcd lease's) leaves its session to the TTL when its connection breaks") {
+  process_cluster c(1, master_flags(), conclave_binary());
+  REQUIRE(c.wait_for_leader(10s));
+  auto detached = run(c, registry::open_session{"lease", 20000}).outcome.value;
+  auto tied = run(c, registry::open_session{"tied", 20000}).outcome.value;
+  caf::actor_system sys{client_config()};
+  {
+    raft_client k(sys, c.cluster_id, c.client().endpoints());
+    auto a = k.call(c.at(1).address, client::keepalive{detached, {}, true}, 5s);
+    auto b = k.call(c.at(1).address, client::keepalive{tied, {}}, 5s);
+    REQUIRE((a && std::holds_alternative<client::ok>(*a)));
+    REQUIRE((b && std::holds_alternative<client::ok>(*b)));
+  }  // the connection breaks
+  // Longer than the grace a broken connection gets (100 ms): the tied
+  // session is gone, the detached one lives until its TTL.
+  CHECK(wait_for([&] {
+    auto r = ask(c.client(), registry::session_query{tied}, 2s);
+    return r && !r->value;
+  }, 5s));
+  auto r = ask(c.client(), registry::session_query{detached}, 2s);
+  REQUIRE(r.has_value());
+  CHECK_MESSAGE(r->value.has_value(), c.log_of(1));
+}
+
 TEST_CASE("a session survives a leader frozen longer than its TTL") {
   process_cluster c(3, master_flags(), conclave_binary());
   auto leader = c.wait_for_leader(10s);

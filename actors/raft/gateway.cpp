@@ -237,15 +237,15 @@ struct gateway_state {
     passed_on.erase(it);
   }
 
-  // A heartbeat the leader accepted ties its session to this connection.
+  // A heartbeat the leader accepted ties its session to this connection (unless detached).
   caf::result<std::string> keepalive(client::keepalive& k) {
     prune_sessions();
     auto sender = self->current_sender();  // (before the promise, which takes it over)
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, keepalive_atom::value, k.session, std::move(k.payload))
         .then(
-            [this, promise, sender, session = k.session](client::response& r) mutable {
-              if (sender && std::holds_alternative<client::ok>(r)) carry(sender, session);
+            [this, promise, sender, session = k.session, tie = !k.detached](client::response& r) mutable {
+              if (tie && sender && std::holds_alternative<client::ok>(r)) carry(sender, session);
               promise.deliver(answer(r));
             },
             [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "this master is stopping"))); });

@@ -327,11 +327,13 @@ outcome registry::on(const compact& c, std::uint64_t, std::vector<lock_grant>&) 
   if (c.rev > s_.rev) {
     return fail(code::future_revision, "revision " + std::to_string(c.rev) + " is after " + std::to_string(s_.rev));
   }
-  if (c.rev <= s_.history_floor) {
-    return fail(code::compacted, "history is compacted up to " + std::to_string(s_.history_floor));
+  if (c.rev <= s_.compacted) {
+    return fail(code::compacted, "already compacted at revision " + std::to_string(s_.compacted));
   }
-  while (!s_.history.empty() && s_.history.front().rev <= c.rev) s_.history.pop_front();
-  s_.history_floor = c.rev;
+  // The changes at `rev` stay: a watch may start there.
+  while (!s_.history.empty() && s_.history.front().rev < c.rev) s_.history.pop_front();
+  s_.history_floor = std::max(s_.history_floor, c.rev - 1);
+  s_.compacted = c.rev;
   return ok(s_.rev);
 }
 
@@ -476,7 +478,7 @@ const lock* registry::find_lock(const std::string& name) const {
 range_result registry::range(const key_range& r, revision at) const {
   range_result out;
   out.rev = s_.rev;
-  out.floor = s_.history_floor;
+  out.floor = std::max(s_.history_floor, s_.compacted);
   if (at == 0 || at == s_.rev) {
     out.keys = keys_in(r);
     return out;
@@ -485,7 +487,7 @@ range_result registry::range(const key_range& r, revision at) const {
     out.status = code::future_revision;
     return out;
   }
-  if (at < s_.history_floor) {
+  if (at < out.floor) {
     out.status = code::compacted;
     return out;
   }
@@ -552,6 +554,7 @@ std::uint64_t registry::digest() const {
   x.u64(s_.rev);
   x.u64(s_.event_seq);
   x.u64(s_.last_session);
+  x.u64(s_.compacted);
   for (const auto& [id, m] : s_.members) {
     x.str(id);
     x.u64(static_cast<std::uint64_t>(m.role));

@@ -66,7 +66,9 @@ inline bool same(const client::request& a, const client::request& b) {
         if constexpr (std::is_same_v<T, client::read>) return x.query == y.query;
         if constexpr (std::is_same_v<T, client::status_request>) return true;
         if constexpr (std::is_same_v<T, client::transfer_leadership>) return x.target == y.target;
-        if constexpr (std::is_same_v<T, client::keepalive>) return x.session == y.session && x.payload == y.payload;
+        if constexpr (std::is_same_v<T, client::keepalive>) {
+          return x.session == y.session && x.payload == y.payload && x.detached == y.detached;
+        }
         if constexpr (std::is_same_v<T, client::stale_read>) return x.query == y.query;
         if constexpr (std::is_same_v<T, client::change_membership>) {
           return x.kind == y.kind && x.id == y.id && x.address == y.address;
@@ -252,7 +254,7 @@ inline bool same(const wire::registry_result& a, const wire::registry_result& b)
 
 inline bool same(const registry::registry_state& a, const registry::registry_state& b) {
   if (a.rev != b.rev || a.event_seq != b.event_seq || a.history_floor != b.history_floor ||
-      a.last_session != b.last_session || a.applied != b.applied) {
+      a.last_session != b.last_session || a.applied != b.applied || a.compacted != b.compacted) {
     return false;
   }
   if (a.members.size() != b.members.size()) return false;
