@@ -1,7 +1,8 @@
 // etcd's v3 gRPC API on a master (setting `client-listen HOST:PORT`): etcd
-// clients talk to conclave unchanged (schema/etcd/*.proto). This slice
-// serves KV Range, Put and DeleteRange over the registry's keys; README.md
-// (etcd v3 API) lists what works and what does not yet.
+// clients talk to conclave unchanged (schema/etcd/*.proto). KV and
+// transactions are the registry's keys, a lease is a registry session, a
+// watch is a push subscription at this master; README.md (etcd v3 API)
+// lists each method and how it differs from etcd's.
 //
 // The server answers from the cluster through its `backend`: writes and
 // linearizable reads go to the leader (a follower passes them on), a
@@ -19,6 +20,7 @@
 #include "actors/raft/node_options.hpp"
 #include "schema/client_protocol.hpp"
 #include "schema/error.hpp"
+#include "schema/push_types.hpp"
 #include "schema/registry_types.hpp"
 
 namespace conclave::etcd {
@@ -50,6 +52,17 @@ struct backend {
   std::function<expected<void>(std::uint64_t server_id, std::chrono::milliseconds deadline)> transfer;
   // The bytes this master's data directory holds.
   std::function<std::uint64_t()> disk_bytes;
+  // A heartbeat for session `id` at the leader, detached from any connection
+  // (only the TTL expires a lease): false when the session no longer exists.
+  std::function<expected<bool>(std::uint64_t id, std::chrono::milliseconds deadline)> keepalive;
+  // Push subscriptions at this master (roles/push_client.hpp): `resume`
+  // names the subscription each time it is made (again after a failover);
+  // handlers run in order on one thread. After unsubscribe returns, a
+  // handler already running may still finish.
+  std::function<std::uint64_t(std::function<registry::subscription()> resume,
+                              std::function<void(const registry::push&)> on_push)>
+      subscribe;
+  std::function<void(std::uint64_t id)> unsubscribe;
 };
 
 
@@ -58,15 +71,6 @@ struct backend {
 // same on every master and across restarts.
 std::uint64_t cluster_number(const std::string& cluster_id);
 std::uint64_t member_number(const std::string& cluster_id, std::uint64_t server_id);
-
-// An etcd key range [key, end): no end is the key alone, "\0" every key from
-// `key` on (with key "\0": every key).
-struct key_range {
-  std::string key, end;
-  bool contains(const std::string& k) const;
-  // A prefix every key of the range has (the registry lists by prefix).
-  std::string listing_prefix() const;
-};
 
 class server {
  public:

@@ -70,6 +70,7 @@ struct node::impl {
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
   std::unique_ptr<etcd::server> etcd;  // masters with client-listen: etcd's v3 API
+  std::unique_ptr<push_client> etcd_push;  // its watches (their own delivery thread: a slow stream delays no member push)
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -210,6 +211,23 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
       return {};
     };
+    b.keepalive = [raw](std::uint64_t id, std::chrono::milliseconds deadline) -> expected<bool> {
+      auto client = raw->take();
+      auto r = client->to_leader(client::keepalive{id, {}, true}, deadline);
+      if (!r) return r.error();
+      if (auto* f = std::get_if<client::failure>(&*r)) {
+        if (f->code == client::code_name(errc::not_found)) return false;
+        return error_of(*f);
+      }
+      return true;
+    };
+    raw->etcd_push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys, 0,
+                                                   raw->local);
+    b.subscribe = [raw](std::function<registry::subscription()> resume,
+                        std::function<void(const registry::push&)> on_push) {
+      return raw->etcd_push->subscribe(std::move(resume), std::move(on_push));
+    };
+    b.unsubscribe = [raw](std::uint64_t id) { raw->etcd_push->unsubscribe(id); };
     b.disk_bytes = [dir = raw->cfg.raft.data_dir] {
       std::uint64_t total = 0;
       std::error_code ec;
@@ -241,6 +259,7 @@ node::~node() {
   impl_->stop = true;
   impl_->notify();
   impl_->etcd.reset();  // its requests use the pool and the master: they end first
+  impl_->etcd_push.reset();
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, impl_->peer);
   if (impl_->agent.joinable()) impl_->agent.join();

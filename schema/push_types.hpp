@@ -30,7 +30,8 @@ using subscription = std::variant<watch_subscription, lock_subscription, events_
 
 enum class push_kind : std::uint8_t {
   changes,    // state.history: key changes in order; state.rev: the revision they bring the watch to
-  compacted,  // state.keys: the keys under the prefix at state.rev (the history no longer reached back)
+  compacted,  // state.keys: the keys under the prefix at state.rev (the history no longer reached back;
+              // state.history_floor and state.compacted: where it starts now)
   granted,    // state.locks[name]: held by the session, with its token
   gone,       // the session no longer waits for the lock (ended, cancelled)
   events,     // state.events: undelivered events for the member, in order

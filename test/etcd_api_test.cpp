@@ -6,6 +6,7 @@
 
 #include <map>
 
+#include "actors/registry/queries.hpp"
 #include "roles/etcd_api.hpp"
 #include "roles/node.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
@@ -21,14 +22,19 @@ namespace {
 
 // --- the server against a fake cluster ---------------------------------------------
 
-// A registry's keys at a revision, answering list_prefix and put as the
-// registry does, with a fixed term; or failing every call with `fail`.
+// A registry behind the server, as one master sees it, with fixed terms; or
+// failing every call with `fail`.
 struct fake_cluster {
-  std::map<std::string, registry::key_value> keys;
-  registry::revision rev = 40;
+  registry::registry reg;
+  std::uint64_t index = 0;
   std::uint64_t commit_term = 7, local_term = 9;
   std::optional<error> fail;
   std::mutex m;
+
+  fake_cluster() {
+    // 40 changes of one key first: revisions are not small numbers by chance.
+    for (int i = 0; i < 40; ++i) reg.apply(registry::put{"0", "x", 0, std::nullopt}, ++index);
+  }
 
   etcd::backend backend() {
     etcd::backend b;
@@ -36,33 +42,20 @@ struct fake_cluster {
       std::lock_guard<std::mutex> guard(m);
       if (fail) return *fail;
       wire::registry_result r;
-      if (auto* p = std::get_if<registry::put>(&c)) {
-        auto& kv = keys[p->key];
-        kv.value = p->value;
-        kv.modified = ++rev;
-        if (kv.version++ == 0) kv.created = rev;
-        r.outcome = registry::outcome{registry::code::ok, rev, {}};
-      } else {
-        r.outcome = registry::outcome{registry::code::invalid, 0, "not faked"};
-      }
-      return client::committed{100, commit_term, wire::encode_result(r)};
+      r.outcome = reg.apply(c, ++index, &r.grants);
+      return client::committed{index, commit_term, wire::encode_result(r)};
     };
     b.read = [this](const registry::query& q, bool, std::chrono::milliseconds) -> expected<client::read_result> {
       std::lock_guard<std::mutex> guard(m);
       if (fail) return *fail;
-      if (auto* one = std::get_if<registry::get_key>(&q)) {
-        auto it = keys.find(one->key);
-        registry::key_result r{it == keys.end() ? std::nullopt : std::optional<registry::key_value>(it->second), rev};
-        return client::read_result{100, wire::encode_query_result(r)};
-      }
-      registry::keys_result r{rev, {}};
-      const auto& prefix = std::get<registry::list_prefix>(q).prefix;
-      for (const auto& [k, kv] : keys) {
-        if (k.compare(0, prefix.size(), prefix) == 0) r.keys.emplace_back(k, kv);
-      }
-      return client::read_result{100, wire::encode_query_result(r)};
+      return client::read_result{index, wire::encode_query_result(registry::answer(reg, q))};
     };
     b.term = [this] { return local_term; };
+    b.keepalive = [this](std::uint64_t id, std::chrono::milliseconds) -> expected<bool> {
+      std::lock_guard<std::mutex> guard(m);
+      if (fail) return *fail;
+      return reg.find_session(id) != nullptr;
+    };
     return b;
   }
 };
@@ -121,28 +114,28 @@ TEST_CASE("etcd ids are stable per cluster and server, non-zero, and differ betw
 }
 
 TEST_CASE("an etcd key range holds exactly etcd's keys, and lists by a prefix they all share") {
-  etcd::key_range single{"a", ""};
+  registry::key_range single{"a", ""};
   CHECK(single.contains("a"));
   CHECK_FALSE(single.contains("ab"));
   CHECK(single.listing_prefix() == "a");
-  etcd::key_range prefix{"ab", "ac"};
+  registry::key_range prefix{"ab", "ac"};
   CHECK(prefix.contains("ab"));
   CHECK(prefix.contains("ab\xff"));
   CHECK_FALSE(prefix.contains("ac"));
   CHECK_FALSE(prefix.contains("aa"));
   CHECK(prefix.listing_prefix() == "ab");
   // Bytes order as unsigned: "\xff" is after every ASCII byte.
-  etcd::key_range high{"a\xff", "b"};
+  registry::key_range high{"a\xff", "b"};
   CHECK(high.contains("a\xff\x01"));
   CHECK_FALSE(high.contains("a\x7f"));
   CHECK(high.listing_prefix() == "a");
-  etcd::key_range from{"m", std::string(1, '\0')};
+  registry::key_range from{"m", std::string(1, '\0')};
   CHECK(from.contains("z"));
   CHECK_FALSE(from.contains("l"));
   CHECK(from.listing_prefix().empty());
-  etcd::key_range all{std::string(1, '\0'), std::string(1, '\0')};
+  registry::key_range all{std::string(1, '\0'), std::string(1, '\0')};
   CHECK(all.contains("a"));
-  etcd::key_range span{"abc", "abx"};
+  registry::key_range span{"abc", "abx"};
   CHECK(span.contains("abd"));
   CHECK_FALSE(span.contains("abx"));
   CHECK(span.listing_prefix() == "ab");
@@ -521,4 +514,202 @@ TEST_CASE("etcdctl writes on after the leader is killed: another master takes th
   CHECK(out == "2\n");
   std::tie(code, out) = e.run(e.endpoints(*leader), {"get", "before", "--print-value-only"});
   CHECK(out == "1\n");
+}
+
+// --- transactions, revisions, compaction and leases against the fake cluster ----------
+
+namespace {
+
+struct fake_clients {
+  fake_server s;
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(s.server->port()), grpc::InsecureChannelCredentials());
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease = etcdserverpb::Lease::NewStub(channel);
+
+  template <class F>
+  grpc::Status call(F&& f) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    return f(&ctx);
+  }
+  grpc::Status txn(const etcdserverpb::TxnRequest& req, etcdserverpb::TxnResponse* out) {
+    return call([&](grpc::ClientContext* c) { return s.kv->Txn(c, req, out); });
+  }
+};
+
+etcdserverpb::Compare compare_value(const std::string& key, etcdserverpb::Compare::CompareResult r, const std::string& v) {
+  etcdserverpb::Compare c;
+  c.set_key(key);
+  c.set_target(etcdserverpb::Compare::VALUE);
+  c.set_result(r);
+  c.set_value(v);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("an etcd txn compares, then runs one branch atomically at one revision, answering each operation") {
+  fake_clients f;
+  REQUIRE(f.s.put("job/a", "ready").ok());
+  REQUIRE(f.s.put("job/b", "ready").ok());  // revision 42
+  etcdserverpb::TxnRequest t;
+  *t.add_compare() = compare_value("job/a", etcdserverpb::Compare::EQUAL, "ready");
+  auto* put = t.add_success()->mutable_request_put();
+  put->set_key("job/a");
+  put->set_value("taken");
+  put->set_prev_kv(true);
+  auto* del = t.add_success()->mutable_request_delete_range();
+  del->set_key("job/b");
+  del->set_prev_kv(true);
+  auto* get = t.add_success()->mutable_request_range();
+  get->set_key("job/");
+  get->set_range_end("job0");
+  t.add_failure()->mutable_request_range()->set_key("job/a");
+  etcdserverpb::TxnResponse r;
+  auto st = f.txn(t, &r);
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(r.succeeded());
+  CHECK(r.header().revision() == 43);  // both changes at one revision
+  REQUIRE(r.responses_size() == 3);
+  CHECK(r.responses(0).response_put().prev_kv().value() == "ready");
+  CHECK(r.responses(1).response_delete_range().deleted() == 1);
+  CHECK(r.responses(1).response_delete_range().prev_kvs(0).key() == "job/b");
+  REQUIRE(r.responses(2).response_range().kvs_size() == 1);  // sees the writes before it
+  CHECK(r.responses(2).response_range().kvs(0).value() == "taken");
+  CHECK(r.responses(2).response_range().kvs(0).mod_revision() == 43);
+  // Again: the comparison fails, the failure branch reads.
+  r.Clear();
+  REQUIRE(f.txn(t, &r).ok());
+  CHECK_FALSE(r.succeeded());
+  CHECK(r.header().revision() == 43);
+  REQUIRE(r.responses_size() == 1);
+  CHECK(r.responses(0).response_range().kvs(0).value() == "taken");
+  // etcd's refusals: a key changed twice, an unknown lease.
+  etcdserverpb::TxnRequest twice;
+  for (int i = 0; i < 2; ++i) {
+    auto* p = twice.add_success()->mutable_request_put();
+    p->set_key("dup");
+  }
+  r.Clear();
+  st = f.txn(twice, &r);
+  CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(st.error_message() == "etcdserver: duplicate key given in txn request");
+  etcdserverpb::TxnRequest leased;
+  auto* lp = leased.add_success()->mutable_request_put();
+  lp->set_key("x");
+  lp->set_lease(12345);
+  st = f.txn(leased, &r);
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(st.error_message() == "etcdserver: requested lease not found");
+  etcdserverpb::RangeResponse got;
+  REQUIRE(f.s.range(range_of("x", ""), &got).ok());
+  CHECK(got.count() == 0);  // nothing of a refused txn was applied
+  CHECK(got.header().revision() == 43);
+}
+
+TEST_CASE("an etcd range reads a past revision until it is compacted; compaction as etcd refuses it") {
+  fake_clients f;
+  REQUIRE(f.s.put("k", "one").ok());  // 41
+  REQUIRE(f.s.put("k", "two").ok());  // 42
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key("k");
+  etcdserverpb::DeleteRangeResponse deleted;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.s.kv->DeleteRange(c, del, &deleted); }).ok());
+  CHECK(deleted.header().revision() == 43);
+  auto at = [&](std::int64_t rev, etcdserverpb::RangeResponse* r) {
+    auto req = range_of("k", "");
+    req.set_revision(rev);
+    return f.s.range(req, r);
+  };
+  etcdserverpb::RangeResponse r;
+  REQUIRE(at(41, &r).ok());
+  REQUIRE(r.kvs_size() == 1);
+  CHECK(r.kvs(0).value() == "one");
+  CHECK(r.header().revision() == 43);  // the header names the current revision, as etcd's
+  r.Clear();
+  REQUIRE(at(43, &r).ok());
+  CHECK(r.kvs_size() == 0);
+  CHECK(at(44, &r).error_message() == "etcdserver: mvcc: required revision is a future revision");
+  etcdserverpb::CompactionRequest compact;
+  compact.set_revision(42);
+  etcdserverpb::CompactionResponse done;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.s.kv->Compact(c, compact, &done); }).ok());
+  CHECK(done.header().revision() == 43);
+  auto st = at(41, &r);
+  CHECK(st.error_code() == grpc::StatusCode::OUT_OF_RANGE);
+  CHECK(st.error_message() == "etcdserver: mvcc: required revision has been compacted");
+  r.Clear();
+  REQUIRE(at(42, &r).ok());
+  CHECK(r.kvs(0).value() == "two");
+  st = f.call([&](grpc::ClientContext* c) { return f.s.kv->Compact(c, compact, &done); });
+  CHECK(st.error_message() == "etcdserver: mvcc: required revision has been compacted");
+}
+
+TEST_CASE("an etcd lease is a session: granted (chosen or picked id), its keys go with it, time to live, revoked") {
+  fake_clients f;
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(1);  // raised to etcd's minimum
+  etcdserverpb::LeaseGrantResponse granted;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.lease->LeaseGrant(c, grant, &granted); }).ok());
+  CHECK(granted.id() > 0);
+  CHECK(granted.ttl() == 2);
+  grant.set_id(7000);
+  grant.set_ttl(30);
+  etcdserverpb::LeaseGrantResponse chosen;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.lease->LeaseGrant(c, grant, &chosen); }).ok());
+  CHECK(chosen.id() == 7000);
+  auto st = f.call([&](grpc::ClientContext* c) { return f.lease->LeaseGrant(c, grant, &chosen); });
+  CHECK(st.error_message() == "etcdserver: lease already exists");
+  // A key on the lease.
+  grpc::ClientContext ctx;
+  etcdserverpb::PutRequest put;
+  put.set_key("worker/1");
+  put.set_value("up");
+  put.set_lease(7000);
+  etcdserverpb::PutResponse put_resp;
+  REQUIRE(f.s.kv->Put(&ctx, put, &put_resp).ok());
+  etcdserverpb::LeaseTimeToLiveRequest ttl;
+  ttl.set_id(7000);
+  ttl.set_keys(true);
+  etcdserverpb::LeaseTimeToLiveResponse alive;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.lease->LeaseTimeToLive(c, ttl, &alive); }).ok());
+  CHECK(alive.grantedttl() == 30);
+  CHECK(alive.ttl() == 30);
+  REQUIRE(alive.keys_size() == 1);
+  CHECK(alive.keys(0) == "worker/1");
+  etcdserverpb::LeaseLeasesResponse all;
+  REQUIRE(f.call([&](grpc::ClientContext* c) {
+             return f.lease->LeaseLeases(c, etcdserverpb::LeaseLeasesRequest{}, &all);
+           }).ok());
+  CHECK(all.leases_size() == 2);
+  etcdserverpb::LeaseRevokeRequest revoke;
+  revoke.set_id(7000);
+  etcdserverpb::LeaseRevokeResponse revoked;
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.lease->LeaseRevoke(c, revoke, &revoked); }).ok());
+  CHECK(revoked.header().revision() == put_resp.header().revision() + 1);  // its key went
+  etcdserverpb::RangeResponse r;
+  REQUIRE(f.s.range(range_of("worker/1", ""), &r).ok());
+  CHECK(r.count() == 0);
+  st = f.call([&](grpc::ClientContext* c) { return f.lease->LeaseRevoke(c, revoke, &revoked); });
+  CHECK(st.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(st.error_message() == "etcdserver: requested lease not found");
+  alive.Clear();
+  REQUIRE(f.call([&](grpc::ClientContext* c) { return f.lease->LeaseTimeToLive(c, ttl, &alive); }).ok());
+  CHECK(alive.ttl() == -1);
+  // Keep-alive: each request answered with the TTL, 0 once the lease is gone.
+  grpc::ClientContext kctx;
+  auto stream = f.lease->LeaseKeepAlive(&kctx);
+  etcdserverpb::LeaseKeepAliveRequest ka;
+  ka.set_id(granted.id());
+  etcdserverpb::LeaseKeepAliveResponse kr;
+  REQUIRE(stream->Write(ka));
+  REQUIRE(stream->Read(&kr));
+  CHECK(kr.id() == granted.id());
+  CHECK(kr.ttl() == 2);
+  ka.set_id(7000);
+  REQUIRE(stream->Write(ka));
+  REQUIRE(stream->Read(&kr));
+  CHECK(kr.ttl() == 0);
+  stream->WritesDone();
+  CHECK(stream->Finish().ok());
 }

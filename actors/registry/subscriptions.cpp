@@ -109,6 +109,9 @@ std::optional<push> subscriptions::due(watch_state& w) const {
   if (!changes) {
     p.kind = push_kind::compacted;
     for (auto& [key, kv] : reg_->list(w.prefix)) p.state.keys.emplace(key, kv);
+    // Where the history starts now: a watch may start at floor + 1.
+    p.state.history_floor = reg_->state().history_floor;
+    p.state.compacted = reg_->state().compacted;
   } else {
     p.kind = push_kind::changes;
     p.state.history.assign(changes->begin(), changes->end());

@@ -1,0 +1,62 @@
+// What the etcd API's services share (roles/etcd_api.hpp is the public
+// side): the backend, response headers, deadlines, and etcd's errors. Only
+// the roles/etcd_*.cpp files include it: it brings in gRPC and the
+// generated code.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "roles/etcd_api.hpp"
+#include "schema/etcd/rpc.grpc.pb.h"
+#include "schema/registry_codec.hpp"
+
+namespace conclave::etcd::detail {
+
+using steady = std::chrono::steady_clock;
+
+// etcd's messages and codes (its clients match on them).
+grpc::Status status_of(const error& e);
+extern const grpc::Status empty_key, key_not_found, lease_not_found, lease_exists, compacted, future_revision,
+    duplicate_key;
+
+// How long a request may take: the client's deadline, at most 10 s.
+steady::time_point until_of(const grpc::ServerContext* ctx);
+std::chrono::milliseconds left(steady::time_point until);
+
+void fill(mvccpb::KeyValue* out, const std::string& key, const registry::key_value& kv, bool with_value = true);
+
+// The minimum lease TTL, in seconds, as etcd's with its default timing: a
+// shorter one is raised to it.
+inline constexpr std::int64_t min_lease_ttl_s = 2;
+
+struct api {
+  std::uint64_t cluster_id = 0, member_id = 0;
+  backend b;
+
+  void header(etcdserverpb::ResponseHeader* h, registry::revision rev, std::uint64_t term) const;
+  // The header of an answer that reads no keys: this master's revision and term.
+  grpc::Status local_header(etcdserverpb::ResponseHeader* h, steady::time_point until);
+
+  // A registry command through the leader: its outcome and the term it
+  // committed in.
+  expected<std::pair<registry::outcome, std::uint64_t>> run(const registry::command& c, steady::time_point until);
+
+  // A registry query: linearizable through the leader, or serializable here.
+  template <class Q>
+  expected<typename Q::result> ask(const Q& q, bool serializable, steady::time_point until) {
+    auto got = b.read(q, serializable, left(until));
+    if (!got) return got.error();
+    return wire::decode_answer<Q>(got->result);
+  }
+};
+
+std::unique_ptr<grpc::Service> make_kv_service(api& a);
+std::unique_ptr<grpc::Service> make_lease_service(api& a);
+std::unique_ptr<grpc::Service> make_watch_service(api& a);
+
+}  // namespace conclave::etcd::detail
