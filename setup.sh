@@ -25,13 +25,14 @@ PACKAGES=(
   g++ meson ninja-build pkg-config ccache
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev libssl-dev python3
   iproute2  # the fault suite's real link cuts (network namespaces, tc)
-  # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3
+  # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests,
+  # and etcd itself for the conformance test (test/etcd_conformance)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3 etcd-server
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's
-# etcd 3.4 and ZooKeeper 3.8 with a Java runtime) and their client libraries.
-COMPARE_PACKAGES=(etcd-server zookeeper default-jre-headless libzookeeper-mt-dev libcurl4-openssl-dev)
+# etcd 3.4, in PACKAGES, and ZooKeeper 3.8 with a Java runtime) and their client libraries.
+COMPARE_PACKAGES=(zookeeper default-jre-headless libzookeeper-mt-dev libcurl4-openssl-dev)
 # Only for `./setup.sh fuzz`: clang and its libFuzzer/sanitizer runtimes.
 FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
