@@ -27,6 +27,8 @@ PACKAGES=(
   iproute2  # the fault suite's real link cuts (network namespaces, tc)
   # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3
+  # etcd's JSON gateway (http-listen): cpp-httplib; curl and python3-etcd3gw for its tests
+  libcpp-httplib-dev curl python3-etcd3gw
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's
