@@ -29,8 +29,9 @@ class http_listener {
   // holds its connection while it runs). Errors: io_error when the address
   // cannot be bound (an address in use is refused, not shared).
   static expected<std::unique_ptr<http_listener>> start(const raft::endpoint& at, const std::vector<routes>& add);
-  // Stops listening and waits for the requests in flight: whoever serves
-  // long streams ends them first.
+  // Stops listening and waits for the requests in flight (whoever serves
+  // long streams ends them first) and for idle keep-alive connections to
+  // close (at most httplib's 5 s keep-alive timeout).
   ~http_listener();
   std::uint16_t port() const;
 
