@@ -28,6 +28,8 @@ PACKAGES=(
   # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests,
   # and etcd itself for the conformance test (test/etcd_conformance)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3 etcd-server
+  # etcd's JSON gateway (http-listen): cpp-httplib; curl and python3-etcd3gw for its tests
+  libcpp-httplib-dev curl python3-etcd3gw
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's

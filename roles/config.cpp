@@ -21,6 +21,7 @@ const settings& default_settings() {
       {"data-dir", ""},
       {"listen", ""},
       {"client-listen", ""},
+      {"http-listen", ""},
       {"advertise-host", ""},
       {"labels", ""},
       {"tick-ms", "10"},
@@ -55,6 +56,16 @@ std::string unknown(const std::string& what, const std::string& key) {
   auto text = "unknown " + what;
   if (key == "lease-reads") text += " (removed: reads are always linearizable by ReadIndex, with no leases)";
   return text;
+}
+
+// HOST:PORT to listen on; port 0: any free port, which the master logs
+// (tests use it: a port picked beforehand may be taken before the master binds it).
+expected<raft::endpoint> parse_listen(const std::string& text, const std::string& key) {
+  bool any_port = text.size() > 2 && text.compare(text.size() - 2, 2, ":0") == 0;
+  auto ep = raft::parse_endpoint(any_port ? text.substr(0, text.size() - 1) + "1" : text, key);
+  if (!ep) return ep.error();
+  if (any_port) ep->port = 0;
+  return ep;
 }
 
 std::string trim(const std::string& s) {
@@ -187,6 +198,7 @@ expected<node_config> parse_settings(const settings& given) {
   }
   if (!cfg.is_master()) {
     if (!c["client-listen"].empty()) return bad("client-listen: only masters serve etcd's API");
+    if (!c["http-listen"].empty()) return bad("http-listen: only masters serve HTTP (etcd's JSON gateway)");
     agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
     agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];
     agent.no_master_timeout_ms = static_cast<int>(number("no-master-timeout-ms"));
@@ -234,14 +246,16 @@ expected<node_config> parse_settings(const settings& given) {
     cfg.listen = *ep;
   }
   if (!c["client-listen"].empty()) {
-    // Port 0: any free port, which the master logs (tests use it: a port
-    // picked beforehand may be taken before the master binds it).
-    auto text = c["client-listen"];
-    bool any_port = text.size() > 2 && text.compare(text.size() - 2, 2, ":0") == 0;
-    auto ep = parse_endpoint(any_port ? text.substr(0, text.size() - 1) + "1" : text, "client-listen");
+    auto ep = parse_listen(c["client-listen"], "client-listen");
     if (!ep) return ep.error();
-    if (any_port) ep->port = 0;
     cfg.client_listen = *ep;
+  }
+  if (!c["http-listen"].empty()) {
+    // The JSON gateway answers through the etcd API's gRPC server.
+    if (!cfg.client_listen) return bad("http-listen: needs client-listen (the JSON gateway calls etcd's API there)");
+    auto ep = parse_listen(c["http-listen"], "http-listen");
+    if (!ep) return ep.error();
+    cfg.http_listen = *ep;
   }
   agent.me.id = c["name"].empty() ? "master-" + std::to_string(opts.raft.id.value) : c["name"];
   agent.me.host = c["advertise-host"].empty() ? opts.self().host : c["advertise-host"];

@@ -219,4 +219,8 @@ server::~server() { impl_->grpc_server->Shutdown(std::chrono::system_clock::now(
 
 std::uint16_t server::port() const { return static_cast<std::uint16_t>(impl_->port); }
 
+std::shared_ptr<grpc::Channel> server::in_process_channel() const {
+  return impl_->grpc_server->InProcessChannel(grpc::ChannelArguments());
+}
+
 }  // namespace conclave::etcd

@@ -23,6 +23,10 @@
 #include "schema/push_types.hpp"
 #include "schema/registry_types.hpp"
 
+namespace grpc {
+class Channel;
+}
+
 namespace conclave::etcd {
 
 // A master as etcd's MemberList shows it.
@@ -81,6 +85,8 @@ class server {
   // Stops listening; requests in flight get up to a second to finish.
   ~server();
   std::uint16_t port() const;
+  // A channel to this server inside the process (the JSON gateway calls it).
+  std::shared_ptr<grpc::Channel> in_process_channel() const;
 
   struct impl;
 

@@ -17,6 +17,8 @@
 #include "actors/registry/registry_push.hpp"
 #include "actors/registry/registry_service.hpp"
 #include "roles/etcd_api.hpp"
+#include "roles/etcd_gateway.hpp"
+#include "roles/http_listener.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
@@ -71,6 +73,8 @@ struct node::impl {
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
   std::unique_ptr<etcd::server> etcd;  // masters with client-listen: etcd's v3 API
   std::unique_ptr<push_client> etcd_push;  // its watches (their own delivery thread: a slow stream delays no member push)
+  std::unique_ptr<etcd::gateway> json_gateway;  // masters with http-listen: etcd's JSON gateway onto `etcd`
+  std::unique_ptr<http_listener> http;          // ... served here
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -252,12 +256,25 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     log_line("node {}: etcd API listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.client_listen->host,
              raw->etcd->port());
   }
+  if (raw->cfg.http_listen) {
+    raw->json_gateway = std::make_unique<etcd::gateway>(raw->etcd->in_process_channel());
+    auto h = http_listener::start(*raw->cfg.http_listen, {raw->json_gateway->routes()});
+    if (!h) return h.error();
+    raw->http = std::move(*h);
+    log_line("node {}: HTTP listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.http_listen->host,
+             raw->http->port());
+  }
   return n;
 }
 
 node::~node() {
   impl_->stop = true;
   impl_->notify();
+  // The JSON gateway's calls go to the etcd API: its streams end first, and the
+  // listener waits for its requests to end.
+  if (impl_->json_gateway) impl_->json_gateway->stop();
+  impl_->http.reset();
+  impl_->json_gateway.reset();
   impl_->etcd.reset();  // its requests use the pool and the master: they end first
   impl_->etcd_push.reset();
   // Leadership first (a quick handover), then the member leaves.
