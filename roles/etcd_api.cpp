@@ -138,7 +138,9 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
 
 grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
                                          etcdserverpb::MemberListResponse* out) {
-  if (auto s = a.local_header(out->mutable_header(), until_of(ctx)); !s.ok()) return s;
+  // As etcd's: the header names no revision (the member list is not in the key space).
+  (void)ctx;
+  a.header(out->mutable_header(), 0, a.b.term());
   for (const auto& m : a.b.masters) {
     auto* x = out->add_members();
     x->set_id(m.member_id);

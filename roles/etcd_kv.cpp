@@ -220,13 +220,13 @@ struct kv_service final : etcdserverpb::KV::Service {
       switch (ops[i].request_case()) {
         case etcdserverpb::RequestOp::kRequestRange: {
           auto* r = out->mutable_response_range();
-          a.header(r->mutable_header(), o.value, term);
+          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
           answer_range(ops[i].request_range(), std::move(found), r);
           break;
         }
         case etcdserverpb::RequestOp::kRequestPut: {
           auto* r = out->mutable_response_put();
-          a.header(r->mutable_header(), o.value, term);
+          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
           if (ops[i].request_put().prev_kv() && !found.empty()) {
             fill(r->mutable_prev_kv(), found[0].first, found[0].second);
           }
@@ -234,7 +234,7 @@ struct kv_service final : etcdserverpb::KV::Service {
         }
         default: {
           auto* r = out->mutable_response_delete_range();
-          a.header(r->mutable_header(), o.value, term);
+          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
           r->set_deleted(static_cast<std::int64_t>(found.size()));
           if (ops[i].request_delete_range().prev_kv()) {
             for (const auto& [k, kv] : found) fill(r->add_prev_kvs(), k, kv);

@@ -9,6 +9,9 @@ namespace conclave::etcd::detail {
 
 namespace {
 
+// The owner of a session an etcd client granted as a lease.
+const char* const lease_owner = "etcd lease";
+
 // What etcd clients read as a lease's TTL: whole seconds, rounded up.
 std::int64_t seconds(std::uint64_t ms) { return static_cast<std::int64_t>((ms + 999) / 1000); }
 
@@ -23,7 +26,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
     if (req->id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a lease ID is positive"};
     auto ttl = std::max(req->ttl(), min_lease_ttl_s);
     registry::open_session open;
-    open.owner = "etcd lease";
+    open.owner = lease_owner;
     open.ttl_ms = static_cast<std::uint64_t>(ttl) * 1000;
     open.id = static_cast<registry::session_id>(req->id());
     auto done = a.run(open, until_of(ctx));
@@ -100,7 +103,10 @@ struct lease_service final : etcdserverpb::Lease::Service {
     auto got = a.ask(registry::sessions_query{}, false, until);
     if (!got) return status_of(got.error());
     if (auto s = a.local_header(resp->mutable_header(), until); !s.ok()) return s;
-    for (const auto& s : got->sessions) resp->add_leases()->set_id(static_cast<std::int64_t>(s.id));
+    // The leases etcd clients granted (not members' registrations, which are sessions too).
+    for (const auto& s : got->sessions) {
+      if (s.owner == lease_owner) resp->add_leases()->set_id(static_cast<std::int64_t>(s.id));
+    }
     return grpc::Status::OK;
   }
 };

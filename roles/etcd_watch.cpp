@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "roles/etcd_service.hpp"
 
@@ -171,6 +172,11 @@ struct stream_state {
     write(response(-1, *reached));
   }
 
+  bool open() {
+    std::lock_guard<std::mutex> guard(m);
+    return stream != nullptr && !watches.empty();
+  }
+
   void close() {
     std::lock_guard<std::mutex> guard(m);
     for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
@@ -183,7 +189,7 @@ struct watch_service final : etcdserverpb::Watch::Service {
   api& a;
   explicit watch_service(api& x) : a(x) {}
 
-  grpc::Status Watch(grpc::ServerContext*, stream_t* stream) override {
+  grpc::Status Watch(grpc::ServerContext* ctx, stream_t* stream) override {
     auto st = std::make_shared<stream_state>(a, stream);
     etcdserverpb::WatchRequest req;
     grpc::Status result = grpc::Status::OK;
@@ -195,6 +201,11 @@ struct watch_service final : etcdserverpb::Watch::Service {
         default: break;
       }
     }
+    // A client that half-closed (etcd's JSON gateway does, after the one
+    // request of its body) still gets its events, as from etcd: the stream
+    // lasts until the client goes or a write to it fails. gRPC's synchronous
+    // API tells of a cancel only when asked, so ask now and then.
+    while (result.ok() && !ctx->IsCancelled() && st->open()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     // No write after this: a handler still running finds the stream gone.
     st->close();
     return result;

@@ -72,6 +72,7 @@ class System:
         self.peer_urls = []
         self.values = {}        # captured by steps: name -> value (revisions as int, ids as hex text)
         self.id_names = {}      # captured ids (hex text) -> <name>
+        self.id_numbers = {}    # the same ids as numbers -> <name>
         self.base = 0           # the revision before the first step
         self.excluded = []      # revisions consumed by steps that conclave skips (etcd's only)
         self.background = {}    # name -> (Popen, stdout path, stderr path)
@@ -309,8 +310,8 @@ def normalise_json(system, v, key=None):
             return "<member>"
         if v in system.cluster_ids:
             return "<cluster>"
-        if format(v, "x") in system.id_names:
-            return system.id_names[format(v, "x")]
+        if v in system.id_numbers:
+            return system.id_numbers[v]
     return v
 
 
@@ -417,6 +418,8 @@ def capture(system, step, res):
             raise RuntimeError(f"{system.name}: no {name} in the output:\n{res.stdout}{res.stderr}")
         system.values[name] = m.group(1)
         system.id_names[m.group(1)] = f"<{name}>"
+        # As a JSON number it has no leading zeros (conclave's ids are small).
+        system.id_numbers[int(m.group(1), 16)] = f"<{name}>"
 
 
 def main():

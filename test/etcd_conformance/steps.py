@@ -41,7 +41,9 @@ PARTS = {
 
 # What conclave answers as etcd does. Edit this list as features land.
 SUPPORTED = {
-    "KV.Range", "KV.Put", "KV.DeleteRange",
+    "KV.Range", "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact", "KV.Range:past-revision", "KV.DeleteRange:atomic",
+    "Watch.Watch",
+    "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Maintenance.Status", "Maintenance.MoveLeader",
     "Cluster.MemberList",
 }
