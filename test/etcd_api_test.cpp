@@ -498,6 +498,25 @@ TEST_CASE("python3-etcd3 (Debian's gRPC client) puts, gets, lists, deletes and r
   CHECK(out.find("ok   three members listed") != std::string::npos);
 }
 
+TEST_CASE("python3-etcd3 through a follower: txns, leases, a lock, and a watch and a lease that live through a leader kill") {
+  if (std::system("/usr/bin/python3 -c 'import etcd3' >/dev/null 2>&1") != 0) {
+    CONCLAVE_SKIP("no python3-etcd3 under /usr/bin/python3");
+  }
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto script = program("CONCLAVE_ETCD_CLIENTS", "test/etcd_clients") + std::string("/python_etcd3_more.py");
+  // The script kills the leader halfway through its watched writes.
+  auto pid = e.c->spawn({"/usr/bin/python3", script, e.client[*leader % 3 + 1], std::to_string(e.c->at(*leader).pid)},
+                        "python-etcd3-more.log");
+  auto status = e.c->wait_exit(pid, 120s);
+  auto out = file_text(e.c->path("python-etcd3-more.log"));
+  REQUIRE_MESSAGE(status.has_value(), out);
+  CHECK_MESSAGE((WIFEXITED(*status) && WEXITSTATUS(*status) == 0), out << e.logs());
+  CHECK(out.find("FAIL") == std::string::npos);
+  CHECK(out.find("ok   the lease lived on") != std::string::npos);
+}
+
 TEST_CASE("etcdctl writes on after the leader is killed: another master takes the request") {
   if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
   etcd_cluster e;
