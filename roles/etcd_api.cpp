@@ -134,6 +134,13 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
                       etcdserverpb::StatusResponse* out) override;
   grpc::Status MoveLeader(grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* in,
                           etcdserverpb::MoveLeaderResponse* out) override;
+  grpc::Status Alarm(grpc::ServerContext* ctx, const etcdserverpb::AlarmRequest* in,
+                     etcdserverpb::AlarmResponse* out) override;
+  // Nothing to do: LMDB reuses the pages it frees, and a snapshot compacts the log.
+  grpc::Status Defragment(grpc::ServerContext*, const etcdserverpb::DefragmentRequest*,
+                          etcdserverpb::DefragmentResponse*) override {
+    return grpc::Status::OK;
+  }
 };
 
 grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
@@ -170,6 +177,25 @@ grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdser
   out->set_raftappliedindex(st->applied_index);
   // A full disk is etcd's NOSPACE alarm.
   if (!st->storage_error.empty()) out->add_errors("memberID:" + std::to_string(a.member_id) + " alarm:NOSPACE " + st->storage_error);
+  return grpc::Status::OK;
+}
+
+// A full disk is etcd's NOSPACE alarm, for this master (as it knows its own
+// disk only). It clears itself once the master can write again, so there is
+// nothing to deactivate, and an operator cannot raise one.
+grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserverpb::AlarmRequest* in,
+                                        etcdserverpb::AlarmResponse* out) {
+  if (in->action() == etcdserverpb::AlarmRequest::ACTIVATE) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: alarms are raised by the masters, not by clients"};
+  }
+  auto st = a.b.status();
+  if (!st) return status_of(st.error());
+  if (auto s = a.local_header(out->mutable_header(), until_of(ctx)); !s.ok()) return s;
+  if (!st->storage_error.empty() && (in->memberid() == 0 || in->memberid() == a.member_id)) {
+    auto* alarm = out->add_alarms();
+    alarm->set_memberid(a.member_id);
+    alarm->set_alarm(etcdserverpb::NOSPACE);
+  }
   return grpc::Status::OK;
 }
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 # Every etcd v3 gRPC method (etcd 3.4's rpc.proto, v3lock.proto, v3election.proto).
 METHODS = [
     "KV.Range", "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact",
-    "Watch.Watch",
+    "Watch.Watch", "Maintenance.Alarm", "Maintenance.Defragment",
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Cluster.MemberAdd", "Cluster.MemberRemove", "Cluster.MemberUpdate", "Cluster.MemberList", "Cluster.MemberPromote",
     "Maintenance.Alarm", "Maintenance.Status", "Maintenance.Defragment", "Maintenance.Hash", "Maintenance.HashKV",
@@ -42,7 +42,7 @@ PARTS = {
 # What conclave answers as etcd does. Edit this list as features land.
 SUPPORTED = {
     "KV.Range", "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact", "KV.Range:past-revision", "KV.DeleteRange:atomic",
-    "Watch.Watch",
+    "Watch.Watch", "Maintenance.Alarm", "Maintenance.Defragment",
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Maintenance.Status", "Maintenance.MoveLeader",
     "Cluster.MemberList",
