@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Tuple
 # Every etcd v3 gRPC method (etcd 3.4's rpc.proto, v3lock.proto, v3election.proto).
 METHODS = [
     "KV.Range", "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact",
-    "Watch.Watch", "Maintenance.Alarm", "Maintenance.Defragment",
+    "Watch.Watch",
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Cluster.MemberAdd", "Cluster.MemberRemove", "Cluster.MemberUpdate", "Cluster.MemberList", "Cluster.MemberPromote",
     "Maintenance.Alarm", "Maintenance.Status", "Maintenance.Defragment", "Maintenance.Hash", "Maintenance.HashKV",
