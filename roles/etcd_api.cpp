@@ -1,6 +1,8 @@
 #include "roles/etcd_api.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 
 #include "roles/etcd_service.hpp"
 
@@ -118,12 +120,29 @@ struct server::impl {
 
 namespace {
 
-// Cluster: the configured masters (etcd's members).
+// Cluster: the masters of the Raft configuration (etcd's members), and
+// changes to it.
 struct cluster_service final : etcdserverpb::Cluster::Service {
   api& a;
   explicit cluster_service(api& x) : a(x) {}
   grpc::Status MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
                           etcdserverpb::MemberListResponse* out) override;
+  grpc::Status MemberAdd(grpc::ServerContext* ctx, const etcdserverpb::MemberAddRequest* in,
+                         etcdserverpb::MemberAddResponse* out) override;
+  grpc::Status MemberRemove(grpc::ServerContext* ctx, const etcdserverpb::MemberRemoveRequest* in,
+                            etcdserverpb::MemberRemoveResponse* out) override;
+  grpc::Status MemberPromote(grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* in,
+                             etcdserverpb::MemberPromoteResponse* out) override;
+
+  // The configuration's masters as etcd members: peer URL from the
+  // configuration, name and client URL from what each registered.
+  grpc::Status members(google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out, steady::time_point until);
+  // The configuration's server with etcd member id `id`.
+  expected<client::config_member> server_of(std::uint64_t id);
+  // A membership change, answered as etcd does: the header, then the members.
+  template <class Response>
+  grpc::Status change(std::uint8_t kind, std::uint64_t server, const std::string& address, grpc::ServerContext* ctx,
+                      Response* out);
 };
 
 // Maintenance: this master's Raft state, and leadership transfer.
@@ -143,19 +162,107 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
   }
 };
 
+grpc::Status cluster_service::members(google::protobuf::RepeatedPtrField<etcdserverpb::Member>* out,
+                                      steady::time_point until) {
+  auto st = a.b.status();
+  if (!st) return status_of(st.error());
+  std::map<std::uint64_t, const registry::member*> registered;
+  auto reg = a.ask(registry::members_query{}, true, until);
+  if (!reg) return status_of(reg.error());
+  for (const auto& m : reg->members) {
+    auto it = m.labels.find(server_id_label);
+    if (it == m.labels.end() || m.status == registry::member_status::left) continue;
+    registered[std::strtoull(it->second.c_str(), nullptr, 10)] = &m;
+  }
+  for (const auto& m : st->members) {
+    auto* x = out->Add();
+    x->set_id(member_number(a.b.cluster, m.id));
+    x->add_peerurls("http://" + m.address);
+    x->set_islearner(m.learner);
+    if (auto it = registered.find(m.id); it != registered.end()) {
+      x->set_name(it->second->id);
+      if (auto url = it->second->labels.find(client_url_label); url != it->second->labels.end()) {
+        x->add_clienturls(url->second);
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+expected<client::config_member> cluster_service::server_of(std::uint64_t id) {
+  auto st = a.b.status();
+  if (!st) return st.error();
+  for (const auto& m : st->members) {
+    if (member_number(a.b.cluster, m.id) == id) return m;
+  }
+  return make_error(errc::not_found, "etcdserver: member not found");
+}
+
+template <class Response>
+grpc::Status cluster_service::change(std::uint8_t kind, std::uint64_t server, const std::string& address,
+                                     grpc::ServerContext* ctx, Response* out) {
+  auto until = steady::now() + std::chrono::milliseconds(client::membership_wait_ms + 5000);
+  if (auto done = a.b.change_membership(kind, server, address, left(until)); !done) {
+    if (done.error().code == errc::not_caught_up) {
+      return {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: can only promote a learner member which is in sync with leader"};
+    }
+    return status_of(done.error());
+  }
+  a.header(out->mutable_header(), 0, a.b.term());
+  (void)ctx;
+  return members(out->mutable_members(), until);
+}
+
 grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
                                          etcdserverpb::MemberListResponse* out) {
   // As etcd's: the header names no revision (the member list is not in the key space).
-  (void)ctx;
   a.header(out->mutable_header(), 0, a.b.term());
-  for (const auto& m : a.b.masters) {
-    auto* x = out->add_members();
-    x->set_id(m.member_id);
-    x->set_name(std::to_string(m.server_id));
-    x->add_peerurls(m.peer_url);
-    if (!m.client_url.empty()) x->add_clienturls(m.client_url);
+  return members(out->mutable_members(), until_of(ctx));
+}
+
+// A new master joins as a learner, whatever was asked: it becomes a voter
+// with MemberPromote once it has caught up, so an added master that is slow
+// to start never stalls the quorum. Its name is the server id to start it
+// with (`conclave -r master --id N --join ...`).
+grpc::Status cluster_service::MemberAdd(grpc::ServerContext* ctx, const etcdserverpb::MemberAddRequest* in,
+                                        etcdserverpb::MemberAddResponse* out) {
+  if (in->peerurls_size() != 1) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a new master has one peer URL (http://HOST:PORT)"};
   }
+  std::string address = in->peerurls(0);
+  if (auto scheme = address.find("://"); scheme != std::string::npos) address = address.substr(scheme + 3);
+  while (!address.empty() && address.back() == '/') address.pop_back();
+  auto st = a.b.status();
+  if (!st) return status_of(st.error());
+  std::uint64_t id = 1;
+  for (const auto& m : st->members) {
+    if (m.address == address) return {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"};
+    id = std::max(id, m.id + 1);
+  }
+  if (auto s = change(0, id, address, ctx, out); !s.ok()) return s;
+  auto* added = out->mutable_member();
+  added->set_id(member_number(a.b.cluster, id));
+  added->set_name(std::to_string(id));
+  added->add_peerurls("http://" + address);
+  added->set_islearner(true);
   return grpc::Status::OK;
+}
+
+grpc::Status cluster_service::MemberRemove(grpc::ServerContext* ctx, const etcdserverpb::MemberRemoveRequest* in,
+                                           etcdserverpb::MemberRemoveResponse* out) {
+  auto server = server_of(in->id());
+  if (!server) return {grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"};
+  return change(2, server->id, {}, ctx, out);
+}
+
+grpc::Status cluster_service::MemberPromote(grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* in,
+                                            etcdserverpb::MemberPromoteResponse* out) {
+  auto server = server_of(in->id());
+  if (!server) return {grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"};
+  if (!server->learner) {
+    return {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: can only promote a learner member"};
+  }
+  return change(1, server->id, {}, ctx, out);
 }
 
 grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdserverpb::StatusRequest*,
@@ -169,9 +276,7 @@ grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdser
   auto bytes = static_cast<std::int64_t>(a.b.disk_bytes());
   out->set_dbsize(bytes);
   out->set_dbsizeinuse(bytes);
-  for (const auto& m : a.b.masters) {
-    if (m.server_id == st->leader_id) out->set_leader(m.member_id);
-  }
+  if (st->leader_id != 0) out->set_leader(member_number(a.b.cluster, st->leader_id));
   out->set_raftindex(st->commit_index);
   out->set_raftterm(st->term);
   out->set_raftappliedindex(st->applied_index);
@@ -202,12 +307,14 @@ grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserv
 grpc::Status maintenance_service::MoveLeader(grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* in,
                                              etcdserverpb::MoveLeaderResponse* out) {
   auto until = until_of(ctx);
-  const master_info* target = nullptr;
-  for (const auto& m : a.b.masters) {
-    if (m.member_id == in->targetid()) target = &m;
+  auto st = a.b.status();
+  if (!st) return status_of(st.error());
+  const client::config_member* target = nullptr;
+  for (const auto& m : st->members) {
+    if (member_number(a.b.cluster, m.id) == in->targetid() && !m.learner) target = &m;
   }
   if (!target) return {grpc::StatusCode::NOT_FOUND, "etcdserver: bad leader transferee"};
-  if (auto done = a.b.transfer(target->server_id, left(until)); !done) return status_of(done.error());
+  if (auto done = a.b.transfer(target->id, left(until)); !done) return status_of(done.error());
   return a.local_header(out->mutable_header(), until);
 }
 
@@ -235,10 +342,6 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   p->grpc_server = builder.BuildAndStart();
   if (!p->grpc_server || p->port == 0) {
     return make_error(errc::io_error, "client-listen: cannot listen on " + at.text());
-  }
-  // Where this master answers (the port it got when asked for any).
-  for (auto& m : p->a.b.masters) {
-    if (m.member_id == member_id) m.client_url = "http://" + at.host + ":" + std::to_string(p->port);
   }
   return std::unique_ptr<server>(new server(std::move(p)));
 }

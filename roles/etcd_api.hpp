@@ -29,18 +29,10 @@ class Channel;
 
 namespace conclave::etcd {
 
-// A master as etcd's MemberList shows it.
-struct master_info {
-  std::uint64_t member_id = 0;  // member_number() of its server id
-  std::uint64_t server_id = 0;
-  std::string peer_url;    // http://HOST:PORT of its `peers` address
-  std::string client_url;  // http://HOST:PORT of its client-listen, when known (the server fills in its own)
-};
-
 // What the API needs of the cluster. Each call may block up to `deadline`.
 struct backend {
-  // The masters as configured (`peers`), this one included.
-  std::vector<master_info> masters;
+  // The cluster id (its text): etcd's member ids derive from it (member_number).
+  std::string cluster;
   // A registry command committed through the leader.
   std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
   // A registry query: linearizable through the leader, or (`serializable`)
@@ -67,7 +59,17 @@ struct backend {
                               std::function<void(const registry::push&)> on_push)>
       subscribe;
   std::function<void(std::uint64_t id)> unsubscribe;
+  // A membership change through the leader (client::change_membership):
+  // kind 0 adds a learner at `address`, 1 promotes it, 2 removes a master.
+  std::function<expected<void>(std::uint8_t kind, std::uint64_t server_id, const std::string& address,
+                               std::chrono::milliseconds deadline)>
+      change_membership;
 };
+
+// The label a master registers with naming its etcd client URL (for
+// MemberList on every master), and the one naming its Raft server id.
+inline constexpr const char* client_url_label = "etcd-client-url";
+inline constexpr const char* server_id_label = "raft-id";
 
 
 

@@ -188,7 +188,6 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   p->push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys,
                                           std::hash<std::string>{}(cfg->agent.me.id), p->local);
   auto* raw = p.get();
-  p->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   std::unique_ptr<node> n(new node(std::move(p)));
   if (raw->cfg.client_listen) {
     // etcd's API goes through the pooled clients, as the blocking calls do:
@@ -232,6 +231,14 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       return raw->etcd_push->subscribe(std::move(resume), std::move(on_push));
     };
     b.unsubscribe = [raw](std::uint64_t id) { raw->etcd_push->unsubscribe(id); };
+    b.change_membership = [raw](std::uint8_t kind, std::uint64_t id, const std::string& address,
+                                std::chrono::milliseconds deadline) -> expected<void> {
+      auto client = raw->take();
+      auto r = client->to_leader(client::change_membership{kind, id, address}, deadline);
+      if (!r) return r.error();
+      if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
+      return {};
+    };
     b.disk_bytes = [dir = raw->cfg.raft.data_dir] {
       std::uint64_t total = 0;
       std::error_code ec;
@@ -241,18 +248,15 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       }
       return total;
     };
-    for (const auto& [id, ep] : raw->cfg.raft.members) {
-      etcd::master_info m;
-      m.server_id = id.value;
-      m.member_id = etcd::member_number(raw->cfg.raft.cluster_id, id.value);
-      m.peer_url = "http://" + ep.text();
-      b.masters.push_back(m);  // (the server fills in its own client URL, knowing its port)
-    }
+    b.cluster = raw->cfg.raft.cluster_id;
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
                                  etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));
     if (!s) return s.error();  // n stops what started
     raw->etcd = std::move(*s);
+    raw->cfg.agent.me.labels[etcd::server_id_label] = std::to_string(raw->cfg.raft.raft.id.value);
+    raw->cfg.agent.me.labels[etcd::client_url_label] =
+        "http://" + raw->cfg.client_listen->host + ":" + std::to_string(raw->etcd->port());
     log_line("node {}: etcd API listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.client_listen->host,
              raw->etcd->port());
   }
@@ -264,6 +268,8 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     log_line("node {}: HTTP listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.http_listen->host,
              raw->http->port());
   }
+  // The member registers once its listeners are up: their addresses are in its labels.
+  raw->agent = std::thread([raw] { run_member_agent(raw->sys, raw->cfg.agent, raw->stop, raw->agent_exit); });
   return n;
 }
 

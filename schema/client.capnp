@@ -62,7 +62,10 @@ struct Status {
   lastIndex @7 :UInt64;
   digest @8 :Text;        # the state machine's summary of what it applied
   storageError @9 :Text;  # set while this server cannot write to its disk (full)
+  members @10 :List(ConfigMember);  # the configuration this server knows
 }
+
+struct ConfigMember { id @0 :UInt64; address @1 :Text; learner @2 :Bool; }
 
 struct Error {
   code @0 :Text;           # a stable name: not_leader, busy, ...

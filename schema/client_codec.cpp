@@ -149,6 +149,12 @@ std::string encode_response(const client::response& r) {
           c.setLastIndex(m.last_index);
           c.setDigest(text_of(m.digest));
           c.setStorageError(text_of(m.storage_error));
+          auto members = c.initMembers(static_cast<unsigned>(m.members.size()));
+          for (unsigned i = 0; i < m.members.size(); ++i) {
+            members[i].setId(m.members[i].id);
+            members[i].setAddress(text_of(m.members[i].address));
+            members[i].setLearner(m.members[i].learner);
+          }
         } else if constexpr (std::is_same_v<T, client::ok>) {
           body.setOk();
         } else {
@@ -177,9 +183,11 @@ expected<client::response> decode_response(std::string_view bytes) {
       }
       case s::ClientResponse::Body::STATUS: {
         auto c = body.getStatus();
-        return client::status{c.getId(), text(c.getRole()), c.getTerm(), c.getLeaderId(), text(c.getLeaderAddress()),
-                              c.getCommitIndex(), c.getAppliedIndex(), c.getLastIndex(), text(c.getDigest()),
-                              text(c.getStorageError())};
+        client::status st{c.getId(),          text(c.getRole()),      c.getTerm(),         c.getLeaderId(),
+                          text(c.getLeaderAddress()), c.getCommitIndex(), c.getAppliedIndex(), c.getLastIndex(),
+                          text(c.getDigest()),  text(c.getStorageError()), {}};
+        for (auto x : c.getMembers()) st.members.push_back(client::config_member{x.getId(), text(x.getAddress()), x.getLearner()});
+        return st;
       }
       case s::ClientResponse::Body::OK: return client::ok{};
       case s::ClientResponse::Body::ERROR: {

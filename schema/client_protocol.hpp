@@ -101,6 +101,12 @@ struct read_result {
   std::uint64_t index = 0;
   std::string result;
 };
+// A server of the Raft configuration, as status lists it.
+struct config_member {
+  std::uint64_t id = 0;
+  std::string address;   // host:port of its peer endpoint
+  bool learner = false;  // a learner replicates but does not vote
+};
 struct status {
   std::uint64_t id = 0;
   std::string role;
@@ -112,6 +118,7 @@ struct status {
   std::uint64_t last_index = 0;
   std::string digest;
   std::string storage_error;  // set while this server cannot write to its disk
+  std::vector<config_member> members;  // the configuration this server knows, in id order
 };
 struct ok {};
 struct failure {

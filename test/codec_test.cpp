@@ -246,7 +246,9 @@ TEST_CASE("every client request and response round-trips") {
 
   std::vector<client::response> responses = {
       client::committed{5, 2, "r"}, client::read_result{9, "v"},
-      client::status{1, "leader", 3, 1, "127.0.0.1:1", 10, 9, 11, "d", "disk full"}, client::ok{},
+      client::status{1, "leader", 3, 1, "127.0.0.1:1", 10, 9, 11, "d", "disk full", {}},
+      client::status{1, "leader", 3, 1, "127.0.0.1:1", 10, 9, 11, "d", "", {{1, "127.0.0.1:1", false}, {4, "h:2", true}}},
+      client::ok{},
       client::failure{"not_leader", "not the leader", 2, "127.0.0.1:2"}};
   for (const auto& r : responses) {
     auto got = wire::decode_response(wire::encode_response(r));
@@ -256,7 +258,11 @@ TEST_CASE("every client request and response round-trips") {
   auto s = wire::decode_response(wire::encode_response(responses[2]));
   CHECK(std::get<client::status>(*s).leader_address == "127.0.0.1:1");
   CHECK(std::get<client::status>(*s).storage_error == "disk full");
-  auto e = wire::decode_response(wire::encode_response(responses[4]));
+  auto with_members = wire::decode_response(wire::encode_response(responses[3]));
+  CHECK(std::get<client::status>(*with_members).members[1].address == "h:2");
+  REQUIRE(std::get<client::status>(*with_members).members.size() == 2);
+  CHECK(std::get<client::status>(*with_members).members[1].learner);
+  auto e = wire::decode_response(wire::encode_response(responses[5]));
   CHECK(std::get<client::failure>(*e).leader_id == 2);
 }
 

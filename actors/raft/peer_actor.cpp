@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -287,6 +288,10 @@ struct state : log_writer, transport {
     s.last_index = raft().log().last_index().value;
     s.digest = machine->digest();
     if (drv->storage_error()) s.storage_error = drv->storage_error()->message();
+    for (const auto& x : raft().current_configuration().servers) {
+      s.members.push_back(client::config_member{x.id.value, x.address, x.role == suffrage::learner});
+    }
+    std::sort(s.members.begin(), s.members.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
     return client::response{s};
   }
 

@@ -44,7 +44,7 @@ SUPPORTED = {
     "KV.Range", "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact", "KV.Range:past-revision", "KV.DeleteRange:atomic",
     "Watch.Watch", "Maintenance.Alarm", "Maintenance.Defragment",
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
-    "Maintenance.Status", "Maintenance.MoveLeader",
+    "Maintenance.Status", "Maintenance.MoveLeader", "Cluster.MemberList:client-urls",
     "Cluster.MemberList",
 }
 

@@ -91,7 +91,10 @@ inline bool same(const client::response& a, const client::response& b) {
           return x.id == y.id && x.role == y.role && x.term == y.term && x.leader_id == y.leader_id &&
                  x.leader_address == y.leader_address && x.commit_index == y.commit_index &&
                  x.applied_index == y.applied_index && x.last_index == y.last_index && x.digest == y.digest &&
-                 x.storage_error == y.storage_error;
+                 x.storage_error == y.storage_error && x.members.size() == y.members.size() &&
+                 std::equal(x.members.begin(), x.members.end(), y.members.begin(), [](const auto& m, const auto& n) {
+                   return m.id == n.id && m.address == n.address && m.learner == n.learner;
+                 });
         }
         if constexpr (std::is_same_v<T, client::ok>) return true;
         if constexpr (std::is_same_v<T, client::failure>) {

@@ -98,7 +98,7 @@ void client_responses() {
   seed("client_response", "committed", wire::encode_response(client::committed{12, 3, "result"}));
   seed("client_response", "read_result", wire::encode_response(client::read_result{12, "value"}));
   seed("client_response", "status",
-       wire::encode_response(client::status{1, "leader", 3, 1, "10.0.0.1:7001", 12, 12, 13, "abc123", ""}));
+       wire::encode_response(client::status{1, "leader", 3, 1, "10.0.0.1:7001", 12, 12, 13, "abc123", "", {{1, "10.0.0.1:7001", false}}}));
   seed("client_response", "ok", wire::encode_response(client::ok{}));
   seed("client_response", "failure",
        wire::encode_response(client::failure{"not_leader", "ask node 2", 2, "10.0.0.2:7001"}));
