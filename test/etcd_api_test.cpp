@@ -480,6 +480,47 @@ TEST_CASE("etcdctl endpoint status, member list and move-leader show and move th
   CHECK(moved);
 }
 
+TEST_CASE("etcdctl member add, promote and remove change conclave's masters; member list shows learners and every client URL") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto [code, out] = e.run({"member", "list"});
+  REQUIRE_MESSAGE(code == 0, out);
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    CHECK_MESSAGE(out.find("http://" + e.client[id]) != std::string::npos, out);  // every master's client URL
+  }
+  auto port = free_port();
+  std::string peer = "127.0.0.1:" + std::to_string(port);
+  std::tie(code, out) = e.run({"member", "add", "new", "--learner", "--peer-urls=http://" + peer});
+  REQUIRE_MESSAGE(code == 0, out << e.logs());
+  // "Member <hex id> added to cluster <hex id>"
+  auto at = out.find("Member ");
+  REQUIRE(at != std::string::npos);
+  auto hex = out.substr(at + 7, out.find(' ', at + 7) - at - 7);
+  // It is named by the server id it must be started with: 4.
+  auto fourth = e.c->spawn({e.c->binary(), "-r", "master", "--id", "4", "--join", "true", "--peers",
+                            e.c->peers() + ",4=" + peer, "--cluster-id", e.c->cluster_id, "--data-dir",
+                            e.c->path("node4"), "--client-listen", "127.0.0.1:0"},
+                           "node4.log");
+  std::tie(code, out) = e.run({"member", "list"});
+  CHECK_MESSAGE(out.find(hex + ", ") != std::string::npos, out);
+  CHECK_MESSAGE(out.find(", true\n") != std::string::npos, out);  // the learner
+  // Promoted once it has caught up (the leader waits for it).
+  std::tie(code, out) = e.run({"member", "promote", hex});
+  CHECK_MESSAGE(code == 0, out << e.c->log_of(4));
+  std::tie(code, out) = e.run({"member", "list"});
+  CHECK_MESSAGE(out.find(", true\n") == std::string::npos, out);
+  std::tie(code, out) = e.run({"member", "remove", hex});
+  CHECK_MESSAGE(code == 0, out);
+  std::tie(code, out) = e.run({"member", "list"});
+  CHECK_MESSAGE(out.find(hex) == std::string::npos, out);
+  std::tie(code, out) = e.run({"member", "remove", hex});
+  CHECK(code != 0);
+  CHECK_MESSAGE(out.find("member not found") != std::string::npos, out);
+  (void)fourth;  // (killed with the cluster)
+}
+
 TEST_CASE("python3-etcd3 (Debian's gRPC client) puts, gets, lists, deletes and reads the status through a follower") {
   // Debian's Python packages load only under /usr/bin/python3.
   if (std::system("/usr/bin/python3 -c 'import etcd3' >/dev/null 2>&1") != 0) {
