@@ -45,6 +45,7 @@ SUPPORTED = {
     "Watch.Watch", "Maintenance.Alarm", "Maintenance.Defragment",
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Maintenance.Status", "Maintenance.MoveLeader", "Cluster.MemberList:client-urls",
+    "Cluster.MemberAdd", "Cluster.MemberRemove", "Cluster.MemberPromote",
     "Cluster.MemberList",
 }
 
