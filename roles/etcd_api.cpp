@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <map>
 
+#include <openssl/sha.h>
+
 #include "roles/etcd_service.hpp"
 
 namespace conclave::etcd {
@@ -155,6 +157,8 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
                           etcdserverpb::MoveLeaderResponse* out) override;
   grpc::Status Alarm(grpc::ServerContext* ctx, const etcdserverpb::AlarmRequest* in,
                      etcdserverpb::AlarmResponse* out) override;
+  grpc::Status Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
+                        grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) override;
   // Nothing to do: LMDB reuses the pages it frees, and a snapshot compacts the log.
   grpc::Status Defragment(grpc::ServerContext*, const etcdserverpb::DefragmentRequest*,
                           etcdserverpb::DefragmentResponse*) override {
@@ -300,6 +304,35 @@ grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserv
     auto* alarm = out->add_alarms();
     alarm->set_memberid(a.member_id);
     alarm->set_alarm(etcdserverpb::NOSPACE);
+  }
+  return grpc::Status::OK;
+}
+
+// The registry as of a linearizable read (every key, session, lock and the
+// revision), in its snapshot encoding padded to 512-byte pages, then its
+// SHA-256 as etcd's stream ends: what `etcdctl snapshot save` writes to its file. (etcd's stream is a
+// bbolt database; this one restores into conclave, not etcd.)
+grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
+                                           grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) {
+  auto until = until_of(ctx);
+  auto got = a.ask(registry::state_query{}, false, until);
+  if (!got) return status_of(got.error());
+  if (!got->state) return {grpc::StatusCode::INTERNAL, "conclave: an empty state answer"};
+  auto bytes = wire::encode_registry_snapshot(*got->state);
+  // Zero-padded to whole 512-byte pages, as etcdctl checks of a database
+  // (the encoding's own header says where it ends).
+  bytes.resize((bytes.size() + 511) / 512 * 512, '\0');
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  bytes.append(reinterpret_cast<const char*>(digest), sizeof digest);
+  constexpr std::size_t chunk = 64 * 1024;
+  for (std::size_t at = 0; at < bytes.size(); at += chunk) {
+    etcdserverpb::SnapshotResponse r;
+    auto n = std::min(chunk, bytes.size() - at);
+    a.header(r.mutable_header(), got->state->rev, a.b.term());
+    r.set_remaining_bytes(bytes.size() - at - n);
+    r.set_blob(bytes.substr(at, n));
+    if (!out->Write(r)) return {grpc::StatusCode::CANCELLED, "conclave: the client went away"};
   }
   return grpc::Status::OK;
 }

@@ -172,6 +172,7 @@ struct Query {
     sessionWithKeys @11 :UInt64;                                     # a session and its keys
     sessions @12 :Void;
     range :group { range @13 :KeyRange; at @14 :UInt64; }           # keys of a range at a revision (0: now)
+    state @15 :Void;                                                 # the whole registry (a backup)
   }
 }
 
@@ -191,5 +192,6 @@ struct QueryResult {
     error @16 :Text;     # the query did not decode
     sessions @19 :List(Session);
     range :group { rev @20 :UInt64; floor @21 :UInt64; status @22 :Code; keys @23 :List(KeyValue); }
+    state @24 :Snapshot;
   }
 }

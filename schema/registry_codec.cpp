@@ -427,6 +427,61 @@ s::Code code_to(r::code c) {
   return s::Code::INVALID;
 }
 
+void write_snapshot(s::Snapshot::Builder out, const r::registry_state& st) {
+  out.setRev(st.rev);
+  out.setEventSeq(st.event_seq);
+  auto members = out.initMembers(static_cast<unsigned>(st.members.size()));
+  unsigned i = 0;
+  for (const auto& [id, m] : st.members) write_member(members[i++], m);
+  auto sessions = out.initSessions(static_cast<unsigned>(st.sessions.size()));
+  i = 0;
+  for (const auto& [id, x] : st.sessions) write_session(sessions[i++], x);
+  auto keys = out.initKeys(static_cast<unsigned>(st.keys.size()));
+  i = 0;
+  for (const auto& [k, kv] : st.keys) write_key_value(keys[i++], k, kv);
+  auto locks = out.initLocks(static_cast<unsigned>(st.locks.size()));
+  i = 0;
+  for (const auto& [name, l] : st.locks) write_lock(locks[i++], name, l);
+  auto events = out.initEvents(static_cast<unsigned>(st.events.size()));
+  i = 0;
+  for (const auto& e : st.events) write_event(events[i++], e);
+  auto acked = out.initAcked(static_cast<unsigned>(st.events_acked.size()));
+  i = 0;
+  for (const auto& [m, seq] : st.events_acked) {
+    acked[i].setMember(text_of(m));
+    acked[i].setSeq(seq);
+    ++i;
+  }
+  auto history = out.initHistory(static_cast<unsigned>(st.history.size()));
+  i = 0;
+  for (const auto& c : st.history) write_change(history[i++], c);
+  out.setHistoryFloor(st.history_floor);
+  out.setApplied(st.applied);
+  out.setLastSession(st.last_session);
+  out.setCompacted(st.compacted);
+}
+
+r::registry_state read_snapshot(s::Snapshot::Reader in) {
+  r::registry_state st;
+  st.rev = in.getRev();
+  st.event_seq = in.getEventSeq();
+  for (auto m : in.getMembers()) {
+    auto member = read_member(m);
+    st.members[member.id] = std::move(member);
+  }
+  for (auto x : in.getSessions()) st.sessions[x.getId()] = read_session(x);
+  for (auto k : in.getKeys()) st.keys[text(k.getKey())] = read_key_value(k);
+  for (auto l : in.getLocks()) st.locks[text(l.getName())] = read_lock(l);
+  for (auto e : in.getEvents()) st.events.push_back(read_event(e));
+  for (auto a : in.getAcked()) st.events_acked[text(a.getMember())] = a.getSeq();
+  for (auto c : in.getHistory()) st.history.push_back(read_change(c));
+  st.history_floor = in.getHistoryFloor();
+  st.applied = in.getApplied();
+  st.last_session = in.getLastSession();
+  st.compacted = in.getCompacted();
+  return st;
+}
+
 struct query_writer {
   s::Query::Builder out;
   void operator()(const r::get_key& q) { out.setGetKey(text_of(q.key)); }
@@ -445,6 +500,7 @@ struct query_writer {
     }
   }
   void operator()(const r::sessions_query&) { out.setSessions(); }
+  void operator()(const r::state_query&) { out.setState(); }
   void operator()(const r::range_query& q) {
     auto g = out.initRange();
     write_range(g.initRange(), q.range);
@@ -474,6 +530,7 @@ r::query read_query(s::Query::Reader in) {
     case s::Query::SESSION: return r::session_query{in.getSession(), false};
     case s::Query::SESSION_WITH_KEYS: return r::session_query{in.getSessionWithKeys(), true};
     case s::Query::SESSIONS: return r::sessions_query{};
+    case s::Query::STATE: return r::state_query{};
     case s::Query::RANGE: {
       auto g = in.getRange();
       return r::range_query{read_range(g.getRange()), g.getAt()};
@@ -523,6 +580,7 @@ struct query_result_writer {
     auto list = out.initSessions(static_cast<unsigned>(x.sessions.size()));
     for (unsigned i = 0; i < x.sessions.size(); ++i) write_session(list[i], x.sessions[i]);
   }
+  void operator()(const r::state_result& x) { write_snapshot(out.initState(), x.state ? *x.state : r::registry_state{}); }
   void operator()(const r::range_result& x) {
     auto g = out.initRange();
     g.setRev(x.rev);
@@ -589,6 +647,7 @@ r::query_result read_query_result(s::QueryResult::Reader in) {
       for (auto v : in.getSessions()) x.sessions.push_back(read_session(v));
       return x;
     }
+    case s::QueryResult::STATE: return r::state_result{std::make_shared<const r::registry_state>(read_snapshot(in.getState()))};
     case s::QueryResult::RANGE: {
       auto g = in.getRange();
       r::range_result x;
@@ -689,62 +748,12 @@ expected<registry::query_result> decode_query_result(std::string_view bytes) {
 
 std::string encode_registry_snapshot(const registry::registry_state& st) {
   capnp::MallocMessageBuilder builder;
-  auto out = builder.initRoot<s::Snapshot>();
-  out.setRev(st.rev);
-  out.setEventSeq(st.event_seq);
-  auto members = out.initMembers(static_cast<unsigned>(st.members.size()));
-  unsigned i = 0;
-  for (const auto& [id, m] : st.members) write_member(members[i++], m);
-  auto sessions = out.initSessions(static_cast<unsigned>(st.sessions.size()));
-  i = 0;
-  for (const auto& [id, x] : st.sessions) write_session(sessions[i++], x);
-  auto keys = out.initKeys(static_cast<unsigned>(st.keys.size()));
-  i = 0;
-  for (const auto& [k, kv] : st.keys) write_key_value(keys[i++], k, kv);
-  auto locks = out.initLocks(static_cast<unsigned>(st.locks.size()));
-  i = 0;
-  for (const auto& [name, l] : st.locks) write_lock(locks[i++], name, l);
-  auto events = out.initEvents(static_cast<unsigned>(st.events.size()));
-  i = 0;
-  for (const auto& e : st.events) write_event(events[i++], e);
-  auto acked = out.initAcked(static_cast<unsigned>(st.events_acked.size()));
-  i = 0;
-  for (const auto& [m, seq] : st.events_acked) {
-    acked[i].setMember(text_of(m));
-    acked[i].setSeq(seq);
-    ++i;
-  }
-  auto history = out.initHistory(static_cast<unsigned>(st.history.size()));
-  i = 0;
-  for (const auto& c : st.history) write_change(history[i++], c);
-  out.setHistoryFloor(st.history_floor);
-  out.setApplied(st.applied);
-  out.setLastSession(st.last_session);
-  out.setCompacted(st.compacted);
+  write_snapshot(builder.initRoot<s::Snapshot>(), st);
   return to_bytes(builder);
 }
 
 expected<registry::registry_state> decode_registry_snapshot(std::string_view bytes) {
-  return decode_root<s::Snapshot>(bytes, [](s::Snapshot::Reader in) {
-    r::registry_state st;
-    st.rev = in.getRev();
-    st.event_seq = in.getEventSeq();
-    for (auto m : in.getMembers()) {
-      auto member = read_member(m);
-      st.members[member.id] = std::move(member);
-    }
-    for (auto x : in.getSessions()) st.sessions[x.getId()] = read_session(x);
-    for (auto k : in.getKeys()) st.keys[text(k.getKey())] = read_key_value(k);
-    for (auto l : in.getLocks()) st.locks[text(l.getName())] = read_lock(l);
-    for (auto e : in.getEvents()) st.events.push_back(read_event(e));
-    for (auto a : in.getAcked()) st.events_acked[text(a.getMember())] = a.getSeq();
-    for (auto c : in.getHistory()) st.history.push_back(read_change(c));
-    st.history_floor = in.getHistoryFloor();
-    st.applied = in.getApplied();
-    st.last_session = in.getLastSession();
-    st.compacted = in.getCompacted();
-    return st;
-  });
+  return decode_root<s::Snapshot>(bytes, [](s::Snapshot::Reader in) { return read_snapshot(in); });
 }
 
 }  // namespace conclave::wire

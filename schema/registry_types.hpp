@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -292,6 +293,11 @@ struct digest_result {
 struct query_error {
   std::string message;
 };
+struct registry_state;
+// The whole registry as of the answering server's revision (a backup).
+struct state_result {
+  std::shared_ptr<const registry_state> state;
+};
 
 struct get_key {
   using result = key_result;
@@ -317,6 +323,9 @@ struct session_query {
 struct sessions_query {
   using result = sessions_result;
 };
+struct state_query {
+  using result = state_result;
+};
 struct range_query {
   using result = range_result;
   key_range range;
@@ -341,10 +350,10 @@ struct digest_query {
 };
 
 using query = std::variant<get_key, list_prefix, members_query, lock_query, session_query, events_query, changes_query,
-                           revision_query, digest_query, sessions_query, range_query>;
+                           revision_query, digest_query, sessions_query, range_query, state_query>;
 using query_result = std::variant<key_result, keys_result, members_result, lock_result, session_result, events_result,
                                   changes_result, revision_result, digest_result, query_error, sessions_result,
-                                  range_result>;
+                                  range_result, state_result>;
 
 // --- state -----------------------------------------------------------------
 

@@ -6,6 +6,8 @@
 
 #include <map>
 
+#include <openssl/sha.h>
+
 #include "actors/registry/queries.hpp"
 #include "roles/etcd_api.hpp"
 #include "roles/node.hpp"
@@ -519,6 +521,31 @@ TEST_CASE("etcdctl member add, promote and remove change conclave's masters; mem
   CHECK(code != 0);
   CHECK_MESSAGE(out.find("member not found") != std::string::npos, out);
   (void)fourth;  // (killed with the cluster)
+}
+
+TEST_CASE("etcdctl snapshot save writes the registry at a revision, ending with its SHA-256") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  for (int i = 0; i < 3; ++i) REQUIRE(e.run({"put", "saved/" + std::to_string(i), "v" + std::to_string(i)}).first == 0);
+  auto file = e.c->path("snap.db");
+  auto [code, out] = e.run(e.client[*leader % 3 + 1], {"snapshot", "save", file});
+  REQUIRE_MESSAGE(code == 0, out);
+  auto bytes = file_text(file);
+  REQUIRE(bytes.size() > SHA256_DIGEST_LENGTH);
+  auto body = bytes.substr(0, bytes.size() - SHA256_DIGEST_LENGTH);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+  CHECK(bytes.substr(body.size()) == std::string(reinterpret_cast<const char*>(digest), sizeof digest));
+  auto st = wire::decode_registry_snapshot(body);
+  REQUIRE_MESSAGE(st.has_value(), st.error().message());
+  for (int i = 0; i < 3; ++i) {
+    auto it = st->keys.find("saved/" + std::to_string(i));
+    REQUIRE(it != st->keys.end());
+    CHECK(it->second.value == "v" + std::to_string(i));
+  }
+  CHECK(st->rev >= 3);
 }
 
 TEST_CASE("python3-etcd3 (Debian's gRPC client) puts, gets, lists, deletes and reads the status through a follower") {

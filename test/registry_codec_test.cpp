@@ -185,7 +185,8 @@ std::vector<query> every_query() {
           range_query{key_range{"/", "0"}, 0},
           range_query{key_range{"/k", ""}, 3},
           range_query{key_range{"/", "0"}, 1},
-          range_query{key_range{"/", "0"}, 999}};
+          range_query{key_range{"/", "0"}, 999},
+          state_query{}};
 }
 
 // A registry holding some of everything: members, sessions, keys, locks, events, history.

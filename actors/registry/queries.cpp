@@ -35,6 +35,9 @@ struct answerer {
     return out;
   }
   query_result operator()(const range_query& q) const { return reg.range(q.range, q.at); }
+  query_result operator()(const state_query&) const {
+    return state_result{std::make_shared<const registry_state>(reg.state())};
+  }
   query_result operator()(const events_query& q) const { return events_result{reg.pending_events(q.member)}; }
   query_result operator()(const changes_query& q) const {
     auto changes = reg.changes_since(q.after, q.prefix);

@@ -320,6 +320,7 @@ inline bool same(const registry::query& a, const registry::query& b) {
         if constexpr (std::is_same_v<T, r::session_query>) return x.id == y.id && x.with_keys == y.with_keys;
         if constexpr (std::is_same_v<T, r::sessions_query>) return true;
         if constexpr (std::is_same_v<T, r::range_query>) return same(x.range, y.range) && x.at == y.at;
+        if constexpr (std::is_same_v<T, r::state_query>) return true;
         if constexpr (std::is_same_v<T, r::events_query>) return x.member == y.member;
         if constexpr (std::is_same_v<T, r::changes_query>) return x.after == y.after && x.prefix == y.prefix;
         if constexpr (std::is_same_v<T, r::revision_query>) return true;
@@ -341,6 +342,9 @@ inline bool same(const registry::query_result& a, const registry::query_result& 
         if constexpr (std::is_same_v<T, r::lock_result>) return same(x.value, y.value);
         if constexpr (std::is_same_v<T, r::session_result>) return same(x.value, y.value) && x.keys == y.keys;
         if constexpr (std::is_same_v<T, r::sessions_result>) return same(x.sessions, y.sessions);
+        if constexpr (std::is_same_v<T, r::state_result>) {
+          return x.state && y.state ? same(*x.state, *y.state) : x.state == y.state;
+        }
         if constexpr (std::is_same_v<T, r::range_result>) {
           return x.rev == y.rev && x.floor == y.floor && x.status == y.status && same(x.keys, y.keys);
         }
