@@ -35,14 +35,16 @@ struct election_service final : v3electionpb::Election::Service {
         return s;
       }
     }
-    key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
     bool lost = false;
-    auto s = line.wait_turn(ctx, ctx->deadline(), p.key, rev, lost);
-    if (!s.ok()) {
-      // As etcd's: a candidate that gives up resigns (if that fails, its
-      // lease's end removes the key).
-      (void)resign(p.key, rev, steady::now() + std::chrono::seconds(5));
-      return s;
+    if (last_before(p.keys, rev)) {
+      key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
+      auto s = line.wait_turn(ctx, ctx->deadline(), p.key, rev, lost);
+      if (!s.ok()) {
+        // As etcd's: a candidate that gives up resigns (if that fails, its
+        // lease's end removes the key).
+        (void)resign(p.key, rev, steady::now() + std::chrono::seconds(5));
+        return s;
+      }
     }
     // etcd 3.4 answered as elected; the key is gone, so it is not.
     if (lost) return not_leader;
@@ -73,10 +75,8 @@ struct election_service final : v3electionpb::Election::Service {
                       v3electionpb::LeaderResponse* resp) override {
     auto got = a.ask(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx));
     if (!got) return status_of(got.error());
-    const std::pair<std::string, registry::key_value>* first = nullptr;
-    for (const auto& kv : got->keys) {
-      if (!first || kv.second.created < first->second.created) first = &kv;
-    }
+    keys_map keys(got->keys.begin(), got->keys.end());
+    const auto* first = first_created(keys);
     if (!first) return no_leader;
     a.header(resp->mutable_header(), got->rev, a.b.term());
     fill(resp->mutable_kv(), first->first, first->second);
@@ -92,7 +92,7 @@ struct election_service final : v3electionpb::Election::Service {
     key_queue line(a, req->name() + "/", got->rev, keys_map(got->keys.begin(), got->keys.end()));
     std::optional<std::pair<std::string, registry::revision>> sent;  // the leader's key and mod revision
     for (;;) {
-      if (const auto* first = line.first()) {
+      if (const auto* first = first_created(line.keys())) {
         std::pair<std::string, registry::revision> now{first->first, first->second.modified};
         if (now != sent) {
           v3electionpb::LeaderResponse r;

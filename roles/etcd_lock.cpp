@@ -23,13 +23,13 @@ struct lock_service final : v3lockpb::Lock::Service {
     if (!lease) return status_of(lease.error());
     place p;
     if (auto s = claim(a, req->name(), *lease, "", until_of(ctx), p); !s.ok()) return s;
-    // A lease that holds the lock already holds it again (its key is reused).
-    key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
-    if (!line.last_before(p.kv.created)) {
+    // First in line: held (also by a lease that held it already: its key is reused).
+    if (!last_before(p.keys, p.kv.created)) {
       a.header(resp->mutable_header(), p.rev, p.term);
       resp->set_key(p.key);
       return grpc::Status::OK;
     }
+    key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
     bool lost = false;
     auto s = line.wait_turn(ctx, ctx->deadline(), p.key, p.kv.created, lost);
     if (!s.ok()) {

@@ -91,6 +91,22 @@ grpc::Status claim(api& a, const std::string& name, std::int64_t lease, const st
   return grpc::Status::OK;
 }
 
+const keys_map::value_type* first_created(const keys_map& keys) {
+  const keys_map::value_type* out = nullptr;
+  for (const auto& kv : keys) {
+    if (!out || kv.second.created < out->second.created) out = &kv;
+  }
+  return out;
+}
+
+const keys_map::value_type* last_before(const keys_map& keys, registry::revision created) {
+  const keys_map::value_type* out = nullptr;
+  for (const auto& kv : keys) {
+    if (kv.second.created < created && (!out || kv.second.created > out->second.created)) out = &kv;
+  }
+  return out;
+}
+
 key_queue::key_queue(api& a, std::string prefix, registry::revision rev, keys_map keys)
     : a_(a), rev_(rev), keys_(std::move(keys)), inbox_(std::make_shared<inbox>()) {
   inbox_->at = rev;
@@ -132,22 +148,6 @@ void key_queue::on_push(inbox& in, const registry::push& p) {
   in.changed.notify_all();
 }
 
-const std::pair<const std::string, registry::key_value>* key_queue::first() const {
-  const std::pair<const std::string, registry::key_value>* out = nullptr;
-  for (const auto& kv : keys_) {
-    if (!out || kv.second.created < out->second.created) out = &kv;
-  }
-  return out;
-}
-
-const std::pair<const std::string, registry::key_value>* key_queue::last_before(registry::revision created) const {
-  const std::pair<const std::string, registry::key_value>* out = nullptr;
-  for (const auto& kv : keys_) {
-    if (kv.second.created < created && (!out || kv.second.created > out->second.created)) out = &kv;
-  }
-  return out;
-}
-
 grpc::Status key_queue::advance(grpc::ServerContext* ctx, std::chrono::system_clock::time_point deadline) {
   static const grpc::Status cancelled{grpc::StatusCode::CANCELLED, "context canceled"};
   static const grpc::Status expired{grpc::StatusCode::DEADLINE_EXCEEDED, "context deadline exceeded"};
@@ -183,7 +183,7 @@ grpc::Status key_queue::wait_turn(grpc::ServerContext* ctx, std::chrono::system_
   for (;;) {
     auto mine = keys_.find(key);
     lost = mine == keys_.end() || mine->second.created != created;
-    if (lost || !last_before(created)) return grpc::Status::OK;
+    if (lost || !last_before(keys_, created)) return grpc::Status::OK;
     if (auto s = advance(ctx, deadline); !s.ok()) return s;
   }
 }

@@ -48,6 +48,11 @@ struct place {
 grpc::Status claim(api& a, const std::string& name, std::int64_t lease, const std::string& value,
                    steady::time_point until, place& out);
 
+// The key created first (none: no key), and the one created last before
+// revision `created` (none: `created` is first in line).
+const keys_map::value_type* first_created(const keys_map& keys);
+const keys_map::value_type* last_before(const keys_map& keys, registry::revision created);
+
 // A comparison that holds while `key` is the one created at revision `created`.
 registry::compare created_at(const std::string& key, registry::revision created);
 
@@ -63,10 +68,6 @@ class key_queue {
   // The keys under the prefix as of `rev()`.
   const keys_map& keys() const { return keys_; }
   registry::revision rev() const { return rev_; }
-  // The key created first (none: no key), and the one created last before
-  // revision `created` (none: `created` is first in line).
-  const std::pair<const std::string, registry::key_value>* first() const;
-  const std::pair<const std::string, registry::key_value>* last_before(registry::revision created) const;
 
   // Moves to the next revision that changed a key under the prefix, waiting
   // for it until `deadline` or until the client cancels: then

@@ -516,3 +516,219 @@ TEST_CASE("Election: campaign leads or waits in line; leader, proclaim, observe 
   }
   CHECK(f.cluster.subscriptions() == 0);
 }
+
+// --- with etcdctl against real masters ------------------------------------------------
+
+namespace {
+
+std::string etcdctl_binary() { return program("CONCLAVE_ETCDCTL", "/usr/bin/etcdctl"); }
+
+// 3 masters serving etcd's API, each on a port it picked and logged.
+struct etcd_masters {
+  std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
+  std::unique_ptr<process_cluster> c;
+
+  etcd_masters() {
+    process_cluster::layout where;
+    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
+    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
+    const std::string said = "etcd API listening on ";
+    for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
+      for (std::uint64_t id = 1; id <= 3; ++id) {
+        auto log = c->log_of(id);
+        auto at = log.find(said);
+        if (at != std::string::npos) client[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
+      }
+      if (client.size() < 3) std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE_MESSAGE(client.size() == 3, logs());
+  }
+
+  std::string endpoints() const {
+    std::string e;
+    for (const auto& [id, at] : client) e += (e.empty() ? "" : ",") + at;
+    return e;
+  }
+
+  // Starts etcdctl (API 3) against every master; its output goes to `log`.
+  pid_t etcdctl(std::vector<std::string> args, const std::string& log) {
+    std::vector<std::string> all = {"/usr/bin/env", "ETCDCTL_API=3", etcdctl_binary(), "--endpoints", endpoints()};
+    all.insert(all.end(), args.begin(), args.end());
+    return c->spawn(all, log);
+  }
+  std::string output(const std::string& log) { return file_text(c->path(log)); }
+
+  // Waits until `log` holds `text`.
+  bool until_output(const std::string& log, const std::string& text) {
+    for (auto until = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < until;) {
+      if (output(log).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  std::string logs() { return c->log_of(1) + c->log_of(2) + c->log_of(3); }
+};
+
+// gRPC clients of one master.
+struct stubs {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease;
+  std::unique_ptr<v3lockpb::Lock::Stub> lock;
+  std::unique_ptr<v3electionpb::Election::Stub> election;
+
+  explicit stubs(const std::string& at)
+      : channel(grpc::CreateChannel(at, grpc::InsecureChannelCredentials())),
+        lease(etcdserverpb::Lease::NewStub(channel)),
+        lock(v3lockpb::Lock::NewStub(channel)),
+        election(v3electionpb::Election::NewStub(channel)) {}
+
+  std::int64_t grant() {
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(60);
+    etcdserverpb::LeaseGrantResponse resp;
+    grpc::Status st;
+    for (int i = 0; i < 100; ++i) {  // until a leader answers
+      grpc::ClientContext ctx;
+      fake::within(ctx);
+      st = lease->LeaseGrant(&ctx, req, &resp);
+      if (st.ok()) return resp.id();
+      std::this_thread::sleep_for(100ms);
+    }
+    FAIL("LeaseGrant: ", st.error_message());
+    return 0;
+  }
+};
+
+bool exited(process_cluster& c, pid_t pid, std::chrono::milliseconds within, int* code = nullptr) {
+  auto status = c.wait_exit(pid, within);
+  if (status && code) *code = WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  return status.has_value();
+}
+
+}  // namespace
+
+TEST_CASE("etcdctl lock waits behind a lock held through the Lock service, and Lock waits behind etcdctl's lock") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_masters e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  stubs s(e.client[*leader % 3 + 1]);  // a follower passes the writes on
+  auto lease = s.grant();
+  v3lockpb::LockRequest req;
+  req.set_name("job");
+  req.set_lease(lease);
+  v3lockpb::LockResponse held;
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    auto st = s.lock->Lock(&ctx, req, &held);
+    REQUIRE_MESSAGE(st.ok(), st.error_message());
+  }
+  CHECK(held.key() == "job/" + hex(lease));
+  auto pid = e.etcdctl({"lock", "job", "--", "sh", "-c", "echo ran-under-lock"}, "etcdctl-lock-cmd.log");
+  CHECK_FALSE(exited(*e.c, pid, 1500ms));
+  CHECK(e.output("etcdctl-lock-cmd.log").find("ran-under-lock") == std::string::npos);
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3lockpb::UnlockRequest un;
+    un.set_key(held.key());
+    v3lockpb::UnlockResponse resp;
+    REQUIRE(s.lock->Unlock(&ctx, un, &resp).ok());
+  }
+  int code = -1;
+  REQUIRE_MESSAGE(exited(*e.c, pid, 60s, &code), e.output("etcdctl-lock-cmd.log"));
+  CHECK(code == 0);
+  CHECK(e.output("etcdctl-lock-cmd.log").find("ran-under-lock") != std::string::npos);
+
+  // etcdctl holds the lock (it prints its key once held) until SIGINT.
+  pid = e.etcdctl({"lock", "job"}, "etcdctl-lock.log");
+  REQUIRE_MESSAGE(e.until_output("etcdctl-lock.log", "job/"), e.output("etcdctl-lock.log"));
+  auto second = s.grant();
+  req.set_lease(second);
+  v3lockpb::LockResponse got;
+  auto waiting = std::async(std::launch::async, [&] {
+    grpc::ClientContext ctx;
+    fake::within(ctx, 60s);
+    return s.lock->Lock(&ctx, req, &got);
+  });
+  CHECK(waiting.wait_for(1500ms) == std::future_status::timeout);
+  ::kill(pid, SIGINT);
+  REQUIRE(waiting.wait_for(60s) == std::future_status::ready);
+  auto st = waiting.get();
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(got.key() == "job/" + hex(second));
+  CHECK(exited(*e.c, pid, 30s, &code));
+  CHECK(code == 0);
+}
+
+TEST_CASE("etcdctl elect -l observes a leader campaigned through the Election service; Leader names etcdctl's leader") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_masters e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  stubs s(e.client[*leader % 3 + 1]);
+  auto lease = s.grant();
+  v3electionpb::CampaignRequest creq;
+  creq.set_name("svc");
+  creq.set_lease(lease);
+  creq.set_value("first-value");
+  v3electionpb::CampaignResponse won;
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    auto st = s.election->Campaign(&ctx, creq, &won);
+    REQUIRE_MESSAGE(st.ok(), st.error_message());
+  }
+  auto observer = e.etcdctl({"elect", "-l", "svc"}, "etcdctl-observe.log");
+  REQUIRE_MESSAGE(e.until_output("etcdctl-observe.log", "svc/" + hex(lease) + "\nfirst-value\n"),
+                  e.output("etcdctl-observe.log"));
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3electionpb::ProclaimRequest p;
+    *p.mutable_leader() = won.leader();
+    p.set_value("second-value");
+    v3electionpb::ProclaimResponse resp;
+    REQUIRE(s.election->Proclaim(&ctx, p, &resp).ok());
+  }
+  CHECK_MESSAGE(e.until_output("etcdctl-observe.log", "svc/" + hex(lease) + "\nsecond-value\n"),
+                e.output("etcdctl-observe.log"));
+  ::kill(observer, SIGINT);
+  CHECK(exited(*e.c, observer, 30s));
+
+  // etcdctl campaigns (it prints its key and value once elected) and leads until SIGINT.
+  auto candidate = e.etcdctl({"elect", "svc2", "etcdctl-value"}, "etcdctl-elect.log");
+  REQUIRE_MESSAGE(e.until_output("etcdctl-elect.log", "etcdctl-value"), e.output("etcdctl-elect.log"));
+  v3electionpb::LeaderRequest lreq;
+  lreq.set_name("svc2");
+  v3electionpb::LeaderResponse now;
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    REQUIRE(s.election->Leader(&ctx, lreq, &now).ok());
+  }
+  CHECK(now.kv().value() == "etcdctl-value");
+  CHECK(e.output("etcdctl-elect.log").find(now.kv().key()) != std::string::npos);
+  creq.set_name("svc2");
+  creq.set_value("mine");
+  v3electionpb::CampaignResponse next;
+  auto waiting = std::async(std::launch::async, [&] {
+    grpc::ClientContext ctx;
+    fake::within(ctx, 60s);
+    return s.election->Campaign(&ctx, creq, &next);
+  });
+  CHECK(waiting.wait_for(1500ms) == std::future_status::timeout);
+  ::kill(candidate, SIGINT);  // etcdctl resigns
+  REQUIRE(waiting.wait_for(60s) == std::future_status::ready);
+  auto st = waiting.get();
+  REQUIRE_MESSAGE(st.ok(), st.error_message());
+  CHECK(next.leader().key() == "svc2/" + hex(lease));
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    REQUIRE(s.election->Leader(&ctx, lreq, &now).ok());
+  }
+  CHECK(now.kv().value() == "mine");
+}
