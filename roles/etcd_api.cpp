@@ -369,6 +369,8 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   p->services.push_back(make_kv_service(p->a));
   p->services.push_back(make_lease_service(p->a));
   p->services.push_back(make_watch_service(p->a));
+  p->services.push_back(make_lock_service(p->a));
+  p->services.push_back(make_election_service(p->a));
   p->services.push_back(std::make_unique<cluster_service>(p->a));
   p->services.push_back(std::make_unique<maintenance_service>(p->a));
   for (auto& service : p->services) builder.RegisterService(service.get());

@@ -7,10 +7,9 @@
 
 namespace conclave::etcd::detail {
 
-namespace {
-
-// The owner of a session an etcd client granted as a lease.
 const char* const lease_owner = "etcd lease";
+
+namespace {
 
 // What etcd clients read as a lease's TTL: whole seconds, rounded up.
 std::int64_t seconds(std::uint64_t ms) { return static_cast<std::int64_t>((ms + 999) / 1000); }

@@ -33,6 +33,8 @@ void fill(mvccpb::KeyValue* out, const std::string& key, const registry::key_val
 // The minimum lease TTL, in seconds, as etcd's with its default timing: a
 // shorter one is raised to it.
 inline constexpr std::int64_t min_lease_ttl_s = 2;
+// The owner of a session an etcd client granted as a lease.
+extern const char* const lease_owner;
 
 struct api {
   std::uint64_t cluster_id = 0, member_id = 0;
@@ -58,5 +60,7 @@ struct api {
 std::unique_ptr<grpc::Service> make_kv_service(api& a);
 std::unique_ptr<grpc::Service> make_lease_service(api& a);
 std::unique_ptr<grpc::Service> make_watch_service(api& a);
+std::unique_ptr<grpc::Service> make_lock_service(api& a);
+std::unique_ptr<grpc::Service> make_election_service(api& a);
 
 }  // namespace conclave::etcd::detail
