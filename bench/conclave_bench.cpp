@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "bench/conclave_system.hpp"
+#include "bench/etcd_api_client.hpp"
 #include "bench/report.hpp"
 #include "bench/swarm.hpp"
 #include "test/processes.hpp"
@@ -51,6 +52,11 @@ const char* usage_text = R"(usage: conclave-bench [options]
   --recovery-entries N   entries written while a master is down (1000000; 0 skips)
   --compare LIST         also etcd and/or zookeeper (needs ./setup.sh compare)
   --timing WHICH         for compared systems: matched, defaults or both (both)
+  --etcd-api             also drive conclave (masters with client-listen) and
+                         each compared etcd through the same etcd v3 gRPC
+                         client (bench/etcd_api_client.cpp): rows "... etcd
+                         API" for worker-crash (a lease owner), lock-cycle,
+                         lock-handoff, write, watch and the write loads
   --json                 print the report as JSON
   --svg FILE             write the failover-time CDF plot
   --binary PATH          the conclave binary (build/roles/conclave)
@@ -153,6 +159,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--watch-node") return watch_node_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--embedded-host") return embedded_host_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--embedded-clients") return embedded_clients_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--etcd-api-holder") return etcd_api_holder_main(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "--etcd-api-watchers") return etcd_api_watchers_main(argc - 1, argv + 1);
 #ifdef CONCLAVE_BENCH_ETCD
   if (argc > 1 && std::string(argv[1]) == "--etcd-holder") return etcd_holder_main(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "--etcd-watchers") return etcd_watchers_main(argc - 1, argv + 1);
@@ -165,7 +173,7 @@ int main(int argc, char** argv) {
   int embedded_threads = 8, embedded_rounds = 3;
   std::uint64_t recovery_entries = 1000000;
   watch_plan watch;
-  bool json = false;
+  bool json = false, etcd_api = false;
   std::string svg, binary = "build/roles/conclave", compare, timing = "both";
   std::vector<std::string> scenarios = {"leader-crash",     "leader-freeze", "leader-stop", "leader-cutoff",
                                         "worker-crash",     "failover-workers", "failover-lock", "lock-cycle",
@@ -192,6 +200,7 @@ int main(int argc, char** argv) {
       else trials_for[v.substr(0, eq)] = std::atoi(v.c_str() + eq + 1);
     }
     else if (a == "--json") json = true;
+    else if (a == "--etcd-api") etcd_api = true;
     else if (a == "--svg") svg = next();
     else if (a == "--binary") binary = next();
     else if (a == "--compare") compare = next();
@@ -231,15 +240,30 @@ int main(int argc, char** argv) {
   try {
     std::vector<std::unique_ptr<system_under_test>> systems;
     fmt::print(stderr, "starting conclave ({} masters, {} workers)...\n", masters, workers);
-    auto own = std::make_unique<conclave_system>(masters, workers, binary, self_exe());
+    auto own = std::make_unique<conclave_system>(masters, workers, binary, self_exe(), etcd_api);
     auto* conclave = own.get();
     systems.push_back(std::move(own));
     if (!compare.empty()) {
       fmt::print(stderr, "starting {} ({} timing)...\n", compare, timing);
       for (auto& s : compared(split(compare), timing)) systems.push_back(std::move(s));
     }
+    // The etcd-API rows come after every native row, conclave's first: the
+    // report compares each row with the first row of its client.
+    if (etcd_api) {
+      std::vector<std::unique_ptr<system_under_test>> rows;
+      for (const auto& s : systems) {
+        if (s->etcd_api_servers().empty()) continue;
+        fmt::print(stderr, "connecting the etcd-API client to {}...\n", s->name());
+        auto* native = s.get();
+        rows.push_back(make_etcd_api({etcd_api_name(native->name()),
+                                      fmt::format("the servers of the \"{}\" row", native->name()),
+                                      [native] { return native->etcd_api_servers(); }, self_exe()}));
+      }
+      for (auto& r : rows) systems.push_back(std::move(r));
+    }
     for (const auto& s : systems) {
       report.systems.push_back(s->name());
+      report.clients.push_back(s->client());
       report.descriptions.push_back(s->description());
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));

@@ -141,14 +141,43 @@ struct conclave_system::impl {
   std::unique_ptr<caf::actor_system> load_system;
   std::vector<std::unique_ptr<agent_worker>> engine_workers;
 
-  impl(int masters, int workers_, std::string binary, std::string self)
+  impl(int masters, int workers_, std::string binary, std::string self, bool etcd_api)
       // (The fault channel is on for the leader-cutoff scenario.)
-      : cluster(masters, {"-r", "master", "--fault-injection", "true"}, std::move(binary)),
+      : cluster(masters, master_flags(etcd_api), std::move(binary)),
         workers(workers_),
         self_exe(std::move(self)) {
     if (!cluster.wait_for_leader(20s)) throw std::runtime_error("conclave: no leader within 20 s");
+    if (etcd_api) {
+      auto until = clock_type::now() + 20s;
+      while (etcd_api_servers().size() < cluster.members().size() && clock_type::now() < until)
+        std::this_thread::sleep_for(20ms);
+      if (etcd_api_servers().size() < cluster.members().size())
+        throw std::runtime_error("conclave: a master did not log \"etcd API listening on\" within 20 s");
+    }
     for (int w = 1; w <= workers; ++w) start_worker(w);
     wait_members(masters + workers);
+  }
+
+  static std::vector<std::string> master_flags(bool etcd_api) {
+    std::vector<std::string> flags = {"-r", "master", "--fault-injection", "true"};
+    if (etcd_api) flags.insert(flags.end(), {"--client-listen", "127.0.0.1:0"});
+    return flags;
+  }
+
+  // Each running master's etcd API address, from the last "etcd API
+  // listening on HOST:PORT" of its log (a restarted master takes a new port).
+  std::vector<etcd_api_server> etcd_api_servers() {
+    const std::string said = "etcd API listening on ";
+    std::vector<etcd_api_server> out;
+    for (const auto& m : cluster.members()) {
+      if (m.pid <= 0) continue;
+      auto log = cluster.log_of(m.id);
+      auto at = log.rfind(said);
+      if (at == std::string::npos) continue;
+      at += said.size();
+      out.push_back({log.substr(at, log.find('\n', at) - at), m.pid});
+    }
+    return out;
   }
 
   void start_worker(int w) {
@@ -400,8 +429,8 @@ struct conclave_system::impl {
   }
 };
 
-conclave_system::conclave_system(int masters, int workers, std::string binary, std::string self_exe)
-    : impl_(std::make_unique<impl>(masters, workers, std::move(binary), std::move(self_exe))) {}
+conclave_system::conclave_system(int masters, int workers, std::string binary, std::string self_exe, bool etcd_api)
+    : impl_(std::make_unique<impl>(masters, workers, std::move(binary), std::move(self_exe), etcd_api)) {}
 
 conclave_system::~conclave_system() {
   impl_->engine_workers.clear();
@@ -443,6 +472,8 @@ std::vector<pid_t> conclave_system::server_pids() const {
   }
   return pids;
 }
+
+std::vector<etcd_api_server> conclave_system::etcd_api_servers() { return impl_->etcd_api_servers(); }
 
 std::optional<scale_result> conclave_system::scale(int sessions, double seconds) {
   auto& c = impl_->cluster;

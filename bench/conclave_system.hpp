@@ -46,7 +46,9 @@ struct embedded_result {
 
 class conclave_system : public system_under_test {
  public:
-  conclave_system(int masters, int workers, std::string binary, std::string self_exe);
+  // etcd_api: the masters also serve etcd's v3 gRPC API (client-listen on
+  // any free port of 127.0.0.1), for the etcd-API row.
+  conclave_system(int masters, int workers, std::string binary, std::string self_exe, bool etcd_api = false);
   ~conclave_system() override;
 
   std::string name() const override;
@@ -58,6 +60,7 @@ class conclave_system : public system_under_test {
   std::optional<scale_result> scale(int sessions, double seconds) override;
   std::optional<watch_result> watch(const watch_plan& plan) override;
   std::vector<pid_t> server_pids() const override;
+  std::vector<etcd_api_server> etcd_api_servers() override;
 
   // Stops a follower, writes `entries` entries, restarts it and times its
   // catch-up; then kills it again and times its recovery from its own disk.

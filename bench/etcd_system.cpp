@@ -614,6 +614,14 @@ class etcd_system final : public compared_system {
     return pids;
   }
 
+  // etcd serves gRPC and the JSON gateway on the same client port.
+  std::vector<etcd_api_server> etcd_api_servers() override {
+    std::vector<etcd_api_server> out;
+    for (auto& m : members_)
+      if (m.pid > 0) out.push_back({fmt::format("127.0.0.1:{}", m.client_port), m.pid});
+    return out;
+  }
+
  private:
   int heartbeat_ms() const { return timing_ == timing::matched ? 50 : 100; }
   int election_ms() const { return timing_ == timing::matched ? 250 : 1000; }

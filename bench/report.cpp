@@ -19,6 +19,16 @@ std::optional<std::size_t> system_index(const run_report& r, const std::string& 
   return std::nullopt;
 }
 
+// The row system `i`'s ratios compare with: the first driven by the same
+// client (conclave's row of that client, as conclave-bench orders them).
+std::size_t base_of(const run_report& r, std::size_t i) {
+  for (std::size_t j = 0; j < i && i < r.clients.size(); ++j)
+    if (r.clients[j] == r.clients[i]) return j;
+  return r.clients.empty() ? 0 : i;
+}
+
+bool native(const run_report& r, std::size_t i) { return i >= r.clients.size() || r.clients[i] == "native"; }
+
 const trials* find_trials(const run_report& r, const std::string& scenario, std::size_t system) {
   auto it = r.times.find(scenario);
   if (it == r.times.end() || system >= it->second.size() || it->second[system].ms.empty()) return nullptr;
@@ -128,7 +138,7 @@ std::vector<target> targets(const run_report& r) {
     for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
       if (!r.watch[i] || r.watch[i]->delivery_ms.empty()) continue;
       if (r.systems[i] == "conclave") c = i;
-      if (r.systems[i].rfind(etcd_m, 0) == 0) e = i;
+      if (r.systems[i].rfind(etcd_m, 0) == 0 && native(r, i)) e = i;
     }
     auto p99_of = [&](std::optional<std::size_t> i) -> std::optional<double> {
       if (!i) return std::nullopt;
@@ -173,19 +183,28 @@ std::string describe_scenario(const std::string& s) {
 
 void print_table(const run_report& r) {
   fmt::print("machine: {}\ncommand: {}\n", r.machine, r.command);
-  for (std::size_t i = 0; i < r.systems.size(); ++i) fmt::print("  {}: {}\n", r.systems[i], r.descriptions[i]);
+  bool mixed = false;
+  for (std::size_t i = 0; i < r.systems.size(); ++i) {
+    fmt::print("  {} [client: {}]: {}\n", r.systems[i], i < r.clients.size() ? r.clients[i] : "native",
+               r.descriptions[i]);
+    mixed = mixed || !native(r, i);
+  }
+  if (mixed) {
+    fmt::print("  conclave/this: conclave's figure over the row's, both driven by the same client (native rows: the "
+               "\"conclave\" row; etcd API rows: \"conclave (etcd API)\")\n");
+  }
   for (const auto& s : r.scenarios) {
     auto it = r.times.find(s);
     if (it == r.times.end()) continue;
     fmt::print("\n{}: {} (ms)\n", s, describe_scenario(s));
-    fmt::print("  {:<28} {:>9} {:>9} {:>9} {:>7} {:>13}\n", "system", "median", "p99", "max", "trials", "conclave/this");
+    fmt::print("  {:<32} {:>9} {:>9} {:>9} {:>7} {:>13}\n", "system", "median", "p99", "max", "trials", "conclave/this");
     const auto& per = it->second;
-    double base = per.empty() ? 0 : per[0].pct(0.5);
     for (std::size_t i = 0; i < per.size() && i < r.systems.size(); ++i) {
       if (per[i].ms.empty() && per[i].failed == 0) continue;  // not supported by this system
+      double base = per[base_of(r, i)].pct(0.5);
       auto ratio = per[i].ms.empty() || per[i].pct(0.5) <= 0 ? std::string("-")
                                                               : fmt::format("{:.3f}", base / per[i].pct(0.5));
-      fmt::print("  {:<28} {:>9.1f} {:>9.1f} {:>9.1f} {:>7} {:>13}{}\n", r.systems[i], per[i].pct(0.5), per[i].pct(0.99),
+      fmt::print("  {:<32} {:>9.1f} {:>9.1f} {:>9.1f} {:>7} {:>13}{}\n", r.systems[i], per[i].pct(0.5), per[i].pct(0.99),
                  per[i].pct(1.0), per[i].ms.size(), ratio,
                  per[i].failed ? fmt::format("  ({} failed)", per[i].failed) : "");
     }
@@ -199,29 +218,31 @@ void print_table(const run_report& r) {
   }
   if (!r.writes.empty()) {
     fmt::print("\ndurable writes, 100-byte values, closed loop\n");
-    fmt::print("  {:<28} {:>8} {:>10} {:>9} {:>9} {:>7} {:>13}\n", "system", "clients", "writes/s", "p50 ms", "p99 ms",
+    fmt::print("  {:<32} {:>8} {:>10} {:>9} {:>9} {:>7} {:>13}\n", "system", "clients", "writes/s", "p50 ms", "p99 ms",
                "errors", "conclave/this");
     for (const auto& per : r.writes) {
       for (std::size_t i = 0; i < per.size() && i < r.systems.size(); ++i) {
-        auto ratio = per[i].writes_per_s > 0 ? fmt::format("{:.2f}", per[0].writes_per_s / per[i].writes_per_s) : "-";
-        fmt::print("  {:<28} {:>8} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>13}\n", r.systems[i], per[i].clients,
+        auto ratio = per[i].writes_per_s > 0
+                         ? fmt::format("{:.2f}", per[base_of(r, i)].writes_per_s / per[i].writes_per_s)
+                         : "-";
+        fmt::print("  {:<32} {:>8} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>13}\n", r.systems[i], per[i].clients,
                    per[i].writes_per_s, per[i].pct(0.5), per[i].pct(0.99), per[i].errors, ratio);
       }
     }
   }
-  fmt::print("\nmemory (largest server, MiB)\n  {:<28} {:>9} {:>12}\n", "system", "idle", "under load");
+  fmt::print("\nmemory (largest server, MiB)\n  {:<32} {:>9} {:>12}\n", "system", "idle", "under load");
   for (std::size_t i = 0; i < r.systems.size() && i < r.rss_idle_mib.size(); ++i) {
-    fmt::print("  {:<28} {:>9.1f} {:>12.1f}\n", r.systems[i], r.rss_idle_mib[i],
+    fmt::print("  {:<32} {:>9.1f} {:>12.1f}\n", r.systems[i], r.rss_idle_mib[i],
                i < r.rss_load_mib.size() ? r.rss_load_mib[i] : 0.0);
   }
   bool any_scale = std::any_of(r.scale.begin(), r.scale.end(), [](const auto& s) { return s.has_value(); });
   if (any_scale) {
-    fmt::print("\nheartbeat scale\n  {:<28} {:>9} {:>9} {:>11} {:>9} {:>9} {:>11} {:>7}\n", "system", "sessions",
+    fmt::print("\nheartbeat scale\n  {:<32} {:>9} {:>9} {:>11} {:>9} {:>9} {:>11} {:>7}\n", "system", "sessions",
                "every ms", "leader CPU%", "hb p50", "hb p99", "detect ms", "errors");
     for (std::size_t i = 0; i < r.scale.size() && i < r.systems.size(); ++i) {
       if (!r.scale[i]) continue;
       const auto& s = *r.scale[i];
-      fmt::print("  {:<28} {:>9} {:>9.0f} {:>11.1f} {:>9.2f} {:>9.2f} {:>11.1f} {:>7}\n", r.systems[i], s.sessions,
+      fmt::print("  {:<32} {:>9} {:>9.0f} {:>11.1f} {:>9.2f} {:>9.2f} {:>11.1f} {:>7}\n", r.systems[i], s.sessions,
                  s.interval_ms, s.leader_cpu_pct, s.heartbeat_ms_p50, s.heartbeat_ms_p99, s.detect_ms, s.errors);
     }
   }
@@ -236,13 +257,13 @@ void print_table(const run_report& r) {
   bool any_watch = std::any_of(r.watch.begin(), r.watch.end(), [](const auto& w) { return w.has_value(); });
   if (any_watch) {
     fmt::print("\nwatch: {} (ms)\n", describe_scenario("watch"));
-    fmt::print("  {:<28} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>12} {:>13}\n", "system", "watchers",
+    fmt::print("  {:<32} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13} {:>12} {:>13}\n", "system", "watchers",
                "writes", "each p50", "each p99", "all p50", "all max", "write p50", "leader CPU%", "servers CPU%",
                "watchers CPU%");
     for (std::size_t i = 0; i < r.watch.size() && i < r.systems.size(); ++i) {
       if (!r.watch[i]) continue;
       const auto& w = *r.watch[i];
-      fmt::print("  {:<28} {:>8} {:>6} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.2f} {:>13} {:>12.1f} {:>13.1f}{}{}\n",
+      fmt::print("  {:<32} {:>8} {:>6} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.2f} {:>13} {:>12.1f} {:>13.1f}{}{}\n",
                  r.systems[i],
                  w.watchers, w.all_delivered_ms.size(), percentile(w.delivery_ms, 0.5), percentile(w.delivery_ms, 0.99),
                  percentile(w.all_delivered_ms, 0.5), percentile(w.all_delivered_ms, 1.0), percentile(w.ack_ms, 0.5),
@@ -280,7 +301,8 @@ void print_json(const run_report& r) {
   fmt::print("{{\"benchmark\":\"conclave-bench\",\"machine\":\"{}\",\"command\":\"{}\",\"systems\":[", json_escape(r.machine),
              json_escape(r.command));
   for (std::size_t i = 0; i < r.systems.size(); ++i) {
-    fmt::print("{}{{\"name\":\"{}\",\"description\":\"{}\"}}", i ? "," : "", json_escape(r.systems[i]),
+    fmt::print("{}{{\"name\":\"{}\",\"client\":\"{}\",\"description\":\"{}\"}}", i ? "," : "",
+               json_escape(r.systems[i]), json_escape(i < r.clients.size() ? r.clients[i] : "native"),
                json_escape(r.descriptions[i]));
   }
   fmt::print("],\"results\":[");

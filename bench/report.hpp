@@ -17,6 +17,7 @@ struct run_report {
   std::string machine;                                  // CPU model and count
   std::string command;                                  // how the run was started
   std::vector<std::string> systems;                     // names, conclave first
+  std::vector<std::string> clients;                     // per system: which client drove it (system_under_test::client)
   std::vector<std::string> descriptions;
   std::vector<std::string> scenarios;                   // in run order
   std::map<std::string, std::vector<trials>> times;     // scenario -> per system

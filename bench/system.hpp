@@ -117,6 +117,12 @@ struct watch_result {
   std::string failure;                    // why the run stopped early, if it did
 };
 
+// A server's etcd v3 gRPC endpoint (HOST:PORT) and its pid.
+struct etcd_api_server {
+  std::string endpoint;
+  pid_t pid = -1;
+};
+
 class system_under_test {
  public:
   virtual ~system_under_test() = default;
@@ -125,6 +131,15 @@ class system_under_test {
   virtual std::string name() const = 0;
   // How it is configured and driven, for the report (one line).
   virtual std::string description() const = 0;
+
+  // Which client drives this row: "native" (the system's own way) or
+  // "etcd API" (bench/etcd_api_client.cpp, the same code for every system).
+  // The report's ratios compare rows driven by the same client.
+  virtual std::string client() const { return "native"; }
+
+  // The servers' etcd v3 gRPC endpoints now, when the system serves etcd's
+  // API (conclave-bench --etcd-api adds a row driven through it).
+  virtual std::vector<etcd_api_server> etcd_api_servers() { return {}; }
 
   // Whether `scenario` applies (e.g. leader-cutoff is conclave's fault hook).
   virtual bool supports(const std::string& scenario) const = 0;

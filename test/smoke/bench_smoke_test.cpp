@@ -47,7 +47,7 @@ bench_run run_bench(const std::string& args, int deadline_s) {
 }  // namespace
 
 TEST_CASE("conclave-bench runs every scenario once and reports it") {
-  auto run = run_bench("--trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000", 200);
+  auto run = run_bench("--trials 1 --seconds 0.3 --scale 200 --scale-seconds 1 --recovery-entries 3000 --etcd-api", 200);
   const auto& out = run.out;
   INFO("conclave-bench's log:\n" << run.log);
   CHECK(run.status == 0);
@@ -63,6 +63,19 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
   for (auto clients : {"\"clients\":1,", "\"clients\":8,", "\"clients\":64,"}) {
     CHECK_MESSAGE(out.find(clients) != std::string::npos, out);
   }
+  // The same masters through the etcd-API client (--etcd-api), after the
+  // leader scenarios restarted them on new ports.
+  for (auto scenario : {"worker-crash", "lock-cycle", "lock-handoff", "write"}) {
+    auto pos = out.find(std::string("\"scenario\":\"") + scenario + "\",\"system\":\"conclave (etcd API)\"");
+    REQUIRE_MESSAGE(pos != std::string::npos, scenario << " through the etcd API missing in: " << out);
+    auto row = out.substr(pos, out.find('}', pos) - pos);
+    CHECK_MESSAGE(row.find("\"trials\":1") != std::string::npos, row);
+    CHECK_MESSAGE(row.find("\"failed\":0") != std::string::npos, row);
+  }
+  for (auto clients : {"1", "8", "64"}) {
+    auto row = std::string("{\"system\":\"conclave (etcd API)\",\"clients\":") + clients + ",";
+    CHECK_MESSAGE(out.find(row) != std::string::npos, row << " missing in: " << out);
+  }
   // Heartbeat scale: every simulated worker registered and heartbeats were
   // answered. How many failed is a figure (a leader change on a loaded
   // machine refuses a window of them), reported, not judged.
@@ -77,19 +90,22 @@ TEST_CASE("conclave-bench runs every scenario once and reports it") {
 }
 
 // The watch scenario (not in the default run), tiny: every watcher got every
-// write, through whatever node::watch does (polling or push).
+// write, through whatever node::watch does (polling or push), and through the
+// etcd-API client's watch streams.
 TEST_CASE("conclave-bench's watch scenario delivers every write to every watcher") {
   auto run = run_bench("--scenarios watch --watchers 30 --watch-writes 3 --watch-idle-seconds 1 --seconds 0 --scale 0 "
-                       "--recovery-entries 0",
-                       60);
+                       "--recovery-entries 0 --etcd-api",
+                       90);
   INFO("conclave-bench's log:\n" << run.log);
   CHECK(run.status == 0);
-  auto watch = run.out.find("\"watch\":[{\"system\":\"conclave\"");
-  REQUIRE_MESSAGE(watch != std::string::npos, run.out);
-  auto row = run.out.substr(watch, run.out.find('}', watch) - watch);
-  CHECK_MESSAGE(row.find("\"watchers\":30,") != std::string::npos, row);
-  CHECK_MESSAGE(row.find("\"writes\":3,\"incomplete\":0,") != std::string::npos, row);
-  CHECK_MESSAGE(row.find("\"failure\":\"\"") != std::string::npos, row);
+  for (auto system : {"conclave", "conclave (etcd API)"}) {
+    auto watch = run.out.find(std::string("{\"system\":\"") + system + "\",\"watchers\":");
+    REQUIRE_MESSAGE(watch != std::string::npos, system << " missing in: " << run.out);
+    auto row = run.out.substr(watch, run.out.find('}', watch) - watch);
+    CHECK_MESSAGE(row.find("\"watchers\":30,") != std::string::npos, row);
+    CHECK_MESSAGE(row.find("\"writes\":3,\"incomplete\":0,") != std::string::npos, row);
+    CHECK_MESSAGE(row.find("\"failure\":\"\"") != std::string::npos, row);
+  }
 }
 
 // The embedded scenario (not in the default run), tiny: the host embedding
