@@ -46,6 +46,8 @@ SUPPORTED = {
     "Lease.LeaseGrant", "Lease.LeaseRevoke", "Lease.LeaseKeepAlive", "Lease.LeaseTimeToLive", "Lease.LeaseLeases",
     "Maintenance.Status", "Maintenance.MoveLeader", "Cluster.MemberList:client-urls",
     "Cluster.MemberAdd", "Cluster.MemberRemove", "Cluster.MemberPromote", "Maintenance.Snapshot",
+    "Lock.Lock", "Lock.Unlock", "Election.Campaign", "Election.Proclaim", "Election.Leader", "Election.Observe",
+    "Election.Resign",
     "Cluster.MemberList",
 }
 
