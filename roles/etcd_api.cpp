@@ -160,9 +160,9 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
   grpc::Status Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) override;
   // Nothing to do: LMDB reuses the pages it frees, and a snapshot compacts the log.
-  grpc::Status Defragment(grpc::ServerContext*, const etcdserverpb::DefragmentRequest*,
+  grpc::Status Defragment(grpc::ServerContext* ctx, const etcdserverpb::DefragmentRequest*,
                           etcdserverpb::DefragmentResponse*) override {
-    return grpc::Status::OK;
+    return a.authorize(ctx);
   }
 };
 
@@ -219,6 +219,7 @@ grpc::Status cluster_service::change(std::uint8_t kind, std::uint64_t server, co
 
 grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdserverpb::MemberListRequest*,
                                          etcdserverpb::MemberListResponse* out) {
+  if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
   // As etcd's: the header names no revision (the member list is not in the key space).
   a.header(out->mutable_header(), 0, a.b.term());
   return members(out->mutable_members(), until_of(ctx));
@@ -230,6 +231,7 @@ grpc::Status cluster_service::MemberList(grpc::ServerContext* ctx, const etcdser
 // with (`conclave -r master --id N --join ...`).
 grpc::Status cluster_service::MemberAdd(grpc::ServerContext* ctx, const etcdserverpb::MemberAddRequest* in,
                                         etcdserverpb::MemberAddResponse* out) {
+  if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   if (in->peerurls_size() != 1) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a new master has one peer URL (http://HOST:PORT)"};
   }
@@ -254,6 +256,7 @@ grpc::Status cluster_service::MemberAdd(grpc::ServerContext* ctx, const etcdserv
 
 grpc::Status cluster_service::MemberRemove(grpc::ServerContext* ctx, const etcdserverpb::MemberRemoveRequest* in,
                                            etcdserverpb::MemberRemoveResponse* out) {
+  if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   auto server = server_of(in->id());
   if (!server) return {grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"};
   return change(2, server->id, {}, ctx, out);
@@ -261,6 +264,7 @@ grpc::Status cluster_service::MemberRemove(grpc::ServerContext* ctx, const etcds
 
 grpc::Status cluster_service::MemberPromote(grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* in,
                                             etcdserverpb::MemberPromoteResponse* out) {
+  if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   auto server = server_of(in->id());
   if (!server) return {grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"};
   if (!server->learner) {
@@ -294,6 +298,7 @@ grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdser
 // nothing to deactivate, and an operator cannot raise one.
 grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserverpb::AlarmRequest* in,
                                         etcdserverpb::AlarmResponse* out) {
+  if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
   if (in->action() == etcdserverpb::AlarmRequest::ACTIVATE) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: alarms are raised by the masters, not by clients"};
   }
@@ -314,6 +319,7 @@ grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserv
 // bbolt database; this one restores into conclave, not etcd.)
 grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
                                            grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) {
+  if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   auto until = until_of(ctx);
   auto got = a.ask(registry::state_query{}, false, until);
   if (!got) return status_of(got.error());
@@ -339,6 +345,7 @@ grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcds
 
 grpc::Status maintenance_service::MoveLeader(grpc::ServerContext* ctx, const etcdserverpb::MoveLeaderRequest* in,
                                              etcdserverpb::MoveLeaderResponse* out) {
+  if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   auto until = until_of(ctx);
   auto st = a.b.status();
   if (!st) return status_of(st.error());
@@ -366,6 +373,7 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   // would otherwise set SO_REUSEPORT and split clients between the two).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(at.text(), grpc::InsecureServerCredentials(), &p->port);
+  p->services.push_back(make_auth_service(p->a));
   p->services.push_back(make_kv_service(p->a));
   p->services.push_back(make_lease_service(p->a));
   p->services.push_back(make_watch_service(p->a));

@@ -33,6 +33,11 @@ namespace conclave::etcd {
 struct backend {
   // The cluster id (its text): etcd's member ids derive from it (member_number).
   std::string cluster;
+  // The cluster's credentials (actors/auth.hpp): with a secret, clients
+  // authenticate (Auth.Authenticate, the member key or the secret as the
+  // password); without, auth is off.
+  std::string secret, member_key;
+  bool auth_on() const { return !secret.empty(); }
   // A registry command committed through the leader.
   std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
   // A registry query: linearizable through the leader, or (`serializable`)

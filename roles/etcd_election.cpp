@@ -21,6 +21,7 @@ struct election_service final : v3electionpb::Election::Service {
 
   grpc::Status Campaign(grpc::ServerContext* ctx, const v3electionpb::CampaignRequest* req,
                         v3electionpb::CampaignResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto lease = lease_or_new(a, req->lease(), until_of(ctx));
     if (!lease) return status_of(lease.error());
     place p;
@@ -60,6 +61,7 @@ struct election_service final : v3electionpb::Election::Service {
 
   grpc::Status Proclaim(grpc::ServerContext* ctx, const v3electionpb::ProclaimRequest* req,
                         v3electionpb::ProclaimResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (!req->has_leader()) return missing_leader_key;
     const auto& l = req->leader();
     auto lease = lease_or_new(a, l.lease(), until_of(ctx));
@@ -73,6 +75,7 @@ struct election_service final : v3electionpb::Election::Service {
 
   grpc::Status Leader(grpc::ServerContext* ctx, const v3electionpb::LeaderRequest* req,
                       v3electionpb::LeaderResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto got = a.ask(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx));
     if (!got) return status_of(got.error());
     keys_map keys(got->keys.begin(), got->keys.end());
@@ -87,6 +90,7 @@ struct election_service final : v3electionpb::Election::Service {
   // puts, each once, in order, until the client goes.
   grpc::Status Observe(grpc::ServerContext* ctx, const v3electionpb::LeaderRequest* req,
                        grpc::ServerWriter<v3electionpb::LeaderResponse>* writer) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto got = a.ask(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx));
     if (!got) return status_of(got.error());
     key_queue line(a, req->name() + "/", got->rev, keys_map(got->keys.begin(), got->keys.end()));
@@ -108,6 +112,7 @@ struct election_service final : v3electionpb::Election::Service {
 
   grpc::Status Resign(grpc::ServerContext* ctx, const v3electionpb::ResignRequest* req,
                       v3electionpb::ResignResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (!req->has_leader()) return missing_leader_key;
     const auto& l = req->leader();
     // As etcd's: a key that is not the leader's any more is left alone, and

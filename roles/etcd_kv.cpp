@@ -114,6 +114,7 @@ struct kv_service final : etcdserverpb::KV::Service {
   }
 
   grpc::Status Range(grpc::ServerContext* ctx, const req_t* req, etcdserverpb::RangeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (req->key().empty()) return empty_key;
     auto at = static_cast<registry::revision>(std::max<std::int64_t>(req->revision(), 0));
     auto got = a.ask(registry::range_query{registry::key_range{req->key(), req->range_end()}, at}, req->serializable(),
@@ -128,6 +129,7 @@ struct kv_service final : etcdserverpb::KV::Service {
 
   grpc::Status Put(grpc::ServerContext* ctx, const etcdserverpb::PutRequest* req,
                    etcdserverpb::PutResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (auto s = check_put(*req); !s.ok()) return s;
     registry::txn t;
     t.success = {put_op(*req)};
@@ -143,6 +145,7 @@ struct kv_service final : etcdserverpb::KV::Service {
 
   grpc::Status DeleteRange(grpc::ServerContext* ctx, const etcdserverpb::DeleteRangeRequest* req,
                            etcdserverpb::DeleteRangeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (req->key().empty()) return empty_key;
     registry::txn t;
     t.success = {remove_op(*req)};
@@ -160,6 +163,7 @@ struct kv_service final : etcdserverpb::KV::Service {
 
   grpc::Status Txn(grpc::ServerContext* ctx, const etcdserverpb::TxnRequest* req,
                    etcdserverpb::TxnResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     registry::txn t;
     for (const auto& c : req->compare()) {
       if (c.key().empty()) return empty_key;
@@ -247,6 +251,7 @@ struct kv_service final : etcdserverpb::KV::Service {
 
   grpc::Status Compact(grpc::ServerContext* ctx, const etcdserverpb::CompactionRequest* req,
                        etcdserverpb::CompactionResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto done = a.run(registry::compact{static_cast<registry::revision>(std::max<std::int64_t>(req->revision(), 0))},
                       until_of(ctx));
     if (!done) return status_of(done.error());

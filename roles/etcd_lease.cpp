@@ -20,6 +20,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
 
   grpc::Status LeaseGrant(grpc::ServerContext* ctx, const etcdserverpb::LeaseGrantRequest* req,
                           etcdserverpb::LeaseGrantResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     static const grpc::Status too_large{grpc::StatusCode::OUT_OF_RANGE, "etcdserver: too large lease TTL"};
     if (req->ttl() > 9000000000LL) return too_large;
     if (req->id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a lease ID is positive"};
@@ -42,6 +43,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
 
   grpc::Status LeaseRevoke(grpc::ServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* req,
                            etcdserverpb::LeaseRevokeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto done = a.run(registry::close_session{static_cast<registry::session_id>(req->id()), false}, until_of(ctx));
     if (!done) return status_of(done.error());
     auto& [o, term] = *done;
@@ -57,6 +59,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse, etcdserverpb::LeaseKeepAliveRequest>* stream)
       override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     etcdserverpb::LeaseKeepAliveRequest req;
     while (stream->Read(&req)) {
       auto until = steady::now() + std::chrono::seconds(5);
@@ -80,6 +83,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
 
   grpc::Status LeaseTimeToLive(grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* req,
                                etcdserverpb::LeaseTimeToLiveResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto until = until_of(ctx);
     auto got = a.ask(registry::session_query{static_cast<registry::session_id>(req->id()), req->keys()}, false, until);
     if (!got) return status_of(got.error());
@@ -98,6 +102,7 @@ struct lease_service final : etcdserverpb::Lease::Service {
 
   grpc::Status LeaseLeases(grpc::ServerContext* ctx, const etcdserverpb::LeaseLeasesRequest*,
                            etcdserverpb::LeaseLeasesResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto until = until_of(ctx);
     auto got = a.ask(registry::sessions_query{}, false, until);
     if (!got) return status_of(got.error());

@@ -19,6 +19,7 @@ struct lock_service final : v3lockpb::Lock::Service {
   explicit lock_service(api& x) : a(x) {}
 
   grpc::Status Lock(grpc::ServerContext* ctx, const v3lockpb::LockRequest* req, v3lockpb::LockResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto lease = lease_or_new(a, req->lease(), until_of(ctx));
     if (!lease) return status_of(lease.error());
     place p;
@@ -46,6 +47,7 @@ struct lock_service final : v3lockpb::Lock::Service {
 
   grpc::Status Unlock(grpc::ServerContext* ctx, const v3lockpb::UnlockRequest* req,
                       v3lockpb::UnlockResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     if (req->key().empty()) return as_passed_on(empty_key);
     auto done = remove(req->key(), until_of(ctx));
     if (!done) return status_of(done.error());

@@ -44,6 +44,11 @@ struct api {
   // The header of an answer that reads no keys: this master's revision and term.
   grpc::Status local_header(etcdserverpb::ResponseHeader* h, steady::time_point until);
 
+  // With auth on (a cluster secret), whether the request carries a valid
+  // token (Authenticate's), of the secret when `admin` (leadership,
+  // membership, backups); etcd's errors otherwise.
+  grpc::Status authorize(const grpc::ServerContext* ctx, bool admin = false) const;
+
   // A registry command through the leader: its outcome and the term it
   // committed in.
   expected<std::pair<registry::outcome, std::uint64_t>> run(const registry::command& c, steady::time_point until);
@@ -57,6 +62,8 @@ struct api {
   }
 };
 
+std::string make_token(const api& a, const std::string& user, const std::string& level);
+std::unique_ptr<grpc::Service> make_auth_service(api& a);
 std::unique_ptr<grpc::Service> make_kv_service(api& a);
 std::unique_ptr<grpc::Service> make_lease_service(api& a);
 std::unique_ptr<grpc::Service> make_watch_service(api& a);

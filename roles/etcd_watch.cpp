@@ -190,6 +190,7 @@ struct watch_service final : etcdserverpb::Watch::Service {
   explicit watch_service(api& x) : a(x) {}
 
   grpc::Status Watch(grpc::ServerContext* ctx, stream_t* stream) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto st = std::make_shared<stream_state>(a, stream);
     etcdserverpb::WatchRequest req;
     grpc::Status result = grpc::Status::OK;

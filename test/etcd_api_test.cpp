@@ -4,10 +4,14 @@
 #include <doctest/doctest.h>
 #include <grpcpp/grpcpp.h>
 
+#include <sys/stat.h>
+
+#include <fstream>
 #include <map>
 
 #include <openssl/sha.h>
 
+#include "actors/auth.hpp"
 #include "actors/registry/queries.hpp"
 #include "roles/etcd_api.hpp"
 #include "roles/node.hpp"
@@ -321,10 +325,13 @@ struct etcd_cluster {
 
   // Each master takes any free port for the API and logs it (a port picked
   // here could be taken by another connection before the master binds it).
-  etcd_cluster() {
+  // `extra`: more flags for every master (e.g. a secret file).
+  explicit etcd_cluster(std::vector<std::string> extra = {}) {
     process_cluster::layout where;
     for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
-    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
+    std::vector<std::string> flags{"-r", "master"};
+    flags.insert(flags.end(), extra.begin(), extra.end());
+    c = std::make_unique<process_cluster>(3, flags, conclave_binary(), where);
     const std::string said = "etcd API listening on ";
     for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
       for (std::uint64_t id = 1; id <= 3; ++id) {
@@ -546,6 +553,42 @@ TEST_CASE("etcdctl snapshot save writes the registry at a revision, ending with 
     CHECK(it->second.value == "v" + std::to_string(i));
   }
   CHECK(st->rev >= 3);
+}
+
+TEST_CASE("with a cluster secret, etcd clients authenticate with the member key as the password; the secret for admin requests") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  test::temp_dir keys;
+  const std::string secret = "etcd-auth-test-secret";
+  auto secret_file = keys / "secret";
+  std::ofstream(secret_file) << secret << "\n";
+  ::chmod(secret_file.c_str(), 0600);
+  etcd_cluster e({"--secret-file", secret_file});
+  e.c->use_keys(auth::from_secret(secret));
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto member = "--user=app:" + auth::member_key_of(secret);
+  auto [code, out] = e.run({"put", "k", "v"});
+  CHECK(code != 0);
+  CHECK_MESSAGE(out.find("etcdserver: user name is empty") != std::string::npos, out);
+  std::tie(code, out) = e.run({"--user=app:not-the-key", "put", "k", "v"});
+  CHECK(code != 0);
+  CHECK_MESSAGE(out.find("authentication failed") != std::string::npos, out);
+  std::tie(code, out) = e.run({member, "put", "k", "v"});
+  CHECK_MESSAGE(code == 0, out);
+  std::tie(code, out) = e.run({member, "get", "k", "--print-value-only"});
+  CHECK(out == "v\n");
+  // Leadership and membership take the secret.
+  std::uint64_t follower = *leader % 3 + 1;
+  std::tie(code, out) = e.run({member, "endpoint", "status", "-w", "json"});
+  REQUIRE_MESSAGE(code == 0, out);
+  char target[32];
+  std::snprintf(target, sizeof target, "%llx",
+                static_cast<unsigned long long>(etcd::member_number(e.c->cluster_id, follower)));
+  std::tie(code, out) = e.run({member, "move-leader", target});
+  CHECK(code != 0);
+  CHECK_MESSAGE(out.find("permission denied") != std::string::npos, out);
+  std::tie(code, out) = e.run({"--user=root:" + secret, "move-leader", target});
+  CHECK_MESSAGE(code == 0, out);
 }
 
 TEST_CASE("python3-etcd3 (Debian's gRPC client) puts, gets, lists, deletes and reads the status through a follower") {
