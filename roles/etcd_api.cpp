@@ -159,6 +159,9 @@ struct maintenance_service final : etcdserverpb::Maintenance::Service {
                      etcdserverpb::AlarmResponse* out) override;
   grpc::Status Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) override;
+  grpc::Status Hash(grpc::ServerContext* ctx, const etcdserverpb::HashRequest*, etcdserverpb::HashResponse* out) override;
+  grpc::Status HashKV(grpc::ServerContext* ctx, const etcdserverpb::HashKVRequest* in,
+                      etcdserverpb::HashKVResponse* out) override;
   // Nothing to do: LMDB reuses the pages it frees, and a snapshot compacts the log.
   grpc::Status Defragment(grpc::ServerContext* ctx, const etcdserverpb::DefragmentRequest*,
                           etcdserverpb::DefragmentResponse*) override {
@@ -340,6 +343,46 @@ grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcds
     r.set_blob(bytes.substr(at, n));
     if (!out->Write(r)) return {grpc::StatusCode::CANCELLED, "conclave: the client went away"};
   }
+  return grpc::Status::OK;
+}
+
+// etcd's consistency checks, answered from this master's applied state: equal
+// on masters that applied the same commands. Hash: the whole registry (its
+// digest); HashKV: the keys as of a revision (0: the current one).
+std::uint32_t fold(std::uint64_t h) { return static_cast<std::uint32_t>(h ^ (h >> 32)); }
+
+grpc::Status maintenance_service::Hash(grpc::ServerContext* ctx, const etcdserverpb::HashRequest*,
+                                       etcdserverpb::HashResponse* out) {
+  if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
+  auto got = a.ask(registry::digest_query{}, true, until_of(ctx));
+  if (!got) return status_of(got.error());
+  a.header(out->mutable_header(), got->rev, a.b.term());
+  out->set_hash(fold(got->digest));
+  return grpc::Status::OK;
+}
+
+grpc::Status maintenance_service::HashKV(grpc::ServerContext* ctx, const etcdserverpb::HashKVRequest* in,
+                                         etcdserverpb::HashKVResponse* out) {
+  if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
+  auto every = registry::key_range{std::string(1, '\0'), std::string(1, '\0')};
+  auto got = a.ask(registry::range_query{every, static_cast<registry::revision>(std::max<std::int64_t>(in->revision(), 0))},
+                   true, until_of(ctx));
+  if (!got) return status_of(got.error());
+  if (got->status == registry::code::compacted) return compacted;
+  if (got->status == registry::code::future_revision) return future_revision;
+  std::uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](const std::string& bytes) {
+    for (unsigned char c : bytes + '\xff') h = (h ^ c) * 1099511628211ull;
+  };
+  for (const auto& [key, kv] : got->keys) {
+    mix(key);
+    mix(kv.value);
+    mix(std::to_string(kv.created) + "/" + std::to_string(kv.modified) + "/" + std::to_string(kv.version) + "/" +
+        std::to_string(kv.session));
+  }
+  a.header(out->mutable_header(), got->rev, a.b.term());
+  out->set_hash(fold(h));
+  out->set_compact_revision(static_cast<std::int64_t>(got->floor));
   return grpc::Status::OK;
 }
 

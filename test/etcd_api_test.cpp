@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <openssl/sha.h>
 
@@ -528,6 +529,36 @@ TEST_CASE("etcdctl member add, promote and remove change conclave's masters; mem
   CHECK(code != 0);
   CHECK_MESSAGE(out.find("member not found") != std::string::npos, out);
   (void)fourth;  // (killed with the cluster)
+}
+
+TEST_CASE("etcdctl endpoint hashkv: every master hashes the keys at a revision alike, and a later change moves the hash") {
+  if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  for (int i = 0; i < 3; ++i) REQUIRE(e.run({"put", "h/" + std::to_string(i), "v"}).first == 0);
+  auto [code, out] = e.run({"put", "h/0", "changed", "-w", "json"});
+  REQUIRE(code == 0);
+  auto rev = static_cast<std::int64_t>(json_number(out, "revision"));
+  // At revision rev - 1 (before the change): one hash from all three, once each has applied it.
+  auto hashes = [&](std::int64_t at) {
+    auto [c, o] = e.run({"endpoint", "hashkv", "--rev", std::to_string(at)});
+    std::set<std::string> distinct;
+    for (std::size_t p = 0, nl; (nl = o.find('\n', p)) != std::string::npos; p = nl + 1) {
+      auto line = o.substr(p, nl - p);
+      if (auto comma = line.rfind(", "); comma != std::string::npos) distinct.insert(line.substr(comma + 2));
+    }
+    return std::make_pair(c, distinct);
+  };
+  std::pair<int, std::set<std::string>> before, after;
+  for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+    before = hashes(rev - 1);
+    after = hashes(rev);
+    if (before.first == 0 && after.first == 0 && before.second.size() == 1 && after.second.size() == 1) break;
+  }
+  REQUIRE(before.second.size() == 1);
+  REQUIRE(after.second.size() == 1);
+  CHECK(*before.second.begin() != *after.second.begin());
 }
 
 TEST_CASE("etcdctl snapshot save writes the registry at a revision, ending with its SHA-256") {

@@ -47,7 +47,7 @@ SUPPORTED = {
     "Maintenance.Status", "Maintenance.MoveLeader", "Cluster.MemberList:client-urls",
     "Cluster.MemberAdd", "Cluster.MemberRemove", "Cluster.MemberPromote", "Maintenance.Snapshot",
     "Lock.Lock", "Lock.Unlock", "Election.Campaign", "Election.Proclaim", "Election.Leader", "Election.Observe",
-    "Election.Resign", "Auth.Authenticate",
+    "Election.Resign", "Auth.Authenticate", "Maintenance.Hash", "Maintenance.HashKV",
     "Cluster.MemberList",
 }
 
