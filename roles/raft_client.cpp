@@ -25,11 +25,16 @@ namespace {
 // lives as long as its connection (or its raft_client), whatever the
 // timeouts of single requests.
 //
-// With credentials, the relay first proves its key to the server (the
-// challenge of actors/auth.hpp) and holds requests back until then; if the
-// server refuses, every request gets that refusal.
+// The relay sends nothing until the server has answered it once on this
+// connection (the challenge of actors/auth.hpp, and with credentials the
+// proof): CAF 0.17 can leave a new connection deaf, its requests arriving
+// but every answer lost (a server that accepts it on the descriptor of a
+// connection it just closed routes the answers elsewhere, for the
+// connection's whole life). A write sent there takes effect unanswered; one
+// never sent is only unavailable, and the client asks another master. If the
+// server refuses the credentials, every request gets that refusal.
 caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::function<void()> on_lost, auth::keys keys,
-                    std::string cluster_id) {
+                    std::string cluster_id, std::chrono::milliseconds first_answer) {
   auto pending = std::make_shared<std::map<std::uint64_t, caf::response_promise>>();
   auto next_id = std::make_shared<std::uint64_t>(0);
   self->monitor(server);
@@ -59,33 +64,38 @@ caf::behavior relay(caf::event_based_actor* self, caf::actor server, std::functi
             });
     return caf::delegated<std::string>{};
   }};
-  if (!keys.enabled()) return relaying;
   auto refuse = [=](const std::string& why) {
     self->become([=](client_atom, const std::string&, std::uint64_t) {
       return wire::encode_response(
           client::failure{client::code_name(errc::unauthenticated), make_error(errc::unauthenticated, why).message(), 0, {}});
     });
   };
-  // No answer to the handshake (a server still starting, frozen, or slow on
-  // a loaded machine) is no refusal: what waits gets a retryable
-  // `unavailable`, and the relay ends, so that the next call connects and
-  // proves its key afresh.
+  // No answer to the handshake (a deaf connection, a server frozen or slow on
+  // a loaded machine) is no refusal: what waits was not sent and gets a
+  // retryable `unavailable`, and the relay ends; the next call to that server
+  // starts a new one.
   auto give_up = [=] {
     self->set_default_handler(caf::print_and_drop);
     self->become(
         [=](client_atom, const std::string&, std::uint64_t) {
           return wire::encode_response(client::failure{
               client::code_name(errc::unavailable),
-              make_error(errc::unavailable, "no answer to the authentication handshake").message(), 0, {}});
+              make_error(errc::unavailable, "no answer on a new connection; the request was not sent").message(), 0,
+              {}});
         },
         [=](caf::ok_atom) { self->quit(); });
     self->send(self, caf::ok_atom::value);
   };
   self->set_default_handler(caf::skip);  // requests wait for the handshake
-  self->request(server, std::chrono::seconds(5), auth_atom::value)
+  self->request(server, first_answer, auth_atom::value)
       .then(
           [=](const std::string& nonce) {
-            self->request(server, std::chrono::seconds(5), auth_atom::value, auth::prove(keys, cluster_id, nonce))
+            if (!keys.enabled()) {
+              self->set_default_handler(caf::print_and_drop);
+              self->become(relaying);
+              return;
+            }
+            self->request(server, first_answer, auth_atom::value, auth::prove(keys, cluster_id, nonce))
                 .then(
                     [=](const std::string& granted) {
                       self->set_default_handler(caf::print_and_drop);
@@ -164,7 +174,7 @@ struct raft_client::impl {
     auto lost = on_lost;
     auto r = sys.spawn(relay, result, [lost] {
       if (*lost) (*lost)();
-    }, keys, cluster_id);
+    }, keys, cluster_id, timeout);
     connections[key] = r;
     return r;
   }

@@ -38,7 +38,9 @@ class raft_client {
   // One request to one endpoint. Errors: unavailable (cannot connect),
   // outcome_unknown (sent, but no answer within `timeout` or the connection
   // broke), malformed (a reply that does not decode). Only a broken
-  // connection ends the connection: a leader ties sessions to it.
+  // connection ends the connection: a leader ties sessions to it. Nothing is
+  // sent on a new connection before its server answered on it; if it does
+  // not within `timeout`, the answer is the refusal `unavailable`.
   expected<client::response> call(const raft::endpoint& to, const client::request& r,
                                    std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 

@@ -180,7 +180,7 @@ TEST_CASE("a handshake that got no answer is no refusal: once the server answers
   caf::actor_system sys{client_config()};
   // The actor system's connection to the server exists (a client without
   // credentials made it), so that the next client's relay starts its
-  // handshake at once, while the server is frozen: it times out (5 s).
+  // handshake at once, while the server is frozen: it times out (the call's 1 s).
   raft_client plain(sys, c.cluster_id, c.client().endpoints());
   REQUIRE(plain.call(c.at(1).address, client::status_request{}, 5000ms).has_value());
   raft_client k(sys, c.cluster_id, c.client().endpoints());

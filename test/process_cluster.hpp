@@ -224,6 +224,16 @@ class process_cluster {
     return s.str();
   }
 
+  // Every server's log, each under a line naming it and its address (for
+  // failure messages).
+  std::string logs() {
+    std::string out;
+    for (const auto& m : members_) {
+      out += "--- node " + std::to_string(m.id) + " (" + m.address.text() + ")\n" + log_of(m.id);
+    }
+    return out;
+  }
+
   // --- the fault channel (servers started with --fault-injection true) ---------------
 
   // Server `id` drops what it sends to the servers in `drop_to` and what it

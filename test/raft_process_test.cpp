@@ -460,6 +460,35 @@ TEST_CASE("a request a follower passed on fails as soon as the leader's connecti
   }
 }
 
+TEST_CASE("a write is not sent on a connection its master has not answered on: the client commits it through another") {
+  process_cluster c(3);
+  auto leader = c.wait_for_leader(10s);
+  REQUIRE(leader);
+  auto follower = *leader % 3 + 1;
+  caf::actor_system sys{client_config()};
+  // This actor system's connection to the follower exists (another client
+  // made it): a new client's first request there goes out on it at once,
+  // while the follower answers nothing (frozen; a deaf connection, which
+  // CAF 0.17 can make, looks the same to the client).
+  raft_client first(sys, c.cluster_id, {c.at(follower).address});
+  REQUIRE(first.status(c.at(follower).address).has_value());
+  std::vector<raft::endpoint> follower_first{c.at(follower).address};
+  for (const auto& m : c.members()) {
+    if (m.id != follower) follower_first.push_back(m.address);
+  }
+  raft_client writer(sys, c.cluster_id, follower_first);
+  REQUIRE(freeze(c.at(follower).pid));
+  auto written = writer.propose("unanswered", 5s);
+  c.signal(follower, SIGCONT);
+  REQUIRE_MESSAGE(written.has_value(), written.error().message());
+  // The follower never had it: resumed, it passes nothing on, and the write
+  // stays applied once.
+  std::this_thread::sleep_for(500ms);
+  auto next = c.client().propose("after", 5s);
+  REQUIRE_MESSAGE(next.has_value(), next.error().message());
+  CHECK(std::stoull(next->result) == std::stoull(written->result) + 1);
+}
+
 TEST_CASE("foreign, garbled and truncated messages on a live port are refused without harm") {
   process_cluster c(3);
   auto leader = c.wait_for_leader(10s);

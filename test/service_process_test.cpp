@@ -71,7 +71,7 @@ bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeo
 
 wire::registry_result run(process_cluster& c, const registry::command& cmd) {
   auto r = c.client().propose(wire::encode_command(cmd), 5s);
-  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  REQUIRE_MESSAGE(r.has_value(), r.error().message() << "\n" << c.logs());
   auto res = wire::decode_result(r->result);
   REQUIRE(res.has_value());
   return *res;
