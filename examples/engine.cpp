@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
 
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
+  cfg.set("middleman.workers", 0);  // as the conclave program (README, "Embedding conclave")
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   auto n = node::start(sys, values);

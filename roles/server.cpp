@@ -93,6 +93,11 @@ caf::actor_system_config& server_system_config(int threads) {
   cfg.set("logger.verbosity", caf::atom("quiet"));
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("scheduler.max-threads", threads);
+  // No BASP worker threads: with them, CAF 0.17.6 cleans up a closed
+  // connection only after the messages being decoded, and a connection
+  // accepted meanwhile on the same descriptor is left deaf (its requests
+  // arrive, its answers go elsewhere, for good).
+  cfg.set("middleman.workers", 0);
   return cfg;
 }
 

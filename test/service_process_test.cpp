@@ -81,7 +81,7 @@ wire::registry_result run(process_cluster& c, const registry::command& cmd) {
 
 TEST_CASE("masters and workers register; the registry lists them with their resource usage") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   start_worker(c, "w1");
   start_worker(c, "w2");
   REQUIRE(wait_for([&] {
@@ -121,12 +121,17 @@ TEST_CASE("a killed worker is declared dead and shows in the dead list; workers 
   REQUIRE(c.wait_for_leader(5s, *leader));
   std::this_thread::sleep_for(2500ms);  // more than the session TTL
   auto alive = members(c, member_status::alive);
-  CHECK(alive.has("w2"));
+  CHECK_MESSAGE(alive.has("w2"), members(c).text() << "\n" << c.logs() << "--- w2\n" << [&] {
+    std::ifstream in(c.path("w2.log"));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }());
 }
 
 TEST_CASE("with every master gone, every worker exits with code 3 after its timeout") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto w1 = start_worker(c, "w1", 1500);
   auto w2 = start_worker(c, "w2", 1500);
   REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w2") &&
@@ -148,7 +153,7 @@ TEST_CASE("while every master's disk is full, masters answer but none leads: wor
     CONCLAVE_SKIP(disks.why_not());
   }
   process_cluster c(3, master_flags(), conclave_binary(), {disks.data_dirs(), {}, {}});
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto w1 = start_worker(c, "w1", 1500);
   REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   disks.fill_all();
@@ -174,7 +179,7 @@ TEST_CASE("while every master's disk is full, masters answer but none leads: wor
 TEST_CASE("a master cut off from the quorum under on-quorum-loss = exit exits with code 4") {
   process_cluster c(3, master_flags({"--on-quorum-loss", "exit", "--quorum-loss-timeout-ms", "800"}),
                     conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   std::this_thread::sleep_for(500ms);
   c.signal(2, SIGKILL);
   c.signal(3, SIGKILL);
@@ -186,7 +191,7 @@ TEST_CASE("a master cut off from the quorum under on-quorum-loss = exit exits wi
 
 TEST_CASE("a lock whose holder dies passes to the next waiter with a larger fencing token") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto a = run(c, registry::open_session{"holder", 1000}).outcome.value;
   auto b = run(c, registry::open_session{"waiter", 5000}).outcome.value;
   auto granted = run(c, registry::acquire_lock{"job", a, true});
@@ -217,7 +222,7 @@ TEST_CASE("a lock whose holder dies passes to the next waiter with a larger fenc
 
 TEST_CASE("bad configuration exits with code 2 and changes nothing on disk") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto bin = c.binary();
   auto run_conclave = [&](std::vector<std::string> args) {
     args.insert(args.begin(), bin);
@@ -377,7 +382,7 @@ TEST_CASE("the example engine runs no task twice when a worker freezes briefly (
 
 TEST_CASE("a master started with join is added, takes part in the quorum, and a master is removed") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto port = free_port();
   auto peers = c.peers() + ",4=127.0.0.1:" + std::to_string(port);
   auto dir = c.path("node4");
@@ -410,7 +415,7 @@ TEST_CASE("a master started with join is added, takes part in the quorum, and a 
 
 TEST_CASE("add-master waits at the leader while the new master cannot catch up, and succeeds once it can") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   // More entries than a learner may lag behind and be promoted (64).
   for (int i = 0; i < 80; ++i) {
     auto r = c.client().propose(wire::encode_command(registry::put{"/k" + std::to_string(i), "v", 0, std::nullopt}), 5s);
@@ -451,7 +456,7 @@ TEST_CASE("add-master waits at the leader while the new master cannot catch up, 
 
 TEST_CASE("a master cut off from the quorum under on-quorum-loss = fence keeps running, fenced, and rejoins") {
   process_cluster c(3, master_flags({"--quorum-loss-timeout-ms", "600"}), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   std::this_thread::sleep_for(500ms);
   c.signal(2, SIGKILL);
   c.signal(3, SIGKILL);
@@ -469,7 +474,7 @@ TEST_CASE("a master cut off from the quorum under on-quorum-loss = fence keeps r
 
 TEST_CASE("a frozen worker (SIGSTOP, its connection open) turns suspect, then dead at its TTL") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto w1 = start_worker(c, "w1", 2000, "1500");
   REQUIRE(wait_for([&] { return members(c, member_status::alive).has("w1"); }, 10s));
   std::this_thread::sleep_for(300ms);
@@ -556,7 +561,7 @@ TEST_CASE("conclavectl watch: past the history it prints compacted and a listing
   // A history of 4 changes; a session ending with 10 ephemeral keys deletes
   // them all at one revision, beyond what a watcher can find in it.
   process_cluster c(1, master_flags({"--watch-history", "4"}), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto keep = run(c, registry::put{"/c/keep", "k", 0, std::nullopt}).outcome;
   REQUIRE(keep.code == registry::code::ok);
   auto log = c.path("watch.log");
@@ -783,7 +788,7 @@ class tcp_proxy {
 TEST_CASE("a slow reply does not expire a session") {
   // One master: no election can step in while it is frozen.
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto session = run(c, registry::open_session{"slow", 20000}).outcome.value;
   REQUIRE(run(c, registry::acquire_lock{"slow-lock", session, false}).outcome.code == registry::code::ok);
   caf::actor_system sys{client_config()};
@@ -811,7 +816,7 @@ TEST_CASE("a slow reply does not expire a session") {
 
 TEST_CASE("a session lives on the connection it was last heard on: a connection it left may break") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto session = run(c, registry::open_session{"moved", 20000}).outcome.value;
   caf::actor_system sys{client_config()};
   auto keepalive = [&](raft_client& k) {
@@ -834,7 +839,7 @@ TEST_CASE("a session lives on the connection it was last heard on: a connection 
 
 TEST_CASE("a detached heartbeat (an etcd lease's) leaves its session to the TTL when its connection breaks") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto detached = run(c, registry::open_session{"lease", 20000}).outcome.value;
   auto tied = run(c, registry::open_session{"tied", 20000}).outcome.value;
   caf::actor_system sys{client_config()};
@@ -910,7 +915,7 @@ TEST_CASE("a session survives a leader frozen longer than its TTL") {
 
 TEST_CASE("conclavectl lock stops CMD and every process CMD started when its session is lost, and exits 4") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   // A command that ignores SIGTERM (noting it), with a child that ignores it
   // too: both must be killed all the same.
   auto a = start_conclavectl(
@@ -936,7 +941,7 @@ TEST_CASE("conclavectl lock stops CMD and every process CMD started when its ses
 
 TEST_CASE("conclavectl lock stops waiting when its session is lost, and exits 4") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto holder = run(c, registry::open_session{"holder", 60000}).outcome.value;
   REQUIRE(run(c, registry::acquire_lock{"L", holder, false}).outcome.code == registry::code::ok);
   auto b = start_conclavectl(c, {"lock", "L", "--", "sh", "-c", "echo ran > " + c.path("b.ran")}, "b.log");
@@ -957,7 +962,7 @@ TEST_CASE("conclavectl lock stops waiting when its session is lost, and exits 4"
 
 TEST_CASE("conclavectl lock passes SIGTERM to CMD's process group, then releases the lock and exits with CMD's status") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto a = start_conclavectl(
       c, {"lock", "L", "--", "sh", "-c",
           "trap 'echo term > " + c.path("a.term") + "; exit 7' TERM; (trap 'echo term > " + c.path("child.term") +
@@ -981,7 +986,7 @@ TEST_CASE("conclavectl lock passes SIGTERM to CMD's process group, then releases
 
 TEST_CASE("CMD of conclavectl lock dies with conclavectl (kill -9): it never runs without the lock") {
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto a = start_conclavectl(
       c, {"lock", "L", "--", "sh", "-c", "echo $$ > " + c.path("a.pid") + "; " + while_test_runs(c)}, "a.log");
   REQUIRE(wait_for([&] { return pid_in(c.path("a.pid")) > 0; }, 10s));
@@ -996,7 +1001,7 @@ TEST_CASE("conclavectl lock keeps its lock when its connection to the leader bre
   // runs on and expires the session 100 ms after the break unless it hears
   // from it again.
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   tcp_proxy proxy(c.at(1).address);
   auto a = c.spawn({conclavectl_binary(), "--endpoints", proxy.address().text(), "--cluster-id", c.cluster_id, "lock", "L",
                     "--", "sh", "-c",
@@ -1031,7 +1036,7 @@ TEST_CASE("conclavectl lock stops CMD before the leader can expire its session")
   // link): the master, alive, expires A's session a TTL after it last heard
   // from it and gives L to B, whose command looks whether A's was told to stop.
   process_cluster c(1, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   tcp_proxy proxy(c.at(1).address);
   auto a = c.spawn({conclavectl_binary(), "--endpoints", proxy.address().text(), "--cluster-id", c.cluster_id, "lock", "L",
                     "--", "sh", "-c",
@@ -1059,7 +1064,7 @@ TEST_CASE("conclavectl lock stops CMD before the leader can expire its session")
 
 TEST_CASE("push: a watch moves to another master when its master dies, and misses and repeats nothing") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   caf::actor_system sys{client_config()};
   std::vector<raft::endpoint> masters;
   for (const auto& m : c.members()) masters.push_back(m.address);
@@ -1108,7 +1113,7 @@ TEST_CASE("push: a watch moves to another master when its master dies, and misse
     c.signal(id, SIGKILL);
     write(20);
     c.start(id);
-    REQUIRE(c.wait_for_leader(10s));
+    REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
     write(20);
   }
   std::vector<std::string> expected;
@@ -1127,7 +1132,7 @@ TEST_CASE("push: a watch moves to another master when its master dies, and misse
 
 TEST_CASE("push: a lock waiter is told of its grant by the master, with the token, when the holder releases") {
   process_cluster c(3, master_flags(), conclave_binary());
-  REQUIRE(c.wait_for_leader(10s));
+  REQUIRE_MESSAGE(c.wait_for_leader(10s), c.logs());
   auto a = run(c, registry::open_session{"a", 5000}).outcome.value;
   auto b = run(c, registry::open_session{"b", 5000}).outcome.value;
   REQUIRE(run(c, registry::acquire_lock{"L", a, true}).outcome.code == registry::code::ok);
