@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "bench/closed_loop.hpp"
 #include "bench/watch.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
 #include "test/processes.hpp"
@@ -593,45 +594,19 @@ class etcd_api_system final : public system_under_test {
 // its next put when the previous one was acknowledged; only puts
 // acknowledged within the window count.
 throughput etcd_api_system::writes(int clients, double seconds) {
-  throughput out;
-  out.clients = clients;
   auto lead = leader();
-  if (!lead) return out;
+  if (!lead) return throughput{clients, 0, {}, 0};
   const std::string value(100, 'v');
-  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(clients));
-  std::vector<std::size_t> errors(static_cast<std::size_t>(clients));
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
-  clock_type::time_point end;  // set before `go`
-  std::vector<std::thread> threads;
-  for (int who = 0; who < clients; ++who) {
-    threads.emplace_back([&, who] {
-      auto w = static_cast<std::size_t>(who);
-      api_client c(lead->endpoint);
-      put(c, fmt::format("{}/load/{}/warmup", key_root, who), value, 2s);  // opens the connection
-      ++ready;
-      while (!go) std::this_thread::sleep_for(1ms);
-      for (std::size_t n = 0;; ++n) {
-        auto sent = clock_type::now();
-        bool ok = put(c, fmt::format("{}/load/{}/{}", key_root, who, n % 64), value, 2s).has_value();
-        auto done = clock_type::now();
-        if (done > end) break;
-        if (ok) latencies[w].push_back(ms_between(sent, done));
-        else ++errors[w];
-      }
-    });
-  }
-  auto ready_until = clock_type::now() + 10s;
-  while (ready < clients && clock_type::now() < ready_until) std::this_thread::sleep_for(1ms);
-  end = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
-  go = true;
-  for (auto& t : threads) t.join();
-  for (std::size_t w = 0; w < latencies.size(); ++w) {
-    out.latency_ms.insert(out.latency_ms.end(), latencies[w].begin(), latencies[w].end());
-    out.errors += errors[w];
-  }
-  out.writes_per_s = static_cast<double>(out.latency_ms.size()) / seconds;
-  return out;
+  return closed_loop(
+      clients, seconds,
+      [&](int who) {
+        auto c = std::make_unique<api_client>(lead->endpoint);
+        put(*c, fmt::format("{}/load/{}/warmup", key_root, who), value, 2s);  // opens the connection
+        return c;
+      },
+      [&](std::unique_ptr<api_client>& c, int who, std::size_t n) {
+        return put(*c, fmt::format("{}/load/{}/{}", key_root, who, n % 64), value, 2s).has_value();
+      });
 }
 
 // The watch scenario: watcher children (two per server), each with all its

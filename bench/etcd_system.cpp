@@ -21,6 +21,7 @@
 #include <string_view>
 #include <thread>
 
+#include "bench/closed_loop.hpp"
 #include "bench/watch.hpp"
 #include "test/processes.hpp"
 #include "test/temp_dir.hpp"
@@ -1062,45 +1063,20 @@ class etcd_system final : public compared_system {
 // Closed loop: each client sends its next put when the previous one was
 // acknowledged; only puts acknowledged within the window count.
 throughput etcd_system::writes(int clients, double seconds) {
-  throughput out;
-  out.clients = clients;
   auto leader = leader_index();
-  if (!leader) return out;
+  if (!leader) return throughput{clients, 0, {}, 0};
   auto url = members_[*leader].url();
   const std::string value(100, 'v');
-  std::vector<std::vector<double>> latencies(clients);
-  std::vector<std::size_t> errors(clients);
-  std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
-  clock_type::time_point end;  // set before `go`
-  std::vector<std::thread> threads;
-  for (int who = 0; who < clients; ++who) {
-    threads.emplace_back([&, who] {
-      http h;
-      put_call(h, url, fmt::format("/bench/load/{}/warmup", who), value, 2s);  // opens the connection
-      ++ready;
-      while (!go) std::this_thread::sleep_for(1ms);
-      for (std::size_t n = 0;; ++n) {
-        auto sent = clock_type::now();
-        bool ok = put_call(h, url, fmt::format("/bench/load/{}/{}", who, n % 64), value, 2s);
-        auto done = clock_type::now();
-        if (done > end) break;
-        if (ok) latencies[who].push_back(ms_between(sent, done));
-        else ++errors[who];
-      }
-    });
-  }
-  auto ready_until = clock_type::now() + 10s;
-  while (ready < clients && clock_type::now() < ready_until) std::this_thread::sleep_for(1ms);
-  end = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
-  go = true;
-  for (auto& t : threads) t.join();
-  for (int who = 0; who < clients; ++who) {
-    out.latency_ms.insert(out.latency_ms.end(), latencies[who].begin(), latencies[who].end());
-    out.errors += errors[who];
-  }
-  out.writes_per_s = static_cast<double>(out.latency_ms.size()) / seconds;
-  return out;
+  return closed_loop(
+      clients, seconds,
+      [&](int who) {
+        auto h = std::make_unique<http>();
+        put_call(*h, url, fmt::format("/bench/load/{}/warmup", who), value, 2s);  // opens the connection
+        return h;
+      },
+      [&](std::unique_ptr<http>& h, int who, std::size_t n) {
+        return put_call(*h, url, fmt::format("/bench/load/{}/{}", who, n % 64), value, 2s);
+      });
 }
 
 // Heartbeat scale: `sessions` leases of the smallest TTL, kept alive every

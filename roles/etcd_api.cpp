@@ -143,8 +143,7 @@ struct cluster_service final : etcdserverpb::Cluster::Service {
   expected<client::config_member> server_of(std::uint64_t id);
   // A membership change, answered as etcd does: the header, then the members.
   template <class Response>
-  grpc::Status change(std::uint8_t kind, std::uint64_t server, const std::string& address, grpc::ServerContext* ctx,
-                      Response* out);
+  grpc::Status change(std::uint8_t kind, std::uint64_t server, const std::string& address, Response* out);
 };
 
 // Maintenance: this master's Raft state, and leadership transfer.
@@ -207,7 +206,7 @@ expected<client::config_member> cluster_service::server_of(std::uint64_t id) {
 
 template <class Response>
 grpc::Status cluster_service::change(std::uint8_t kind, std::uint64_t server, const std::string& address,
-                                     grpc::ServerContext* ctx, Response* out) {
+                                     Response* out) {
   auto until = steady::now() + std::chrono::milliseconds(client::membership_wait_ms + 5000);
   if (auto done = a.b.change_membership(kind, server, address, left(until)); !done) {
     if (done.error().code == errc::not_caught_up) {
@@ -216,7 +215,6 @@ grpc::Status cluster_service::change(std::uint8_t kind, std::uint64_t server, co
     return status_of(done.error());
   }
   a.header(out->mutable_header(), 0, a.b.term());
-  (void)ctx;
   return members(out->mutable_members(), until);
 }
 
@@ -248,7 +246,7 @@ grpc::Status cluster_service::MemberAdd(grpc::ServerContext* ctx, const etcdserv
     if (m.address == address) return {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: Peer URLs already exists"};
     id = std::max(id, m.id + 1);
   }
-  if (auto s = change(0, id, address, ctx, out); !s.ok()) return s;
+  if (auto s = change(0, id, address, out); !s.ok()) return s;
   auto* added = out->mutable_member();
   added->set_id(member_number(a.b.cluster, id));
   added->set_name(std::to_string(id));
@@ -262,7 +260,7 @@ grpc::Status cluster_service::MemberRemove(grpc::ServerContext* ctx, const etcds
   if (auto denied = a.authorize(ctx, true); !denied.ok()) return denied;
   auto server = server_of(in->id());
   if (!server) return {grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"};
-  return change(2, server->id, {}, ctx, out);
+  return change(2, server->id, {}, out);
 }
 
 grpc::Status cluster_service::MemberPromote(grpc::ServerContext* ctx, const etcdserverpb::MemberPromoteRequest* in,
@@ -273,7 +271,7 @@ grpc::Status cluster_service::MemberPromote(grpc::ServerContext* ctx, const etcd
   if (!server->learner) {
     return {grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: can only promote a learner member"};
   }
-  return change(1, server->id, {}, ctx, out);
+  return change(1, server->id, {}, out);
 }
 
 grpc::Status maintenance_service::Status(grpc::ServerContext* ctx, const etcdserverpb::StatusRequest*,

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
 #include "schema/client_protocol.hpp"
 #include "schema/error.hpp"
@@ -36,8 +37,7 @@ struct backend {
   // The cluster's credentials (actors/auth.hpp): with a secret, clients
   // authenticate (Auth.Authenticate, the member key or the secret as the
   // password); without, auth is off.
-  std::string secret, member_key;
-  bool auth_on() const { return !secret.empty(); }
+  auth::keys keys;
   // A registry command committed through the leader.
   std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
   // A registry query: linearizable through the leader, or (`serializable`)

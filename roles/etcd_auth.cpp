@@ -7,13 +7,10 @@
 // A token is stateless, so any master checks it: the user, the level the
 // password proved, an expiry, and an HMAC of them under the cluster secret
 // (which every master holds).
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 
+#include "actors/auth.hpp"
 #include "roles/etcd_service.hpp"
 
 namespace conclave::etcd::detail {
@@ -22,29 +19,19 @@ namespace {
 
 constexpr std::chrono::hours token_lifetime{1};
 
-std::string hex(const unsigned char* p, std::size_t n) {
+std::string hex(const std::string& bytes) {
   std::string out;
   char buf[3];
-  for (std::size_t i = 0; i < n; ++i) {
-    std::snprintf(buf, sizeof buf, "%02x", p[i]);
+  for (unsigned char c : bytes) {
+    std::snprintf(buf, sizeof buf, "%02x", c);
     out += buf;
   }
   return out;
 }
 
-std::string mac(const std::string& key, const std::string& text) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(text.data()),
-       text.size(), out, &n);
-  return hex(out, n);
-}
-
-bool same(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+// The token's signature: an HMAC under the cluster secret, which every master holds.
+std::string signature(const api& a, const std::string& body) {
+  return hex(auth::hmac(a.b.keys.master, "etcd-token|" + a.b.cluster + "|" + body));
 }
 
 std::int64_t now_s() {
@@ -54,6 +41,8 @@ std::int64_t now_s() {
 const grpc::Status not_enabled{grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: authentication is not enabled"};
 const grpc::Status auth_failed{grpc::StatusCode::INVALID_ARGUMENT,
                                "etcdserver: authentication failed, invalid user ID or password"};
+const grpc::Status set_by_secret{grpc::StatusCode::UNIMPLEMENTED,
+                                 "conclave: auth is on exactly when the cluster has a secret (secret-file)"};
 const grpc::Status not_conclaves{grpc::StatusCode::UNIMPLEMENTED,
                                  "conclave: access is the key a client holds (the member key or the cluster secret, "
                                  "given as the password); there are no users or roles to manage"};
@@ -64,8 +53,10 @@ struct auth_service final : etcdserverpb::Auth::Service {
 
   grpc::Status Authenticate(grpc::ServerContext*, const etcdserverpb::AuthenticateRequest* req,
                             etcdserverpb::AuthenticateResponse* resp) override {
-    if (!a.b.auth_on()) return not_enabled;
-    auto level = same(req->password(), a.b.secret) ? "master" : same(req->password(), a.b.member_key) ? "member" : "";
+    if (!a.b.keys.enabled()) return not_enabled;
+    const auto& k = a.b.keys;
+    if (req->password().empty()) return auth_failed;
+    auto level = auth::equal(req->password(), k.master) ? "master" : auth::equal(req->password(), k.member) ? "member" : "";
     if (!*level) return auth_failed;
     resp->set_token(make_token(a, req->name(), level));
     a.header(resp->mutable_header(), 0, a.b.term());
@@ -73,11 +64,11 @@ struct auth_service final : etcdserverpb::Auth::Service {
   }
   grpc::Status AuthEnable(grpc::ServerContext*, const etcdserverpb::AuthEnableRequest*,
                           etcdserverpb::AuthEnableResponse*) override {
-    return {grpc::StatusCode::UNIMPLEMENTED, "conclave: auth is on exactly when the cluster has a secret (secret-file)"};
+    return set_by_secret;
   }
-  grpc::Status AuthDisable(grpc::ServerContext* c, const etcdserverpb::AuthDisableRequest* r,
+  grpc::Status AuthDisable(grpc::ServerContext*, const etcdserverpb::AuthDisableRequest*,
                            etcdserverpb::AuthDisableResponse*) override {
-    return AuthEnable(c, nullptr, nullptr);
+    return set_by_secret;
   }
 #define CONCLAVE_NO_USERS(Method, Req, Resp) \
   grpc::Status Method(grpc::ServerContext*, const etcdserverpb::Req*, etcdserverpb::Resp*) override { return not_conclaves; }
@@ -100,18 +91,16 @@ struct auth_service final : etcdserverpb::Auth::Service {
 }  // namespace
 
 std::string make_token(const api& a, const std::string& user, const std::string& level) {
-  unsigned char salt[8];
-  RAND_bytes(salt, sizeof salt);
-  auto body = level + "." + std::to_string(now_s() + token_lifetime.count() * 3600) + "." + hex(salt, sizeof salt) +
-              "." + hex(reinterpret_cast<const unsigned char*>(user.data()), user.size());
-  return body + "." + mac(a.b.secret, "etcd-token|" + a.b.cluster + "|" + body);
+  auto body = level + "." + std::to_string(now_s() + token_lifetime.count() * 3600) + "." +
+              hex(auth::random_nonce()) + "." + hex(user);
+  return body + "." + signature(a, body);
 }
 
 grpc::Status api::authorize(const grpc::ServerContext* ctx, bool admin) const {
   static const grpc::Status no_token{grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: user name is empty"};
   static const grpc::Status bad_token{grpc::StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token"};
   static const grpc::Status denied{grpc::StatusCode::PERMISSION_DENIED, "etcdserver: permission denied"};
-  if (!b.auth_on()) return grpc::Status::OK;
+  if (!b.keys.enabled()) return grpc::Status::OK;
   const auto& md = ctx->client_metadata();
   auto it = md.find("token");
   if (it == md.end()) it = md.find("authorization");  // through the JSON gateway, as etcd's
@@ -120,7 +109,7 @@ grpc::Status api::authorize(const grpc::ServerContext* ctx, bool admin) const {
   auto dot = token.rfind('.');
   if (dot == std::string::npos) return bad_token;
   auto body = token.substr(0, dot);
-  if (!same(token.substr(dot + 1), mac(b.secret, "etcd-token|" + b.cluster + "|" + body))) return bad_token;
+  if (!auth::equal(token.substr(dot + 1), signature(*this, body))) return bad_token;
   auto first = body.find('.');
   auto second = body.find('.', first + 1);
   if (first == std::string::npos || second == std::string::npos) return bad_token;

@@ -249,8 +249,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       return total;
     };
     b.cluster = raw->cfg.raft.cluster_id;
-    b.secret = raw->cfg.agent.keys.master;
-    b.member_key = raw->cfg.agent.keys.member;
+    b.keys = raw->cfg.agent.keys;
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
                                  etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));

@@ -18,6 +18,7 @@
 #include "roles/node.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
 #include "schema/registry_codec.hpp"
+#include "test/etcd_masters.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
 
@@ -290,29 +291,6 @@ namespace {
 
 std::string etcdctl_binary() { return program("CONCLAVE_ETCDCTL", "/usr/bin/etcdctl"); }
 
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-    for (int s = 18; s >= 0; s -= 6) out += t[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16;
-    out += t[(v >> 18) & 63];
-    out += t[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
-    out += t[(v >> 18) & 63];
-    out += t[(v >> 12) & 63];
-    out += t[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
 // The number after the first `"field":` in etcdctl's JSON output (none: -1).
 std::int64_t json_number(const std::string& json, const std::string& field) {
   auto at = json.find("\"" + field + "\":");
@@ -320,38 +298,9 @@ std::int64_t json_number(const std::string& json, const std::string& field) {
   return static_cast<std::int64_t>(std::strtoull(json.c_str() + at + field.size() + 3, nullptr, 10));
 }
 
-struct etcd_cluster {
-  std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
-  std::unique_ptr<process_cluster> c;
-
-  // Each master takes any free port for the API and logs it (a port picked
-  // here could be taken by another connection before the master binds it).
-  // `extra`: more flags for every master (e.g. a secret file).
-  explicit etcd_cluster(std::vector<std::string> extra = {}) {
-    process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
-    std::vector<std::string> flags{"-r", "master"};
-    flags.insert(flags.end(), extra.begin(), extra.end());
-    c = std::make_unique<process_cluster>(3, flags, conclave_binary(), where);
-    const std::string said = "etcd API listening on ";
-    for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
-      for (std::uint64_t id = 1; id <= 3; ++id) {
-        auto log = c->log_of(id);
-        auto at = log.find(said);
-        if (at != std::string::npos) client[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
-      }
-      if (client.size() < 3) std::this_thread::sleep_for(50ms);
-    }
-    REQUIRE_MESSAGE(client.size() == 3, logs());
-  }
-
-  std::string endpoints(std::uint64_t except = 0) const {
-    std::string e;
-    for (const auto& [id, at] : client) {
-      if (id != except) e += (e.empty() ? "" : ",") + at;
-    }
-    return e;
-  }
+// etcdctl against the masters.
+struct etcd_cluster : etcd_masters {
+  using etcd_masters::etcd_masters;
 
   // Runs etcdctl (API 3) against `eps`: its exit code and its output (stdout and stderr).
   std::pair<int, std::string> run(const std::string& eps, std::vector<std::string> args) {
@@ -366,8 +315,6 @@ struct etcd_cluster {
     return {WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, file_text(c->path(log))};
   }
   std::pair<int, std::string> run(std::vector<std::string> args) { return run(endpoints(), std::move(args)); }
-
-  std::string logs() { return c->log_of(1) + c->log_of(2) + c->log_of(3); }
 };
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "roles/http_listener.hpp"
 #include "roles/node.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
+#include "test/etcd_masters.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
 
@@ -381,28 +382,6 @@ namespace {
 
 std::string curl_binary() { return program("CONCLAVE_CURL", "/usr/bin/curl"); }
 
-std::string base64(const std::string& in) {
-  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-    for (int s = 18; s >= 0; s -= 6) out += t[(v >> s) & 63];
-  }
-  if (i + 1 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16;
-    out += t[(v >> 18) & 63];
-    out += t[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
-    out += t[(v >> 18) & 63];
-    out += t[(v >> 12) & 63];
-    out += t[(v >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
 
 // `json` parsed as a message of type M (etcd's answer), or a failed check.
 template <class M>
@@ -415,28 +394,10 @@ M parsed(const std::string& json) {
 
 // Three masters, each with the etcd API and its JSON gateway on any free
 // ports, which they log.
-struct gateway_cluster {
-  std::map<std::uint64_t, std::string> http;  // server id -> its http-listen address
-  std::unique_ptr<process_cluster> c;
+struct gateway_cluster : etcd_masters {
   int runs = 0;
 
-  gateway_cluster() {
-    process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) {
-      where.flags[id] = {"--client-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"};
-    }
-    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
-    const std::string said = "HTTP listening on ";
-    eventually([&] {
-      for (std::uint64_t id = 1; id <= 3; ++id) {
-        auto log = c->log_of(id);
-        auto at = log.find(said);
-        if (at != std::string::npos) http[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
-      }
-      return http.size() == 3;
-    });
-    REQUIRE_MESSAGE(http.size() == 3, logs());
-  }
+  gateway_cluster() : etcd_masters({}, true) {}
 
   // POSTs `body` to `path` at master `id` with curl: the HTTP status (0: no
   // answer) and the body.

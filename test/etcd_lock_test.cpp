@@ -18,6 +18,7 @@
 #include "schema/etcd/lock.grpc.pb.h"
 #include "schema/etcd/rpc.grpc.pb.h"
 #include "schema/registry_codec.hpp"
+#include "test/etcd_masters.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
 
@@ -523,33 +524,8 @@ namespace {
 
 std::string etcdctl_binary() { return program("CONCLAVE_ETCDCTL", "/usr/bin/etcdctl"); }
 
-// 3 masters serving etcd's API, each on a port it picked and logged.
-struct etcd_masters {
-  std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
-  std::unique_ptr<process_cluster> c;
-
-  etcd_masters() {
-    process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
-    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master"}, conclave_binary(), where);
-    const std::string said = "etcd API listening on ";
-    for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
-      for (std::uint64_t id = 1; id <= 3; ++id) {
-        auto log = c->log_of(id);
-        auto at = log.find(said);
-        if (at != std::string::npos) client[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
-      }
-      if (client.size() < 3) std::this_thread::sleep_for(50ms);
-    }
-    REQUIRE_MESSAGE(client.size() == 3, logs());
-  }
-
-  std::string endpoints() const {
-    std::string e;
-    for (const auto& [id, at] : client) e += (e.empty() ? "" : ",") + at;
-    return e;
-  }
-
+// The masters, with etcdctl started against them.
+struct lock_masters : etcd_masters {
   // Starts etcdctl (API 3) against every master; its output goes to `log`.
   pid_t etcdctl(std::vector<std::string> args, const std::string& log) {
     std::vector<std::string> all = {"/usr/bin/env", "ETCDCTL_API=3", etcdctl_binary(), "--endpoints", endpoints()};
@@ -610,7 +586,7 @@ bool exited(process_cluster& c, pid_t pid, std::chrono::milliseconds within, int
 
 TEST_CASE("etcdctl lock waits behind a lock held through the Lock service, and Lock waits behind etcdctl's lock") {
   if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
-  etcd_masters e;
+  lock_masters e;
   auto leader = e.c->wait_for_leader(20s);
   REQUIRE_MESSAGE(leader, e.logs());
   stubs s(e.client[*leader % 3 + 1]);  // a follower passes the writes on
@@ -665,7 +641,7 @@ TEST_CASE("etcdctl lock waits behind a lock held through the Lock service, and L
 
 TEST_CASE("etcdctl elect -l observes a leader campaigned through the Election service; Leader names etcdctl's leader") {
   if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
-  etcd_masters e;
+  lock_masters e;
   auto leader = e.c->wait_for_leader(20s);
   REQUIRE_MESSAGE(leader, e.logs());
   stubs s(e.client[*leader % 3 + 1]);

@@ -1,8 +1,10 @@
-// 3 masters serving etcd's v3 API (client-listen), each on a port it picked
-// and logged, for tests that point real etcd clients at them.
+// 3 masters serving etcd's v3 API (client-listen) and, when asked, its JSON
+// gateway (http-listen), each on a port it picked and logged, for tests that
+// point real etcd clients at them.
 #pragma once
 
 #include <doctest/doctest.h>
+#include <openssl/evp.h>
 
 #include <chrono>
 #include <map>
@@ -17,30 +19,56 @@ namespace conclave::test {
 
 struct etcd_masters {
   std::map<std::uint64_t, std::string> client;  // server id -> its client-listen address
+  std::map<std::uint64_t, std::string> http;    // server id -> its http-listen address (with_http)
   std::unique_ptr<process_cluster> c;
 
   // A port picked here could be taken before the master binds it, so each
   // master takes any free port and logs it. `extra`: more flags for every master.
-  explicit etcd_masters(std::vector<std::string> extra = {}) {
+  explicit etcd_masters(std::vector<std::string> extra = {}, bool with_http = false) {
     using namespace std::chrono_literals;
     process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--client-listen", "127.0.0.1:0"};
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+      where.flags[id] = {"--client-listen", "127.0.0.1:0"};
+      if (with_http) where.flags[id].insert(where.flags[id].end(), {"--http-listen", "127.0.0.1:0"});
+    }
     std::vector<std::string> flags{"-r", "master"};
     flags.insert(flags.end(), extra.begin(), extra.end());
     c = std::make_unique<process_cluster>(3, flags, conclave_binary(), where);
-    const std::string said = "etcd API listening on ";
-    for (auto until = std::chrono::steady_clock::now() + 20s; client.size() < 3 && std::chrono::steady_clock::now() < until;) {
+    auto logged = [&](const std::string& said, std::map<std::uint64_t, std::string>& into) {
       for (std::uint64_t id = 1; id <= 3; ++id) {
         auto log = c->log_of(id);
         auto at = log.find(said);
-        if (at != std::string::npos) client[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
+        if (at != std::string::npos) into[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
       }
-      if (client.size() < 3) std::this_thread::sleep_for(50ms);
+    };
+    auto ready = [&] { return client.size() == 3 && (!with_http || http.size() == 3); };
+    for (auto until = std::chrono::steady_clock::now() + 20s; !ready() && std::chrono::steady_clock::now() < until;) {
+      logged("etcd API listening on ", client);
+      if (with_http) logged("HTTP listening on ", http);
+      if (!ready()) std::this_thread::sleep_for(50ms);
     }
-    REQUIRE_MESSAGE(client.size() == 3, logs());
+    REQUIRE_MESSAGE(ready(), logs());
+  }
+
+  // The client addresses of every master but `except`, comma-separated.
+  std::string endpoints(std::uint64_t except = 0) const {
+    std::string e;
+    for (const auto& [id, at] : client) {
+      if (id != except) e += (e.empty() ? "" : ",") + at;
+    }
+    return e;
   }
 
   std::string logs() { return c->log_of(1) + c->log_of(2) + c->log_of(3); }
 };
+
+// Bytes as the JSON gateway carries them.
+inline std::string base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  auto n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                           reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
 
 }  // namespace conclave::test

@@ -294,8 +294,9 @@ outcome registry::on(const txn& c, std::uint64_t, std::vector<lock_grant>&) {
       if ((op.ignore_value || op.ignore_session) && !s_.keys.count(op.range.key)) {
         return fail(code::not_found, "no key '" + op.range.key + "' to keep the value or session of");
       }
-    } else if (op.kind == op_kind::remove) {
-      changes = changes || !keys_in(op.range).empty();
+    } else if (op.kind == op_kind::remove && !changes) {
+      auto it = op.range.single() ? s_.keys.find(op.range.key) : s_.keys.lower_bound(op.range.key);
+      changes = it != s_.keys.end() && op.range.contains(it->first);
     }
   }
   // Every key it changes gets the same new revision.
