@@ -411,10 +411,12 @@ struct gateway_cluster : etcd_masters {
   }
 
   // Runs test/etcd_clients/python_etcd3gw.py AREA against master `id`: its exit code and output.
-  std::pair<int, std::string> etcd3gw(std::uint64_t id, const std::string& area) {
+  std::pair<int, std::string> etcd3gw(std::uint64_t id, const std::string& area, const std::string& arg = "") {
     auto script = program("CONCLAVE_ETCD_CLIENTS", "test/etcd_clients") + std::string("/python_etcd3gw.py");
     auto log = "etcd3gw-" + area + ".log";
-    auto pid = c->spawn({"/usr/bin/python3", script, http[id], area}, log);
+    std::vector<std::string> argv{"/usr/bin/python3", script, http[id], area};
+    if (!arg.empty()) argv.push_back(arg);
+    auto pid = c->spawn(argv, log);
     auto status = c->wait_exit(pid, 120s);
     auto out = file_text(c->path(log));
     REQUIRE_MESSAGE(status.has_value(), out);
@@ -643,4 +645,19 @@ TEST_CASE("a watch through the JSON gateway streams events as JSON lines: curl a
   auto [code, log] = e.etcd3gw(follower, "watch");
   if (code == not_served) CONCLAVE_SKIP(log);
   CHECK_MESSAGE(code == 0, log << e.logs());
+}
+
+TEST_CASE("python3-etcd3gw through a follower's gateway: a watch and a lease live through a leader kill") {
+  if (!have_etcd3gw()) CONCLAVE_SKIP("no python3-etcd3gw under /usr/bin/python3");
+  gateway_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  // The script kills the leader halfway through its watched writes.
+  pid_t killed = e.c->at(*leader).pid;
+  auto [code, log] = e.etcd3gw(*leader % 3 + 1, "failover", std::to_string(killed));
+  CHECK_MESSAGE(code == 0, log << e.logs());
+  CHECK(log.find("ok   the lease lived on") != std::string::npos);
+  // The leader did die, and another master leads.
+  CHECK(e.c->wait_exit(killed, 10s).has_value());
+  CHECK(e.c->wait_for_leader(20s, *leader).has_value());
 }

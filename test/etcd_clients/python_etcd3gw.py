@@ -2,14 +2,19 @@
 """python3-etcd3gw (Debian's client of etcd's JSON gateway, which no one here
 wrote) against conclave's gateway on http-listen, or against etcd 3.4.
 
-Usage: python_etcd3gw.py HOST:PORT AREA, AREA one of kv, txn, lease, watch.
+Usage: python_etcd3gw.py HOST:PORT AREA [LEADER_PID], AREA one of kv, txn,
+lease, watch, failover (a watch and a lease through the kill of LEADER_PID,
+halfway through the watched writes).
 Prints one line per check and exits 0 when all hold (1 and the failed checks
 otherwise; 3 with a line "SKIP ..." when the gateway answers that a method
 is not implemented yet, gRPC code 12). The client is made with api_path '/v3/': its default, /v3alpha,
 is not served by etcd 3.4's gateway."""
+import os
 import queue
+import signal
 import sys
 import threading
+import time
 
 from etcd3gw import exceptions
 from etcd3gw.client import Etcd3Client
@@ -104,6 +109,54 @@ def run():
         check("a delete arrives as a DELETE event", second.get("type") == "DELETE"
               and second["kv"]["key"] == b"gwatch/a")
         cancel()
+    elif area == "failover":
+        leader_pid = int(sys.argv[3])
+        kept = c.lease(ttl=5)
+        c.put("gf/kept", "alive", lease=kept)
+        got = queue.Queue()
+        watcher, cancel = c.watch_prefix("gf/w/")
+
+        def drain():
+            for e in watcher:
+                got.put(e)
+
+        threading.Thread(target=drain, daemon=True).start()
+        revisions = []
+        for i in range(40):
+            if i == 20:
+                os.kill(leader_pid, signal.SIGKILL)
+            key = "gf/w/%02d" % i
+            for attempt in range(150):
+                try:
+                    # A put whose outcome was unknown may have applied: look before putting again.
+                    found = c.get(key, metadata=True)
+                    if not found:
+                        c.put(key, str(i))
+                        found = c.get(key, metadata=True)
+                    revisions.append(int(found[0][1]["mod_revision"]))
+                    break
+                except Exception as e:  # the gateway's errors while no leader answers
+                    print("retrying %s: %s" % (key, type(e).__name__), flush=True)
+                    time.sleep(0.2)
+            if i % 5 == 0:
+                try:
+                    kept.refresh()
+                except Exception as e:
+                    print("refresh failed: %s" % type(e).__name__, flush=True)
+        events = []
+        deadline = time.time() + 30
+        while len(events) < 40 and time.time() < deadline:
+            try:
+                events.append(got.get(timeout=1))
+            except queue.Empty:
+                pass
+        cancel()
+        check("all 40 writes acknowledged", len(revisions) == 40)
+        check("the watch saw all 40 writes", len(events) == 40)
+        check("each once, in order, at the revision its put got",
+              [(e["kv"]["key"], e["kv"]["value"], int(e["kv"]["mod_revision"])) for e in events] ==
+              [(("gf/w/%02d" % i).encode(), str(i).encode(), revisions[i]) for i in range(len(revisions))])
+        check("the lease lived on", c.get("gf/kept") == [b"alive"] and kept.ttl() > 0)
     else:
         print("unknown area " + area)
         return 2
