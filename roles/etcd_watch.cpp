@@ -4,6 +4,8 @@
 // revision order with no gaps, and a subscription that moves to another
 // master resumes after the last revision delivered.
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -19,6 +21,14 @@ using stream_t = grpc::ServerReaderWriter<etcdserverpb::WatchResponse, etcdserve
 // How often an idle watch that asked for progress_notify is told the revision it reached.
 constexpr auto progress_interval = std::chrono::seconds(5);
 
+// A stream's answers wait in its queue for its writer thread, so a client
+// that reads slowly holds up only itself, not the master's delivery to other
+// watches. Past `queue_high` bytes the stream's watches stop their
+// subscriptions (etcd's "victim" watchers); once the queue is down to
+// `queue_low` they resume after the last revision queued: nothing is lost,
+// and the history catches them up (or ends them as compacted, as etcd does).
+constexpr std::size_t queue_high = 8u << 20, queue_low = 1u << 20;
+
 struct watch {
   registry::key_range range;
   bool prev_kv = false, no_put = false, no_delete = false, progress_notify = false;
@@ -29,19 +39,70 @@ struct watch {
   steady::time_point last_sent;
 };
 
-// One Watch stream: its watches, and the writes to it (one at a time).
-struct stream_state {
+// One Watch stream: its watches, and the answers queued for its writer thread.
+struct stream_state : std::enable_shared_from_this<stream_state> {
   api& a;
   std::mutex m;
-  stream_t* stream = nullptr;  // null once the stream ended
+  std::condition_variable wake;
+  stream_t* stream = nullptr;  // null once the stream ended or a write to it failed
   std::map<std::int64_t, watch> watches;
   std::int64_t next_id = 0;
+  std::deque<etcdserverpb::WatchResponse> queue;
+  std::size_t queued_bytes = 0;
+  bool paused = false;  // the watches' subscriptions are stopped: the queue is full
+  bool closing = false;
+  std::thread writer;
 
   explicit stream_state(api& x, stream_t* s) : a(x), stream(s) {}
 
-  // Under m.
-  void write(const etcdserverpb::WatchResponse& r) {
-    if (stream && !stream->Write(r)) stream = nullptr;
+  void start() { writer = std::thread([this] { write_queue(); }); }
+
+  // Under m: queues `r` for the writer thread.
+  void write(etcdserverpb::WatchResponse r) {
+    if (!stream) return;
+    queued_bytes += r.ByteSizeLong();
+    queue.push_back(std::move(r));
+    wake.notify_one();
+    if (queued_bytes > queue_high && !paused) {
+      paused = true;
+      for (auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+    }
+  }
+
+  // Under m: a subscription for watch `id`, resuming after the revision the watch reached.
+  void subscribe(std::int64_t id, watch& w) {
+    auto prefix = w.range.listing_prefix();
+    auto at = w.at;
+    std::weak_ptr<stream_state> weak = shared_from_this();
+    w.subscription = a.b.subscribe([prefix, at] { return registry::watch_subscription{prefix, at->load()}; },
+                                   [weak, id](const registry::push& p) {
+                                     if (auto st = weak.lock()) st->on_push(id, p);
+                                   });
+  }
+
+  // The writer thread: writes the queue in order until the stream ends; on
+  // close, what was queued before is written first.
+  void write_queue() {
+    std::unique_lock<std::mutex> guard(m);
+    for (;;) {
+      wake.wait(guard, [&] { return !queue.empty() || closing; });
+      if (queue.empty() || !stream) return;
+      auto r = std::move(queue.front());
+      queue.pop_front();
+      auto* s = stream;
+      guard.unlock();
+      bool ok = s->Write(r);
+      guard.lock();
+      queued_bytes -= r.ByteSizeLong();
+      if (!ok) {
+        stream = nullptr;
+        return;
+      }
+      if (paused && queued_bytes <= queue_low) {
+        paused = false;
+        for (auto& [id, w] : watches) subscribe(id, w);
+      }
+    }
   }
 
   etcdserverpb::WatchResponse response(std::int64_t id, registry::revision rev) const {
@@ -88,7 +149,7 @@ struct stream_state {
         r.set_compact_revision(
             static_cast<std::int64_t>(std::max(p.state.history_floor + 1, p.state.compacted)));
         r.set_canceled(true);
-        a.b.unsubscribe(w.subscription);
+        if (!paused) a.b.unsubscribe(w.subscription);
         watches.erase(it);
         write(r);
         return;
@@ -104,7 +165,7 @@ struct stream_state {
     }
   }
 
-  grpc::Status create(const etcdserverpb::WatchCreateRequest& c, const std::shared_ptr<stream_state>& self) {
+  grpc::Status create(const etcdserverpb::WatchCreateRequest& c) {
     if (c.key().empty()) return empty_key;
     auto now = a.ask(registry::revision_query{}, true, steady::now() + std::chrono::seconds(5));
     if (!now) return status_of(now.error());
@@ -137,14 +198,8 @@ struct stream_state {
     auto r = response(id, now->rev);
     r.set_created(true);
     write(r);  // before any event: no handler runs until this lock is released
-    auto prefix = w.range.listing_prefix();
-    auto at = w.at;
-    std::weak_ptr<stream_state> weak = self;
-    w.subscription = a.b.subscribe([prefix, at] { return registry::watch_subscription{prefix, at->load()}; },
-                                   [weak, id](const registry::push& p) {
-                                     if (auto st = weak.lock()) st->on_push(id, p);
-                                   });
-    watches.emplace(id, std::move(w));
+    auto& added = watches.emplace(id, std::move(w)).first->second;
+    if (!paused) subscribe(id, added);
     return grpc::Status::OK;
   }
 
@@ -152,7 +207,7 @@ struct stream_state {
     std::lock_guard<std::mutex> guard(m);
     auto it = watches.find(id);
     if (it == watches.end()) return;  // as etcd: an unknown id is ignored
-    a.b.unsubscribe(it->second.subscription);
+    if (!paused) a.b.unsubscribe(it->second.subscription);
     auto r = response(id, it->second.at->load());
     watches.erase(it);
     r.set_canceled(true);
@@ -177,10 +232,20 @@ struct stream_state {
     return stream != nullptr && !watches.empty();
   }
 
+  // Ends the watches, lets the writer write what was queued (a write to a
+  // client that left fails at once) and waits for it: no write after this.
   void close() {
+    {
+      std::lock_guard<std::mutex> guard(m);
+      if (!paused) {
+        for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+      }
+      watches.clear();
+      closing = true;
+      wake.notify_one();
+    }
+    writer.join();
     std::lock_guard<std::mutex> guard(m);
-    for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
-    watches.clear();
     stream = nullptr;
   }
 };
@@ -192,11 +257,12 @@ struct watch_service final : etcdserverpb::Watch::Service {
   grpc::Status Watch(grpc::ServerContext* ctx, stream_t* stream) override {
     if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
     auto st = std::make_shared<stream_state>(a, stream);
+    st->start();
     etcdserverpb::WatchRequest req;
     grpc::Status result = grpc::Status::OK;
     while (result.ok() && stream->Read(&req)) {
       switch (req.request_union_case()) {
-        case etcdserverpb::WatchRequest::kCreateRequest: result = st->create(req.create_request(), st); break;
+        case etcdserverpb::WatchRequest::kCreateRequest: result = st->create(req.create_request()); break;
         case etcdserverpb::WatchRequest::kCancelRequest: st->cancel(req.cancel_request().watch_id()); break;
         case etcdserverpb::WatchRequest::kProgressRequest: st->progress(); break;
         default: break;

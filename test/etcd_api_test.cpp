@@ -821,3 +821,64 @@ TEST_CASE("an etcd lease is a session: granted (chosen or picked id), its keys g
   stream->WritesDone();
   CHECK(stream->Finish().ok());
 }
+
+// --- watches against 3 masters: one stream's slow client holds up no other ---------
+
+TEST_CASE("an etcd watch whose client stops reading holds up no other watch on that master") {
+  etcd_masters e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  auto at = e.client[*leader];
+  // The stalled client keeps gRPC's smallest receive window (no BDP growth),
+  // so its stream backs up after little data and the master's writes to it block.
+  grpc::ChannelArguments small;
+  small.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  small.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
+  auto stalled_channel = grpc::CreateCustomChannel(at, grpc::InsecureChannelCredentials(), small);
+  auto channel = grpc::CreateChannel(at, grpc::InsecureChannelCredentials());
+  auto create = [](grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>& s) {
+    etcdserverpb::WatchRequest req;
+    req.mutable_create_request()->set_key("big/");
+    req.mutable_create_request()->set_range_end("big0");
+    REQUIRE(s.Write(req));
+    etcdserverpb::WatchResponse created;
+    REQUIRE(s.Read(&created));
+    REQUIRE(created.created());
+  };
+  auto stalled_stub = etcdserverpb::Watch::NewStub(stalled_channel);
+  grpc::ClientContext stalled_ctx;
+  auto stalled = stalled_stub->Watch(&stalled_ctx);
+  create(*stalled);  // ... and never reads again
+  auto stub = etcdserverpb::Watch::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto reader = stub->Watch(&ctx);
+  create(*reader);
+  // 24 MiB of changes: more than the stalled stream's windows and socket buffers hold.
+  const int puts = 240;
+  std::atomic<int> seen{0};
+  std::thread watcher([&] {
+    etcdserverpb::WatchResponse r;
+    while (seen < puts && reader->Read(&r)) seen += r.events_size();
+  });
+  auto kv = etcdserverpb::KV::NewStub(channel);
+  std::string value(100 * 1024, 'v');
+  for (int i = 0; i < puts; ++i) {
+    grpc::ClientContext put_ctx;
+    put_ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+    etcdserverpb::PutRequest req;
+    req.set_key("big/" + std::to_string(i));
+    req.set_value(value);
+    etcdserverpb::PutResponse resp;
+    auto st = kv->Put(&put_ctx, req, &resp);
+    REQUIRE_MESSAGE(st.ok(), st.error_message());
+  }
+  // The reading watch gets every change, whatever the stalled one does.
+  bool all = false;
+  for (auto until = std::chrono::steady_clock::now() + 60s; !(all = seen == puts) && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK_MESSAGE(all, "the reading watch got " << seen.load() << " of " << puts << " events");
+  ctx.TryCancel();
+  stalled_ctx.TryCancel();
+  watcher.join();
+}
