@@ -103,9 +103,10 @@ void status_feed::run() {
       ++seq_;
       updated_.notify_all();
     }
-    // Pokes meanwhile are taken together: at most ten builds a second.
+    // Pokes meanwhile are taken together: at most four builds a second
+    // (each reads the whole registry).
     guard.unlock();
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(250ms);
     guard.lock();
   }
 }
