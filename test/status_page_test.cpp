@@ -60,9 +60,9 @@ struct status_cluster {
                     log);
   }
 
-  pid_t worker(const std::string& name) {
+  pid_t worker(const std::string& name, const std::string& labels) {
     return c->spawn({conclave_binary(), "-r", "worker", "--name", name, "--peers", c->peers(), "--cluster-id",
-                     c->cluster_id},
+                     c->cluster_id, "--labels", labels},
                     name + ".log");
   }
 
@@ -214,8 +214,8 @@ TEST_CASE("headless chromium renders the status page and shows a change pushed a
   status_cluster sc;
   auto leader = sc.c->wait_for_leader(20s);
   REQUIRE_MESSAGE(leader, sc.c->logs());
-  sc.worker("worker-a");
-  sc.worker("worker-b");
+  sc.worker("worker-a", "zone=a");
+  sc.worker("worker-b", "zone=b,gpu=1");
   auto holder = sc.hold_lock("deploy", "holder.log");
   REQUIRE(sc.status_until(1, [](const json& s) { return find_lock(s, "deploy") != nullptr; }).is_object());
   sc.hold_lock("deploy", "waiter.log");
@@ -251,7 +251,10 @@ TEST_CASE("headless chromium renders the status page and shows a change pushed a
   CHECK_MESSAGE(shows("locks", "deploy\t" + holder_text), shown("locks"));
   CHECK_MESSAGE(shows("locks", waiter_text), shown("locks"));
   if (const char* path = std::getenv("CONCLAVE_STATUS_SCREENSHOT")) {
-    CHECK_MESSAGE(browser.screenshot(path, 1280, 1000), browser.why());
+    // The whole page, at the height it needs at 1280 pixels wide.
+    browser.screenshot(path, 1280, 800);
+    auto height = browser.evaluate("document.documentElement.scrollHeight");
+    CHECK_MESSAGE(browser.screenshot(path, 1280, height.is_number() ? height.get<int>() : 1000), browser.why());
   }
 
   // The holder ends; the page, not loaded again (the mark stays), shows the waiter holding the lock.
