@@ -337,8 +337,12 @@ node::~node() {
   impl_->json_gateway.reset();
   impl_->status_push.reset();
   {
-    std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
-    impl_->status.reset();
+    // Out of the role listener's reach first; its thread ends outside the lock.
+    std::unique_ptr<status_feed> feed;
+    {
+      std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
+      feed = std::move(impl_->status);
+    }
   }
   impl_->etcd.reset();  // its requests use the pool and the master: they end first
   impl_->etcd_push.reset();
