@@ -41,6 +41,9 @@ class headless_chromium {
 
   // Starts the browser with a profile of its own (parallel tests do not share one).
   explicit headless_chromium(const std::string& binary) {
+    // A browser that died closes its end of the pipe: writing then fails
+    // (EPIPE) instead of killing the test.
+    ::signal(SIGPIPE, SIG_IGN);
     int to_browser[2], from_browser[2];
     if (::pipe2(to_browser, O_CLOEXEC) != 0 || ::pipe2(from_browser, O_CLOEXEC) != 0) std::abort();
     std::vector<std::string> args{binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
