@@ -30,6 +30,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3 etcd-server
   # etcd's JSON gateway (http-listen): cpp-httplib; curl and python3-etcd3gw for its tests
   libcpp-httplib-dev curl python3-etcd3gw
+  # the status page (http-listen, /): JSON with nlohmann's; headless chromium renders it in its test
+  nlohmann-json3-dev chromium
   # Go clientv3 against the etcd API (test/etcd_go_test.cpp): Debian's go and etcd 3.4's sources, built offline
   golang-go golang-etcd-server-dev
 )

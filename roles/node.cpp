@@ -24,6 +24,7 @@
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
 #include "roles/server.hpp"
+#include "roles/status_page.hpp"
 #include "schema/registry_codec.hpp"
 
 namespace conclave {
@@ -75,6 +76,8 @@ struct node::impl {
   std::unique_ptr<push_client> etcd_push;  // its watches (their own delivery thread: a slow stream delays no member push)
   std::unique_ptr<etcd::gateway> json_gateway;  // masters with http-listen: etcd's JSON gateway onto `etcd`
   std::unique_ptr<http_listener> http;          // ... served here
+  std::unique_ptr<status_feed> status;          // masters with http-listen: the status page's snapshots
+  std::unique_ptr<push_client> status_push;     // ... woken by this master's registry pushes
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -131,6 +134,48 @@ struct node::impl {
 
 node::node(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
+namespace {
+
+// The status page's feed: this master's status in-process, the other
+// masters' over the network, the registry as applied here; woken by the
+// pushes this master sends (every key change, member changes, and the
+// watch's progress each second) and by role changes.
+void start_status_page(node::impl& n) {
+  status_feed::sources src;
+  src.self = n.cfg.raft.raft.id.value;
+  src.self_at = n.local.at;
+  auto* raw = &n;
+  src.status_of = [raw](const raft::endpoint& at) {
+    auto client = raw->take();
+    return client->status(at);
+  };
+  src.registry = [raw]() -> expected<registry::state_result> {
+    auto client = raw->take();
+    return ask_at(*client.client, raw->local.at, registry::state_query{}, true, 2s);
+  };
+  src.failed = [raw] { return raw->peer_failed.load(); };
+  {
+    // The role listener calls the feed under callbacks_mutex.
+    std::lock_guard<std::mutex> guard(n.callbacks_mutex);
+    n.status = std::make_unique<status_feed>(std::move(src));
+    if (n.last_leader) n.status->on_role(n.term, n.last_leader);
+  }
+  const auto& masters = n.cfg.agent.masters;
+  auto here = std::find_if(masters.begin(), masters.end(),
+                           [&](const raft::endpoint& m) { return m.text() == n.local.at.text(); }) -
+              masters.begin();
+  if (here == static_cast<std::ptrdiff_t>(masters.size())) here = 0;
+  n.status_push = std::make_unique<push_client>(n.sys, n.cfg.agent.cluster_id, masters, n.cfg.agent.keys,
+                                                static_cast<std::size_t>(here), n.local);
+  auto* feed = n.status.get();
+  n.status_push->subscribe([] { return registry::subscription{registry::watch_subscription{"", std::nullopt}}; },
+                           [feed](const registry::push&) { feed->poke(); });
+  n.status_push->subscribe([] { return registry::subscription{registry::members_subscription{}}; },
+                           [feed](const registry::push&) { feed->poke(); });
+}
+
+}  // namespace
+
 expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settings& values) {
   auto cfg = parse_settings(values);
   if (!cfg) return cfg.error();
@@ -172,6 +217,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
         raw->term = term;
         std::lock_guard<std::mutex> guard(raw->callbacks_mutex);
         if (leader != raw->last_leader && raw->on_leader) raw->on_leader(leader, term);
+        if (raw->status) raw->status->on_role(term, leader);
         raw->last_leader = leader;
         if (leading && !was && raw->on_start) raw->on_start(term);
         if (!leading && was && raw->on_stop) raw->on_stop();
@@ -262,8 +308,14 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
              raw->etcd->port());
   }
   if (raw->cfg.http_listen) {
-    raw->json_gateway = std::make_unique<etcd::gateway>(raw->etcd->in_process_channel());
-    auto h = http_listener::start(*raw->cfg.http_listen, {raw->json_gateway->routes()});
+    std::vector<http_listener::routes> routes;
+    if (raw->etcd) {
+      raw->json_gateway = std::make_unique<etcd::gateway>(raw->etcd->in_process_channel());
+      routes.push_back(raw->json_gateway->routes());
+    }
+    start_status_page(*raw);
+    routes.push_back(status_routes(*raw->status));
+    auto h = http_listener::start(*raw->cfg.http_listen, routes);
     if (!h) return h.error();
     raw->http = std::move(*h);
     log_line("node {}: HTTP listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.http_listen->host,
@@ -280,8 +332,18 @@ node::~node() {
   // The JSON gateway's calls go to the etcd API: its streams end first, and the
   // listener waits for its requests to end.
   if (impl_->json_gateway) impl_->json_gateway->stop();
+  if (impl_->status) impl_->status->stop();
   impl_->http.reset();
   impl_->json_gateway.reset();
+  impl_->status_push.reset();
+  {
+    // Out of the role listener's reach first; its thread ends outside the lock.
+    std::unique_ptr<status_feed> feed;
+    {
+      std::lock_guard<std::mutex> guard(impl_->callbacks_mutex);
+      feed = std::move(impl_->status);
+    }
+  }
   impl_->etcd.reset();  // its requests use the pool and the master: they end first
   impl_->etcd_push.reset();
   // Leadership first (a quick handover), then the member leaves.
