@@ -347,7 +347,7 @@ node::~node() {
   impl_->etcd.reset();  // its requests use the pool and the master: they end first
   impl_->etcd_push.reset();
   // Leadership first (a quick handover), then the member leaves.
-  if (impl_->peer) stop_server(impl_->sys, impl_->peer);
+  if (impl_->peer) stop_server(impl_->sys, server_handles{impl_->gateway, impl_->peer});
   if (impl_->agent.joinable()) impl_->agent.join();
   impl_->push.reset();  // no watch or listener callback runs after this
   // The role listener uses impl_: it is gone before impl_ is.

@@ -72,10 +72,12 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   return server_handles{caf::actor_cast<gateway_interface>(gateway), peer};
 }
 
-void stop_server(caf::actor_system& sys, const peer_interface& peer) {
+void stop_server(caf::actor_system& sys, const server_handles& server) {
   caf::scoped_actor self{sys};
-  self->request(peer, std::chrono::seconds(10), stop_atom::value).receive([] {}, [](caf::error&) {});
-  caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
+  self->request(server.peer, std::chrono::seconds(10), stop_atom::value).receive([] {}, [](caf::error&) {});
+  caf::anon_send_exit(server.peer, caf::exit_reason::user_shutdown);
+  // The address is free again: a host may start the server anew in this actor system.
+  sys.middleman().unpublish(server.gateway);
 }
 
 sigset_t block_stop_signals() {
@@ -122,12 +124,12 @@ int run_server(server_setup s) {
     log_line("{}: {}", name, started.error().detail);
     return 1;
   }
-  peer_interface peer = started->peer;
-  started = make_error(errc::unavailable);  // the only handle left is `peer`
+  server_handles server = *started;
+  started = make_error(errc::unavailable);  // the only handles left are `server`'s
   int exit_code;
   {
     caf::scoped_actor self{sys};
-    self->monitor(peer);
+    self->monitor(server.peer);
     exit_code = wait_for_stop(signals, [&] {
       bool down = false;
       self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
@@ -135,11 +137,11 @@ int run_server(server_setup s) {
       return down ? 1 : 0;
     });
   }
-  if (exit_code == 0) stop_server(sys, peer);
-  caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
+  if (exit_code == 0) stop_server(sys, server);
+  caf::anon_send_exit(server.peer, caf::exit_reason::user_shutdown);
   // The actor system waits for its detached actors (storage) to be destroyed;
-  // the peer holds the only handle to it, so drop ours to the peer.
-  peer = nullptr;
+  // the peer holds the only handle to it, so drop ours.
+  server = server_handles{};
   return exit_code;
 }
 

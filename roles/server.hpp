@@ -56,7 +56,8 @@ struct server_handles {
 // and returns at once. The agent of `setup` is not started. Errors: the
 // data directory cannot be opened, the port cannot be bound.
 expected<server_handles> start_server(caf::actor_system& sys, const server_setup& setup);
-// Hands over leadership if leading, finishes pending writes and stops.
-void stop_server(caf::actor_system& sys, const raft::peer_interface& peer);
+// Hands over leadership if leading, finishes pending writes and stops; its
+// address is free again (unpublished), for a server started anew there.
+void stop_server(caf::actor_system& sys, const server_handles& server);
 
 }  // namespace conclave

@@ -715,3 +715,23 @@ TEST_CASE("commands: a command that ran is reported even if its acknowledgement 
     return e && e->empty();
   }, 10s));
 }
+
+TEST_CASE("embedding: a master node that stops frees its address in the host's actor system; a new one starts there") {
+  test::temp_dir dir;
+  caf::actor_system sys{test::client_config()};
+  auto peers = "1=127.0.0.1:" + std::to_string(test::free_port());
+  settings s{{"role", "master"}, {"id", "1"}, {"peers", peers}, {"cluster-id", "embed"}, {"data-dir", dir.path() + "/m1"}};
+  auto first = node::start(sys, s);
+  REQUIRE_MESSAGE(first.has_value(), first.error().message());
+  REQUIRE(wait_for([&] { return (*first)->leading(); }, 10s));
+  REQUIRE((*first)->put("k", "v").has_value());
+  first->reset();
+  // The same master again, in the same process: same address, same data.
+  auto again = node::start(sys, s);
+  REQUIRE_MESSAGE(again.has_value(), again.error().message());
+  REQUIRE(wait_for([&] { return (*again)->leading(); }, 10s));
+  auto got = (*again)->get("k");
+  REQUIRE(got.has_value());
+  REQUIRE(got->has_value());
+  CHECK((*got)->value == "v");
+}
