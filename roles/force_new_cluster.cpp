@@ -28,7 +28,7 @@ expected<std::string> force_new_cluster(const node_options& opts) {
   auto last_term = (*log)->term(last);
   if (!last_term) return last_term.error();
   auto before = (*log)->state();
-  // A term no lost master ever reached, voted for by this server alone.
+  // A term above every term this server has seen, voted for by itself alone.
   term_t term{std::max(before.term, *last_term).value + 1};
   index_t at{last.value + 1};
   configuration alone;

@@ -10,8 +10,8 @@
 // outcome_unknown) commit now. Entries the survivor never received are lost.
 //
 // How: a configuration entry naming this server alone is appended in a new
-// term (one no lost master ever led), and the commit index is set to it; the
-// server then elects itself and applies the whole log. Lost masters must
+// term (above every term this server has seen) and the commit index is set
+// to it; the server then elects itself and applies the whole log. Lost masters must
 // never come back with their old data; new ones join (--join true,
 // conclavectl add-master).
 #pragma once
