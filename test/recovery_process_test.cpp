@@ -76,6 +76,10 @@ TEST_CASE("after losing two of three masters for good, the third recovers with f
   c.start(survivor);
   REQUIRE_MESSAGE(c.wait_for_leader(20s) == survivor, c.logs());
   CHECK(c.log_of(survivor).find("forced a new cluster of this master alone") != std::string::npos);
+  auto alone = c.status(survivor);
+  REQUIRE(alone.has_value());
+  REQUIRE(alone->members.size() == 1);
+  CHECK(alone->members[0].id == survivor);
   CHECK_MESSAGE(missing(c.client(), acked).empty(), missing(c.client(), acked));
 
   // Fresh masters join as a master added at run time does.
