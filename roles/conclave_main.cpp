@@ -1,6 +1,7 @@
 // conclave: one member of a conclave cluster.
 //
 //   conclave [-r master|worker|master_and_worker] [--config FILE] [--KEY VALUE ...]
+//   conclave restore --from FILE --data-dir D --id N --peers ... [--cluster-id X]   (roles/restore.hpp)
 //
 // Every setting is a KEY that can be given as a flag (--KEY VALUE) or in the
 // config file (KEY = VALUE, # comments); flags win. README.md lists the keys,
@@ -17,6 +18,7 @@
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
+#include "roles/restore.hpp"
 #include "roles/server.hpp"
 
 using namespace conclave;
@@ -31,9 +33,12 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "restore")) return restore_main(argc - 1, argv + 1);
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--help")) {
-      std::printf("usage: conclave [-r master|worker|master_and_worker] [--config FILE] [--KEY VALUE ...]\nkeys:");
+      std::printf("usage: conclave [-r master|worker|master_and_worker] [--config FILE] [--KEY VALUE ...]\n"
+                  "       conclave restore --from FILE --data-dir D --id N --peers ID=HOST:PORT,... [--cluster-id X]\n"
+                  "keys:");
       for (const auto& [k, v] : default_settings()) std::printf(" %s%s", k.c_str(), v.empty() ? "" : ("=" + v).c_str());
       std::printf("\n");
       return 0;

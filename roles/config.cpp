@@ -39,6 +39,7 @@ const settings& default_settings() {
       {"threads", "1"},
       {"parallel-calls", "16"},
       {"join", "false"},
+      {"force-new-cluster", "false"},
       {"usage-window-ms", "5000"},
       {"watch-history", "10000"},
       {"secret-file", ""},
@@ -229,6 +230,11 @@ expected<node_config> parse_settings(const settings& given) {
   opts.raft.seed = opts.raft.id.value * 7919 + static_cast<std::uint64_t>(::getpid());
   if (c["join"] != "true" && c["join"] != "false") return bad("join: '" + c["join"] + "' is not true or false");
   opts.join = c["join"] == "true";
+  if (c["force-new-cluster"] != "true" && c["force-new-cluster"] != "false") {
+    return bad("force-new-cluster: '" + c["force-new-cluster"] + "' is not true or false");
+  }
+  cfg.force_new_cluster = c["force-new-cluster"] == "true";
+  if (cfg.force_new_cluster && opts.join) return bad("force-new-cluster: a joining master has nothing to recover");
   if (c["fault-injection"] != "true" && c["fault-injection"] != "false") {
     return bad("fault-injection: '" + c["fault-injection"] + "' is not true or false");
   }

@@ -32,6 +32,9 @@ struct node_config {
   // Masters: key changes the registry keeps for watches (registry::limits::history).
   std::size_t watch_history = 10000;
   agent_options agent;          // every role: registration and heartbeats
+  // Masters: rewrite the data directory to a one-master cluster before
+  // starting (roles/force_new_cluster.hpp). Once, after losing the majority.
+  bool force_new_cluster = false;
 };
 
 // Parses `values` (unknown keys refused; missing keys take their defaults).

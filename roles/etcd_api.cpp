@@ -4,9 +4,8 @@
 #include <cstdlib>
 #include <map>
 
-#include <openssl/sha.h>
-
 #include "roles/etcd_service.hpp"
+#include "schema/backup_file.hpp"
 
 namespace conclave::etcd {
 
@@ -315,8 +314,9 @@ grpc::Status maintenance_service::Alarm(grpc::ServerContext* ctx, const etcdserv
 }
 
 // The registry as of a linearizable read (every key, session, lock and the
-// revision), in its snapshot encoding padded to 512-byte pages, then its
-// SHA-256 as etcd's stream ends: what `etcdctl snapshot save` writes to its file. (etcd's stream is a
+// revision) as a conclave backup file (schema/backup_file.hpp: whole 512-byte
+// pages, then their SHA-256, as etcd's stream ends): what `etcdctl snapshot
+// save` writes to its file, and `conclave restore` reads. (etcd's stream is a
 // bbolt database; this one restores into conclave, not etcd.)
 grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcdserverpb::SnapshotRequest*,
                                            grpc::ServerWriter<etcdserverpb::SnapshotResponse>* out) {
@@ -325,13 +325,7 @@ grpc::Status maintenance_service::Snapshot(grpc::ServerContext* ctx, const etcds
   auto got = a.ask(registry::state_query{}, false, until);
   if (!got) return status_of(got.error());
   if (!got->state) return {grpc::StatusCode::INTERNAL, "conclave: an empty state answer"};
-  auto bytes = wire::encode_registry_snapshot(*got->state);
-  // Zero-padded to whole 512-byte pages, as etcdctl checks of a database
-  // (the encoding's own header says where it ends).
-  bytes.resize((bytes.size() + 511) / 512 * 512, '\0');
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  bytes.append(reinterpret_cast<const char*>(digest), sizeof digest);
+  auto bytes = backup::encode(a.b.cluster, *got->state);
   constexpr std::size_t chunk = 64 * 1024;
   for (std::size_t at = 0; at < bytes.size(); at += chunk) {
     etcdserverpb::SnapshotResponse r;

@@ -18,6 +18,7 @@
 #include "actors/registry/registry_service.hpp"
 #include "roles/etcd_api.hpp"
 #include "roles/etcd_gateway.hpp"
+#include "roles/force_new_cluster.hpp"
 #include "roles/http_listener.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/push_client.hpp"
@@ -188,6 +189,12 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   if (cfg->is_master()) {
     if (auto ok = check_identity(cfg->raft.data_dir, cfg->raft.cluster_id, cfg->raft.raft.id.value); !ok) {
       return ok.error();
+    }
+    if (cfg->force_new_cluster) {
+      auto forced = force_new_cluster(cfg->raft);
+      if (!forced) return make_error(forced.error().code, "force-new-cluster: " + forced.error().message());
+      log_line("node {}: {}; add masters back with --join true and conclavectl add-master, and start this one "
+               "without force-new-cluster from now on", cfg->raft.raft.id.value, *forced);
     }
     server_setup setup;
     setup.options = cfg->raft;

@@ -16,6 +16,7 @@
 #include "actors/registry/queries.hpp"
 #include "roles/etcd_api.hpp"
 #include "roles/node.hpp"
+#include "schema/backup_file.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
 #include "schema/registry_codec.hpp"
 #include "test/etcd_masters.hpp"
@@ -508,7 +509,7 @@ TEST_CASE("etcdctl endpoint hashkv: every master hashes the keys at a revision a
   CHECK(*before.second.begin() != *after.second.begin());
 }
 
-TEST_CASE("etcdctl snapshot save writes the registry at a revision, ending with its SHA-256") {
+TEST_CASE("etcdctl snapshot save writes the backup file conclavectl writes (ending with its SHA-256), and conclave restore reads it") {
   if (::access(etcdctl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no etcdctl (Debian's etcd-client)");
   etcd_cluster e;
   auto leader = e.c->wait_for_leader(20s);
@@ -520,17 +521,25 @@ TEST_CASE("etcdctl snapshot save writes the registry at a revision, ending with 
   auto bytes = file_text(file);
   REQUIRE(bytes.size() > SHA256_DIGEST_LENGTH);
   auto body = bytes.substr(0, bytes.size() - SHA256_DIGEST_LENGTH);
+  CHECK(body.size() % 512 == 0);
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
   CHECK(bytes.substr(body.size()) == std::string(reinterpret_cast<const char*>(digest), sizeof digest));
-  auto st = wire::decode_registry_snapshot(body);
-  REQUIRE_MESSAGE(st.has_value(), st.error().message());
+  auto saved = backup::decode(bytes);
+  REQUIRE_MESSAGE(saved.has_value(), saved.error().message());
+  CHECK(saved->header.cluster_id == e.c->cluster_id);
   for (int i = 0; i < 3; ++i) {
-    auto it = st->keys.find("saved/" + std::to_string(i));
-    REQUIRE(it != st->keys.end());
+    auto it = saved->state.keys.find("saved/" + std::to_string(i));
+    REQUIRE(it != saved->state.keys.end());
     CHECK(it->second.value == "v" + std::to_string(i));
   }
-  CHECK(st->rev >= 3);
+  CHECK(saved->state.rev >= 3);
+  auto pid = e.c->spawn({conclave_binary(), "restore", "--from", file, "--data-dir", e.c->path("restored"), "--id", "1",
+                         "--peers", "1=127.0.0.1:1"},
+                        "restore.log");
+  auto status = e.c->wait_exit(pid, 60s);
+  REQUIRE(status.has_value());
+  CHECK_MESSAGE(WEXITSTATUS(*status) == 0, file_text(e.c->path("restore.log")));
 }
 
 TEST_CASE("with a cluster secret, etcd clients authenticate with the member key as the password; the secret for admin requests") {

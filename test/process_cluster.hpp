@@ -17,6 +17,7 @@
 #include <map>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -59,6 +60,9 @@ class process_cluster {
     std::map<std::uint64_t, std::string> hosts;
     std::map<std::uint64_t, std::vector<std::string>> launchers;  // argv prefix, e.g. ip netns exec NS
     std::map<std::uint64_t, std::vector<std::string>> flags;      // one server's own flags, as set_member_flags
+    // Runs once the members have their addresses and data directories, before
+    // any starts (e.g. to seed the directories with `conclave restore`).
+    std::function<void(process_cluster&)> before_start;
   };
 
   // `extra` flags go to every server (timing, snapshot settings).
@@ -77,6 +81,7 @@ class process_cluster {
       m.log_file = dir_ / ("node" + std::to_string(i) + ".log");
       members_.push_back(m);
     }
+    if (where.before_start) where.before_start(*this);
     for (auto& m : members_) start(m.id);
     std::vector<raft::endpoint> eps;
     for (const auto& m : members_) eps.push_back(m.address);
