@@ -1,6 +1,7 @@
 // conclavectl: talk to a conclave cluster.
 //
 //   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale] COMMAND [ARGS]
+//   (or from the environment: CONCLAVECTL_ENDPOINTS, CONCLAVECTL_CLUSTER_ID, CONCLAVECTL_SECRET_FILE)
 //   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
 //
 // Commands:
@@ -56,6 +57,7 @@
 
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
+#include "roles/config.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
@@ -92,7 +94,7 @@ int command(raft_client& c, const registry::command& cmd, bool json, wire::regis
   auto ok = res->outcome.code == registry::code::ok || res->outcome.code == registry::code::queued;
   if (json) {
     std::printf("{\"code\":\"%s\",\"value\":%llu,\"detail\":%s}\n", registry::to_string(res->outcome.code),
-                static_cast<unsigned long long>(res->outcome.value), registry::json_string(res->outcome.detail).c_str());
+                static_cast<unsigned long long>(res->outcome.value), json_string(res->outcome.detail).c_str());
   } else if (!out) {
     if (ok) std::printf("ok (%llu)\n", static_cast<unsigned long long>(res->outcome.value));
     else std::fprintf(stderr, "%s: %s\n", registry::to_string(res->outcome.code), res->outcome.detail.c_str());
@@ -441,11 +443,30 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
   return status;
 }
 
+// A setting from the environment: CONCLAVECTL_ + the flag's name in upper
+// case with '-' as '_' (as etcdctl reads ETCDCTL_*); the flag wins.
+std::string from_env(const char* flag) {
+  const char* v = std::getenv(env_name(flag, "CONCLAVECTL_").c_str());
+  return v ? v : "";
+}
+
+std::vector<raft::endpoint> parse_endpoints(const std::string& text) {
+  std::vector<raft::endpoint> out;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    auto ep = raft::parse_endpoint(item, "--endpoints");
+    if (!ep) usage(ep.error().detail);
+    out.push_back(*ep);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<raft::endpoint> endpoints;
-  std::string cluster_id, secret_file;
+  auto endpoints = parse_endpoints(from_env("endpoints"));
+  std::string cluster_id = from_env("cluster-id"), secret_file = from_env("secret-file");
   bool json = false;
   int i = 1;
   for (; i < argc; ++i) {
@@ -459,13 +480,7 @@ int main(int argc, char** argv) {
     } else if (a == "--stale") {
       stale = true;
     } else if (a == "--endpoints" && i + 1 < argc) {
-      std::stringstream list(argv[++i]);
-      std::string item;
-      while (std::getline(list, item, ',')) {
-        auto ep = raft::parse_endpoint(item, "--endpoints");
-        if (!ep) usage(ep.error().detail);
-        endpoints.push_back(*ep);
-      }
+      endpoints = parse_endpoints(argv[++i]);
     } else if (a == "--cluster-id" && i + 1 < argc) {
       cluster_id = argv[++i];
     } else if (a == "--secret-file" && i + 1 < argc) {
