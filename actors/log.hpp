@@ -12,9 +12,10 @@
 #include <map>
 #include <string>
 
+#include "actors/log_level.hpp"
+
 namespace conclave {
 
-enum class log_level { info, warning, error };
 enum class log_format { text, json };
 
 // Process-wide: every log line of the process takes this form (default text).

@@ -434,7 +434,7 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   parts.clock = &st->clock;
   parts.service = st->service.get();
   parts.faults = st->opts.fault_injection ? &st->faults : nullptr;
-  parts.log = [](const std::string& line) { log_line("{}", line); };
+  parts.log = [](log_level level, const std::string& line) { write_log(level, line); };
   parts.on_role = [s = st.get()](const ready::role_change& rc) { s->report_role(rc); };
   parts.on_fatal = [self](const std::string&) { self->quit(caf::exit_reason::user_shutdown); };
   st->drv = std::make_unique<driver>(
