@@ -2,12 +2,14 @@
 // engine's build do with it: build examples/engine.cpp out of the tree with
 // `pkg-config --cflags --libs conclave` and run it; start a master the way
 // the installed systemd unit does (its ExecStart, Environment and
-// EnvironmentFile, with the installed example configuration), see it lead
+// EnvironmentFile, with the installed example configuration copied where the
+// unit reads it), see it lead
 // (conclavectl status) and stop cleanly on SIGTERM.
 #include <doctest/doctest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -211,6 +213,14 @@ TEST_CASE("a master started as the systemd unit starts it, with the example conf
   std::string host_settings = "# this host\nCONCLAVE_PEERS=1=127.0.0.1:" + port + "\nCONCLAVE_DATA_DIR=" + work / "data" +
                               "\nCONCLAVE_CLUSTER_ID=unit\n";
   REQUIRE(service.count("EnvironmentFile") == 1);
+  std::vector<std::string> argv;
+  for (const auto& w : words(service.find("ExecStart")->second)) argv.push_back(w);
+  // The operator's step: the installed example copied to where the unit reads it.
+  auto config = std::find(argv.begin(), argv.end(), "--config");
+  REQUIRE(config + 1 < argv.end());
+  fs::create_directories(fs::path(i.destdir + config[1]).parent_path());
+  fs::copy_file(i.find("conclave.conf"), i.destdir + config[1], fs::copy_options::overwrite_existing);
+  for (auto& w : argv) w = i.staged(w);
   auto env_file = service.find("EnvironmentFile")->second;
   if (env_file[0] == '-') env_file.erase(0, 1);  // '-': the file may be absent
   env_file = i.destdir + env_file;
@@ -219,8 +229,6 @@ TEST_CASE("a master started as the systemd unit starts it, with the example conf
   for (std::string line; std::getline(in, line);) {
     if (!line.empty() && line[0] != '#' && line.find('=') != std::string::npos) env.push_back(line);
   }
-  std::vector<std::string> argv;
-  for (const auto& w : words(service.find("ExecStart")->second)) argv.push_back(i.staged(w));
   REQUIRE(argv[0].rfind(i.destdir, 0) == 0);  // the installed conclave
   pid_t pid = test::fork_exec(argv, work / "master.log", env);
 
