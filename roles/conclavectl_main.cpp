@@ -450,12 +450,13 @@ std::string from_env(const char* flag) {
   return v ? v : "";
 }
 
-std::vector<raft::endpoint> parse_endpoints(const std::string& text) {
+// `from` names the source in errors (the flag or the variable).
+std::vector<raft::endpoint> parse_endpoints(const std::string& text, const std::string& from) {
   std::vector<raft::endpoint> out;
   std::stringstream list(text);
   std::string item;
   while (std::getline(list, item, ',')) {
-    auto ep = raft::parse_endpoint(item, "--endpoints");
+    auto ep = raft::parse_endpoint(item, from);
     if (!ep) usage(ep.error().detail);
     out.push_back(*ep);
   }
@@ -465,7 +466,7 @@ std::vector<raft::endpoint> parse_endpoints(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto endpoints = parse_endpoints(from_env("endpoints"));
+  auto endpoints = parse_endpoints(from_env("endpoints"), env_name("endpoints", "CONCLAVECTL_"));
   std::string cluster_id = from_env("cluster-id"), secret_file = from_env("secret-file");
   bool json = false;
   int i = 1;
@@ -480,7 +481,7 @@ int main(int argc, char** argv) {
     } else if (a == "--stale") {
       stale = true;
     } else if (a == "--endpoints" && i + 1 < argc) {
-      endpoints = parse_endpoints(argv[++i]);
+      endpoints = parse_endpoints(argv[++i], "--endpoints");
     } else if (a == "--cluster-id" && i + 1 < argc) {
       cluster_id = argv[++i];
     } else if (a == "--secret-file" && i + 1 < argc) {
