@@ -25,6 +25,7 @@ PACKAGES=(
   g++ meson ninja-build pkg-config ccache
   libcaf-dev capnproto libcapnp-dev liblmdb-dev lmdb-utils libfmt-dev doctest-dev zlib1g-dev libssl-dev python3
   iproute2  # the fault suite's real link cuts (network namespaces, tc)
+  systemd  # systemd-analyze verify of the installed unit (test/install_test.cpp); no systemd needs to run
   # etcd's v3 API (client-listen): gRPC and protobuf; etcdctl and python3-etcd3 for its tests,
   # and etcd itself for the conformance test (test/etcd_conformance)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3 etcd-server

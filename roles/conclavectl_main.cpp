@@ -1,6 +1,7 @@
 // conclavectl: talk to a conclave cluster.
 //
 //   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale] COMMAND [ARGS]
+//   (or from the environment: CONCLAVECTL_ENDPOINTS, CONCLAVECTL_CLUSTER_ID, CONCLAVECTL_SECRET_FILE)
 //   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
 //
 // Commands:
@@ -60,6 +61,7 @@
 
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
+#include "roles/config.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
@@ -97,7 +99,7 @@ int command(raft_client& c, const registry::command& cmd, bool json, wire::regis
   auto ok = res->outcome.code == registry::code::ok || res->outcome.code == registry::code::queued;
   if (json) {
     std::printf("{\"code\":\"%s\",\"value\":%llu,\"detail\":%s}\n", registry::to_string(res->outcome.code),
-                static_cast<unsigned long long>(res->outcome.value), registry::json_string(res->outcome.detail).c_str());
+                static_cast<unsigned long long>(res->outcome.value), json_string(res->outcome.detail).c_str());
   } else if (!out) {
     if (ok) std::printf("ok (%llu)\n", static_cast<unsigned long long>(res->outcome.value));
     else std::fprintf(stderr, "%s: %s\n", registry::to_string(res->outcome.code), res->outcome.detail.c_str());
@@ -459,7 +461,7 @@ int snapshot_save(raft_client& c, const std::string& cluster_id, const std::stri
   const auto& st = *r->state;
   if (json) {
     std::printf("{\"file\":%s,\"revision\":%llu,\"raft_index\":%llu,\"keys\":%zu,\"bytes\":%zu}\n",
-                registry::json_string(file).c_str(), static_cast<unsigned long long>(st.rev),
+                json_string(file).c_str(), static_cast<unsigned long long>(st.rev),
                 static_cast<unsigned long long>(st.applied), st.keys.size(), bytes.size());
   } else {
     std::printf("saved %s: revision %llu, raft index %llu, %zu keys, %zu bytes\n", file.c_str(),
@@ -482,7 +484,7 @@ int snapshot_status(const std::string& file, bool json) {
   if (json) {
     std::printf("{\"cluster_id\":%s,\"revision\":%llu,\"raft_index\":%llu,\"keys\":%llu,\"sessions\":%zu,"
                 "\"bytes\":%llu,\"checksum\":\"ok\"}\n",
-                registry::json_string(h.cluster_id).c_str(), static_cast<unsigned long long>(h.rev),
+                json_string(h.cluster_id).c_str(), static_cast<unsigned long long>(h.rev),
                 static_cast<unsigned long long>(h.raft_index), static_cast<unsigned long long>(h.keys),
                 got->state.sessions.size(), static_cast<unsigned long long>(size));
   } else {
@@ -494,11 +496,31 @@ int snapshot_status(const std::string& file, bool json) {
   return 0;
 }
 
+// A setting from the environment: CONCLAVECTL_ + the flag's name in upper
+// case with '-' as '_' (as etcdctl reads ETCDCTL_*); the flag wins.
+std::string from_env(const char* flag) {
+  const char* v = std::getenv(env_name(flag, "CONCLAVECTL_").c_str());
+  return v ? v : "";
+}
+
+// `from` names the source in errors (the flag or the variable).
+std::vector<raft::endpoint> parse_endpoints(const std::string& text, const std::string& from) {
+  std::vector<raft::endpoint> out;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    auto ep = raft::parse_endpoint(item, from);
+    if (!ep) usage(ep.error().detail);
+    out.push_back(*ep);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<raft::endpoint> endpoints;
-  std::string cluster_id, secret_file;
+  auto endpoints = parse_endpoints(from_env("endpoints"), env_name("endpoints", "CONCLAVECTL_"));
+  std::string cluster_id = from_env("cluster-id"), secret_file = from_env("secret-file");
   bool json = false;
   int i = 1;
   for (; i < argc; ++i) {
@@ -512,13 +534,7 @@ int main(int argc, char** argv) {
     } else if (a == "--stale") {
       stale = true;
     } else if (a == "--endpoints" && i + 1 < argc) {
-      std::stringstream list(argv[++i]);
-      std::string item;
-      while (std::getline(list, item, ',')) {
-        auto ep = raft::parse_endpoint(item, "--endpoints");
-        if (!ep) usage(ep.error().detail);
-        endpoints.push_back(*ep);
-      }
+      endpoints = parse_endpoints(argv[++i], "--endpoints");
     } else if (a == "--cluster-id" && i + 1 < argc) {
       cluster_id = argv[++i];
     } else if (a == "--secret-file" && i + 1 < argc) {

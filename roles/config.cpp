@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -44,6 +45,7 @@ const settings& default_settings() {
       {"watch-history", "10000"},
       {"secret-file", ""},
       {"fault-injection", "false"},
+      {"log-format", "text"},
   };
   return keys;
 }
@@ -77,9 +79,34 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-expected<settings> read_settings(int argc, char** argv) {
+std::string env_name(const std::string& key, const std::string& prefix) {
+  auto name = prefix;
+  for (char c : key) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+env_settings read_env(const char* const* env) {
+  std::map<std::string, std::string> keys;  // variable name -> key
+  for (const auto& [k, v] : default_settings()) keys[env_name(k)] = k;
+  // Set for the commands `conclavectl lock` runs: not a setting, no warning.
+  const std::set<std::string> not_settings = {"CONCLAVE_FENCING_TOKEN"};
+  env_settings out;
+  for (; env && *env; ++env) {
+    std::string entry = *env;
+    auto eq = entry.find('=');
+    if (eq == std::string::npos || entry.rfind("CONCLAVE_", 0) != 0) continue;
+    auto name = entry.substr(0, eq);
+    auto value = entry.substr(eq + 1);
+    if (name == "CONCLAVE_CONFIG") out.config_file = value;
+    else if (auto it = keys.find(name); it != keys.end()) out.values[it->second] = value;
+    else if (!not_settings.count(name)) out.unrecognized.push_back(name);
+  }
+  return out;
+}
+
+expected<settings> read_settings(int argc, char** argv, const env_settings& env) {
   settings flags, file;
-  std::string config_path;
+  std::string config_path = env.config_file;
   const auto& known = default_settings();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -114,6 +141,7 @@ expected<settings> read_settings(int argc, char** argv) {
       file[key] = trim(line.substr(eq + 1));
     }
   }
+  for (auto& [k, v] : env.values) file[k] = v;
   for (auto& [k, v] : flags) file[k] = v;
   return file;
 }
@@ -145,6 +173,10 @@ expected<node_config> parse_settings(const settings& given) {
   else return bad("role: '" + role + "' is not master, worker or master_and_worker");
   if (c["cluster-id"].empty()) return bad("cluster-id: must be set");
   if (c["peers"].empty()) return bad("peers: must list the masters (ID=HOST:PORT,...)");
+  if (c["log-format"] != "text" && c["log-format"] != "json") {
+    return bad("log-format: '" + c["log-format"] + "' is not text or json");
+  }
+  cfg.log = c["log-format"] == "json" ? log_format::json : log_format::text;
   if (c["on-quorum-loss"] != "fence" && c["on-quorum-loss"] != "exit") {
     return bad("on-quorum-loss: '" + c["on-quorum-loss"] + "' is not fence or exit");
   }

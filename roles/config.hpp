@@ -1,12 +1,14 @@
 // The configuration of a conclave process: every setting is a key (README.md
-// lists them with their defaults), from flags or a config file. Parsing
-// validates everything once and names the key that is wrong.
+// lists them with their defaults), from flags, the environment or a config
+// file. Parsing validates everything once and names the key that is wrong.
 #pragma once
 
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "actors/log.hpp"
 #include "actors/raft/node_options.hpp"
 #include "roles/member_agent.hpp"
 #include "schema/error.hpp"
@@ -35,14 +37,31 @@ struct node_config {
   // Masters: rewrite the data directory to a one-master cluster before
   // starting (roles/force_new_cluster.hpp). Once, after losing the majority.
   bool force_new_cluster = false;
+  log_format log = log_format::text;  // the process's log lines (actors/log.hpp)
 };
 
 // Parses `values` (unknown keys refused; missing keys take their defaults).
 // Errors: invalid_argument naming the key and the problem.
 expected<node_config> parse_settings(const settings& values);
 
-// Flags (--KEY VALUE, -r ROLE, --config FILE) over the file over defaults.
-expected<settings> read_settings(int argc, char** argv);
+// The environment variable of a key: `prefix` + the key upper-cased with '-'
+// as '_' (client-listen: CONCLAVE_CLIENT_LISTEN).
+std::string env_name(const std::string& key, const std::string& prefix = "CONCLAVE_");
+
+// The settings an environment (environ's form: NAME=VALUE, null-terminated)
+// gives, and the names under CONCLAVE_ that are no setting (the caller warns:
+// the environment is shared with other programs, so they are not refused).
+// CONCLAVE_CONFIG names the config file (as --config does).
+struct env_settings {
+  settings values;
+  std::string config_file;
+  std::vector<std::string> unrecognized;
+};
+env_settings read_env(const char* const* env);
+
+// Flags (--KEY VALUE, -r ROLE, --config FILE) over the environment over the
+// config file (--config, else CONCLAVE_CONFIG) over defaults.
+expected<settings> read_settings(int argc, char** argv, const env_settings& env = {});
 
 // The data directory remembers the cluster and server it belongs to: checks
 // it (nothing changes on a mismatch) and records it on first use.

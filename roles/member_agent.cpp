@@ -69,8 +69,8 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
       me.usage = usage;
       auto r = client.propose(wire::encode_command(registry::register_member{me, o.session_ttl_ms}), milliseconds(500));
       if (!r && r.error().code == errc::unauthenticated) {
-        log_line("member {}: the cluster refused our credentials ({}); exiting (code {})", me.id, r.error().message(),
-                 exit_bad_config);
+        log_error("member {}: the cluster refused our credentials ({}); exiting (code {})", me.id, r.error().message(),
+                   exit_bad_config);
         exit_code = exit_bad_config;
         return;
       }
@@ -108,8 +108,8 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
         duration_cast<milliseconds>(client.last_answer().time_since_epoch()).count());
     auto heard = std::max(last_contact, answered);
     if (o.no_master_timeout_ms > 0 && now_ms() - heard > static_cast<std::uint64_t>(o.no_master_timeout_ms)) {
-      log_line("member {}: no master answered for {} ms; exiting (code {})", me.id, now_ms() - heard,
-               exit_no_master);
+      log_error("member {}: no master answered for {} ms; exiting (code {})", me.id, now_ms() - heard,
+                 exit_no_master);
       exit_code = exit_no_master;
       return;
     }
@@ -120,12 +120,12 @@ void run_member_agent(caf::actor_system& sys, const agent_options& o, std::atomi
         fenced = false;
       } else if (now_ms() - last_leader > static_cast<std::uint64_t>(o.quorum_loss_timeout_ms)) {
         if (o.exit_on_quorum_loss) {
-          log_line("member {}: no quorum for {} ms; exiting (code {}, on_quorum_loss = exit)", me.id,
-                   now_ms() - last_leader, exit_quorum_lost);
+          log_error("member {}: no quorum for {} ms; exiting (code {}, on_quorum_loss = exit)", me.id,
+                     now_ms() - last_leader, exit_quorum_lost);
           exit_code = exit_quorum_lost;
           return;
         }
-        if (!fenced) log_line("member {}: no quorum; fenced until a leader is back (on_quorum_loss = fence)", me.id);
+        if (!fenced) log_warning("member {}: no quorum; fenced until a leader is back (on_quorum_loss = fence)", me.id);
         fenced = true;
       }
     }

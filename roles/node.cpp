@@ -180,6 +180,9 @@ void start_status_page(node::impl& n) {
 expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settings& values) {
   auto cfg = parse_settings(values);
   if (!cfg) return cfg.error();
+  // The log form is the process's: only a node given log-format changes it.
+  if (values.count("log-format")) set_log_format(cfg->log);
+  set_log_source(cfg->is_master() ? cfg->raft.raft.id.value : 0, cfg->agent.me.id);
   auto p = std::make_unique<impl>(sys);
   p->cfg = *cfg;
   p->cfg.agent.on_session = [raw = p.get()](std::uint64_t s) {
@@ -578,8 +581,8 @@ expected<std::size_t> node::commands(const std::function<bool(const command&)>& 
                   reinterpret_cast<unsigned long long*>(&c.token));
       c.payload = nl == std::string::npos ? std::string() : e.payload.substr(nl + 1);
       if (c.term < p.accepted_term || (c.term == p.accepted_term && c.token < p.accepted_token)) {
-        log_line("member {}: refusing a command from a deposed leader (term {}, token {} after term {}, token {})",
-                 member_id(), c.term, c.token, p.accepted_term, p.accepted_token);
+        log_warning("member {}: refusing a command from a deposed leader (term {}, token {} after term {}, token {})",
+                    member_id(), c.term, c.token, p.accepted_term, p.accepted_token);
       } else {
         // Acknowledged only once run: a command is handed over at least once.
         if (!run(c)) break;
@@ -595,8 +598,8 @@ expected<std::size_t> node::commands(const std::function<bool(const command&)>& 
   // ran all the same, so the call reports them, not the failure.
   if (!pending->empty() && pending->front().seq <= p.handled_seq) {
     if (auto ok = ack_events(p.handled_seq); !ok) {
-      log_line("member {}: acknowledging events up to {} failed ({}); the next call acknowledges them", member_id(),
-               p.handled_seq, ok.error().message());
+      log_warning("member {}: acknowledging events up to {} failed ({}); the next call acknowledges them", member_id(),
+                  p.handled_seq, ok.error().message());
     }
   }
   return ran;
@@ -610,8 +613,8 @@ void node::on_commands(std::function<bool(const command&)> run) {
                          [this, run](const registry::push& p) {
                            if (p.kind != registry::push_kind::events || impl_->stop) return;
                            if (auto ran = commands(run); !ran) {
-                             log_line("member {}: handing over pushed commands failed: {}", member_id(),
-                                      ran.error().message());
+                             log_warning("member {}: handing over pushed commands failed: {}", member_id(),
+                                         ran.error().message());
                            }
                          });
 }

@@ -118,7 +118,7 @@ struct subscriber_state {
   }
 
   void refused(const std::string& why) {
-    if (why != last_refusal) log_line("push: a master refused a subscription: {}", why);
+    if (why != last_refusal) log_warning("push: a master refused a subscription: {}", why);
     last_refusal = why;
   }
 
@@ -170,7 +170,7 @@ struct subscriber_state {
     last_heard = std::chrono::steady_clock::now();
     auto decoded = wire::decode_push(kind, bytes);
     if (!decoded) {
-      log_line("push: ignoring an undecodable push: {}", decoded.error().message());
+      log_warning("push: ignoring an undecodable push: {}", decoded.error().message());
       return;
     }
     auto p = std::make_shared<const registry::push>(std::move(*decoded));  // shared by every id
@@ -243,7 +243,7 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
         [st](push_atom, std::uint64_t id, std::uint8_t kind, const std::string& bytes) { st->on_push({id}, kind, bytes); },
         [st](push_atom, const std::string& ids, std::uint8_t kind, const std::string& bytes) {
           auto decoded = wire::decode_push_ids(ids);
-          if (!decoded) return log_line("push: ignoring a push with undecodable ids: {}", decoded.error().message());
+          if (!decoded) return log_warning("push: ignoring a push with undecodable ids: {}", decoded.error().message());
           st->on_push(*decoded, kind, bytes);
         },
         [st](check_atom) { st->check(); },

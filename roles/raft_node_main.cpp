@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "conclave-raft-node: %s\n", cfg.error().detail.c_str());
     return 2;
   }
+  set_log_format(cfg->log);
   server_setup setup;
   setup.options = cfg->raft;
   setup.listen = cfg->listen;

@@ -29,7 +29,7 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   if (!snapshots) return make_error(snapshots.error().code, "cannot open the snapshot directory: " + snapshots.error().message());
   auto loaded = snapshots->load_latest();
   if (!loaded) return make_error(loaded.error().code, "cannot read snapshots: " + loaded.error().message());
-  for (const auto& skipped : loaded->skipped) log_line("{}: skipping a bad snapshot: {}", name, skipped.message());
+  for (const auto& skipped : loaded->skipped) log_warning("{}: skipping a bad snapshot: {}", name, skipped.message());
 
   auto setup = std::make_shared<peer_setup>();
   setup->options = opts;
@@ -56,7 +56,8 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   if (opts.keys.enabled()) {
     log_line("{}: authentication on: peers need the cluster secret, clients the secret or the member key", name);
   } else {
-    log_line("{}: authentication off: any process that reaches this port can join and write (set secret-file)", name);
+    log_warning("{}: authentication off: any process that reaches this port can join and write (set secret-file)",
+                name);
   }
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
                           std::make_shared<storage::snapshot_store>(std::move(*snapshots))};
@@ -121,7 +122,7 @@ int run_server(server_setup s) {
   caf::actor_system sys{server_system_config(s.threads)};
   auto started = start_server(sys, s);
   if (!started) {
-    log_line("{}: {}", name, started.error().detail);
+    log_error("{}: {}", name, started.error().detail);
     return 1;
   }
   server_handles server = *started;
@@ -133,7 +134,7 @@ int run_server(server_setup s) {
     exit_code = wait_for_stop(signals, [&] {
       bool down = false;
       self->receive([&](caf::down_msg&) { down = true; }, caf::after(std::chrono::seconds(0)) >> [] {});
-      if (down) log_line("{}: stopped after a failure", name);
+      if (down) log_error("{}: stopped after a failure", name);
       return down ? 1 : 0;
     });
   }

@@ -44,13 +44,27 @@ inline std::uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
-// Starts `args` (argv[0] a path) with stdout and stderr appended to `log_path`.
-inline pid_t fork_exec(std::vector<std::string> args, const std::string& log_path) {
+// Starts `args` (argv[0] a path) with stdout and stderr appended to
+// `log_path`, in this process's environment plus `env` (NAME=VALUE each,
+// replacing a variable of the same name).
+inline pid_t fork_exec(std::vector<std::string> args, const std::string& log_path,
+                       std::vector<std::string> env = {}) {
   // Everything the child needs is prepared before fork(): other threads
   // may hold locks, so the child only calls async-signal-safe functions.
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  for (char** e = environ; *e; ++e) {
+    bool replaced = false;
+    for (auto& mine : env) {
+      auto eq = mine.find('=');
+      replaced = replaced || std::strncmp(*e, mine.c_str(), eq + 1) == 0;
+    }
+    if (!replaced) envp.push_back(*e);
+  }
+  envp.push_back(nullptr);
   const char* path = log_path.c_str();
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -65,7 +79,7 @@ inline pid_t fork_exec(std::vector<std::string> args, const std::string& log_pat
     ::dup2(fd, 1);
     // Our sockets must not live on in the child.
     ::close_range(3, ~0U, 0);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   return pid;

@@ -8,7 +8,7 @@ driver::driver(driver_options opts, std::unique_ptr<core> raft, parts p, index_t
     : opts_(std::move(opts)), raft_(std::move(raft)), p_(std::move(p)), clock_(p_.clock), applied_(applied),
       last_snapshot_(applied) {
   if (!p_.faults) p_.faults = &no_faults_;
-  if (!p_.log) p_.log = [](const std::string&) {};
+  if (!p_.log) p_.log = [](log_level, const std::string&) {};
 }
 
 // --- inputs ---------------------------------------------------------------------------
@@ -38,11 +38,12 @@ void driver::tick() {
   // own entries cannot become durable and clients wait on it.
   if (write_in_flight_ && t - write_started_ms_ > opts_.storage_stall_ms) {
     if (!stall_reported_ && !storage_error_) {
-      p_.log(opts_.name + ": storage has not finished a write for " + std::to_string(t - write_started_ms_) + " ms");
+      p_.log(log_level::warning, opts_.name + ": storage has not finished a write for " +
+                                     std::to_string(t - write_started_ms_) + " ms");
       stall_reported_ = true;
     }
     if (raft_->role() == role::leader) {
-      p_.log(opts_.name + ": stepping down: storage stalled");
+      p_.log(log_level::warning, opts_.name + ": stepping down: storage stalled");
       (void)raft_->step_down();
     }
   }
@@ -59,17 +60,18 @@ void driver::written(std::uint64_t persist_id, const std::string& error) {
 void driver::finish_write(std::uint64_t persist_id, const std::string& error) {
   write_in_flight_ = false;
   if (storage_error_ && error.empty()) {
-    p_.log(opts_.name + ": storage is writing again after " + std::to_string(now() - storage_failed_ms_) +
-           " ms without space; writes accepted again");
+    p_.log(log_level::info, opts_.name + ": storage is writing again after " +
+                                std::to_string(now() - storage_failed_ms_) +
+                                " ms without space; writes accepted again");
     storage_error_.reset();
     raft_->set_storage_unwritable(false);
   } else if (stall_reported_) {
-    p_.log(opts_.name + ": storage is writing again");
+    p_.log(log_level::info, opts_.name + ": storage is writing again");
   }
   stall_reported_ = false;
   if (!error.empty()) {
     // The write did not happen; nothing it promised may be sent.
-    p_.log(opts_.name + ": storage write failed: " + error + "; stepping down and stopping");
+    p_.log(log_level::error, opts_.name + ": storage write failed: " + error + "; stepping down and stopping");
     (void)raft_->step_down();
     if (p_.on_fatal) p_.on_fatal(error);
     return;
@@ -89,9 +91,9 @@ void driver::finish_write(std::uint64_t persist_id, const std::string& error) {
 void driver::storage_failed(errc code, const std::string& detail) {
   if (!storage_error_) storage_failed_ms_ = now();
   storage_error_ = make_error(code, detail);
-  p_.log(opts_.name + ": storage write failed: " + storage_error_->message() +
-         "; refusing writes and not leading until space returns");
-  if (raft_->role() == role::leader) p_.log(opts_.name + ": stepping down: cannot write to disk");
+  p_.log(log_level::error, opts_.name + ": storage write failed: " + storage_error_->message() +
+                               "; refusing writes and not leading until space returns");
+  if (raft_->role() == role::leader) p_.log(log_level::warning, opts_.name + ": stepping down: cannot write to disk");
   raft_->set_storage_unwritable(true);
 }
 
@@ -114,7 +116,7 @@ expected<void> driver::propose_membership(const membership_change& change, commi
     return {};
   }
   if (!refused_for_now(id.error()) || opts_.membership_wait_ticks <= 0) return id.error();
-  p_.log(opts_.name + ": membership change waits: " + id.error().detail);
+  p_.log(log_level::info, opts_.name + ": membership change waits: " + id.error().detail);
   waiting_change_ = change_wait{change, std::move(done), raft_->term(),
                                 ticks_ + static_cast<std::uint64_t>(opts_.membership_wait_ticks), now()};
   return {};
@@ -143,8 +145,8 @@ void driver::retry_waiting_change() {
   }
   auto id = raft_->propose_membership(w.change);
   if (id) {
-    p_.log(opts_.name + ": membership change proposed at " + std::to_string(id->index.value) + " after waiting " +
-           std::to_string(now() - w.since_ms) + " ms");
+    p_.log(log_level::info, opts_.name + ": membership change proposed at " + std::to_string(id->index.value) +
+                                " after waiting " + std::to_string(now() - w.since_ms) + " ms");
     proposals_[id->index] = proposal_wait{id->term, std::move(w.done)};
     waiting_change_.reset();
     return;
@@ -152,7 +154,7 @@ void driver::retry_waiting_change() {
   if (refused_for_now(id.error()) && ticks_ < w.deadline) return;
   auto e = id.error();
   if (refused_for_now(e)) e.detail += " (waited " + std::to_string(now() - w.since_ms) + " ms)";
-  p_.log(opts_.name + ": membership change refused: " + e.message());
+  p_.log(log_level::warning, opts_.name + ": membership change refused: " + e.message());
   answer(std::move(e));
 }
 
@@ -173,7 +175,8 @@ expected<void> driver::transfer_leadership(std::optional<node_id> target) {
 void driver::prepare_stop() {
   if (raft_->role() != role::leader) return;
   if (auto target = raft_->best_transfer_target()) {
-    p_.log(opts_.name + ": shutting down: handing leadership to node " + std::to_string(target->value));
+    p_.log(log_level::info,
+           opts_.name + ": shutting down: handing leadership to node " + std::to_string(target->value));
     (void)raft_->transfer_leadership(*target);
   }
 }
@@ -201,7 +204,8 @@ void driver::carry_out(ready r) {
   if (r.snapshot && r.snapshot_from_leader) {
     p_.machine->restore(*r.snapshot->data);
     applied_ = last_snapshot_ = r.snapshot->meta.last_index;
-    p_.log(opts_.name + ": installed a snapshot at " + std::to_string(applied_.value) + " from the leader");
+    p_.log(log_level::info,
+           opts_.name + ": installed a snapshot at " + std::to_string(applied_.value) + " from the leader");
     fail_proposals_upto(applied_, "outcome unknown: a snapshot replaced the log here");
   }
   // 6. Apply committed entries in order, then answer reads they made safe.

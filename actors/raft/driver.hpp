@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/log_level.hpp"
 #include "actors/raft/core.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/state_machine.hpp"
@@ -101,7 +102,7 @@ class driver {
     const clock_source* clock = nullptr;
     leader_service* service = nullptr;   // optional
     fault_injection* faults = nullptr;   // optional
-    std::function<void(const std::string&)> log;  // one line per event
+    std::function<void(log_level, const std::string&)> log;  // one line per event
     // The role, term or known leader changed.
     std::function<void(const ready::role_change&)> on_role;
     // Every applied entry, commands and others (the simulation's checks).

@@ -105,8 +105,8 @@ struct gateway_state {
     it->second.challenge.reset();  // one answer per challenge
     if (granted == auth::level::none) {
       limiter(sender_node() + "/bad-proof", [&](std::uint64_t suppressed) {
-        log_line("{}: refusing a client from {}: wrong credentials; {} more like it in the last minute", name,
-                 sender_node(), suppressed);
+        log_warning("{}: refusing a client from {}: wrong credentials; {} more like it in the last minute", name,
+                    sender_node(), suppressed);
       });
       return "none";
     }
@@ -290,9 +290,9 @@ struct gateway_state {
     if (opts.keys.enabled() && !auth::check_tag(opts.keys, bytes, tag)) {
       auto from = sender_node();
       limiter(from + "/unauthenticated", [&](std::uint64_t suppressed) {
-        log_line("{}: refusing a peer message without the cluster secret's tag from {}; {} more like it in the last "
-                 "minute",
-                 name, from, suppressed);
+        log_warning("{}: refusing a peer message without the cluster secret's tag from {}; {} more like it in the last "
+                    "minute",
+                    name, from, suppressed);
       });
       return;
     }
@@ -300,8 +300,8 @@ struct gateway_state {
     if (!decoded) {
       auto from = sender_node();
       limiter(from + "/" + client::code_name(decoded.error().code), [&](std::uint64_t suppressed) {
-        log_line("{}: on_peer_message: ignoring ({}) from {}; {} more like it in the last minute", name,
-                 decoded.error().message(), from, suppressed);
+        log_warning("{}: on_peer_message: ignoring ({}) from {}; {} more like it in the last minute", name,
+                    decoded.error().message(), from, suppressed);
       });
       return;
     }
@@ -321,8 +321,8 @@ struct gateway_state {
     }
     if (!why.empty()) {
       limiter(sender_node() + "/fault", [&](std::uint64_t suppressed) {
-        log_line("{}: refusing fault injection from {}: {}; {} more like it in the last minute", name, sender_node(),
-                 why, suppressed);
+        log_warning("{}: refusing fault injection from {}: {}; {} more like it in the last minute", name, sender_node(),
+                    why, suppressed);
       });
       return why;
     }

@@ -58,8 +58,8 @@ struct link_state {
     if (!remote || dm.source != remote.address()) return;
     remote = nullptr;
     limiter("lost", [&](std::uint64_t suppressed) {
-      log_line("{}: lost the connection to node {}{}", s.name, s.peer.value,
-               suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
+      log_warning("{}: lost the connection to node {}{}", s.name, s.peer.value,
+                  suppressed ? fmt::format(" ({} more times in the last minute)", suppressed) : std::string());
     });
     unconnected();
   }

@@ -132,7 +132,7 @@ struct state : log_writer, transport {
     if (it == links.end()) {
       // A server outside the founding list (added later): we cannot reach it yet.
       limiter("no-route-" + std::to_string(m.to.value), [&](std::uint64_t) {
-        log_line("{}: no address for node {}; dropping messages to it", name, m.to.value);
+        log_warning("{}: no address for node {}; dropping messages to it", name, m.to.value);
       });
       return;
     }
@@ -434,7 +434,7 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   parts.clock = &st->clock;
   parts.service = st->service.get();
   parts.faults = st->opts.fault_injection ? &st->faults : nullptr;
-  parts.log = [](const std::string& line) { log_line("{}", line); };
+  parts.log = [](log_level level, const std::string& line) { write_log(level, line); };
   parts.on_role = [s = st.get()](const ready::role_change& rc) { s->report_role(rc); };
   parts.on_fatal = [self](const std::string&) { self->quit(caf::exit_reason::user_shutdown); };
   st->drv = std::make_unique<driver>(
@@ -474,12 +474,12 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
         else f.drop_to.erase(node_id{peer});
         if (incoming) f.drop_from.insert(node_id{peer});
         else f.drop_from.erase(node_id{peer});
-        log_line("{}: fault injection: dropping traffic to {} peer(s), from {} peer(s)", st->name, f.drop_to.size(),
-                 f.drop_from.size());
+        log_warning("{}: fault injection: dropping traffic to {} peer(s), from {} peer(s)", st->name, f.drop_to.size(),
+                    f.drop_from.size());
       },
       [st](fault_atom, stall_atom, std::uint32_t ms) {
         st->faults.stall_until_ms = ms ? steady_now_ms() + ms : 0;
-        log_line("{}: fault injection: storage stalled for {} ms", st->name, ms);
+        log_warning("{}: fault injection: storage stalled for {} ms", st->name, ms);
       },
       [st](link_atom, std::uint64_t peer, const caf::actor& remote) { st->on_link(node_id{peer}, remote); },
       [st](storage_failed_atom, std::uint32_t code, const std::string& detail) {

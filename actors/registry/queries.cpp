@@ -67,27 +67,6 @@ std::string array(const T& items, F&& one) {
 
 query_result answer(const registry& reg, const query& q) { return std::visit(answerer{reg}, q); }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string to_json(const member& m) {
   std::string labels = "{";
   for (const auto& [k, v] : m.labels) labels += (labels.size() > 1 ? "," : "") + json_string(k) + ":" + json_string(v);

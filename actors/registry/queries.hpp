@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "actors/registry/registry.hpp"
+#include "schema/json.hpp"
 
 namespace conclave::registry {
 
@@ -13,9 +14,8 @@ namespace conclave::registry {
 query_result answer(const registry& reg, const query& q);
 
 // --- JSON, as conclavectl prints it --------------------------------------------
+// (strings with json_string, schema/json.hpp)
 
-// JSON string literal for arbitrary bytes (control and non-ASCII bytes as \u00XX).
-std::string json_string(std::string_view s);
 // {"id":...,"role":...,"host":...,"port":N,"status":...,"session":N,"start_time_ms":N,"labels":{...},"usage":{...}}
 std::string to_json(const member& m);
 // {"key":...,"value":...,"version":N,"created":N,"modified":N,"session":N}

@@ -115,7 +115,7 @@ void cluster::start(node& n, persistent_state ps, const configuration& bootstrap
   parts.machine = &n.io;
   parts.clock = this;
   parts.faults = &n.io;
-  parts.log = [this](const std::string& line) { note(line); };
+  parts.log = [this](log_level, const std::string& line) { note(line); };
   parts.on_role = [this, id = n.id](const ready::role_change& rc) {
     note("node " + std::to_string(id.value) + " is " + to_string(rc.role) + " in term " +
          std::to_string(rc.term.value) + ", leader " + std::to_string(rc.leader.value));
