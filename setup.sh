@@ -30,6 +30,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler etcd-client python3-etcd3 etcd-server
   # etcd's JSON gateway (http-listen): cpp-httplib; curl and python3-etcd3gw for its tests
   libcpp-httplib-dev curl python3-etcd3gw
+  # TLS (README "TLS"): the openssl command makes the test's throwaway CA and certificates
+  openssl
   # Go clientv3 against the etcd API (test/etcd_go_test.cpp): Debian's go and etcd 3.4's sources, built offline
   golang-go golang-etcd-server-dev
 )

@@ -1,6 +1,12 @@
 // conclavectl: talk to a conclave cluster.
 //
-//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale] COMMAND [ARGS]
+//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale]
+//               [--cert-file F --key-file F --trusted-ca-file F] COMMAND [ARGS]
+//
+// With --cert-file (clusters with peer-cert-file, README "TLS"), every
+// connection is TLS: conclavectl shows that certificate (signed by a CA in
+// the masters' peer-trusted-ca-file) and checks the master's against
+// --trusted-ca-file.
 //   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
 //
 // Commands:
@@ -59,6 +65,7 @@
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
+#include "roles/peer_tls.hpp"
 #include "schema/registry_codec.hpp"
 
 using namespace conclave;
@@ -446,6 +453,7 @@ int run_locked(raft_client& c, caf::actor_system& sys, const std::string& cluste
 int main(int argc, char** argv) {
   std::vector<raft::endpoint> endpoints;
   std::string cluster_id, secret_file;
+  tls_files tls;
   bool json = false;
   int i = 1;
   for (; i < argc; ++i) {
@@ -470,6 +478,12 @@ int main(int argc, char** argv) {
       cluster_id = argv[++i];
     } else if (a == "--secret-file" && i + 1 < argc) {
       secret_file = argv[++i];
+    } else if (a == "--cert-file" && i + 1 < argc) {
+      tls.cert = argv[++i];
+    } else if (a == "--key-file" && i + 1 < argc) {
+      tls.key = argv[++i];
+    } else if (a == "--trusted-ca-file" && i + 1 < argc) {
+      tls.ca = argv[++i];
     } else {
       break;
     }
@@ -487,6 +501,8 @@ int main(int argc, char** argv) {
     std::printf("%s\n", keys.member.c_str());
     return 0;
   }
+  if (auto ok = check_tls_files(tls, "--"); !ok) usage(ok.error().detail);
+  if (tls.enabled() && tls.ca.empty()) usage("--trusted-ca-file: must be set with --cert-file (the CA of the masters' certificates)");
   if (endpoints.empty()) usage("--endpoints is required");
   if (cluster_id.empty()) usage("--cluster-id is required");
   if (i >= argc) usage("no command");
@@ -496,6 +512,7 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
+  if (tls.enabled()) use_peer_tls(cfg, tls);
   caf::actor_system sys{cfg};
   raft_client c(sys, cluster_id, endpoints);
   c.set_keys(keys);

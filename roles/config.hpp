@@ -9,6 +9,7 @@
 
 #include "actors/raft/node_options.hpp"
 #include "roles/member_agent.hpp"
+#include "roles/tls.hpp"
 #include "schema/error.hpp"
 #include "schema/registry_types.hpp"
 
@@ -32,6 +33,8 @@ struct node_config {
   // Masters: key changes the registry keeps for watches (registry::limits::history).
   std::size_t watch_history = 10000;
   agent_options agent;          // every role: registration and heartbeats
+  tls_files peer_tls;           // every role: the native links (peer-*), README "TLS"
+  tls_files client_tls;         // masters with client-listen: the etcd API and HTTP (cert-file, ...)
 };
 
 // Parses `values` (unknown keys refused; missing keys take their defaults).

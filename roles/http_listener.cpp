@@ -42,10 +42,29 @@ class thread_per_connection final : public httplib::TaskQueue {
   std::size_t running_ = 0;
 };
 
+// HTTPS with `tls`'s files: the client's certificate, if asked for, must chain to
+// tls.ca; without client_cert_auth a client may show none (etcd's rule).
+bool setup_tls(SSL_CTX& ctx, const tls_files& tls) {
+  if (SSL_CTX_use_certificate_chain_file(&ctx, tls.cert.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(&ctx, tls.key.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(&ctx) != 1) {
+    return false;
+  }
+  SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+  if (tls.ca.empty()) {
+    SSL_CTX_set_verify(&ctx, SSL_VERIFY_NONE, nullptr);
+    return true;
+  }
+  if (SSL_CTX_load_verify_locations(&ctx, tls.ca.c_str(), nullptr) != 1) return false;
+  SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | (tls.client_cert_auth ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+  return true;
+}
+
 }  // namespace
 
 struct http_listener::impl {
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> owned;
+  httplib::Server& server;
+  explicit impl(std::unique_ptr<httplib::Server> s) : owned(std::move(s)), server(*owned) {}
   std::thread thread;
   int port = 0;
 };
@@ -53,8 +72,16 @@ struct http_listener::impl {
 http_listener::http_listener(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 expected<std::unique_ptr<http_listener>> http_listener::start(const raft::endpoint& at,
-                                                               const std::vector<routes>& add) {
-  auto p = std::make_unique<impl>();
+                                                               const std::vector<routes>& add,
+                                                               const tls_files& tls) {
+  std::unique_ptr<httplib::Server> server;
+  if (tls.enabled()) {
+    server = std::make_unique<httplib::SSLServer>([&tls](SSL_CTX& ctx) { return setup_tls(ctx, tls); });
+    if (!server->is_valid()) return make_error(errc::io_error, "http-listen: cannot load the TLS files (cert-file, key-file, trusted-ca-file)");
+  } else {
+    server = std::make_unique<httplib::Server>();
+  }
+  auto p = std::make_unique<impl>(std::move(server));
   auto& s = p->server;
   s.new_task_queue = [] { return new thread_per_connection; };
   // An address taken by another process is an error, not shared (httplib's

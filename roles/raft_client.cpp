@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "actors/atoms.hpp"
+#include "actors/connector.hpp"
 #include "schema/client_codec.hpp"
 
 namespace conclave {
@@ -163,7 +164,7 @@ struct raft_client::impl {
       if (!alive(local.peer)) return result;
       result = local.peer;
     } else {
-      self()->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, to.host, to.port)
+      self()->request(connector(sys), timeout, caf::connect_atom::value, to.host, to.port)
           .receive(
               [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
                 result = caf::actor_cast<caf::actor>(ptr);

@@ -23,10 +23,12 @@ struct etcd_masters {
   std::unique_ptr<process_cluster> c;
 
   // A port picked here could be taken before the master binds it, so each
-  // master takes any free port and logs it. `extra`: more flags for every master.
-  explicit etcd_masters(std::vector<std::string> extra = {}, bool with_http = false) {
+  // master takes any free port and logs it. `extra`: more flags for every master;
+  // `client_tls`: the cluster's own client's TLS files (masters with peer-cert-file).
+  explicit etcd_masters(std::vector<std::string> extra = {}, bool with_http = false, tls_files client_tls = {}) {
     using namespace std::chrono_literals;
     process_cluster::layout where;
+    where.client_tls = std::move(client_tls);
     for (std::uint64_t id = 1; id <= 3; ++id) {
       where.flags[id] = {"--client-listen", "127.0.0.1:0"};
       if (with_http) where.flags[id].insert(where.flags[id].end(), {"--http-listen", "127.0.0.1:0"});
