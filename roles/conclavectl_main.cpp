@@ -83,8 +83,21 @@ constexpr int exit_lock_lost = 4;
   std::exit(exit_usage);
 }
 
+bool tls_on = false;  // --cert-file given
+
 int unreachable(const error& e) {
   std::fprintf(stderr, "conclavectl: %s\n", e.message().c_str());
+  // A port that accepts but whose handshake fails or never ends: CAF's words
+  // for a TLS handshake refused by either side, or TLS on one side only (README "TLS").
+  const auto& m = e.message();
+  if (m.find("cannot connect") != std::string::npos &&
+      (m.find("disconnect_during_handshake") != std::string::npos || m.find("request_timeout") != std::string::npos)) {
+    std::fprintf(stderr, tls_on ? "conclavectl: the handshake with the master failed: TLS refused? (the master must "
+                                  "trust the CA of --cert-file in peer-trusted-ca-file, --trusted-ca-file must hold "
+                                  "the CA of its certificate, and it must use TLS)\n"
+                                : "conclavectl: the handshake with the master failed: if it uses TLS "
+                                  "(peer-cert-file), pass --cert-file, --key-file and --trusted-ca-file\n");
+  }
   return e.code == errc::unauthenticated ? exit_refused : exit_unreachable;
 }
 
@@ -512,7 +525,8 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  if (tls.enabled()) use_peer_tls(cfg, tls);
+  tls_on = tls.enabled();
+  if (tls_on) use_peer_tls(cfg, tls);
   caf::actor_system sys{cfg};
   raft_client c(sys, cluster_id, endpoints);
   c.set_keys(keys);

@@ -57,6 +57,8 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
   if (opts.keys.enabled()) {
     log_line("{}: authentication on: peers need the cluster secret, clients the secret or the member key", name);
+  } else if (sys.has_openssl_manager()) {
+    log_line("{}: no cluster secret: any process with a certificate from peer-trusted-ca-file can join and write", name);
   } else {
     log_line("{}: authentication off: any process that reaches this port can join and write (set secret-file)", name);
   }

@@ -1,6 +1,7 @@
 #include "roles/tls.hpp"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include <cerrno>
@@ -46,17 +47,18 @@ expected<void> check_tls_files(const tls_files& f, const std::string& keys) {
   if (f.key.empty()) return bad(cert_key + ": set without " + key_key + " (the certificate's private key)");
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_method()), SSL_CTX_free);
   if (!ctx) return make_error(errc::io_error, "cannot create an OpenSSL context: " + ssl_errors());
-  SSL_CTX_set_default_passwd_cb(ctx.get(), no_passphrase);
   ERR_clear_error();
   if (auto ok = readable(cert_key, f.cert); !ok) return ok;
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), f.cert.c_str()) != 1) {
     return bad(cert_key + ": " + f.cert + " holds no usable PEM certificate: " + ssl_errors());
   }
   if (auto ok = readable(key_key, f.key); !ok) return ok;
-  if (SSL_CTX_use_PrivateKey_file(ctx.get(), f.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return bad(key_key + ": " + f.key + " holds no usable unencrypted PEM private key: " + ssl_errors());
-  }
-  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+  // Read first, then matched: "not a key" and "not this certificate's key" are different errors.
+  std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_file(f.key.c_str(), "r"), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      in ? PEM_read_bio_PrivateKey(in.get(), nullptr, no_passphrase, nullptr) : nullptr, EVP_PKEY_free);
+  if (!key) return bad(key_key + ": " + f.key + " holds no usable unencrypted PEM private key: " + ssl_errors());
+  if (SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1 || SSL_CTX_check_private_key(ctx.get()) != 1) {
     ERR_clear_error();
     return bad(key_key + ": " + f.key + " is not the private key of the certificate in " + cert_key + " (" +
                f.cert + ")");

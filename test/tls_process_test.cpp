@@ -1,7 +1,8 @@
 // TLS on every link (README "TLS") on real processes: a throwaway CA made
-// with the openssl command, 3 masters with TLS on the native links (peers,
-// workers, conclavectl), the etcd API (client-listen) and the HTTP listener
-// (http-listen). Clients with a certificate from the CA get in; clients
+// with the openssl command, a master with TLS on the native links (workers,
+// conclavectl), the etcd API (client-listen) and the HTTP listener
+// (http-listen); one master, as TLS between masters is refused (CAF 0.17.6
+// loses their links). Clients with a certificate from the CA get in; clients
 // without one, or with one from another CA, are refused; and a recording
 // proxy shows that what was written does not cross the wire in the clear
 // (while, as the control, it does on a cluster without TLS).
@@ -184,7 +185,7 @@ struct tls_cluster : etcd_masters {
   const certificates* certs;  // null: no TLS
   explicit tls_cluster(const certificates* with)
       : etcd_masters(with ? with->master_flags() : std::vector<std::string>{}, true,
-                     with ? with->client_files() : tls_files{}),
+                     with ? with->client_files() : tls_files{}, 1),
         certs(with) {}
 
   std::string scheme() const { return certs ? "https://" : "http://"; }
@@ -285,7 +286,7 @@ bool contains(const std::string& bytes, const std::string& what) { return bytes.
 
 }  // namespace
 
-TEST_CASE("with TLS on every link, clients with the CA's certificates get in and the others are refused") {
+TEST_CASE("with TLS on every link of a master, clients with the CA's certificates get in and the others are refused") {
   for (const auto& tool : {openssl_binary(), etcdctl_binary(), curl_binary()}) {
     if (!runnable(tool)) CONCLAVE_SKIP("no " + tool + " (setup.sh installs it)");
   }
@@ -320,7 +321,7 @@ TEST_CASE("with TLS on every link, clients with the CA's certificates get in and
   CHECK_MESSAGE(members.count("tls-worker") == 1, file_text(e.c->path("worker.log")));
 
   // etcd's API: etcdctl over TLS with the client certificate.
-  auto urls = "https://" + e.client[1] + ",https://" + e.client[2] + ",https://" + e.client[3];
+  auto urls = "https://" + e.client[1];
   std::tie(code, out) = e.etcdctl(urls, e.etcdctl_tls(certs.client, certs.client_key), {"put", "e", "via-grpc"});
   CHECK_MESSAGE(code == 0, out);
   std::tie(code, out) = e.etcdctl(urls, e.etcdctl_tls(certs.client, certs.client_key), {"get", "e", "--print-value-only"});
@@ -395,9 +396,9 @@ TEST_CASE("a bad TLS setting is refused at start with exit code 2, naming the se
   std::string garbage = dir / "garbage.pem";
   std::ofstream(garbage) << "not a certificate\n";
   auto start = [&](std::vector<std::string> flags) {
-    std::vector<std::string> all = {conclave_binary(), "-r", "master", "--id", "1", "--peers", "1=127.0.0.1:1",
-                                    "--cluster-id", "tls", "--data-dir", dir / "data", "--client-listen",
-                                    "127.0.0.1:0"};
+    std::vector<std::string> all = {conclave_binary(), "-r", "master", "--id", "1", "--cluster-id", "tls",
+                                    "--data-dir", dir / "data", "--client-listen", "127.0.0.1:0"};
+    if (std::find(flags.begin(), flags.end(), "--peers") == flags.end()) all.insert(all.end(), {"--peers", "1=127.0.0.1:1"});
     all.insert(all.end(), flags.begin(), flags.end());
     return run(all, dir / "conclave.log");
   };
@@ -420,6 +421,9 @@ TEST_CASE("a bad TLS setting is refused at start with exit code 2, naming the se
        "trusted-ca-file: " + garbage + " holds no usable PEM CA certificate"},
       {{"--cert-file", certs.node, "--key-file", certs.client_key}, "key-file: " + certs.client_key + " is not"},
       {{"--key-file", certs.node_key}, "key-file: set without cert-file"},
+      {{"--peers", "1=127.0.0.1:1,2=127.0.0.1:2,3=127.0.0.1:3", "--peer-cert-file", certs.node, "--peer-key-file",
+        certs.node_key, "--peer-trusted-ca-file", certs.ca},
+       "peer-cert-file: TLS between masters is not supported"},
       {{"--cert-file", certs.node, "--key-file", certs.node_key, "--client-cert-auth", "true"},
        "client-cert-auth: needs trusted-ca-file"},
   };
