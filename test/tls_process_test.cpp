@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -364,6 +365,22 @@ TEST_CASE("with TLS on every link of a master, clients with the CA's certificate
   auto k2 = ask(e.c->client(), registry::get_key{"k2"}, 10s);
   REQUIRE(k2);
   CHECK_FALSE(k2->value);
+
+  // Connections made anew over TLS after the master restarts: the worker's
+  // heartbeats get through again (it stays alive) and conclavectl reads.
+  e.c->signal(1, SIGKILL);
+  e.c->start(1);
+  REQUIRE_MESSAGE(e.c->wait_for_leader(30s), e.logs());
+  // Past the session TTL (2 s): a worker whose heartbeats did not get through would be dead by then.
+  std::this_thread::sleep_for(5s);
+  auto after = ask(e.c->client(), registry::members_query{registry::member_status::alive}, 10s);
+  REQUIRE(after);
+  CHECK_MESSAGE(std::any_of(after->members.begin(), after->members.end(),
+                            [](const registry::member& m) { return m.id == "tls-worker"; }),
+                file_text(e.c->path("worker.log")));
+  std::tie(code, out) = e.conclavectl(e.masters(), certs.client, certs.client_key, {"get", "k"});
+  CHECK(code == 0);
+  CHECK_MESSAGE(contains(out, "over-tls"), out);
 }
 
 TEST_CASE("with TLS the values written cross the wire encrypted; without TLS they are in the clear (the control)") {
