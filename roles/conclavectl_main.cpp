@@ -2,12 +2,12 @@
 //
 //   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale]
 //               [--cert-file F --key-file F --trusted-ca-file F] COMMAND [ARGS]
-//
-// With --cert-file (clusters with peer-cert-file, README "TLS"), every
-// connection is TLS: conclavectl shows that certificate (signed by a CA in
-// the masters' peer-trusted-ca-file) and checks the master's against
-// --trusted-ca-file.
 //   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
+//
+// With --cert-file (a master with peer-cert-file, README "TLS"), every
+// connection is TLS: conclavectl shows that certificate (signed by a CA in
+// the master's peer-trusted-ca-file) and checks the master's against
+// --trusted-ca-file.
 //
 // Commands:
 //   status                      every endpoint's role, term, leader and log position
@@ -62,10 +62,10 @@
 
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
+#include "roles/peer_tls.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
-#include "roles/peer_tls.hpp"
 #include "schema/registry_codec.hpp"
 
 using namespace conclave;

@@ -402,10 +402,6 @@ grpc::Status maintenance_service::MoveLeader(grpc::ServerContext* ctx, const etc
   return a.local_header(out->mutable_header(), until);
 }
 
-}  // namespace
-
-namespace {
-
 // The bytes of a file (gRPC takes PEM text, not paths).
 std::optional<std::string> whole_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -62,9 +62,7 @@ bool setup_tls(SSL_CTX& ctx, const tls_files& tls) {
 }  // namespace
 
 struct http_listener::impl {
-  std::unique_ptr<httplib::Server> owned;
-  httplib::Server& server;
-  explicit impl(std::unique_ptr<httplib::Server> s) : owned(std::move(s)), server(*owned) {}
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS
   std::thread thread;
   int port = 0;
 };
@@ -74,15 +72,16 @@ http_listener::http_listener(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 expected<std::unique_ptr<http_listener>> http_listener::start(const raft::endpoint& at,
                                                                const std::vector<routes>& add,
                                                                const tls_files& tls) {
-  std::unique_ptr<httplib::Server> server;
+  auto p = std::make_unique<impl>();
   if (tls.enabled()) {
-    server = std::make_unique<httplib::SSLServer>([&tls](SSL_CTX& ctx) { return setup_tls(ctx, tls); });
-    if (!server->is_valid()) return make_error(errc::io_error, "http-listen: cannot load the TLS files (cert-file, key-file, trusted-ca-file)");
+    p->server = std::make_unique<httplib::SSLServer>([&tls](SSL_CTX& ctx) { return setup_tls(ctx, tls); });
+    if (!p->server->is_valid()) {
+      return make_error(errc::io_error, "http-listen: cannot load the TLS files (cert-file, key-file, trusted-ca-file)");
+    }
   } else {
-    server = std::make_unique<httplib::Server>();
+    p->server = std::make_unique<httplib::Server>();
   }
-  auto p = std::make_unique<impl>(std::move(server));
-  auto& s = p->server;
+  auto& s = *p->server;
   s.new_task_queue = [] { return new thread_per_connection; };
   // An address taken by another process is an error, not shared (httplib's
   // default sets SO_REUSEPORT, which would split clients between the two).
@@ -104,14 +103,14 @@ expected<std::unique_ptr<http_listener>> http_listener::start(const raft::endpoi
     p->port = s.bind_to_port(at.host, at.port) ? at.port : -1;
   }
   if (p->port <= 0) return make_error(errc::io_error, "http-listen: cannot listen on " + at.text());
-  p->thread = std::thread([raw = p.get()] { raw->server.listen_after_bind(); });
+  p->thread = std::thread([raw = p.get()] { raw->server->listen_after_bind(); });
   // stop() before the loop runs would be lost (httplib checks is_running()).
   while (!s.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return std::unique_ptr<http_listener>(new http_listener(std::move(p)));
 }
 
 http_listener::~http_listener() {
-  impl_->server.stop();
+  impl_->server->stop();
   impl_->thread.join();
 }
 
