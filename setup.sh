@@ -33,6 +33,8 @@ PACKAGES=(
   libcpp-httplib-dev curl python3-etcd3gw
   # the status page (http-listen, /): JSON with nlohmann's; headless chromium renders it in its test
   nlohmann-json3-dev chromium
+  # TLS (README "TLS"): the openssl command makes the test's throwaway CA and certificates
+  openssl
   # Go clientv3 against the etcd API (test/etcd_go_test.cpp): Debian's go and etcd 3.4's sources, built offline
   golang-go golang-etcd-server-dev
 )

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   if (!cfg) config_error(cfg.error());
 
   auto signals = block_stop_signals();
-  caf::actor_system sys{server_system_config(cfg->threads)};
+  caf::actor_system sys{server_system_config(cfg->threads, cfg->peer_tls)};
   auto n = node::start(sys, *values);
   if (!n) {
     // Returned, not std::exit(): the actor system's threads are running, and

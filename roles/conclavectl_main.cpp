@@ -1,8 +1,14 @@
 // conclavectl: talk to a conclave cluster.
 //
-//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale] COMMAND [ARGS]
+//   conclavectl --endpoints HOST:PORT,... --cluster-id ID [--secret-file F] [--json] [--stale]
+//               [--cert-file F --key-file F --trusted-ca-file F] COMMAND [ARGS]
 //   (or from the environment: CONCLAVECTL_ENDPOINTS, CONCLAVECTL_CLUSTER_ID, CONCLAVECTL_SECRET_FILE)
 //   conclavectl member-key --secret-file F   print the member key derived from the cluster secret
+//
+// With --cert-file (a master with peer-cert-file, README "TLS"), every
+// connection is TLS: conclavectl shows that certificate (signed by a CA in
+// the master's peer-trusted-ca-file) and checks the master's against
+// --trusted-ca-file.
 //
 // Commands:
 //   status                      every endpoint's role, term, leader and log position
@@ -62,6 +68,7 @@
 #include "actors/registry/queries.hpp"
 #include "actors/registry/watch_cursor.hpp"
 #include "roles/config.hpp"
+#include "roles/peer_tls.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
@@ -83,8 +90,21 @@ constexpr int exit_lock_lost = 4;
   std::exit(exit_usage);
 }
 
+bool tls_on = false;  // --cert-file given
+
 int unreachable(const error& e) {
   std::fprintf(stderr, "conclavectl: %s\n", e.message().c_str());
+  // A port that accepts but whose handshake fails or never ends: CAF's words
+  // for a TLS handshake refused by either side, or TLS on one side only (README "TLS").
+  const auto& m = e.message();
+  if (m.find("cannot connect") != std::string::npos &&
+      (m.find("disconnect_during_handshake") != std::string::npos || m.find("request_timeout") != std::string::npos)) {
+    std::fprintf(stderr, tls_on ? "conclavectl: the handshake with the master failed: TLS refused? (the master must "
+                                  "trust the CA of --cert-file in peer-trusted-ca-file, --trusted-ca-file must hold "
+                                  "the CA of its certificate, and it must use TLS)\n"
+                                : "conclavectl: the handshake with the master failed: if it uses TLS "
+                                  "(peer-cert-file), pass --cert-file, --key-file and --trusted-ca-file\n");
+  }
   return e.code == errc::unauthenticated ? exit_refused : exit_unreachable;
 }
 
@@ -521,6 +541,7 @@ std::vector<raft::endpoint> parse_endpoints(const std::string& text, const std::
 int main(int argc, char** argv) {
   auto endpoints = parse_endpoints(from_env("endpoints"), env_name("endpoints", "CONCLAVECTL_"));
   std::string cluster_id = from_env("cluster-id"), secret_file = from_env("secret-file");
+  tls_files tls;
   bool json = false;
   int i = 1;
   for (; i < argc; ++i) {
@@ -539,6 +560,12 @@ int main(int argc, char** argv) {
       cluster_id = argv[++i];
     } else if (a == "--secret-file" && i + 1 < argc) {
       secret_file = argv[++i];
+    } else if (a == "--cert-file" && i + 1 < argc) {
+      tls.cert = argv[++i];
+    } else if (a == "--key-file" && i + 1 < argc) {
+      tls.key = argv[++i];
+    } else if (a == "--trusted-ca-file" && i + 1 < argc) {
+      tls.ca = argv[++i];
     } else {
       break;
     }
@@ -559,6 +586,8 @@ int main(int argc, char** argv) {
     std::printf("%s\n", keys.member.c_str());
     return 0;
   }
+  if (auto ok = check_tls_files(tls, "--"); !ok) usage(ok.error().detail);
+  if (tls.enabled() && tls.ca.empty()) usage("--trusted-ca-file: must be set with --cert-file (the CA of the masters' certificates)");
   if (endpoints.empty()) usage("--endpoints is required");
   if (cluster_id.empty()) usage("--cluster-id is required");
   if (i >= argc) usage("no command");
@@ -568,6 +597,8 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
+  tls_on = tls.enabled();
+  if (tls_on) use_peer_tls(cfg, tls);
   caf::actor_system sys{cfg};
   raft_client c(sys, cluster_id, endpoints);
   c.set_keys(keys);

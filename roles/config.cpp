@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "roles/tls.hpp"
+
 namespace conclave {
 
 using namespace conclave::raft;
@@ -44,6 +46,13 @@ const settings& default_settings() {
       {"usage-window-ms", "5000"},
       {"watch-history", "10000"},
       {"secret-file", ""},
+      {"cert-file", ""},
+      {"key-file", ""},
+      {"trusted-ca-file", ""},
+      {"client-cert-auth", "false"},
+      {"peer-cert-file", ""},
+      {"peer-key-file", ""},
+      {"peer-trusted-ca-file", ""},
       {"fault-injection", "false"},
       {"log-format", "text"},
   };
@@ -58,6 +67,7 @@ error bad(const std::string& what) { return make_error(errc::invalid_argument, w
 std::string unknown(const std::string& what, const std::string& key) {
   auto text = "unknown " + what;
   if (key == "lease-reads") text += " (removed: reads are always linearizable by ReadIndex, with no leases)";
+  if (key == "peer-client-cert-auth") text += " (native links with TLS always check both sides' certificates)";
   return text;
 }
 
@@ -213,6 +223,32 @@ expected<node_config> parse_settings(const settings& given) {
       return bad("secret-file: a master needs the cluster secret, not a member key");
     }
     opts.keys = agent.keys;
+  }
+  // TLS on the native links (CAF's OpenSSL module): always mutual, so the CA is needed.
+  cfg.peer_tls = tls_files{c["peer-cert-file"], c["peer-key-file"], c["peer-trusted-ca-file"], true};
+  if (auto ok = check_tls_files(cfg.peer_tls, "peer-"); !ok) return ok.error();
+  if (cfg.peer_tls.enabled() && cfg.peer_tls.ca.empty()) {
+    return bad("peer-trusted-ca-file: must be set with peer-cert-file (both sides of a link check the other's certificate)");
+  }
+  // CAF 0.17.6's OpenSSL module loses the links between masters for good
+  // (they connect to each other both ways; README "TLS"): one master only.
+  if (cfg.peer_tls.enabled() && cfg.is_master() && opts.members.size() > 1) {
+    return bad("peer-cert-file: TLS between masters is not supported (CAF 0.17.6 loses their links to each other; "
+               "README \"TLS\"): only a cluster of one master can use it");
+  }
+  // TLS on client-listen and http-listen.
+  if (c["client-cert-auth"] != "true" && c["client-cert-auth"] != "false") {
+    return bad("client-cert-auth: '" + c["client-cert-auth"] + "' is not true or false");
+  }
+  cfg.client_tls = tls_files{c["cert-file"], c["key-file"], c["trusted-ca-file"], c["client-cert-auth"] == "true"};
+  for (const char* key : {"cert-file", "key-file", "trusted-ca-file"}) {
+    if (!c[key].empty() && c["client-listen"].empty() && c["http-listen"].empty()) {
+      return bad(std::string(key) + ": needs client-listen or http-listen (it secures the etcd API and the HTTP listener)");
+    }
+  }
+  if (auto ok = check_tls_files(cfg.client_tls, ""); !ok) return ok.error();
+  if (cfg.client_tls.client_cert_auth && cfg.client_tls.ca.empty()) {
+    return bad("client-cert-auth: needs trusted-ca-file (the CA that signs the clients' certificates)");
   }
   if (failed) return failure;
   if (agent.heartbeat_ms < 1 || agent.session_ttl_ms <= static_cast<std::uint64_t>(agent.heartbeat_ms)) {

@@ -11,6 +11,7 @@
 #include "actors/log.hpp"
 #include "actors/raft/node_options.hpp"
 #include "roles/member_agent.hpp"
+#include "roles/tls.hpp"
 #include "schema/error.hpp"
 #include "schema/registry_types.hpp"
 
@@ -38,6 +39,8 @@ struct node_config {
   // starting (roles/force_new_cluster.hpp). Once, after losing the majority.
   bool force_new_cluster = false;
   log_format log = log_format::text;  // the process's log lines (actors/log.hpp)
+  tls_files peer_tls;           // every role: the native links (peer-*), README "TLS"
+  tls_files client_tls;         // masters with client-listen: the etcd API and HTTP (cert-file, ...)
 };
 
 // Parses `values` (unknown keys refused; missing keys take their defaults).

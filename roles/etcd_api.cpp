@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <map>
+#include <optional>
+#include <sstream>
 
 #include "roles/etcd_service.hpp"
 #include "schema/backup_file.hpp"
@@ -393,12 +396,21 @@ grpc::Status maintenance_service::MoveLeader(grpc::ServerContext* ctx, const etc
   return a.local_header(out->mutable_header(), until);
 }
 
+// The bytes of a file (gRPC takes PEM text, not paths).
+std::optional<std::string> whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 server::server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::uint64_t cluster_id,
-                                                std::uint64_t member_id, backend b) {
+                                                std::uint64_t member_id, backend b, const tls_files& tls) {
   auto p = std::make_unique<impl>();
   p->a.cluster_id = cluster_id;
   p->a.member_id = member_id;
@@ -407,7 +419,24 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   // An address taken by another process is an error, not shared (gRPC
   // would otherwise set SO_REUSEPORT and split clients between the two).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(at.text(), grpc::InsecureServerCredentials(), &p->port);
+  auto credentials = grpc::InsecureServerCredentials();
+  if (tls.enabled()) {
+    auto cert = whole_file(tls.cert), key = whole_file(tls.key), ca = whole_file(tls.ca);
+    if (!cert || !key || (!tls.ca.empty() && !ca)) {
+      return make_error(errc::io_error, "client-listen: cannot read the TLS files " + tls.cert + ", " + tls.key +
+                                            (tls.ca.empty() ? "" : ", " + tls.ca));
+    }
+    // A client certificate is asked for when there is a CA to check it
+    // against, and required with client-cert-auth (etcd's rule).
+    grpc::SslServerCredentialsOptions o(
+        tls.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+        : tls.ca.empty()     ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                             : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    o.pem_root_certs = ca ? *ca : std::string();
+    o.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(o);
+  }
+  builder.AddListeningPort(at.text(), credentials, &p->port);
   p->services.push_back(make_auth_service(p->a));
   p->services.push_back(make_kv_service(p->a));
   p->services.push_back(make_lease_service(p->a));

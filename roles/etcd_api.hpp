@@ -19,6 +19,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
+#include "roles/tls.hpp"
 #include "schema/client_protocol.hpp"
 #include "schema/error.hpp"
 #include "schema/push_types.hpp"
@@ -85,10 +86,12 @@ std::uint64_t member_number(const std::string& cluster_id, std::uint64_t server_
 
 class server {
  public:
-  // Listens on `at` (port 0: any free port) at once. Errors: io_error when
-  // the address cannot be bound.
+  // Listens on `at` (port 0: any free port) at once; with `tls` (checked:
+  // check_tls_files) only over TLS, asking clients for a certificate
+  // chaining to `tls.ca` (required with client_cert_auth). Errors: io_error
+  // when the address cannot be bound or a file cannot be read.
   static expected<std::unique_ptr<server>> start(const raft::endpoint& at, std::uint64_t cluster_id,
-                                                 std::uint64_t member_id, backend b);
+                                                 std::uint64_t member_id, backend b, const tls_files& tls = {});
   // Stops listening; requests in flight get up to a second to finish.
   ~server();
   std::uint16_t port() const;

@@ -42,10 +42,27 @@ class thread_per_connection final : public httplib::TaskQueue {
   std::size_t running_ = 0;
 };
 
+// HTTPS with `tls`'s files: the client's certificate, if asked for, must chain to
+// tls.ca; without client_cert_auth a client may show none (etcd's rule).
+bool setup_tls(SSL_CTX& ctx, const tls_files& tls) {
+  if (SSL_CTX_use_certificate_chain_file(&ctx, tls.cert.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(&ctx, tls.key.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(&ctx) != 1) {
+    return false;
+  }
+  SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+  if (tls.ca.empty()) {
+    SSL_CTX_set_verify(&ctx, SSL_VERIFY_NONE, nullptr);
+    return true;
+  }
+  if (SSL_CTX_load_verify_locations(&ctx, tls.ca.c_str(), nullptr) != 1) return false;
+  SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER | (tls.client_cert_auth ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+  return true;
+}
+
 }  // namespace
 
 struct http_listener::impl {
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS
   std::thread thread;
   int port = 0;
 };
@@ -53,9 +70,18 @@ struct http_listener::impl {
 http_listener::http_listener(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 expected<std::unique_ptr<http_listener>> http_listener::start(const raft::endpoint& at,
-                                                               const std::vector<routes>& add) {
+                                                               const std::vector<routes>& add,
+                                                               const tls_files& tls) {
   auto p = std::make_unique<impl>();
-  auto& s = p->server;
+  if (tls.enabled()) {
+    p->server = std::make_unique<httplib::SSLServer>([&tls](SSL_CTX& ctx) { return setup_tls(ctx, tls); });
+    if (!p->server->is_valid()) {
+      return make_error(errc::io_error, "http-listen: cannot load the TLS files (cert-file, key-file, trusted-ca-file)");
+    }
+  } else {
+    p->server = std::make_unique<httplib::Server>();
+  }
+  auto& s = *p->server;
   s.new_task_queue = [] { return new thread_per_connection; };
   // An address taken by another process is an error, not shared (httplib's
   // default sets SO_REUSEPORT, which would split clients between the two).
@@ -77,14 +103,14 @@ expected<std::unique_ptr<http_listener>> http_listener::start(const raft::endpoi
     p->port = s.bind_to_port(at.host, at.port) ? at.port : -1;
   }
   if (p->port <= 0) return make_error(errc::io_error, "http-listen: cannot listen on " + at.text());
-  p->thread = std::thread([raw = p.get()] { raw->server.listen_after_bind(); });
+  p->thread = std::thread([raw = p.get()] { raw->server->listen_after_bind(); });
   // stop() before the loop runs would be lost (httplib checks is_running()).
   while (!s.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return std::unique_ptr<http_listener>(new http_listener(std::move(p)));
 }
 
 http_listener::~http_listener() {
-  impl_->server.stop();
+  impl_->server->stop();
   impl_->thread.join();
 }
 

@@ -183,6 +183,15 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   // The log form is the process's: only a node given log-format changes it.
   if (values.count("log-format")) set_log_format(cfg->log);
   set_log_source(cfg->is_master() ? cfg->raft.raft.id.value : 0, cfg->agent.me.id);
+  // The native links take their TLS from the actor system (use_peer_tls): the one the settings name.
+  if (cfg->peer_tls.enabled() && (!sys.has_openssl_manager() || sys.config().openssl_certificate != cfg->peer_tls.cert)) {
+    return make_error(errc::invalid_argument, "peer-cert-file: the actor system needs CAF's OpenSSL manager with "
+                                              "these files (conclave::use_peer_tls)");
+  }
+  if (!cfg->peer_tls.enabled() && sys.has_openssl_manager()) {
+    return make_error(errc::invalid_argument, "peer-cert-file: not set, but the actor system loaded CAF's OpenSSL "
+                                              "manager (its links would all use TLS)");
+  }
   auto p = std::make_unique<impl>(sys);
   p->cfg = *cfg;
   p->cfg.agent.on_session = [raw = p.get()](std::uint64_t s) {
@@ -308,12 +317,13 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     b.keys = raw->cfg.agent.keys;
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
-                                 etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b));
+                                 etcd::member_number(cluster, raw->cfg.raft.raft.id.value), std::move(b),
+                                 raw->cfg.client_tls);
     if (!s) return s.error();  // n stops what started
     raw->etcd = std::move(*s);
     raw->cfg.agent.me.labels[etcd::server_id_label] = std::to_string(raw->cfg.raft.raft.id.value);
     raw->cfg.agent.me.labels[etcd::client_url_label] =
-        "http://" + raw->cfg.client_listen->host + ":" + std::to_string(raw->etcd->port());
+        (raw->cfg.client_tls.enabled() ? "https://" : "http://") + raw->cfg.client_listen->host + ":" + std::to_string(raw->etcd->port());
     log_line("node {}: etcd API listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.client_listen->host,
              raw->etcd->port());
   }
@@ -325,7 +335,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     }
     start_status_page(*raw);
     routes.push_back(status_routes(*raw->status));
-    auto h = http_listener::start(*raw->cfg.http_listen, routes);
+    auto h = http_listener::start(*raw->cfg.http_listen, routes, raw->cfg.client_tls);
     if (!h) return h.error();
     raw->http = std::move(*h);
     log_line("node {}: HTTP listening on {}:{}", raw->cfg.raft.raft.id.value, raw->cfg.http_listen->host,

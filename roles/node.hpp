@@ -2,6 +2,7 @@
 //
 //   caf::actor_system_config cfg;  cfg.load<caf::io::middleman>();
 //   cfg.set("middleman.workers", 0);   // required with CAF 0.17.6: README "Embedding conclave"
+//   // with peer-cert-file (TLS on the native links, README "TLS"): conclave::use_peer_tls(cfg, files)
 //   caf::actor_system sys{cfg};
 //   auto n = conclave::node::start(sys, {{"role", "worker"}, {"peers", "1=10.0.0.1:7001"},
 //                                        {"cluster-id", "prod"}, {"name", "worker-a"}});

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "actors/atoms.hpp"
+#include "actors/connector.hpp"
 #include "actors/log.hpp"
 #include "schema/push_codec.hpp"
 
@@ -81,7 +82,7 @@ struct subscriber_state {
       connecting = false;
       return reached(gen, ep, local.peer);
     }
-    auto mm = self->system().middleman().actor_handle();
+    auto mm = connector(self->system());
     self->request(mm, 2s, caf::connect_atom::value, ep.host, ep.port)
         .then(
             [this, gen, ep](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {

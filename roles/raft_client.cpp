@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "actors/atoms.hpp"
+#include "actors/connector.hpp"
 #include "schema/client_codec.hpp"
 
 namespace conclave {
@@ -120,6 +121,7 @@ struct raft_client::impl {
   auth::keys keys;
   std::string cluster_id;
   local_master local;
+  std::string connect_error;  // why the last connection attempt failed, as CAF says
   explicit impl(caf::actor_system& s) : sys(s) { actor.emplace(s); }
   ~impl() {
     for (auto& [key, r] : connections) self()->send_exit(r, caf::exit_reason::user_shutdown);
@@ -163,12 +165,12 @@ struct raft_client::impl {
       if (!alive(local.peer)) return result;
       result = local.peer;
     } else {
-      self()->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, to.host, to.port)
+      self()->request(connector(sys), timeout, caf::connect_atom::value, to.host, to.port)
           .receive(
               [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
                 result = caf::actor_cast<caf::actor>(ptr);
               },
-              [&](caf::error&) {});
+              [&](caf::error& e) { connect_error = sys.render(e); });
     }
     if (!result) return result;
     auto lost = on_lost;
@@ -204,7 +206,7 @@ void raft_client::set_local(local_master local) {
 expected<client::response> raft_client::call(const raft::endpoint& to, const client::request& r,
                                              std::chrono::milliseconds timeout) {
   auto handle = impl_->connect(to, timeout);
-  if (!handle) return make_error(errc::unavailable, "cannot connect to " + to.text());
+  if (!handle) return make_error(errc::unavailable, "cannot connect to " + to.text() + ": " + impl_->connect_error);
   expected<client::response> result = make_error(errc::unavailable, "no answer from " + to.text());
   // The relay times the request out itself (a late reply then goes to the
   // relay, not to this caller's mailbox); our own timeout is only a backstop.

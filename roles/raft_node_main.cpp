@@ -6,7 +6,8 @@
 //
 // It takes conclave's keys (roles/config.hpp, README.md) that concern a Raft
 // server: listen, tick-ms, heartbeat-ticks, election-ticks, snapshot-every,
-// snapshot-trailing, log-max-mib, preferred-leader, threads, fault-injection (tests only).
+// snapshot-trailing, log-max-mib, preferred-leader, threads, peer-cert-file, peer-key-file,
+// peer-trusted-ca-file, fault-injection (tests only).
 //
 // Logs leader changes with timestamps on stderr. SIGTERM or SIGINT: a leader
 // hands leadership over first, then the process exits 0. Exit 1: a runtime
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   setup.options = cfg->raft;
   setup.listen = cfg->listen;
   setup.threads = cfg->threads;
+  setup.peer_tls = cfg->peer_tls;
   setup.machine = std::make_shared<raft::counter_state_machine>();
   return run_server(std::move(setup));
 }

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <signal.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "actors/raft/gateway.hpp"
 #include "actors/raft/peer_actor.hpp"
 #include "actors/raft/storage_actor.hpp"
+#include "roles/peer_tls.hpp"
 
 namespace conclave {
 
@@ -55,6 +57,8 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
   if (opts.keys.enabled()) {
     log_line("{}: authentication on: peers need the cluster secret, clients the secret or the member key", name);
+  } else if (sys.has_openssl_manager()) {
+    log_line("{}: no cluster secret: any process with a certificate from peer-trusted-ca-file can join and write", name);
   } else {
     log_warning("{}: authentication off: any process that reaches this port can join and write (set secret-file)",
                 name);
@@ -64,12 +68,14 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
   auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer});
-  auto port = sys.middleman().publish(gateway, s.listen.port, s.listen.host.c_str(), true);
+  // With CAF's OpenSSL manager loaded (peer-cert-file), the port speaks only TLS.
+  auto port = sys.has_openssl_manager() ? caf::openssl::publish(gateway, s.listen.port, s.listen.host.c_str(), true)
+                                        : sys.middleman().publish(gateway, s.listen.port, s.listen.host.c_str(), true);
   if (!port) {
     caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
     return make_error(errc::io_error, "cannot listen on " + s.listen.text() + ": " + sys.render(port.error()));
   }
-  log_line("{}: listening on {}", name, s.listen.text());
+  log_line("{}: listening on {}{}", name, s.listen.text(), sys.has_openssl_manager() ? " (TLS)" : "");
   return server_handles{caf::actor_cast<gateway_interface>(gateway), peer};
 }
 
@@ -90,9 +96,10 @@ sigset_t block_stop_signals() {
   return signals;
 }
 
-caf::actor_system_config& server_system_config(int threads) {
+caf::actor_system_config& server_system_config(int threads, const tls_files& peer_tls) {
   static caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
+  if (peer_tls.enabled()) use_peer_tls(cfg, peer_tls);
   cfg.set("logger.verbosity", caf::atom("quiet"));
   cfg.set("scheduler.policy", caf::atom("sharing"));
   cfg.set("scheduler.max-threads", threads);
@@ -119,7 +126,7 @@ int wait_for_stop(const sigset_t& signals, const std::function<int()>& exit_requ
 int run_server(server_setup s) {
   auto name = "node " + std::to_string(s.options.raft.id.value);
   auto signals = block_stop_signals();
-  caf::actor_system sys{server_system_config(s.threads)};
+  caf::actor_system sys{server_system_config(s.threads, s.peer_tls)};
   auto started = start_server(sys, s);
   if (!started) {
     log_error("{}: {}", name, started.error().detail);

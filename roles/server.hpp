@@ -18,6 +18,7 @@
 #include "actors/raft/push_service.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/state_machine.hpp"
+#include "roles/tls.hpp"
 #include "schema/error.hpp"
 
 namespace conclave {
@@ -26,6 +27,7 @@ struct server_setup {
   raft::node_options options;
   raft::endpoint listen;
   int threads = 1;  // CAF worker threads
+  tls_files peer_tls;  // run_server: TLS on the native links (use_peer_tls)
   std::shared_ptr<raft::state_machine> machine;
   std::shared_ptr<raft::leader_service> service;  // may be null
   std::shared_ptr<raft::push_service> push;       // may be null
@@ -41,8 +43,9 @@ int run_server(server_setup setup);
 sigset_t block_stop_signals();
 // The actor system settings of a server process: the middleman, and `threads`
 // workers on a shared queue (one Raft peer is one actor; this measured
-// fastest on small machines, bench/README.md).
-caf::actor_system_config& server_system_config(int threads);
+// fastest on small machines, bench/README.md); with `peer_tls`, CAF's
+// OpenSSL manager (use_peer_tls).
+caf::actor_system_config& server_system_config(int threads, const tls_files& peer_tls = {});
 // Waits until one of `signals` arrives (returns 0) or `exit_request`
 // returns non-zero (returns that), polling it every 50 ms.
 int wait_for_stop(const sigset_t& signals, const std::function<int()>& exit_request);

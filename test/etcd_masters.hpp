@@ -1,4 +1,4 @@
-// 3 masters serving etcd's v3 API (client-listen) and, when asked, its JSON
+// 3 masters (or `masters`) serving etcd's v3 API (client-listen) and, when asked, its JSON
 // gateway (http-listen), each on a port it picked and logged, for tests that
 // point real etcd clients at them.
 #pragma once
@@ -23,25 +23,28 @@ struct etcd_masters {
   std::unique_ptr<process_cluster> c;
 
   // A port picked here could be taken before the master binds it, so each
-  // master takes any free port and logs it. `extra`: more flags for every master.
-  explicit etcd_masters(std::vector<std::string> extra = {}, bool with_http = false) {
+  // master takes any free port and logs it. `extra`: more flags for every master;
+  // `client_tls`: the cluster's own client's TLS files (masters with peer-cert-file).
+  explicit etcd_masters(std::vector<std::string> extra = {}, bool with_http = false, tls_files client_tls = {},
+                        std::uint64_t masters = 3) {
     using namespace std::chrono_literals;
     process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) {
+    where.client_tls = std::move(client_tls);
+    for (std::uint64_t id = 1; id <= masters; ++id) {
       where.flags[id] = {"--client-listen", "127.0.0.1:0"};
       if (with_http) where.flags[id].insert(where.flags[id].end(), {"--http-listen", "127.0.0.1:0"});
     }
     std::vector<std::string> flags{"-r", "master"};
     flags.insert(flags.end(), extra.begin(), extra.end());
-    c = std::make_unique<process_cluster>(3, flags, conclave_binary(), where);
+    c = std::make_unique<process_cluster>(static_cast<int>(masters), flags, conclave_binary(), where);
     auto logged = [&](const std::string& said, std::map<std::uint64_t, std::string>& into) {
-      for (std::uint64_t id = 1; id <= 3; ++id) {
+      for (std::uint64_t id = 1; id <= masters; ++id) {
         auto log = c->log_of(id);
         auto at = log.find(said);
         if (at != std::string::npos) into[id] = log.substr(at + said.size(), log.find('\n', at) - at - said.size());
       }
     };
-    auto ready = [&] { return client.size() == 3 && (!with_http || http.size() == 3); };
+    auto ready = [&] { return client.size() == masters && (!with_http || http.size() == masters); };
     for (auto until = std::chrono::steady_clock::now() + 20s; !ready() && std::chrono::steady_clock::now() < until;) {
       logged("etcd API listening on ", client);
       if (with_http) logged("HTTP listening on ", http);
@@ -59,7 +62,11 @@ struct etcd_masters {
     return e;
   }
 
-  std::string logs() { return c->log_of(1) + c->log_of(2) + c->log_of(3); }
+  std::string logs() {
+    std::string all;
+    for (const auto& m : c->members()) all += c->log_of(m.id);
+    return all;
+  }
 };
 
 // Bytes as the JSON gateway carries them.

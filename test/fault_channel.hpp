@@ -12,6 +12,7 @@
 #include <string>
 
 #include "actors/atoms.hpp"
+#include "actors/connector.hpp"
 #include "actors/auth.hpp"
 #include "actors/raft/node_options.hpp"
 #include "schema/error.hpp"
@@ -41,7 +42,7 @@ class fault_channel {
   expected<void> ask(const raft::endpoint& at, std::chrono::milliseconds timeout, Ts... xs) {
     caf::scoped_actor self{sys_};
     caf::actor gateway;
-    self->request(sys_.middleman().actor_handle(), timeout, caf::connect_atom::value, at.host, at.port)
+    self->request(connector(sys_), timeout, caf::connect_atom::value, at.host, at.port)
         .receive([&](const caf::node_id&, caf::strong_actor_ptr& ptr,
                      const std::set<std::string>&) { gateway = caf::actor_cast<caf::actor>(ptr); },
                  [](caf::error&) {});

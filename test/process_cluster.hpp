@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "roles/raft_client.hpp"
+#include "roles/peer_tls.hpp"
 #include "test/fault_channel.hpp"
 #include "test/processes.hpp"
 #include "test/temp_dir.hpp"
@@ -63,6 +64,7 @@ class process_cluster {
     // Runs once the members have their addresses and data directories, before
     // any starts (e.g. to seed the directories with `conclave restore`).
     std::function<void(process_cluster&)> before_start;
+    tls_files client_tls;  // the cluster's own client: TLS with these files (servers with peer-cert-file)
   };
 
   // `extra` flags go to every server (timing, snapshot settings).
@@ -85,7 +87,13 @@ class process_cluster {
     for (auto& m : members_) start(m.id);
     std::vector<raft::endpoint> eps;
     for (const auto& m : members_) eps.push_back(m.address);
-    system_ = std::make_unique<caf::actor_system>(client_config());
+    if (where.client_tls.enabled()) {
+      tls_config_ = std::make_unique<caf::actor_system_config>();
+      tls_config_->load<caf::io::middleman>();
+      tls_config_->set("logger.verbosity", caf::atom("quiet"));
+      use_peer_tls(*tls_config_, where.client_tls);
+    }
+    system_ = std::make_unique<caf::actor_system>(tls_config_ ? *tls_config_ : client_config());
     client_ = std::make_unique<raft_client>(*system_, cluster_id, eps);
     faults_ = std::make_unique<fault_channel>(*system_, cluster_id);
   }
@@ -279,6 +287,7 @@ class process_cluster {
   std::map<std::uint64_t, std::vector<std::string>> launchers_;
   std::vector<member> members_;
   std::vector<pid_t> others_;
+  std::unique_ptr<caf::actor_system_config> tls_config_;  // the client's, with layout::client_tls
   std::unique_ptr<caf::actor_system> system_;
   std::unique_ptr<raft_client> client_;
   std::unique_ptr<fault_channel> faults_;

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "actors/connector.hpp"
 #include "actors/log.hpp"
 
 namespace conclave::raft {
@@ -27,7 +28,7 @@ struct link_state {
   void connect() {
     if (connecting || remote || stopping) return;
     connecting = true;
-    auto mm = self->system().middleman().actor_handle();
+    auto mm = connector(self->system());
     self->request(mm, std::chrono::seconds(2), caf::connect_atom::value, s.address.host, s.address.port)
         .then(
             [this](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
