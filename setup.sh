@@ -32,6 +32,8 @@ PACKAGES=(
   libcpp-httplib-dev curl python3-etcd3gw
   # Go clientv3 against the etcd API (test/etcd_go_test.cpp): Debian's go and etcd 3.4's sources, built offline
   golang-go golang-etcd-server-dev
+  # /metrics on http-listen: prometheus-cpp (core and its text serializer); promtool (prometheus) checks it in the tests
+  prometheus-cpp-dev prometheus
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's

@@ -198,7 +198,7 @@ expected<node_config> parse_settings(const settings& given) {
   }
   if (!cfg.is_master()) {
     if (!c["client-listen"].empty()) return bad("client-listen: only masters serve etcd's API");
-    if (!c["http-listen"].empty()) return bad("http-listen: only masters serve HTTP (etcd's JSON gateway)");
+    if (!c["http-listen"].empty()) return bad("http-listen: only masters serve HTTP (metrics, health, etcd's JSON gateway)");
     agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
     agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];
     agent.no_master_timeout_ms = static_cast<int>(number("no-master-timeout-ms"));
@@ -251,8 +251,6 @@ expected<node_config> parse_settings(const settings& given) {
     cfg.client_listen = *ep;
   }
   if (!c["http-listen"].empty()) {
-    // The JSON gateway answers through the etcd API's gRPC server.
-    if (!cfg.client_listen) return bad("http-listen: needs client-listen (the JSON gateway calls etcd's API there)");
     auto ep = parse_listen(c["http-listen"], "http-listen");
     if (!ep) return ep.error();
     cfg.http_listen = *ep;

@@ -50,6 +50,7 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   setup->machine = s.machine;
   setup->service = s.service;
   setup->push = s.push;
+  setup->stats = s.stats ? s.stats : std::make_shared<metrics::sink>();
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
@@ -59,10 +60,10 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
     log_line("{}: authentication off: any process that reaches this port can join and write (set secret-file)", name);
   }
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
-                          std::make_shared<storage::snapshot_store>(std::move(*snapshots))};
+                          std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stats};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
-  auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer});
+  auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer, setup->stats});
   auto port = sys.middleman().publish(gateway, s.listen.port, s.listen.host.c_str(), true);
   if (!port) {
     caf::anon_send_exit(peer, caf::exit_reason::user_shutdown);
