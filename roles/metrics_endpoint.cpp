@@ -84,7 +84,8 @@ void raft_metrics(exposition& e, const metrics::sink& s) {
   e.counter("raft_proposals_committed_total", "Proposals to this master that committed and applied.",
             static_cast<double>(s.proposals_committed.load()));
   e.counter("raft_proposals_failed_total",
-            "Proposals to this master that failed (refused, or lost to a change of leader).",
+            "Proposals to this master that failed: refused (no leader known, a full disk) or lost to a change of leader; "
+            "a follower passing a write to the leader it knows does not count it.",
             static_cast<double>(s.proposals_failed.load()));
   e.gauge("raft_proposals_pending", "Proposals this master accepted that have not committed yet.",
           static_cast<double>(s.proposals_pending.load()));

@@ -158,6 +158,23 @@ TEST_CASE("every master serves /metrics that promtool accepts: one leader that a
   CHECK(value(text, "conclave_peer_received_bytes_total" + peer) > 0.0);
   CHECK(value(text, "conclave_peer_round_trip_time_seconds_count" + peer) > 0.0);
 
+  // Writes through a follower: it passes them on to the leader it knows, which
+  // is no failed proposal; its request counter counts them.
+  {
+    caf::actor_system sys{client_config()};
+    raft_client through(sys, m.c->cluster_id, {m.c->at(follower).address});
+    const std::string failed = "conclave_raft_proposals_failed_total";
+    auto failed_before = *value(m.metrics(follower), failed);
+    auto asked_before = value(m.metrics(follower), proposed).value_or(0);
+    for (int i = 0; i < writes; ++i) {
+      auto r = through.propose(wire::encode_command(registry::put{"/f/" + std::to_string(i), "v", 0, std::nullopt}), 10s);
+      REQUIRE_MESSAGE(r, r.error().message());
+    }
+    auto after = m.metrics(follower);
+    CHECK_MESSAGE(value(after, failed) == failed_before, after);
+    CHECK(value(after, proposed) >= asked_before + writes);
+  }
+
   // promtool: the format and Prometheus' naming conventions, on every master's page.
   for (std::uint64_t id = 1; id <= 3; ++id) {
     auto file = m.c->path("metrics-" + std::to_string(id) + ".txt");

@@ -301,7 +301,8 @@ struct state : log_writer, transport {
     // (The promise took over the request: an answer goes through it.)
     if (!id) {
       promise.deliver(refused(id.error()));
-      stats->proposals_failed++;
+      // A follower that knows the leader sends the client there: not a failure.
+      if (id.error().code != errc::not_leader || raft().leader() == no_node) stats->proposals_failed++;
     }
     schedule_flush();
     return promise;
