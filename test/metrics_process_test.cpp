@@ -63,7 +63,7 @@ bool eventually(const std::function<bool()>& ok, std::chrono::milliseconds withi
 }
 
 // 3 masters without the etcd API, each with http-listen on a port it picks
-// and logs, and fault injection on (to cut one off).
+// and logs, fault injection on (to cut one off) and a snapshot every 16 entries.
 struct http_masters {
   std::unique_ptr<process_cluster> c;
   std::map<std::uint64_t, std::string> http;  // server id -> its http-listen address
@@ -71,7 +71,7 @@ struct http_masters {
   http_masters() {
     process_cluster::layout where;
     for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--http-listen", "127.0.0.1:0"};
-    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master", "--fault-injection", "true"},
+    c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master", "--fault-injection", "true", "--snapshot-every", "16"},
                                           conclave_binary(), where);
     const std::string said = "HTTP listening on ";
     eventually([&] {
@@ -123,6 +123,8 @@ TEST_CASE("every master serves /metrics that promtool accepts: one leader that a
                   }),
                   m.metrics(1) << m.c->logs());
   CHECK(value(m.metrics(*leader), "conclave_raft_is_leader") == 1.0);
+  CHECK(m.sum("conclave_raft_elections_started_total") >= 1);
+  for (std::uint64_t id = 1; id <= 3; ++id) CHECK(value(m.metrics(id), "conclave_raft_leader_changes_seen_total") >= 1.0);
   // Each master registered as a member: the registry's gauges show them.
   CHECK_MESSAGE(eventually([&] { return value(m.metrics(*leader), "conclave_members{status=\"alive\"}") == 3.0; }),
                 m.metrics(*leader));
@@ -150,6 +152,13 @@ TEST_CASE("every master serves /metrics that promtool accepts: one leader that a
   auto text = m.metrics(*leader);
   CHECK(value(text, "conclave_disk_write_duration_seconds_count") > 0.0);
   CHECK(value(text, "conclave_raft_proposals_committed_total") >= double(writes));
+  // 20 writes and the members' registrations pass 16 entries: a snapshot each.
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    auto page = m.metrics(id);
+    CHECK_MESSAGE(value(page, "conclave_snapshots_taken_total") >= 1.0, page);
+    CHECK(value(page, "conclave_snapshot_size_bytes") > 0.0);
+    CHECK(value(page, "conclave_snapshot_save_duration_seconds_count") >= 1.0);
+  }
   // The registry's gauges are sampled about once a second.
   CHECK(eventually([&] { return value(m.metrics(*leader), "conclave_keys") >= double(writes); }));
   std::uint64_t follower = *leader % 3 + 1;
