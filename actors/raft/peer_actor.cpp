@@ -244,6 +244,9 @@ struct state : log_writer, transport {
     if (rc.role == role::candidate && (last_role.role != role::candidate || rc.term != last_role.term)) {
       stats->elections_started++;
     }
+    if (rc.role == role::leader && last_role.role != role::leader) {
+      for (auto& [id, l] : links) l.probe.reset();  // a new leadership numbers its heartbeats anew
+    }
     if (rc.leader != no_node && (rc.leader != seen_leader || rc.term != seen_leader_term)) {
       stats->leader_changes_seen++;
       seen_leader = rc.leader;
@@ -294,6 +297,12 @@ struct state : log_writer, transport {
     };
   }
 
+  // A proposal refused at once failed, unless this follower knows the
+  // leader: then the gateway passes it on there.
+  void count_refusal(const error& e) {
+    if (e.code != errc::not_leader || raft().leader() == no_node) stats->proposals_failed++;
+  }
+
   caf::result<client::response> propose(std::string& command) {
     if (stopping) return shutting_down();
     auto promise = self->make_response_promise<client::response>();
@@ -301,8 +310,7 @@ struct state : log_writer, transport {
     // (The promise took over the request: an answer goes through it.)
     if (!id) {
       promise.deliver(refused(id.error()));
-      // A follower that knows the leader sends the client there: not a failure.
-      if (id.error().code != errc::not_leader || raft().leader() == no_node) stats->proposals_failed++;
+      count_refusal(id.error());
     }
     schedule_flush();
     return promise;
@@ -342,7 +350,7 @@ struct state : log_writer, transport {
     // (The promise took over the request: an answer goes through it.)
     if (!proposed) {
       promise.deliver(refused(proposed.error()));
-      stats->proposals_failed++;
+      count_refusal(proposed.error());
     }
     schedule_flush();
     return promise;
