@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 
+#include "schema/client_protocol.hpp"
 #include "schema/error.hpp"
 
 namespace conclave {
@@ -114,7 +115,7 @@ void storage_metrics(exposition& e, const metrics::sink& s) {
   for (std::size_t c = 0; c < metrics::sink::error_codes; ++c) {
     if (auto n = s.storage_errors[c].load()) {
       e.counter("storage_errors_total", help, static_cast<double>(n),
-                {{"code", std::string(to_string(static_cast<errc>(c)))}});
+                {{"code", client::code_name(static_cast<errc>(c))}});
     }
   }
 }

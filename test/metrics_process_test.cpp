@@ -68,9 +68,13 @@ struct http_masters {
   std::unique_ptr<process_cluster> c;
   std::map<std::uint64_t, std::string> http;  // server id -> its http-listen address
 
-  http_masters() {
+  // `own`: more flags for some masters.
+  explicit http_masters(const std::map<std::uint64_t, std::vector<std::string>>& own = {}) {
     process_cluster::layout where;
-    for (std::uint64_t id = 1; id <= 3; ++id) where.flags[id] = {"--http-listen", "127.0.0.1:0"};
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+      where.flags[id] = {"--http-listen", "127.0.0.1:0"};
+      if (auto it = own.find(id); it != own.end()) where.flags[id].insert(where.flags[id].end(), it->second.begin(), it->second.end());
+    }
     c = std::make_unique<process_cluster>(3, std::vector<std::string>{"-r", "master", "--fault-injection", "true", "--snapshot-every", "16"},
                                           conclave_binary(), where);
     const std::string said = "HTTP listening on ";
@@ -236,6 +240,28 @@ TEST_CASE("/readyz turns 503 with the reason on a master cut off from the others
   REQUIRE(m.c->heal(cut));
   CHECK_MESSAGE(eventually([&] { return get(m.http[cut], "/readyz").first == 200; }), get(m.http[cut], "/readyz").second);
   CHECK(get(m.http[cut], "/health") == std::pair<int, std::string>{200, R"({"health":"true"})"});
+}
+
+TEST_CASE("/readyz turns 503 on a master whose log reaches its cap (log-max-mib), and the metrics say why") {
+  http_masters m({{3, {"--log-max-mib", "1"}}});
+  REQUIRE_MESSAGE(m.c->wait_for_leader(20s), m.c->logs());
+  REQUIRE_MESSAGE(eventually([&] { return get(m.http[3], "/readyz").first == 200; }), get(m.http[3], "/readyz").second);
+  // 1.6 MiB of values: more than master 3's log may hold; the other two commit them.
+  std::string pad(4096, 'p');
+  for (int i = 0; i < 400; ++i) {
+    auto r = m.c->client().propose(wire::encode_command(registry::put{"/big/" + std::to_string(i), pad, 0, std::nullopt}), 10s);
+    REQUIRE_MESSAGE(r, r.error().message());
+  }
+  CHECK_MESSAGE(eventually([&] { return value(m.metrics(3), "conclave_storage_full") == 1.0; }), m.metrics(3));
+  auto [status, why] = get(m.http[3], "/readyz");
+  CHECK(status == 503);
+  CHECK_MESSAGE(why.find("cannot write to its disk") != std::string::npos, why);
+  CHECK(value(m.metrics(3), R"(conclave_storage_errors_total{code="map_full"})") >= 1.0);
+  CHECK(get(m.http[3], "/health").first == 503);
+  for (std::uint64_t id = 1; id <= 2; ++id) {
+    CHECK(value(m.metrics(id), "conclave_storage_full") == 0.0);
+    CHECK_MESSAGE(eventually([&] { return get(m.http[id], "/readyz").first == 200; }), get(m.http[id], "/readyz").second);
+  }
 }
 
 TEST_CASE("etcd API requests (gRPC and its JSON gateway) are counted by method and outcome") {
