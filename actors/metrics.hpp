@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "actors/gauge_sample.hpp"
+
 namespace conclave::metrics {
 
 // A histogram with fixed upper bounds: observe() is a bucket search and two
@@ -59,16 +61,6 @@ struct request_stats {
   std::size_t index_of(std::string_view outcome) const;
   void done(std::size_t outcome, double seconds);
   void count(std::size_t outcome);  // a stream: counted, not timed
-};
-
-// A number describing the applied state (members by status, sessions, ...),
-// sampled by the Raft shell about once a second from the state machine and
-// its push service. `label` may be empty.
-struct gauge_sample {
-  std::string name;  // without the conclave_ prefix
-  std::string help;
-  std::string label, label_value;
-  double value = 0;
 };
 
 struct sink {

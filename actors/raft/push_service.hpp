@@ -9,7 +9,7 @@
 #include <tuple>
 #include <vector>
 
-#include "actors/metrics.hpp"
+#include "actors/gauge_sample.hpp"
 #include "schema/error.hpp"
 
 namespace conclave::raft {

@@ -6,8 +6,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
-#include "actors/metrics.hpp"
+#include "actors/gauge_sample.hpp"
 #include "schema/raft_types.hpp"
 
 namespace conclave::raft {
