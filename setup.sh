@@ -37,6 +37,9 @@ PACKAGES=(
   openssl
   # Go clientv3 against the etcd API (test/etcd_go_test.cpp): Debian's go and etcd 3.4's sources, built offline
   golang-go golang-etcd-server-dev
+  # /metrics on http-listen: prometheus-cpp (core and its text serializer); promtool checks it in the tests
+  # (Debian ships promtool only in `prometheus`, whose service starts on :9090 on a host running systemd)
+  prometheus-cpp-dev prometheus
 )
 
 # Only for `conclave-bench --compare`: the systems it compares with (Debian's

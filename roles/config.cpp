@@ -267,7 +267,7 @@ expected<node_config> parse_settings(const settings& given) {
   }
   if (!cfg.is_master()) {
     if (!c["client-listen"].empty()) return bad("client-listen: only masters serve etcd's API");
-    if (!c["http-listen"].empty()) return bad("http-listen: only masters serve HTTP");
+    if (!c["http-listen"].empty()) return bad("http-listen: only masters serve HTTP (status page, metrics, health, etcd's JSON gateway)");
     agent.me.id = c["name"].empty() ? "worker-" + std::to_string(::getpid()) : c["name"];
     agent.me.host = c["advertise-host"].empty() ? "127.0.0.1" : c["advertise-host"];
     agent.no_master_timeout_ms = static_cast<int>(number("no-master-timeout-ms"));

@@ -28,7 +28,7 @@ struct node_config {
   raft::node_options raft;      // masters only
   raft::endpoint listen;        // masters only
   std::optional<raft::endpoint> client_listen;  // masters: etcd's v3 API there (roles/etcd_api.hpp)
-  std::optional<raft::endpoint> http_listen;    // masters: HTTP (the status page; with client_listen, etcd's JSON gateway)
+  std::optional<raft::endpoint> http_listen;    // masters: HTTP (status page, metrics, health; with client_listen, etcd's JSON gateway)
   int threads = 1;
   // The embedding API: how many of its blocking calls run at once.
   std::size_t parallel_calls = 16;

@@ -446,6 +446,14 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   p->services.push_back(std::make_unique<cluster_service>(p->a));
   p->services.push_back(std::make_unique<maintenance_service>(p->a));
   for (auto& service : p->services) builder.RegisterService(service.get());
+  if (p->a.b.stats) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(make_request_metrics(*p->a.b.stats,
+                                                {"etcdserverpb.KV", "etcdserverpb.Watch", "etcdserverpb.Lease",
+                                                 "etcdserverpb.Cluster", "etcdserverpb.Maintenance",
+                                                 "etcdserverpb.Auth", "v3lockpb.Lock", "v3electionpb.Election"}));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   p->grpc_server = builder.BuildAndStart();
   if (!p->grpc_server || p->port == 0) {
     return make_error(errc::io_error, "client-listen: cannot listen on " + at.text());

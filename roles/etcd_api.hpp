@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "actors/auth.hpp"
+#include "actors/metrics.hpp"
 #include "actors/raft/node_options.hpp"
 #include "roles/tls.hpp"
 #include "schema/client_protocol.hpp"
@@ -70,6 +71,8 @@ struct backend {
   std::function<expected<void>(std::uint8_t kind, std::uint64_t server_id, const std::string& address,
                                std::chrono::milliseconds deadline)>
       change_membership;
+  // Where calls are counted by method and status (null: not counted).
+  std::shared_ptr<metrics::sink> stats;
 };
 
 // The label a master registers with naming its etcd client URL (for

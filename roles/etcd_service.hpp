@@ -5,11 +5,13 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "roles/etcd_api.hpp"
 #include "schema/etcd/rpc.grpc.pb.h"
@@ -69,5 +71,9 @@ std::unique_ptr<grpc::Service> make_lease_service(api& a);
 std::unique_ptr<grpc::Service> make_watch_service(api& a);
 std::unique_ptr<grpc::Service> make_lock_service(api& a);
 std::unique_ptr<grpc::Service> make_election_service(api& a);
+// Counts each call to the named services ("etcdserverpb.KV", ...) by method
+// and status in `stats`, and times the unary ones.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> make_request_metrics(
+    metrics::sink& stats, const std::vector<std::string>& services);
 
 }  // namespace conclave::etcd::detail

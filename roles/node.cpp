@@ -19,8 +19,10 @@
 #include "roles/etcd_api.hpp"
 #include "roles/etcd_gateway.hpp"
 #include "roles/force_new_cluster.hpp"
+#include "roles/health_endpoint.hpp"
 #include "roles/http_listener.hpp"
 #include "roles/member_agent.hpp"
+#include "roles/metrics_endpoint.hpp"
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
@@ -75,10 +77,11 @@ struct node::impl {
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
   std::unique_ptr<etcd::server> etcd;  // masters with client-listen: etcd's v3 API
   std::unique_ptr<push_client> etcd_push;  // its watches (their own delivery thread: a slow stream delays no member push)
-  std::unique_ptr<etcd::gateway> json_gateway;  // masters with http-listen: etcd's JSON gateway onto `etcd`
-  std::unique_ptr<http_listener> http;          // ... served here
+  std::unique_ptr<etcd::gateway> json_gateway;  // masters with http-listen and client-listen: etcd's JSON gateway onto `etcd`
+  std::unique_ptr<http_listener> http;          // masters with http-listen: status page, metrics, health, JSON gateway
   std::unique_ptr<status_feed> status;          // masters with http-listen: the status page's snapshots
   std::unique_ptr<push_client> status_push;     // ... woken by this master's registry pushes
+  std::shared_ptr<metrics::sink> stats = std::make_shared<metrics::sink>();  // masters: what the server measures
 
   explicit impl(caf::actor_system& s) : sys(s) {}
 
@@ -219,6 +222,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     setup.machine = machine;
     setup.service = std::make_shared<registry::registry_service>(machine, live);
     setup.push = std::make_shared<registry::registry_push>(machine, cfg->raft.cluster_id);
+    setup.stats = p->stats;
     auto started = start_server(sys, setup);
     if (!started) return started.error();
     p->gateway = started->gateway;
@@ -229,7 +233,10 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
     p->role_listener = sys.spawn([raw, peer](caf::event_based_actor* self) -> caf::behavior {
       self->monitor(peer);
       self->set_down_handler([raw](caf::down_msg&) {
-        if (!raw->stop) raw->peer_failed = true;
+        if (!raw->stop) {
+          raw->peer_failed = true;
+          raw->stats->server_stopped = true;
+        }
       });
       return {[raw](role_atom, bool leading, std::uint64_t term, std::uint64_t leader) {
         bool was = raw->leading.exchange(leading);
@@ -314,6 +321,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       return total;
     };
     b.cluster = raw->cfg.raft.cluster_id;
+    b.stats = raw->stats;
     b.keys = raw->cfg.agent.keys;
     const auto& cluster = raw->cfg.raft.cluster_id;
     auto s = etcd::server::start(*raw->cfg.client_listen, etcd::cluster_number(cluster),
@@ -328,7 +336,7 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
              raw->etcd->port());
   }
   if (raw->cfg.http_listen) {
-    std::vector<http_listener::routes> routes;
+    std::vector<http_listener::routes> routes{metrics_routes(raw->stats), health_routes(raw->stats)};
     if (raw->etcd) {
       raw->json_gateway = std::make_unique<etcd::gateway>(raw->etcd->in_process_channel());
       routes.push_back(raw->json_gateway->routes());

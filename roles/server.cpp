@@ -52,6 +52,7 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
   setup->machine = s.machine;
   setup->service = s.service;
   setup->push = s.push;
+  setup->stats = s.stats ? s.stats : std::make_shared<metrics::sink>();
   log_line("{}: starting: cluster '{}', log {}..{}, term {}, snapshot at {}", name, opts.cluster_id,
            (*log)->first_index().value, (*log)->last_index().value, durable.state.term.value,
            durable.snapshot ? durable.snapshot->meta.last_index.value : 0);
@@ -64,10 +65,10 @@ expected<server_handles> start_server(caf::actor_system& sys, const server_setup
                 name);
   }
   storage_handles handles{std::shared_ptr<storage::lmdb_log>(std::move(*log)),
-                          std::make_shared<storage::snapshot_store>(std::move(*snapshots))};
+                          std::make_shared<storage::snapshot_store>(std::move(*snapshots)), setup->stats};
   setup->storage = sys.spawn<caf::detached>(storage_actor, handles);
   auto peer = sys.spawn(peer_actor, setup);
-  auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer});
+  auto gateway = sys.spawn(gateway_actor, gateway_setup{opts, peer, setup->stats});
   // With CAF's OpenSSL manager loaded (peer-cert-file), the port speaks only TLS.
   auto port = sys.has_openssl_manager() ? caf::openssl::publish(gateway, s.listen.port, s.listen.host.c_str(), true)
                                         : sys.middleman().publish(gateway, s.listen.port, s.listen.host.c_str(), true);

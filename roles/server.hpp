@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 
+#include "actors/metrics.hpp"
 #include "actors/raft/gateway.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/push_service.hpp"
@@ -31,6 +32,7 @@ struct server_setup {
   std::shared_ptr<raft::state_machine> machine;
   std::shared_ptr<raft::leader_service> service;  // may be null
   std::shared_ptr<raft::push_service> push;       // may be null
+  std::shared_ptr<metrics::sink> stats;           // what the server measures; null: its own, unread
 };
 
 // Runs a server process until SIGTERM/SIGINT (a leader hands over first) or

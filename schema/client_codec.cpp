@@ -169,6 +169,14 @@ std::string encode_response(const client::response& r) {
   return to_bytes(builder);
 }
 
+std::string response_code(std::string_view bytes) {
+  auto code = decode_root<s::ClientResponse>(bytes, [](s::ClientResponse::Reader in) {
+    auto body = in.getBody();
+    return body.which() == s::ClientResponse::Body::ERROR ? text(body.getError().getCode()) : std::string();
+  });
+  return code ? *code : client::code_name(errc::malformed);
+}
+
 expected<client::response> decode_response(std::string_view bytes) {
   return decode_root<s::ClientResponse>(bytes, [](s::ClientResponse::Reader in) -> client::response {
     auto body = in.getBody();

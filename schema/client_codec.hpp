@@ -16,5 +16,8 @@ expected<client::request> decode_request(std::string_view bytes, std::string_vie
 
 std::string encode_response(const client::response& r);
 expected<client::response> decode_response(std::string_view bytes);
+// Only a response's failure code: "" for an answer that is not a failure
+// (the code "malformed" for bytes that do not decode).
+std::string response_code(std::string_view bytes);
 
 }  // namespace conclave::wire

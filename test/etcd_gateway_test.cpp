@@ -343,10 +343,12 @@ TEST_CASE("http-listen: masters only, also without client-listen; port 0 takes a
   settings base = {{"role", "master"}, {"id", "1"}, {"peers", "1=127.0.0.1:7001"}, {"cluster-id", "c"},
                    {"data-dir", "/tmp/unused"}};
   auto s = base;
+  // Without the etcd API: metrics and health only (no JSON gateway).
   s["http-listen"] = "127.0.0.1:8080";
   auto c = parse_settings(s);
-  REQUIRE_MESSAGE(c, c.error().message());  // the status page needs no etcd API
+  REQUIRE_MESSAGE(c, c.error().message());
   CHECK(c->http_listen);
+  CHECK_FALSE(c->client_listen);
   s["client-listen"] = "127.0.0.1:2379";
   s["http-listen"] = "127.0.0.1:0";
   c = parse_settings(s);

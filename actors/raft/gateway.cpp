@@ -6,7 +6,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <iterator>
 #include <set>
+#include <variant>
 #include <vector>
 
 #include "actors/auth.hpp"
@@ -38,10 +40,34 @@ struct passable {
   bool changes_state;
 };
 
+// The native protocol's methods, by their index in client::request, for metrics.
+const char* const method_names[] = {"propose",   "read",       "status", "transfer_leadership",
+                                    "keepalive", "stale_read", "change_membership"};
+static_assert(std::size(method_names) == std::variant_size_v<client::request>);
+
+// A client request being answered, timed from its arrival to its answer.
+struct timed_request {
+  metrics::request_stats* stats = nullptr;  // null: not counted (passed on by another master)
+  std::chrono::steady_clock::time_point start;
+  // `code`: the failure's code, "" for success.
+  void done(const std::string& code) const {
+    if (!stats) return;
+    stats->done(code.empty() ? 0 : stats->index_of(code),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  void done(const client::response& r) const {
+    auto* f = std::get_if<client::failure>(&r);
+    done(f ? f->code : std::string());
+  }
+};
+
 struct gateway_state {
   caf::event_based_actor* self;
   node_options opts;
   peer_interface peer;
+  std::shared_ptr<metrics::sink> stats;
+  std::vector<metrics::request_stats*> methods;  // by index in client::request
+  std::map<node_id, metrics::peer_stats*> peer_stats;
   std::string name;  // "node N", for logs
   log_limiter limiter;
 
@@ -63,6 +89,7 @@ struct gateway_state {
     node_id leader;
     bool changes_state;
     caf::response_promise promise;
+    timed_request timing;
   };
   std::map<std::uint64_t, passed_on_wait> passed_on;
   std::uint64_t next_pass_id = 1;
@@ -136,13 +163,26 @@ struct gateway_state {
     return admin ? auth::level::master : auth::level::member;
   }
 
+  // Counters for each native method, with every outcome: "ok" and the error codes.
+  void register_methods() {
+    std::vector<std::string> outcomes{"ok"};
+    for (int c = 0; c <= static_cast<int>(errc::resource_exhausted); ++c) {
+      outcomes.push_back(client::code_name(static_cast<errc>(c)));
+    }
+    for (const char* m : method_names) methods.push_back(&stats->requests("native", m, outcomes));
+  }
+
   caf::result<std::string> on_client(const std::string& bytes, bool forwarded) {
     auto decoded = wire::decode_request(bytes, opts.cluster_id);
     if (!decoded) return answer(fail(decoded.error().code, decoded.error().detail));
+    // Requests from clients are counted where they arrive (not again at the leader).
+    timed_request t;
+    if (!forwarded) t = timed_request{methods.at(decoded->index()), std::chrono::steady_clock::now()};
     // A passed-on request was checked by the master that passed it on.
     if (opts.keys.enabled() && !forwarded) {
       auto need = required(*decoded);
       if (static_cast<int>(level_of_sender()) < static_cast<int>(need)) {
+        t.done(client::code_name(errc::unauthenticated));
         return answer(fail(errc::unauthenticated, need == auth::level::master
                                                       ? "this request needs the cluster secret (--secret-file)"
                                                       : "this cluster requires credentials: the cluster secret or a "
@@ -160,19 +200,19 @@ struct gateway_state {
         [&](auto& r) -> caf::result<std::string> {
           using T = std::decay_t<decltype(r)>;
           if constexpr (std::is_same_v<T, client::propose>) {
-            return ask(pass(true), propose_atom::value, std::move(r.command));
+            return ask(t, pass(true), propose_atom::value, std::move(r.command));
           } else if constexpr (std::is_same_v<T, client::read>) {
-            return ask(pass(false), read_atom::value, std::move(r.query));
+            return ask(t, pass(false), read_atom::value, std::move(r.query));
           } else if constexpr (std::is_same_v<T, client::change_membership>) {
-            return ask(pass(true), membership_atom::value, r.kind, r.id, std::move(r.address));
+            return ask(t, pass(true), membership_atom::value, r.kind, r.id, std::move(r.address));
           } else if constexpr (std::is_same_v<T, client::stale_read>) {
-            return ask(std::nullopt, stale_read_atom::value, std::move(r.query));
+            return ask(t, std::nullopt, stale_read_atom::value, std::move(r.query));
           } else if constexpr (std::is_same_v<T, client::status_request>) {
-            return ask(std::nullopt, status_atom::value);
+            return ask(t, std::nullopt, status_atom::value);
           } else if constexpr (std::is_same_v<T, client::transfer_leadership>) {
-            return ask(std::nullopt, transfer_atom::value, r.target);
+            return ask(t, std::nullopt, transfer_atom::value, r.target);
           } else {
-            return keepalive(r);
+            return keepalive(t, r);
           }
         },
         *decoded);
@@ -181,16 +221,22 @@ struct gateway_state {
   // Asks the peer actor and answers with what it says; a not_leader refusal
   // naming the leader this gateway is connected to is passed on there instead.
   template <class... Ts>
-  caf::result<std::string> ask(std::optional<passable> pass, Ts&&... xs) {
+  caf::result<std::string> ask(timed_request t, std::optional<passable> pass, Ts&&... xs) {
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, std::forward<Ts>(xs)...)
         .then(
-            [this, promise, pass](client::response& r) mutable {
-              if (pass && for_the_leader(r)) return pass_on(promise, pass->bytes, pass->changes_state);
+            [this, promise, pass, t](client::response& r) mutable {
+              if (pass && for_the_leader(r)) return pass_on(t, promise, pass->bytes, pass->changes_state);
+              t.done(r);
               promise.deliver(answer(r));
             },
-            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "this master is stopping"))); });
+            [this, promise, t](caf::error&) mutable { deliver(t, promise, fail(errc::unavailable, "this master is stopping")); });
     return promise;
+  }
+
+  void deliver(const timed_request& t, caf::response_promise& promise, const client::response& r) {
+    t.done(r);
+    promise.deliver(answer(r));
   }
 
   bool for_the_leader(const client::response& r) const {
@@ -198,13 +244,14 @@ struct gateway_state {
     return f && f->code == client::code_name(errc::not_leader) && leader_gateway && f->leader_id == leader.value;
   }
 
-  void pass_on(caf::response_promise promise, const std::string& bytes, bool changes_state) {
+  void pass_on(timed_request t, caf::response_promise promise, const std::string& bytes, bool changes_state) {
     auto id = next_pass_id++;
-    passed_on[id] = passed_on_wait{leader, changes_state, std::move(promise)};
+    passed_on[id] = passed_on_wait{leader, changes_state, std::move(promise), t};
     self->request(leader_gateway, caf::infinite, forward_atom::value, bytes, auth::tag(opts.keys, "forward|" + bytes))
         .then(
             [this, id](const std::string& reply) {
               if (auto it = passed_on.find(id); it != passed_on.end()) {
+                if (it->second.timing.stats) it->second.timing.done(wire::response_code(reply));
                 it->second.promise.deliver(reply);
                 passed_on.erase(it);
               }
@@ -232,23 +279,23 @@ struct gateway_state {
     if (it == passed_on.end()) return;
     auto why = "the connection to the leader (node " + std::to_string(it->second.leader.value) +
                ") broke, or it stopped leading, while it had the request";
-    it->second.promise.deliver(
-        answer(it->second.changes_state ? fail(errc::outcome_unknown, why) : fail(errc::unavailable, why)));
+    deliver(it->second.timing, it->second.promise,
+            it->second.changes_state ? fail(errc::outcome_unknown, why) : fail(errc::unavailable, why));
     passed_on.erase(it);
   }
 
   // A heartbeat the leader accepted ties its session to this connection (unless detached).
-  caf::result<std::string> keepalive(client::keepalive& k) {
+  caf::result<std::string> keepalive(const timed_request& t, client::keepalive& k) {
     prune_sessions();
     auto sender = self->current_sender();  // (before the promise, which takes it over)
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, keepalive_atom::value, k.session, std::move(k.payload))
         .then(
-            [this, promise, sender, session = k.session, tie = !k.detached](client::response& r) mutable {
+            [this, promise, sender, t, session = k.session, tie = !k.detached](client::response& r) mutable {
               if (tie && sender && std::holds_alternative<client::ok>(r)) carry(sender, session);
-              promise.deliver(answer(r));
+              deliver(t, promise, r);
             },
-            [this, promise](caf::error&) mutable { promise.deliver(answer(fail(errc::unavailable, "this master is stopping"))); });
+            [this, promise, t](caf::error&) mutable { deliver(t, promise, fail(errc::unavailable, "this master is stopping")); });
     return promise;
   }
 
@@ -306,6 +353,11 @@ struct gateway_state {
       return;
     }
     if (decoded->to != opts.raft.id) return;
+    // Counted for the servers of the configuration only (the peer actor lists them).
+    auto& from = peer_stats[decoded->from];
+    if (!from) from = stats->find_peer(decoded->from.value);
+    if (from) from->received_bytes += bytes.size();
+    else peer_stats.erase(decoded->from);
     self->send(peer, peer_atom::value, std::move(*decoded));
   }
 
@@ -341,6 +393,8 @@ caf::behavior gateway_actor(caf::event_based_actor* self, gateway_setup setup) {
   st->self = self;
   st->opts = std::move(setup.options);
   st->peer = std::move(setup.peer);
+  st->stats = std::move(setup.stats);
+  st->register_methods();
   st->name = "node " + std::to_string(st->opts.raft.id.value);
   // Each dies with the other; the peer actor's links speak in our name.
   self->link_to(st->peer);

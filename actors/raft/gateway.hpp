@@ -17,6 +17,7 @@
 #include <string>
 
 #include "actors/atoms.hpp"
+#include "actors/metrics.hpp"
 #include "actors/raft/node_options.hpp"
 #include "actors/raft/peer_actor.hpp"
 
@@ -25,6 +26,7 @@ namespace conclave::raft {
 struct gateway_setup {
   node_options options;
   peer_interface peer;  // this master's peer actor; the gateway lives and dies with it
+  std::shared_ptr<metrics::sink> stats;  // client requests and peer bytes received; never null
 };
 
 // What an in-process host asks of a master (roles/node.hpp shows its use):

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "actors/log.hpp"
@@ -48,6 +49,10 @@ struct link {
   link_interface actor;  // spawned once the gateway is known (links speak in its name)
   caf::actor remote;     // the peer's gateway, while the link is connected
   bool backing_off = false;  // the link failed since the peer last spoke: its next message resets the backoff
+  metrics::peer_stats* stats = nullptr;
+  // The heartbeat whose answer is awaited, to time the round trip: its
+  // sequence number and when it left.
+  std::optional<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> probe;
 };
 
 struct state : log_writer, transport {
@@ -59,6 +64,10 @@ struct state : log_writer, transport {
   int ticks_since_progress = 0;
   std::shared_ptr<state_machine> machine;
   std::shared_ptr<leader_service> service;
+  std::shared_ptr<push_service> push;
+  std::shared_ptr<metrics::sink> stats;
+  node_id seen_leader;  // the last leader known, and its term (leader changes seen)
+  term_t seen_leader_term;
   caf::actor storage;
   caf::actor gateway;
   steady_clock clock;
@@ -85,6 +94,7 @@ struct state : log_writer, transport {
 
   void open_link(node_id id) {
     auto& l = links[id];
+    if (!l.stats) l.stats = &stats->peer(id.value);
     if (!gateway || l.actor) return;
     link_setup s;
     s.peer = id;
@@ -136,13 +146,34 @@ struct state : log_writer, transport {
       });
       return;
     }
-    if (it->second.actor) self->send(it->second.actor, peer_atom::value, wire::encode(m, opts.cluster_id));
+    auto& l = it->second;
+    if (!l.actor) return;
+    auto bytes = wire::encode(m, opts.cluster_id);
+    if (l.stats) l.stats->sent_bytes += bytes.size();
+    // A heartbeat (no entries: the follower answers without writing) is timed
+    // to its answer, one at a time per peer.
+    if (auto* a = std::get_if<append_entries>(&m.body); a && a->entries.empty() && !l.probe) {
+      l.probe.emplace(a->sequence, std::chrono::steady_clock::now());
+    }
+    self->send(l.actor, peer_atom::value, std::move(bytes));
   }
 
   void on_peer_message(const message& m) {
-    if (auto it = links.find(m.from); it != links.end() && it->second.backing_off && it->second.actor) {
-      self->send(it->second.actor, heard_atom::value);
-      it->second.backing_off = false;
+    if (auto it = links.find(m.from); it != links.end()) {
+      auto& l = it->second;
+      if (l.backing_off && l.actor) {
+        self->send(l.actor, heard_atom::value);
+        l.backing_off = false;
+      }
+      // The timed heartbeat's answer (or a later one: the heartbeat was lost).
+      auto* r = std::get_if<append_entries_reply>(&m.body);
+      if (r && l.probe && r->sequence >= l.probe->first) {
+        if (r->sequence == l.probe->first && l.stats) {
+          l.stats->round_trip.observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - l.probe->second).count());
+        }
+        l.probe.reset();
+      }
     }
     drv->receive(m);
     schedule_flush();
@@ -178,6 +209,29 @@ struct state : log_writer, transport {
     drv->flush();
     if (drv->applied() != applied) hub->after_apply();
     sync_links();
+    publish_stats();
+  }
+
+  // Raft's numbers for the exporter, after each round.
+  void publish_stats() {
+    auto& s = *stats;
+    s.is_leader = raft().role() == role::leader;
+    s.has_leader = raft().leader() != no_node;
+    s.term = raft().term().value;
+    s.commit_index = raft().log().commit_index().value;
+    s.applied_index = drv->applied().value;
+    s.last_index = raft().log().last_index().value;
+    s.updated_ms = steady_now_ms();
+  }
+
+  // The applied state's gauges (members, sessions, locks, watches), about once a second.
+  void sample_state() {
+    auto gauges = machine->gauges();
+    if (push) {
+      auto more = push->gauges();
+      gauges.insert(gauges.end(), more.begin(), more.end());
+    }
+    stats->set_state_gauges(std::move(gauges));
   }
 
   void report_role(const ready::role_change& rc) {
@@ -186,6 +240,17 @@ struct state : log_writer, transport {
     } else if (last_role.role == role::leader || rc.leader != last_role.leader) {
       log_line("{}: {} in term {}, leader {}", name, to_string(rc.role), rc.term.value,
                rc.leader == no_node ? std::string("unknown") : std::to_string(rc.leader.value));
+    }
+    if (rc.role == role::candidate && (last_role.role != role::candidate || rc.term != last_role.term)) {
+      stats->elections_started++;
+    }
+    if (rc.role == role::leader && last_role.role != role::leader) {
+      for (auto& [id, l] : links) l.probe.reset();  // a new leadership numbers its heartbeats anew
+    }
+    if (rc.leader != no_node && (rc.leader != seen_leader || rc.term != seen_leader_term)) {
+      stats->leader_changes_seen++;
+      seen_leader = rc.leader;
+      seen_leader_term = rc.term;
     }
     last_role = rc;
     for (const auto& l : role_listeners) tell_role(l);
@@ -222,10 +287,20 @@ struct state : log_writer, transport {
 
   // A proposal's answer to its client.
   commit_callback answer_commit(caf::typed_response_promise<client::response> promise) {
-    return [this, promise](expected<commit> c) mutable {
+    // Pending while the driver holds the callback (it drops those it refuses at once).
+    stats->proposals_pending++;
+    std::shared_ptr<void> pending(nullptr, [s = stats](void*) { s->proposals_pending--; });
+    return [this, promise, pending](expected<commit> c) mutable {
+      (c ? stats->proposals_committed : stats->proposals_failed)++;
       promise.deliver(c ? client::response{client::committed{c->index.value, c->term.value, std::move(c->result)}}
                         : fail(c.error().code, c.error().detail));
     };
+  }
+
+  // A proposal refused at once failed, unless this follower knows the
+  // leader: then the gateway passes it on there.
+  void count_refusal(const error& e) {
+    if (e.code != errc::not_leader || raft().leader() == no_node) stats->proposals_failed++;
   }
 
   caf::result<client::response> propose(std::string& command) {
@@ -233,7 +308,10 @@ struct state : log_writer, transport {
     auto promise = self->make_response_promise<client::response>();
     auto id = drv->propose(std::move(command), answer_commit(promise));
     // (The promise took over the request: an answer goes through it.)
-    if (!id) promise.deliver(refused(id.error()));
+    if (!id) {
+      promise.deliver(refused(id.error()));
+      count_refusal(id.error());
+    }
     schedule_flush();
     return promise;
   }
@@ -270,7 +348,10 @@ struct state : log_writer, transport {
     auto promise = self->make_response_promise<client::response>();
     auto proposed = drv->propose_membership(change, answer_commit(promise));
     // (The promise took over the request: an answer goes through it.)
-    if (!proposed) promise.deliver(refused(proposed.error()));
+    if (!proposed) {
+      promise.deliver(refused(proposed.error()));
+      count_refusal(proposed.error());
+    }
     schedule_flush();
     return promise;
   }
@@ -358,6 +439,7 @@ struct state : log_writer, transport {
       // Progress only while a leader is known: a master cut off from the
       // others falls silent, so its subscribers move to one that is not.
       if (raft().leader() != no_node) hub->progress();
+      sample_state();
     }
     if (stopping) continue_stop(steady_now_ms());
     schedule_flush();
@@ -400,6 +482,8 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   st->name = "node " + std::to_string(st->opts.raft.id.value);
   st->machine = setup->machine;
   st->service = setup->service;
+  st->push = setup->push;
+  st->stats = setup->stats;
   st->storage = setup->storage;
   push_hub::hooks hooks;
   hooks.monitor = [self](const caf::actor& a) { self->monitor(a); };

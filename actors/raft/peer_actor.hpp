@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "actors/atoms.hpp"
+#include "actors/metrics.hpp"
 #include "actors/raft/driver.hpp"
 #include "actors/raft/leader_service.hpp"
 #include "actors/raft/push_service.hpp"
@@ -41,6 +42,7 @@ struct peer_setup {
   caf::actor storage;                      // the storage actor for this server's disk
   std::shared_ptr<leader_service> service;  // optional: leader-side work of the state machine
   std::shared_ptr<push_service> push;       // optional: subscriptions served from the applied state
+  std::shared_ptr<metrics::sink> stats;     // what it measures (actors/metrics.hpp); never null
 };
 
 // Answers are in the client protocol's terms; a refusal names the leader

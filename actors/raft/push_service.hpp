@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "actors/gauge_sample.hpp"
 #include "schema/error.hpp"
 
 namespace conclave::raft {
@@ -31,6 +32,8 @@ class push_service {
   virtual std::vector<out> collect() = 0;
   // The periodic progress push (kind and bytes) for a connection.
   virtual std::pair<std::uint8_t, std::string> progress() const = 0;
+  // Numbers describing the subscriptions, for monitoring (none by default).
+  virtual std::vector<metrics::gauge_sample> gauges() const { return {}; }
 };
 
 }  // namespace conclave::raft

@@ -6,7 +6,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
+#include "actors/gauge_sample.hpp"
 #include "schema/raft_types.hpp"
 
 namespace conclave::raft {
@@ -26,6 +28,8 @@ class state_machine {
   virtual void restore(std::string_view bytes) = 0;
   // A short summary (for status and for comparing servers).
   virtual std::string digest() const = 0;
+  // Numbers describing the applied state, for monitoring (none by default).
+  virtual std::vector<metrics::gauge_sample> gauges() const { return {}; }
 };
 
 // A counter with a hash chain over every command applied: two servers that

@@ -4,11 +4,16 @@
 
 namespace conclave::raft {
 
-expected<void> carry_out(storage::log_store& log, storage::snapshot_keeper& snapshots, storage_job& job) {
+expected<void> save_snapshot(storage::snapshot_keeper& snapshots, storage_job& job) {
   if (job.snapshot) {
     if (auto ok = snapshots.save(job.snapshot->meta, *job.snapshot->data); !ok) return ok;
     job.snapshot.reset();
   }
+  return {};
+}
+
+expected<void> carry_out(storage::log_store& log, storage::snapshot_keeper& snapshots, storage_job& job) {
+  if (auto ok = save_snapshot(snapshots, job); !ok) return ok;
   if (job.compact) {
     auto target = job.compact->first;
     auto term = job.compact->second;

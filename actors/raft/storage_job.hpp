@@ -30,5 +30,7 @@ struct storage_job {
 // Compaction stays behind the oldest snapshot kept: if the newest one turns
 // out corrupt, the previous one plus the log still rebuild the state.
 expected<void> carry_out(storage::log_store& log, storage::snapshot_keeper& snapshots, storage_job& job);
+// Its first step alone: saves the job's snapshot, if any (and drops it from the job).
+expected<void> save_snapshot(storage::snapshot_keeper& snapshots, storage_job& job);
 
 }  // namespace conclave::raft

@@ -48,3 +48,35 @@ std::string registry_machine::digest() const {
 }
 
 }  // namespace conclave::registry
+
+namespace conclave::registry {
+
+std::vector<metrics::gauge_sample> registry_machine::gauges() const {
+  const auto& st = reg_.state();
+  std::vector<metrics::gauge_sample> out;
+  const member_status statuses[] = {member_status::alive, member_status::suspect, member_status::dead,
+                                    member_status::left};
+  for (auto status : statuses) {
+    double n = 0;
+    for (const auto& [id, m] : st.members) n += m.status == status ? 1 : 0;
+    out.push_back({"members", "Members in the registry by status, as this master applied it.", "status",
+                   to_string(status), n});
+  }
+  double held = 0, waiters = 0;
+  for (const auto& [name, l] : st.locks) {
+    held += l.holder != 0 ? 1 : 0;
+    waiters += static_cast<double>(l.waiters.size());
+  }
+  out.push_back({"sessions", "Open sessions (member registrations and etcd leases).", "", "",
+                 static_cast<double>(st.sessions.size())});
+  out.push_back({"keys", "Keys in the registry.", "", "", static_cast<double>(st.keys.size())});
+  out.push_back({"locks_held", "Locks that have a holder.", "", "", held});
+  out.push_back({"lock_waiters", "Sessions waiting for a lock, over all locks.", "", "", waiters});
+  out.push_back({"events_undelivered", "Published events not yet acknowledged by every recipient.", "", "",
+                 static_cast<double>(st.events.size())});
+  out.push_back({"revision", "The registry's revision (key changes and lock grants so far).", "", "",
+                 static_cast<double>(st.rev)});
+  return out;
+}
+
+}  // namespace conclave::registry

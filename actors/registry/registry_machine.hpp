@@ -26,6 +26,8 @@ class registry_machine final : public raft::state_machine {
   std::string snapshot() const override;
   void restore(std::string_view bytes) override;
   std::string digest() const override;
+  // Members by status, sessions, keys, locks held and their waiters, undelivered events.
+  std::vector<metrics::gauge_sample> gauges() const override;
 
   const registry_t& registry() const { return reg_; }
   // Called after each command with its outcome and the locks it granted.

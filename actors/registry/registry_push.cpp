@@ -35,4 +35,11 @@ std::pair<std::uint8_t, std::string> registry_push::progress() const {
   return {static_cast<std::uint8_t>(p.kind), wire::encode_push_state(p)};
 }
 
+std::vector<metrics::gauge_sample> registry_push::gauges() const {
+  return {{"watches", "Key watches this master serves (the native client's and the etcd API's).", "", "",
+           static_cast<double>(subs_.watches())},
+          {"lock_wait_subscriptions", "Lock waits this master pushes grants to.", "", "",
+           static_cast<double>(subs_.lock_waits())}};
+}
+
 }  // namespace conclave::registry

@@ -20,6 +20,8 @@ class registry_push final : public raft::push_service {
   void unsubscribe(key k) override { subs_.remove(k); }
   std::vector<out> collect() override;
   std::pair<std::uint8_t, std::string> progress() const override;
+  // Watches and lock waits this master serves.
+  std::vector<metrics::gauge_sample> gauges() const override;
 
  private:
   std::shared_ptr<registry_machine> machine_;

@@ -31,6 +31,8 @@ class subscriptions {
   std::vector<push> add(key k, subscription s);
   void remove(key k);
   std::size_t size() const { return watches_.size() + locks_.size() + events_.size() + members_.size(); }
+  std::size_t watches() const { return watches_.size(); }
+  std::size_t lock_waits() const { return locks_.size(); }
 
   // The registry applied `c` (registry_machine::on_applied): notes which
   // kinds of subscription may be due.
