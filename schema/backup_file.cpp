@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "schema/le_bytes.hpp"
 #include "schema/registry_codec.hpp"
 
 namespace conclave::backup {
@@ -19,16 +20,6 @@ constexpr char magic[8] = {'C', 'N', 'C', 'L', 'B', 'K', 'U', 'P'};
 constexpr std::uint32_t format_version = 1;
 constexpr std::size_t prefix_bytes = sizeof magic + 4 + 4;
 constexpr std::size_t page_bytes = 512;
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-std::uint32_t get_u32(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
-}
 
 std::string sha256(std::string_view bytes) {
   unsigned char digest[SHA256_DIGEST_LENGTH];

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "schema/codec.hpp"
+#include "schema/le_bytes.hpp"
 
 namespace conclave::storage {
 namespace {
@@ -25,16 +26,6 @@ constexpr std::size_t trailer_bytes = 4;
 error os_error(const std::string& what, int err = errno) {
   auto code = (err == ENOSPC || err == EDQUOT) ? errc::disk_full : errc::io_error;
   return make_error(code, what + ": " + std::strerror(err));
-}
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-std::uint32_t get_u32(const char* in) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(in[i]);
-  return v;
 }
 
 std::uint32_t crc_of(std::string_view bytes, std::uint32_t crc = 0) {
