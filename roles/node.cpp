@@ -155,7 +155,7 @@ void start_status_page(node::impl& n) {
   };
   src.registry = [raw]() -> expected<registry::state_result> {
     auto client = raw->take();
-    return ask_at(*client.client, raw->local.at, registry::state_query{}, true, 2s);
+    return ask_at(*client.client, raw->local.at, registry::state_query{true}, true, 2s);
   };
   src.failed = [raw] { return raw->peer_failed.load(); };
   {

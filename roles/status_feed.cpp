@@ -104,7 +104,7 @@ void status_feed::run() {
       updated_.notify_all();
     }
     // Pokes meanwhile are taken together: at most four builds a second
-    // (each reads the whole registry).
+    // (each reads the registry's members, sessions and locks).
     guard.unlock();
     std::this_thread::sleep_for(250ms);
     guard.lock();

@@ -173,6 +173,7 @@ struct Query {
     sessions @12 :Void;
     range :group { range @13 :KeyRange; at @14 :UInt64; }           # keys of a range at a revision (0: now)
     state @15 :Void;                                                 # the whole registry (a backup)
+    stateSummary @16 :Void;                                          # ... without keys, events or history
   }
 }
 

@@ -500,7 +500,13 @@ struct query_writer {
     }
   }
   void operator()(const r::sessions_query&) { out.setSessions(); }
-  void operator()(const r::state_query&) { out.setState(); }
+  void operator()(const r::state_query& q) {
+    if (q.summary) {
+      out.setStateSummary();
+    } else {
+      out.setState();
+    }
+  }
   void operator()(const r::range_query& q) {
     auto g = out.initRange();
     write_range(g.initRange(), q.range);
@@ -531,6 +537,7 @@ r::query read_query(s::Query::Reader in) {
     case s::Query::SESSION_WITH_KEYS: return r::session_query{in.getSessionWithKeys(), true};
     case s::Query::SESSIONS: return r::sessions_query{};
     case s::Query::STATE: return r::state_query{};
+    case s::Query::STATE_SUMMARY: return r::state_query{true};
     case s::Query::RANGE: {
       auto g = in.getRange();
       return r::range_query{read_range(g.getRange()), g.getAt()};

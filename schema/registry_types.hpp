@@ -325,6 +325,9 @@ struct sessions_query {
 };
 struct state_query {
   using result = state_result;
+  // Only the revision, members, sessions and locks (the status page): no
+  // keys, events or history, which can be large.
+  bool summary = false;
 };
 struct range_query {
   using result = range_result;

@@ -186,7 +186,8 @@ std::vector<query> every_query() {
           range_query{key_range{"/k", ""}, 3},
           range_query{key_range{"/", "0"}, 1},
           range_query{key_range{"/", "0"}, 999},
-          state_query{}};
+          state_query{},
+          state_query{true}};
 }
 
 // A registry holding some of everything: members, sessions, keys, locks, events, history.
@@ -238,6 +239,25 @@ TEST_CASE("every kind of query result round-trips, found and not found") {
     CHECK(wire::encode_query_result(*back) == bytes);
   }
   CHECK(kinds.size() == std::variant_size_v<query_result>);
+}
+
+TEST_CASE("a state summary holds the revision, members, sessions and locks, and none of the keys, events or history") {
+  auto reg = filled();
+  const auto& st = reg.state();
+  REQUIRE_FALSE(st.keys.empty());
+  REQUIRE_FALSE(st.history.empty());
+  REQUIRE_FALSE(st.locks.empty());
+  auto whole = std::get<state_result>(answer(reg, state_query{}));
+  auto summary = std::get<state_result>(answer(reg, state_query{true}));
+  CHECK(whole.state->keys.size() == st.keys.size());
+  CHECK(summary.state->rev == st.rev);
+  CHECK(summary.state->applied == st.applied);
+  CHECK(summary.state->members.size() == st.members.size());
+  CHECK(summary.state->sessions.size() == st.sessions.size());
+  CHECK(summary.state->locks.size() == st.locks.size());
+  CHECK(summary.state->keys.empty());
+  CHECK(summary.state->history.empty());
+  CHECK(summary.state->events.empty());
 }
 
 TEST_CASE("the registry machine answers an encoded query with what the registry answers") {

@@ -35,8 +35,16 @@ struct answerer {
     return out;
   }
   query_result operator()(const range_query& q) const { return reg.range(q.range, q.at); }
-  query_result operator()(const state_query&) const {
-    return state_result{std::make_shared<const registry_state>(reg.state())};
+  query_result operator()(const state_query& q) const {
+    if (!q.summary) return state_result{std::make_shared<const registry_state>(reg.state())};
+    const auto& st = reg.state();
+    auto out = std::make_shared<registry_state>();
+    out->rev = st.rev;
+    out->applied = st.applied;
+    out->members = st.members;
+    out->sessions = st.sessions;
+    out->locks = st.locks;
+    return state_result{std::move(out)};
   }
   query_result operator()(const events_query& q) const { return events_result{reg.pending_events(q.member)}; }
   query_result operator()(const changes_query& q) const {

@@ -320,7 +320,7 @@ inline bool same(const registry::query& a, const registry::query& b) {
         if constexpr (std::is_same_v<T, r::session_query>) return x.id == y.id && x.with_keys == y.with_keys;
         if constexpr (std::is_same_v<T, r::sessions_query>) return true;
         if constexpr (std::is_same_v<T, r::range_query>) return same(x.range, y.range) && x.at == y.at;
-        if constexpr (std::is_same_v<T, r::state_query>) return true;
+        if constexpr (std::is_same_v<T, r::state_query>) return x.summary == y.summary;
         if constexpr (std::is_same_v<T, r::events_query>) return x.member == y.member;
         if constexpr (std::is_same_v<T, r::changes_query>) return x.after == y.after && x.prefix == y.prefix;
         if constexpr (std::is_same_v<T, r::revision_query>) return true;
