@@ -1,6 +1,6 @@
 // Every atom conclave's actors exchange (CAF 0.17 atoms: at most 10 chars).
 // Between processes only the gateway's messages travel (peer_atom,
-// client_atom, forward_atom, auth_atom, and the test-only fault_atom):
+// hello_atom, client_atom, forward_atom, auth_atom, and the test-only fault_atom):
 // Cap'n Proto bytes inside one CAF message type, as DESIGN.md's wire format
 // says. The others stay inside one master.
 #pragma once
@@ -11,6 +11,8 @@ namespace conclave {
 
 // --- over the network, to a master's gateway (actors/raft/gateway.hpp)
 using peer_atom = caf::atom_constant<caf::atom("peer")>;        // (peer_atom, bytes, tag): Raft peer message
+// (hello_atom, cluster id, from id, to id, tag): a master's link to a higher id connected; the receiver's link answers over it
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
 using client_atom = caf::atom_constant<caf::atom("client")>;    // (client_atom, bytes) -> bytes
 using forward_atom = caf::atom_constant<caf::atom("forward")>;  // (forward_atom, bytes, tag): a request a follower passed on
 using auth_atom = caf::atom_constant<caf::atom("auth")>;        // (auth_atom) -> nonce; (auth_atom, proof) -> level

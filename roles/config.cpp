@@ -230,12 +230,6 @@ expected<node_config> parse_settings(const settings& given) {
   if (cfg.peer_tls.enabled() && cfg.peer_tls.ca.empty()) {
     return bad("peer-trusted-ca-file: must be set with peer-cert-file (both sides of a link check the other's certificate)");
   }
-  // CAF 0.17.6's OpenSSL module loses the links between masters for good
-  // (they connect to each other both ways; README "TLS"): one master only.
-  if (cfg.peer_tls.enabled() && cfg.is_master() && opts.members.size() > 1) {
-    return bad("peer-cert-file: TLS between masters is not supported (CAF 0.17.6 loses their links to each other; "
-               "README \"TLS\"): only a cluster of one master can use it");
-  }
   // TLS on client-listen and http-listen.
   if (c["client-cert-auth"] != "true" && c["client-cert-auth"] != "false") {
     return bad("client-cert-auth: '" + c["client-cert-auth"] + "' is not true or false");

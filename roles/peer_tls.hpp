@@ -14,11 +14,8 @@ namespace conclave {
 // have passed check_tls_files (CAF throws on a bad file deep inside, at the
 // first connection). Each side of a connection then shows its certificate and
 // requires the other's to chain to `files.ca` (CAF 0.17 checks no host names).
-inline void use_peer_tls(caf::actor_system_config& cfg, const tls_files& files) {
-  cfg.openssl_certificate = files.cert;
-  cfg.openssl_key = files.key;
-  cfg.openssl_cafile = files.ca;
-  cfg.load<caf::openssl::manager>();
-}
+// Defined with the process's OpenSSL error-queue fix (peer_tls.cpp), which
+// linking this function brings into the program.
+void use_peer_tls(caf::actor_system_config& cfg, const tls_files& files);
 
 }  // namespace conclave

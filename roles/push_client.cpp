@@ -234,6 +234,12 @@ push_client::push_client(caf::actor_system& sys, std::string cluster_id, std::ve
     st->keys = keys;
     st->local = local;
     st->next = endpoints.empty() ? 0 : first % endpoints.size();
+    // A master's own subscriptions start at it, in-process: a connection to
+    // another master at start could cross that master's link to this one,
+    // and CAF then drops both (README "TLS").
+    for (std::size_t i = 0; local.peer && i < endpoints.size(); ++i) {
+      if (endpoints[i].text() == local.at.text()) st->next = i;
+    }
     self->set_down_handler([st](caf::down_msg& dm) {
       if (st->local.peer && dm.source == st->local.peer.address()) st->local = {};
       if (st->master && dm.source == st->master.address()) st->drop("connection lost");

@@ -34,7 +34,7 @@ class push_client {
  public:
   // `first`: the index of the endpoint to try first (spreading clients over
   // the masters). `local`: this process's own master, reached in-process
-  // (raft_client.hpp), if it has one.
+  // (raft_client.hpp), if it has one; then tried first.
   push_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints, auth::keys keys,
               std::size_t first = 0, local_master local = {});
   // Ends every subscription; no handler runs after it returns (so it must

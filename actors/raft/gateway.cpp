@@ -13,6 +13,7 @@
 
 #include "actors/auth.hpp"
 #include "actors/log.hpp"
+#include "actors/raft/link_actor.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 
@@ -361,6 +362,21 @@ struct gateway_state {
     self->send(peer, peer_atom::value, std::move(*decoded));
   }
 
+  // A lower id's link connected to us: our passive link to it answers over
+  // this connection, to the sender (its gateway).
+  void on_hello(const std::string& cluster_id, std::uint64_t from, std::uint64_t to, const std::string& tag) {
+    auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+    if (cluster_id != opts.cluster_id || to != opts.raft.id.value || !sender) return;
+    if (opts.keys.enabled() && !auth::check_tag(opts.keys, hello_text(opts.cluster_id, node_id{from}, node_id{to}), tag)) {
+      limiter(sender_node() + "/unauthenticated-hello", [&](std::uint64_t suppressed) {
+        log_warning("{}: refusing a hello without the cluster secret's tag from {}; {} more like it in the last minute",
+                    name, sender_node(), suppressed);
+      });
+      return;
+    }
+    self->send(peer, hello_atom::value, from, sender);
+  }
+
   // --- the test-only fault channel ----------------------------------------------------------
 
   template <class... Ts>
@@ -402,6 +418,9 @@ caf::behavior gateway_actor(caf::event_based_actor* self, gateway_setup setup) {
   self->set_down_handler([st](caf::down_msg& dm) { st->on_down(dm); });
   return {
       [st](peer_atom, const std::string& bytes, const std::string& tag) { st->on_peer_bytes(bytes, tag); },
+      [st](hello_atom, const std::string& cluster_id, std::uint64_t from, std::uint64_t to, const std::string& tag) {
+        st->on_hello(cluster_id, from, to, tag);
+      },
       [st](client_atom, const std::string& bytes) { return st->on_client(bytes, false); },
       [st](forward_atom, const std::string& bytes, const std::string& tag) -> caf::result<std::string> {
         if (st->opts.keys.enabled() && !auth::check_tag(st->opts.keys, "forward|" + bytes, tag)) {

@@ -73,6 +73,9 @@ struct state : log_writer, transport {
   steady_clock clock;
   process_faults faults;
   std::map<node_id, link> links;
+  // The gateway of each lower id's last hello, also of those not (yet) in the
+  // configuration: a passive link spawned later starts from it.
+  std::map<node_id, caf::actor> hellos;
   log_limiter limiter;
 
   // The route last told to the gateway: the leader, and its gateway while
@@ -97,9 +100,11 @@ struct state : log_writer, transport {
     if (!l.stats) l.stats = &stats->peer(id.value);
     if (!gateway || l.actor) return;
     link_setup s;
+    s.self = opts.raft.id;
     s.peer = id;
     s.address = l.address;
     s.name = name;
+    s.cluster_id = opts.cluster_id;
     s.keys = opts.keys;
     s.reconnect_min_ms = opts.reconnect_min_ms;
     s.reconnect_max_ms = opts.reconnect_max_ms;
@@ -107,6 +112,17 @@ struct state : log_writer, transport {
     s.owner = caf::actor_cast<peer_interface>(self);
     s.gateway = gateway;
     l.actor = self->spawn<caf::linked>(link_actor, std::move(s));
+    if (auto h = hellos.find(id); h != hellos.end()) self->send(l.actor, hello_atom::value, h->second);
+  }
+
+  // A lower id's link connected and said hello (the gateway checked it): our
+  // link to it sends over that connection.
+  void on_hello(node_id from, const caf::actor& remote) {
+    if (!passive_link(opts.raft.id, from) || !remote) return;
+    hellos[from] = remote;
+    if (auto it = links.find(from); it != links.end() && it->second.actor) {
+      self->send(it->second.actor, hello_atom::value, remote);
+    }
   }
 
   // Servers added by membership changes get a link like the founders'.
@@ -566,6 +582,7 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
         log_warning("{}: fault injection: storage stalled for {} ms", st->name, ms);
       },
       [st](link_atom, std::uint64_t peer, const caf::actor& remote) { st->on_link(node_id{peer}, remote); },
+      [st](hello_atom, std::uint64_t from, const caf::actor& remote) { st->on_hello(node_id{from}, remote); },
       [st](storage_failed_atom, std::uint32_t code, const std::string& detail) {
         st->drv->storage_failed(static_cast<errc>(code), detail);
         st->schedule_flush();

@@ -70,6 +70,8 @@ using peer_interface = caf::typed_actor<
     caf::reacts_to<fault_atom, stall_atom, std::uint32_t>,            // tests: stall the disk for ms (0: resume)
     // From its links: connected to the peer's gateway (remote), or not (null).
     caf::reacts_to<link_atom, std::uint64_t, caf::actor>,
+    // From the gateway: a lower id's link said hello from its gateway (remote).
+    caf::reacts_to<hello_atom, std::uint64_t, caf::actor>,
     // From its storage actor (storage_actor.hpp).
     caf::reacts_to<storage_failed_atom, std::uint32_t, std::string>,
     // From the host: role changes, as (role_atom, leading, term, leader id),
