@@ -248,10 +248,11 @@ TEST_CASE("client-listen: a master in the host's process serves etcd's API; a wo
     CHECK_MESSAGE(refused.error().message().find("client-listen: cannot listen on") != std::string::npos,
                   refused.error().message());
   }
-  auto at = "127.0.0.1:" + std::to_string(free_port());
-  // Another port and directory: a stopped node's port stays taken in its actor system.
+  auto two = free_ports(2);
+  auto at = "127.0.0.1:" + std::to_string(two[0]);
+  // Another port and directory.
   auto with = base;
-  with["peers"] = "1=127.0.0.1:" + std::to_string(free_port());
+  with["peers"] = "1=127.0.0.1:" + std::to_string(two[1]);
   with["data-dir"] = dir.path() + "/m2";
   with["client-listen"] = at;
   auto m = node::start(sys, with);

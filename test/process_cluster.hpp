@@ -43,6 +43,15 @@ inline caf::actor_system_config& client_config() {
   return cfg;
 }
 
+// A client actor system whose native links use TLS with `files` (README "TLS").
+inline std::unique_ptr<caf::actor_system_config> tls_client_config(const tls_files& files) {
+  auto c = std::make_unique<caf::actor_system_config>();
+  c->load<caf::io::middleman>();
+  c->set("logger.verbosity", caf::atom("quiet"));
+  use_peer_tls(*c, files);
+  return c;
+}
+
 class process_cluster {
  public:
   struct member {
@@ -73,11 +82,12 @@ class process_cluster {
         extra_(std::move(extra)),
         member_extra_(std::move(where.flags)),
         launchers_(std::move(where.launchers)) {
+    auto ports = free_ports(static_cast<std::size_t>(size));
     for (int i = 1; i <= size; ++i) {
       member m;
       m.id = static_cast<std::uint64_t>(i);
       auto host = where.hosts.find(m.id);
-      m.address = raft::endpoint{host != where.hosts.end() ? host->second : "127.0.0.1", free_port()};
+      m.address = raft::endpoint{host != where.hosts.end() ? host->second : "127.0.0.1", ports[m.id - 1]};
       auto placed = where.data_dirs.find(m.id);
       m.data_dir = placed != where.data_dirs.end() ? placed->second : dir_ / ("node" + std::to_string(i));
       m.log_file = dir_ / ("node" + std::to_string(i) + ".log");
@@ -88,10 +98,7 @@ class process_cluster {
     std::vector<raft::endpoint> eps;
     for (const auto& m : members_) eps.push_back(m.address);
     if (where.client_tls.enabled()) {
-      tls_config_ = std::make_unique<caf::actor_system_config>();
-      tls_config_->load<caf::io::middleman>();
-      tls_config_->set("logger.verbosity", caf::atom("quiet"));
-      use_peer_tls(*tls_config_, where.client_tls);
+      tls_config_ = tls_client_config(where.client_tls);
     }
     system_ = std::make_unique<caf::actor_system>(tls_config_ ? *tls_config_ : client_config());
     client_ = std::make_unique<raft_client>(*system_, cluster_id, eps);

@@ -31,18 +31,28 @@ inline std::string conclave_binary() { return program("CONCLAVE_BIN", "build/rol
 inline std::string conclavectl_binary() { return program("CONCLAVECTL_BIN", "build/roles/conclavectl"); }
 
 // A port that was free a moment ago (the kernel picks it).
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+// `n` distinct free ports on loopback: each stays bound until all are
+// picked (a port just closed may be handed out again at once).
+inline std::vector<std::uint16_t> free_ports(std::size_t n) {
+  std::vector<int> held;
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    held.push_back(fd);
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  for (int fd : held) ::close(fd);
+  return ports;
 }
+
+inline std::uint16_t free_port() { return free_ports(1).front(); }
 
 // Starts `args` (argv[0] a path) with stdout and stderr appended to
 // `log_path`, in this process's environment plus `env` (NAME=VALUE each,

@@ -19,6 +19,7 @@
 
 #include "roles/registry_reads.hpp"
 #include "test/etcd_masters.hpp"
+#include "test/certificates.hpp"
 #include "test/process_cluster.hpp"
 #include "test/skip.hpp"
 
@@ -28,7 +29,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string openssl_binary() { return program("CONCLAVE_OPENSSL", "/usr/bin/openssl"); }
 std::string etcdctl_binary() { return program("CONCLAVE_ETCDCTL", "/usr/bin/etcdctl"); }
 std::string curl_binary() { return program("CONCLAVE_CURL", "/usr/bin/curl"); }
 bool runnable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
@@ -40,54 +40,6 @@ std::pair<int, std::string> run(std::vector<std::string> args, const std::string
   if (!status) kill_pid(pid);
   return {status && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1, file_text(log)};
 }
-
-// A CA, a certificate for the masters (IP 127.0.0.1, server and client use:
-// a master is both on its links), one for clients, and a client certificate
-// from another CA. EC keys: quick to make.
-struct certificates {
-  temp_dir dir;
-  std::string ca = dir / "ca.crt", node = dir / "node.crt", node_key = dir / "node.key", client = dir / "client.crt",
-              client_key = dir / "client.key", other_ca = dir / "other-ca.crt", rogue = dir / "rogue.crt",
-              rogue_key = dir / "rogue.key";
-  std::string failure;  // what went wrong making them (empty: all made)
-
-  certificates() {
-    openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-             dir / "ca.key", "-out", ca, "-days", "2", "-subj", "/CN=conclave test CA"});
-    openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-             dir / "other-ca.key", "-out", other_ca, "-days", "2", "-subj", "/CN=another CA"});
-    sign("node", node, node_key, ca, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
-    sign("client", client, client_key, ca, "extendedKeyUsage=clientAuth\n");
-    sign("rogue", rogue, rogue_key, other_ca, "extendedKeyUsage=clientAuth\n");
-  }
-
-  void openssl(std::vector<std::string> args) {
-    if (!failure.empty()) return;
-    args.insert(args.begin(), openssl_binary());
-    auto [code, out] = run(args, dir / "openssl.log");
-    if (code != 0) failure = "openssl failed: " + out;
-  }
-
-  // A key and a certificate for it signed by `by` (its key next to it), with `extensions`.
-  void sign(const std::string& name, const std::string& cert, const std::string& key, const std::string& by,
-            const std::string& extensions) {
-    std::string ext = dir / (name + ".ext"), csr = dir / (name + ".csr");
-    std::ofstream(ext) << extensions;
-    openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
-             "-subj", "/CN=conclave " + name});
-    auto by_key = by.substr(0, by.size() - 4) + ".key";
-    openssl({"x509", "-req", "-in", csr, "-CA", by, "-CAkey", by_key, "-set_serial", std::to_string(serial++),
-             "-days", "2", "-out", cert, "-extfile", ext});
-  }
-  int serial = 1000;
-
-  // Every master's flags: TLS on every link; client certificates required.
-  std::vector<std::string> master_flags() const {
-    return {"--peer-cert-file", node, "--peer-key-file", node_key, "--peer-trusted-ca-file", ca,
-            "--cert-file", node, "--key-file", node_key, "--trusted-ca-file", ca, "--client-cert-auth", "true"};
-  }
-  tls_files client_files() const { return tls_files{client, client_key, ca, false}; }
-};
 
 // A TCP proxy on loopback to `to` that records every byte it forwards, both ways.
 class recording_proxy {

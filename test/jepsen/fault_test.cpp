@@ -41,8 +41,10 @@
 
 #include "roles/registry_reads.hpp"
 #include "schema/registry_codec.hpp"
+#include "test/certificates.hpp"
 #include "test/process_cluster.hpp"
 #include "test/net_lab.hpp"
+#include "test/skip.hpp"
 #include "test/small_disk.hpp"
 
 using namespace conclave;
@@ -131,8 +133,9 @@ std::unique_ptr<small_disks> make_disks(int masters) {
 
 // Each master on its own disk and in its own network namespace, where the
 // machine allows.
-process_cluster::layout place(const small_disks& disks, const net_lab& net, int masters) {
+process_cluster::layout place(const small_disks& disks, const net_lab& net, int masters, const certificates* tls) {
   process_cluster::layout where;
+  if (tls) where.client_tls = tls->client_files();
   where.data_dirs = disks.data_dirs();
   for (int i = 1; net.ready() && i <= masters; ++i) {
     where.hosts[static_cast<std::uint64_t>(i)] = net.host(i);
@@ -152,9 +155,14 @@ const std::vector<std::string> worker_names = {"w1", "w2"};
 
 // The masters' flags: with 5 masters, master 1 is the preferred leader, so
 // every fault that takes leadership from it ends with a handover back.
-std::vector<std::string> master_flags(int masters) {
+// With `tls`, every native link is TLS (README "TLS").
+std::vector<std::string> master_flags(int masters, const certificates* tls) {
   std::vector<std::string> flags = {"-r", "master", "--fault-injection", "true"};
   if (masters >= 5) flags.insert(flags.end(), {"--preferred-leader", "1"});
+  if (tls) {
+    auto more = tls->peer_flags();
+    flags.insert(flags.end(), more.begin(), more.end());
+  }
   return flags;
 }
 
@@ -194,16 +202,20 @@ struct fault_cluster {
   std::map<std::string, int> faults;  // injected, by kind
   std::vector<std::string> mdb_stat_failures;
 
-  fault_cluster(int masters, std::uint64_t seed)
+  fault_cluster(int masters, std::uint64_t seed, const certificates* tls)
       : disks(make_disks(masters)),
         net(make_net(masters)),
-        cluster(masters, master_flags(masters), conclave_binary(), place(*disks, *net, masters)),
+        cluster(masters, master_flags(masters, tls), conclave_binary(), place(*disks, *net, masters, tls)),
         rng(seed) {
     REQUIRE(cluster.wait_for_leader(20s));
     for (const auto& w : worker_names) {
-      workers.push_back(cluster.spawn({cluster.binary(), "-r", "worker", "--name", w, "--peers", cluster.peers(),
-                                       "--cluster-id", cluster.cluster_id},
-                                      "worker-" + w + ".log"));
+      std::vector<std::string> args{cluster.binary(), "-r", "worker", "--name", w, "--peers", cluster.peers(),
+                                    "--cluster-id", cluster.cluster_id};
+      if (tls) {
+        auto more = tls->worker_flags();
+        args.insert(args.end(), more.begin(), more.end());
+      }
+      workers.push_back(cluster.spawn(args, "worker-" + w + ".log"));
     }
   }
 
@@ -642,10 +654,12 @@ int check(const std::string& path) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
 }
 
-void run(int masters, int seconds, std::uint64_t seed) {
-  fault_cluster f(masters, seed);
+// With `tls`, every native link is TLS: masters, workers and the test's clients.
+void run(int masters, int seconds, std::uint64_t seed, const certificates* tls = nullptr) {
+  fault_cluster f(masters, seed, tls);
   // One actor system for every client thread (each with its own connections).
-  caf::actor_system sys{client_config()};
+  auto tls_config = tls ? tls_client_config(tls->client_files()) : nullptr;
+  caf::actor_system sys{tls_config ? *tls_config : client_config()};
   history h;
   raft_client c(sys, f.cluster.cluster_id, endpoints(f.cluster));
   auto registered = clock_type::now() + 20s;
@@ -782,6 +796,14 @@ TEST_CASE("faults against 5 masters: linearizable KV, exclusive first-come locks
           "and workers outlive their leader, no acknowledged write lost") {
   if (options.masters != 0 && options.masters != 5) return;
   run(5, options.seconds, options.seed + 1);
+}
+
+TEST_CASE("faults against 3 masters with TLS on every native link: the same guarantees") {
+  if (options.masters != 0 && options.masters != 3) return;
+  if (::access(openssl_binary().c_str(), X_OK) != 0) CONCLAVE_SKIP("no openssl command to make certificates");
+  certificates tls;
+  REQUIRE_MESSAGE(tls.failure.empty(), tls.failure);
+  run(3, options.seconds, options.seed + 2, &tls);
 }
 
 int main(int argc, char** argv) {
