@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "schema/durable_file.hpp"
 #include "schema/le_bytes.hpp"
 #include "schema/registry_codec.hpp"
 
@@ -28,11 +29,6 @@ std::string sha256(std::string_view bytes) {
 }
 
 error corrupt(const std::string& what) { return make_error(errc::corrupt, "not a usable backup: " + what); }
-
-error os_error(const std::string& what, int err = errno) {
-  auto code = (err == ENOSPC || err == EDQUOT) ? errc::disk_full : errc::io_error;
-  return make_error(code, what + ": " + std::strerror(err));
-}
 
 }  // namespace
 
@@ -93,35 +89,7 @@ expected<contents> decode(std::string_view bytes) {
 }
 
 expected<void> write_file(const std::string& path, std::string_view bytes) {
-  auto part = path + ".part";
-  int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return os_error(part + ": open");
-  auto fail = [&](const std::string& what) {
-    auto e = os_error(part + ": " + what);
-    ::close(fd);
-    ::unlink(part.c_str());
-    return e;
-  };
-  for (auto rest = bytes; !rest.empty();) {
-    auto n = ::write(fd, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail("write");
-    rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  if (::fsync(fd) != 0) return fail("fsync");
-  ::close(fd);
-  if (::rename(part.c_str(), path.c_str()) != 0) {
-    auto e = os_error("rename " + part + " to " + path);
-    ::unlink(part.c_str());
-    return e;
-  }
-  auto dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return {};
+  return write_file_durably(path, path + ".part", {bytes});
 }
 
 expected<contents> read_file(const std::string& path) {

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "schema/codec.hpp"
+#include "schema/durable_file.hpp"
 #include "schema/le_bytes.hpp"
 
 namespace conclave::storage {
@@ -22,11 +23,6 @@ constexpr char magic[8] = {'C', 'N', 'C', 'L', 'S', 'N', 'A', 'P'};
 constexpr std::uint32_t format_version = 1;
 constexpr std::size_t prefix_bytes = sizeof magic + 4 + 4;
 constexpr std::size_t trailer_bytes = 4;
-
-error os_error(const std::string& what, int err = errno) {
-  auto code = (err == ENOSPC || err == EDQUOT) ? errc::disk_full : errc::io_error;
-  return make_error(code, what + ": " + std::strerror(err));
-}
 
 std::uint32_t crc_of(std::string_view bytes, std::uint32_t crc = 0) {
   // zlib's crc32_z takes a size_t length, so any size is fine.
@@ -47,27 +43,6 @@ bool is_snapshot_name(const std::string& name) {
          name.compare(name.size() - 5, 5, ".snap") == 0;
 }
 
-expected<void> write_all(int fd, std::string_view bytes, const std::string& path) {
-  while (!bytes.empty()) {
-    auto n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return os_error(path + ": write");
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-expected<void> fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return os_error(dir + ": open directory");
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return os_error(dir + ": fsync directory", err);
-  return {};
-}
 
 }  // namespace
 
@@ -98,24 +73,7 @@ expected<void> snapshot_store::save(const raft::snapshot_meta& meta, std::string
   auto name = file_name(meta);
   auto tmp = dir_ + "/tmp-" + name;
   auto final_path = dir_ + "/" + name;
-  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0) return os_error(tmp + ": create");
-  auto written = write_all(fd, prefix, tmp);
-  if (written) written = write_all(fd, data, tmp);
-  if (written) written = write_all(fd, trailer, tmp);
-  if (written && ::fsync(fd) != 0) written = os_error(tmp + ": fsync");
-  ::close(fd);
-  if (!written) {
-    ::unlink(tmp.c_str());
-    return written;
-  }
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    auto err = os_error(final_path + ": rename");
-    ::unlink(tmp.c_str());
-    return err;
-  }
-  // The rename is durable only once the directory entry is.
-  if (auto ok = fsync_dir(dir_); !ok) return ok;
+  if (auto ok = write_file_durably(final_path, tmp, {prefix, data, trailer}); !ok) return ok;
 
   auto all = files();
   if (!all) return all.error();
