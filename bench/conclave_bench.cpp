@@ -47,6 +47,7 @@ const char* usage_text = R"(usage: conclave-bench [options]
   --embedded-rounds N    embedded: interleaved rounds of the three loads (3)
   --seconds S            durable-write throughput for S seconds at 1, 8 and 64
                          clients (3; 0 skips it)
+  --clients LIST         the write loads' client counts (1,8,64)
   --scale N              heartbeat scale with N simulated workers (10000; 0 skips)
   --scale-seconds S      measuring window of the scale run (5)
   --recovery-entries N   entries written while a master is down (1000000; 0 skips)
@@ -171,6 +172,7 @@ int main(int argc, char** argv) {
   int masters = 3, workers = 2, trial_count = 10, scale_sessions = 10000;
   double load_seconds = 3, scale_seconds = 5, embedded_seconds = 3;
   int embedded_threads = 8, embedded_rounds = 3;
+  std::vector<int> load_clients = {1, 8, 64};
   std::uint64_t recovery_entries = 1000000;
   watch_plan watch;
   bool json = false, etcd_api = false;
@@ -210,6 +212,10 @@ int main(int argc, char** argv) {
     else if (a == "--scale-seconds") scale_seconds = std::atof(next().c_str());
     else if (a == "--recovery-entries") recovery_entries = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--scenarios") scenarios = split(next());
+    else if (a == "--clients") {
+      load_clients.clear();
+      for (const auto& c : split(next())) load_clients.push_back(std::atoi(c.c_str()));
+    }
     else if (a == "--watchers") watch.watchers = std::atoi(next().c_str());
     else if (a == "--watch-writes") watch.writes = std::atoi(next().c_str());
     else if (a == "--watch-idle-seconds") watch.idle_seconds = std::atof(next().c_str());
@@ -310,7 +316,7 @@ int main(int argc, char** argv) {
     }
     if (load_seconds > 0 && !stop_requested) {
       report.rss_load_mib.assign(systems.size(), 0);
-      for (int clients : {1, 8, 64}) {
+      for (int clients : load_clients) {
         std::vector<throughput> per;
         for (std::size_t i = 0; i < systems.size() && !stop_requested; ++i) {
           progress("writes x" + std::to_string(clients), static_cast<int>(i), static_cast<int>(systems.size()));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "actors/atoms.hpp"
+#include "actors/stage_trace.hpp"
 #include "bench/system.hpp"
 #include "schema/client_codec.hpp"
 
@@ -43,6 +44,7 @@ inline caf::behavior proposer(caf::event_based_actor* self, caf::actor target, s
       return;
     }
     auto start = clock_type::now();
+    auto start_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
     auto bytes = wire::encode_request(client::propose{make(who, (*counter)++)}, cluster_id);
     // Never an infinite wait: CAF 0.17 does not answer a request that was on
     // the wire when its connection broke, and a deposed leader answers a
@@ -52,6 +54,11 @@ inline caf::behavior proposer(caf::event_based_actor* self, caf::actor target, s
             [=](const std::string& reply) {
               auto r = wire::decode_response(reply);
               if (r && std::holds_alternative<client::committed>(*r)) {
+                if (start_ns) {
+                  auto index = std::get<client::committed>(*r).index;
+                  stage_trace::mark(stage_trace::stage::client_sent, index, index, start_ns);
+                  stage_trace::mark(stage_trace::stage::client_received, index);
+                }
                 out->latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - start).count());
               } else {
                 ++out->errors;

@@ -99,7 +99,7 @@ env_settings read_env(const char* const* env) {
   std::map<std::string, std::string> keys;  // variable name -> key
   for (const auto& [k, v] : default_settings()) keys[env_name(k)] = k;
   // Set for the commands `conclavectl lock` runs: not a setting, no warning.
-  const std::set<std::string> not_settings = {"CONCLAVE_FENCING_TOKEN"};
+  const std::set<std::string> not_settings = {"CONCLAVE_FENCING_TOKEN", "CONCLAVE_STAGE_TRACE"};
   env_settings out;
   for (; env && *env; ++env) {
     std::string entry = *env;

@@ -34,18 +34,19 @@ void driver::tick() {
     held_completion_.reset();
     finish_write(id, err);
   }
-  // A leader whose disk stopped finishing writes must not keep leading: its
-  // own entries cannot become durable and clients wait on it.
-  if (write_in_flight_ && t - write_started_ms_ > opts_.storage_stall_ms) {
-    if (!stall_reported_ && !storage_error_) {
-      p_.log(log_level::warning, opts_.name + ": storage has not finished a write for " +
-                                     std::to_string(t - write_started_ms_) + " ms");
-      stall_reported_ = true;
-    }
-    if (raft_->role() == role::leader) {
-      p_.log(log_level::warning, opts_.name + ": stepping down: storage stalled");
-      (void)raft_->step_down();
-    }
+  // A slow or stalled disk is reported, and nothing more: the leader counts
+  // itself towards a commit only once its own write is durable, so while a
+  // quorum of the others writes, entries commit without this disk; and when
+  // they cannot, no one can lead instead (a vote is a durable write too).
+  // Stepping down only starts an election that needs the same disks (seen: a
+  // stall shared by all three masters' disks made the leader step down, and
+  // the election waited for the disks anyway). etcd likewise warns and leads.
+  if (write_in_flight_ && t - write_started_ms_ > opts_.storage_stall_ms && !stall_reported_ && !storage_error_) {
+    p_.log(log_level::warning, opts_.name + ": storage has not finished a write for " +
+                                   std::to_string(t - write_started_ms_) + " ms" +
+                                   (raft_->role() == role::leader ? "; still leading: entries commit on the others' disks"
+                                                                  : ""));
+    stall_reported_ = true;
   }
 }
 

@@ -71,7 +71,7 @@ class fault_injection {
 
 struct driver_options {
   std::string name;          // "node N", for logs
-  int storage_stall_ms = 100;  // a leader whose write runs this long steps down
+  int storage_stall_ms = 100;  // a write running this long is reported (once per stall)
   std::uint64_t snapshot_every_entries = 10000;
   // How long a membership change the core refuses only for now (a learner
   // not caught up, an earlier change not committed) waits at the leader (30 s

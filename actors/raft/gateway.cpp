@@ -14,6 +14,7 @@
 #include "actors/auth.hpp"
 #include "actors/log.hpp"
 #include "actors/raft/link_actor.hpp"
+#include "actors/stage_trace.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 
@@ -94,6 +95,8 @@ struct gateway_state {
   };
   std::map<std::uint64_t, passed_on_wait> passed_on;
   std::uint64_t next_pass_id = 1;
+  // When the request being handled arrived (stage_trace.hpp; 0 when off).
+  std::int64_t received_ns = 0;
 
   client::failure fail(errc code, const std::string& detail) { return refusal(code, detail, leader, opts); }
   std::string answer(const client::response& r) { return wire::encode_response(r); }
@@ -174,6 +177,7 @@ struct gateway_state {
   }
 
   caf::result<std::string> on_client(const std::string& bytes, bool forwarded) {
+    received_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
     auto decoded = wire::decode_request(bytes, opts.cluster_id);
     if (!decoded) return answer(fail(decoded.error().code, decoded.error().detail));
     // Requests from clients are counted where they arrive (not again at the leader).
@@ -226,10 +230,13 @@ struct gateway_state {
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, std::forward<Ts>(xs)...)
         .then(
-            [this, promise, pass, t](client::response& r) mutable {
+            [this, promise, pass, t, received = received_ns](client::response& r) mutable {
               if (pass && for_the_leader(r)) return pass_on(t, promise, pass->bytes, pass->changes_state);
               t.done(r);
+              auto* c = std::get_if<client::committed>(&r);
+              if (received && c) stage_trace::mark(stage_trace::stage::gateway_received, c->index, c->index, received);
               promise.deliver(answer(r));
+              if (received && c) stage_trace::mark(stage_trace::stage::gateway_replied, c->index);
             },
             [this, promise, t](caf::error&) mutable { deliver(t, promise, fail(errc::unavailable, "this master is stopping")); });
     return promise;

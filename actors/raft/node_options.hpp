@@ -30,8 +30,8 @@ struct node_options {
   std::uint64_t snapshot_every_entries = 10000;  // snapshot the state machine this often
   std::uint64_t log_max_bytes = 64ull << 30;      // the LMDB map's cap: beyond it writes fail with map_full
   std::size_t snapshots_kept = 2;
-  // A leader whose disk has not finished a write for this long hands over
-  // leadership (0: election_timeout_min_ticks * tick_ms).
+  // A write running this long is logged as a storage stall (0:
+  // election_timeout_min_ticks * tick_ms); the leader keeps leading.
   int storage_stall_ms = 0;
   int reconnect_min_ms = 20;    // capped exponential backoff with jitter
   int reconnect_max_ms = 1000;

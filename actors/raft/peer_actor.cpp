@@ -11,6 +11,7 @@
 #include "actors/raft/link_actor.hpp"
 #include "actors/raft/push_hub.hpp"
 #include "actors/raft/storage_actor.hpp"
+#include "actors/stage_trace.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 #include "schema/push_codec.hpp"
@@ -171,10 +172,30 @@ struct state : log_writer, transport {
     if (auto* a = std::get_if<append_entries>(&m.body); a && a->entries.empty() && !l.probe) {
       l.probe.emplace(a->sequence, std::chrono::steady_clock::now());
     }
+    if (stage_trace::enabled()) trace_sent(m);
     self->send(l.actor, peer_atom::value, std::move(bytes));
   }
 
+  // The write path's stages (stage_trace.hpp), off unless a benchmark asks.
+  static void trace_sent(const message& m) {
+    if (auto* a = std::get_if<append_entries>(&m.body); a && !a->entries.empty()) {
+      stage_trace::mark_range(stage_trace::stage::entries_sent, a->entries.front().index.value,
+                              a->entries.back().index.value);
+    } else if (auto* r = std::get_if<append_entries_reply>(&m.body); r && r->success) {
+      stage_trace::mark_upto(stage_trace::stage::ack_sent, r->match_index.value);
+    }
+  }
+  static void trace_received(const message& m) {
+    if (auto* a = std::get_if<append_entries>(&m.body); a && !a->entries.empty()) {
+      stage_trace::mark_range(stage_trace::stage::entries_received, a->entries.front().index.value,
+                              a->entries.back().index.value);
+    } else if (auto* r = std::get_if<append_entries_reply>(&m.body); r && r->success) {
+      stage_trace::mark_upto(stage_trace::stage::ack_received, r->match_index.value);
+    }
+  }
+
   void on_peer_message(const message& m) {
+    if (stage_trace::enabled()) trace_received(m);
     if (auto it = links.find(m.from); it != links.end()) {
       auto& l = it->second;
       if (l.backing_off && l.actor) {
@@ -222,7 +243,12 @@ struct state : log_writer, transport {
   void flush() {
     flush_scheduled = false;
     auto applied = drv->applied();
+    auto started_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
     drv->flush();
+    if (started_ns && drv->applied() > applied) {
+      stage_trace::mark(stage_trace::stage::apply_started, applied.value + 1, drv->applied().value, started_ns);
+      stage_trace::mark_range(stage_trace::stage::applied, applied.value + 1, drv->applied().value);
+    }
     if (drv->applied() != applied) hub->after_apply();
     sync_links();
     publish_stats();
@@ -279,8 +305,15 @@ struct state : log_writer, transport {
 
   // log_writer: the storage actor carries out one job at a time.
   void write(storage_job job) override {
+    std::uint64_t first = 0, last = 0;
+    if (!job.batch.entries.empty()) {
+      first = job.batch.entries.front().index.value;
+      last = job.batch.entries.back().index.value;
+      stage_trace::mark_range(stage_trace::stage::storage_queued, first, last);
+    }
     self->request(storage, caf::infinite, write_atom::value, std::move(job))
-        .then([this](persisted_atom, std::uint64_t done, const std::string& err) {
+        .then([this, first, last](persisted_atom, std::uint64_t done, const std::string& err) {
+          if (last) stage_trace::mark_range(stage_trace::stage::persisted, first, last);
           drv->written(done, err);
           schedule_flush();
         });
@@ -323,6 +356,7 @@ struct state : log_writer, transport {
     if (stopping) return shutting_down();
     auto promise = self->make_response_promise<client::response>();
     auto id = drv->propose(std::move(command), answer_commit(promise));
+    if (id) stage_trace::mark(stage_trace::stage::proposed, id->index.value);
     // (The promise took over the request: an answer goes through it.)
     if (!id) {
       promise.deliver(refused(id.error()));
@@ -496,6 +530,7 @@ peer_interface::behavior_type peer_actor(peer_interface::pointer self, std::shar
   st->self = self;
   st->opts = setup->options;
   st->name = "node " + std::to_string(st->opts.raft.id.value);
+  stage_trace::set_node(st->opts.raft.id.value);
   st->machine = setup->machine;
   st->service = setup->service;
   st->push = setup->push;

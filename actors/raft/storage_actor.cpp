@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "actors/atoms.hpp"
+#include "actors/stage_trace.hpp"
 
 namespace conclave::raft {
 
@@ -40,8 +41,15 @@ expected<void> measured_carry_out(const storage_handles& h, storage_job& job) {
     stats->last_snapshot_bytes = bytes;
   }
   auto entries = job.batch.entries.size();
+  std::uint64_t first = 0, last = 0;
+  if (entries) {
+    first = job.batch.entries.front().index.value;
+    last = job.batch.entries.back().index.value;
+    stage_trace::mark_range(stage_trace::stage::storage_started, first, last);
+  }
   auto started = std::chrono::steady_clock::now();
   auto ok = carry_out(*h.log, *h.snapshots, job);
+  if (ok && last) stage_trace::mark_range(stage_trace::stage::storage_done, first, last);
   if (ok) {
     stats->disk_write_seconds.observe(seconds_since(started));
     stats->disk_write_entries.observe(static_cast<double>(entries));
