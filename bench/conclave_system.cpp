@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -16,6 +18,7 @@
 #include "roles/config.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
+#include "roles/push_client.hpp"
 #include "roles/registry_reads.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
@@ -137,6 +140,18 @@ struct conclave_system::impl {
   std::map<int, pid_t> worker_pids;
   registry::session_id session = 0;
   std::vector<registry::session_id> contenders;
+  // lock-handoff: the contenders wait for their grants as node::lock does,
+  // each subscribed (at the leader) to its lock since it queued.
+  struct grants {
+    std::mutex m;
+    std::condition_variable cv;
+    std::map<registry::session_id, clock_type::time_point> at;  // when each contender's grant arrived
+  };
+  std::shared_ptr<grants> granted = std::make_shared<grants>();
+  std::unique_ptr<push_client> pushes;
+  std::uint64_t pushes_at = 0;  // the master it was opened at
+  std::map<registry::session_id, std::uint64_t> queued_at;  // each waiting contender's acquire index
+  std::map<registry::session_id, std::uint64_t> grant_subscription;  // its subscription's id
   std::optional<double> new_leader_ms;
   std::unique_ptr<caf::actor_system> load_system;
   std::vector<std::unique_ptr<agent_worker>> engine_workers;
@@ -362,25 +377,75 @@ struct conclave_system::impl {
     return ms_since(start);
   }
 
+  // Tells `granted` when the contender's queued acquire (at log index
+  // `after`) is granted.
+  void wait_for_grant(registry::session_id contender, std::uint64_t after) {
+    queued_at[contender] = after;
+    grant_subscription[contender] = pushes->subscribe([contender, after] { return registry::subscription{registry::lock_subscription{"bench-handoff", contender, after}}; },
+                      [g = granted, contender](const registry::push& p) {
+                        if (p.kind != registry::push_kind::granted) return;
+                        auto now = clock_type::now();
+                        std::lock_guard<std::mutex> guard(g->m);
+                        g->at.emplace(contender, now);
+                        g->cv.notify_all();
+                      });
+  }
+
   // One lock, four contenders: from the holder's release until the next
-  // contender is seen holding it (first come, first served).
+  // contender is told it holds the lock (first come, first served). The
+  // contenders wait as node::lock does: the master they are subscribed at
+  // pushes the grant when it applies the release (the release and the grant
+  // are one command, one commit).
   std::optional<double> lock_handoff() {
+    auto leader = cluster.wait_for_leader(10s);
+    if (!leader) return std::nullopt;
+    if (!pushes || pushes_at != *leader) {
+      leader_handle();  // (makes load_system)
+      std::vector<raft::endpoint> eps;
+      std::size_t first = 0;
+      for (const auto& m : cluster.members()) {
+        if (m.id == *leader) first = eps.size();
+        eps.push_back(m.address);
+      }
+      pushes.reset();
+      grant_subscription.clear();
+      pushes = std::make_unique<push_client>(*load_system, cluster.cluster_id, eps, auth::keys{}, first);
+      pushes_at = *leader;
+      for (auto c : contenders) {
+        if (auto it = queued_at.find(c); it != queued_at.end()) wait_for_grant(c, it->second);
+      }
+      std::this_thread::sleep_for(200ms);  // (the subscriptions reach the master)
+    }
+    bool added = false;
     while (contenders.size() < 4) {
       auto s = propose_value(registry::open_session{"contender", 600000});
-      if (!s || !propose_value(registry::acquire_lock{"bench-handoff", *s, true})) return std::nullopt;
+      if (!s) return std::nullopt;
+      auto q = propose_value(registry::acquire_lock{"bench-handoff", *s, true});
+      if (!q) return std::nullopt;
       contenders.push_back(*s);
+      if (contenders.size() > 1) wait_for_grant(*s, *q);
+      added = true;
     }
+    if (added) std::this_thread::sleep_for(200ms);
     auto holder = contenders.front();
     auto next = contenders[1];
     auto start = clock_type::now();
     if (!propose_value(registry::release_lock{"bench-handoff", holder})) return std::nullopt;
     std::optional<double> t;
-    while (!t && ms_since(start) < 5000) {
-      auto r = ask(cluster.client(), registry::lock_query{"bench-handoff"}, 2s);
-      if (r && r->value && r->value->holder == next) t = ms_since(start);
+    {
+      std::unique_lock<std::mutex> guard(granted->m);
+      if (granted->cv.wait_for(guard, 5s, [&] { return granted->at.count(next) > 0; })) {
+        t = std::chrono::duration<double, std::milli>(granted->at[next] - start).count();
+      }
+      granted->at.erase(next);
     }
-    // The released contender queues again at the back.
-    (void)propose_value(registry::acquire_lock{"bench-handoff", holder, true});
+    queued_at.erase(next);
+    if (auto it = grant_subscription.find(next); it != grant_subscription.end()) {
+      pushes->unsubscribe(it->second);
+      grant_subscription.erase(it);
+    }
+    // The released contender queues again at the back, waiting for its grant.
+    if (auto q = propose_value(registry::acquire_lock{"bench-handoff", holder, true})) wait_for_grant(holder, *q);
     std::rotate(contenders.begin(), contenders.begin() + 1, contenders.end());
     return t;
   }
@@ -434,6 +499,7 @@ conclave_system::conclave_system(int masters, int workers, std::string binary, s
 
 conclave_system::~conclave_system() {
   impl_->engine_workers.clear();
+  impl_->pushes.reset();  // (before the actor system it uses)
 }
 
 std::string conclave_system::name() const { return "conclave"; }
