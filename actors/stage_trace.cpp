@@ -75,7 +75,8 @@ const char* name(stage s) {
   static const char* const names[] = {"client_sent",     "gateway_received", "proposed",      "entries_sent",
                                       "storage_queued",  "storage_started",  "storage_done",  "persisted",
                                       "entries_received", "ack_sent",        "ack_received",  "apply_started",
-                                      "applied",         "gateway_replied",  "client_received"};
+                                      "applied",         "gateway_replied",  "client_received",
+                                      "api_called",      "api_returned",     "entries_arrived", "ack_arrived"};
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<std::size_t>(stage::count));
   return names[static_cast<std::size_t>(s)];
 }

@@ -31,6 +31,10 @@ enum class stage : std::uint8_t {
   applied,           // applied, its proposal answered in the peer actor
   gateway_replied,   // the gateway sent the answer to the client
   client_received,   // the client has the answer
+  api_called,        // an etcd API handler asked the master's gateway (etcd_api.cpp)
+  api_returned,      // ... and has its answer
+  entries_arrived,   // a follower's gateway has the AppendEntries' bytes (before decoding)
+  ack_arrived,       // the leader's gateway has the reply's bytes (cumulative)
   count
 };
 

@@ -20,7 +20,8 @@ import sys
 # actors/stage_trace.hpp's stages, in its order.
 STAGES = ["client_sent", "gateway_received", "proposed", "entries_sent", "storage_queued", "storage_started",
           "storage_done", "persisted", "entries_received", "ack_sent", "ack_received", "apply_started", "applied",
-          "gateway_replied", "client_received"]
+          "gateway_replied", "client_received", "api_called", "api_returned",
+          "entries_arrived", "ack_arrived"]
 
 
 class Marks:
@@ -80,12 +81,14 @@ CRITICAL = [
     ("leader", "gateway_received"),
     ("leader", "proposed"),
     ("leader", "entries_sent"),
+    ("follower", "entries_arrived"),
     ("follower", "entries_received"),
     ("follower", "storage_queued"),
     ("follower", "storage_started"),
     ("follower", "storage_done"),
     ("follower", "persisted"),
     ("follower", "ack_sent"),
+    ("leader", "ack_arrived"),
     ("leader", "ack_received"),
     ("leader", "apply_started"),
     ("leader", "applied"),
@@ -103,11 +106,8 @@ def percentile(values, p):
     return values[k]
 
 
-def breakdown(directory):
-    marks, servers = load(directory)
+def breakdown(marks, servers):
     client = marks.get((0, "client_sent"))
-    if not client:
-        sys.exit("no client marks in " + directory)
     steps = collections.defaultdict(list)  # step name -> microseconds
     disk = collections.defaultdict(list)
     leader_disk_last = 0
@@ -147,12 +147,42 @@ def breakdown(directory):
     return writes, steps, disk, leader_disk_last
 
 
+API = ["api_called", "gateway_received", "proposed", "applied", "gateway_replied", "api_returned"]
+
+
+def api_breakdown(marks, servers):
+    """The etcd API's requests on the master that served them: its handler's
+    call into the master's gateway, the gateway, Raft, and back."""
+    steps = collections.defaultdict(list)
+    for n in servers:
+        called = marks.get((n, "api_called"))
+        if not called:
+            continue
+        for index, t0 in called.exact.items():
+            leader = next((m for m in servers if index in marks[(m, "proposed")].exact), None)
+            times = [t0] + [marks[(leader if s in ("proposed", "applied") else n, s)].at(index, t0) for s in API[1:]]
+            if leader is None or any(t is None for t in times):
+                continue
+            for a, b, ta, tb in zip(API, API[1:], times, times[1:]):
+                steps[f"{a} -> {b}"].append((tb - ta) / 1000.0)
+            steps["total"].append((times[-1] - times[0]) / 1000.0)
+    return steps
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     as_json = "--json" in sys.argv
     directory = [a for a in sys.argv[1:] if a != "--json"][0]
-    writes, steps, disk, leader_disk_last = breakdown(directory)
+    marks, servers = load(directory)
+    api = api_breakdown(marks, servers)
+    if api:
+        print(f"{len(api['total'])} etcd API writes, in the master's handler; microseconds per step (p50 / p90)")
+        for k, v in api.items():
+            print(f"  {k:<40}  {percentile(v, 50):8.1f} {percentile(v, 90):8.1f}")
+    if not marks.get((0, "client_sent")):
+        return
+    writes, steps, disk, leader_disk_last = breakdown(marks, servers)
     if as_json:
         out = {k: {"p50_us": percentile(v, 50), "p90_us": percentile(v, 90)} for k, v in {**steps, **disk}.items()}
         print(json.dumps({"writes": writes, "steps": out, "leader_disk_last": leader_disk_last}))

@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "actors/stage_trace.hpp"
 #include "roles/etcd_service.hpp"
 #include "schema/backup_file.hpp"
 
@@ -80,8 +81,13 @@ grpc::Status api::local_header(etcdserverpb::ResponseHeader* h, steady::time_poi
 }
 
 expected<std::pair<registry::outcome, std::uint64_t>> api::run(const registry::command& c, steady::time_point until) {
+  auto called_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
   auto committed = b.propose(c, left(until));
   if (!committed) return committed.error();
+  if (called_ns) {
+    stage_trace::mark(stage_trace::stage::api_called, committed->index, committed->index, called_ns);
+    stage_trace::mark(stage_trace::stage::api_returned, committed->index);
+  }
   auto res = wire::decode_result(committed->result);
   if (!res) return res.error();
   return std::make_pair(std::move(res->outcome), committed->term);
