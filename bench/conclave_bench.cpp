@@ -60,6 +60,8 @@ const char* usage_text = R"(usage: conclave-bench [options]
                          lock-handoff, write, watch and the write loads
   --json                 print the report as JSON
   --svg FILE             write the failover-time CDF plot
+  --writes-svg FILE      write the write-latency CDF plot of the loads
+  --locks-svg FILE       write the lock-cycle, lock-handoff and write CDF plot
   --binary PATH          the conclave binary (build/roles/conclave)
 )";
 
@@ -176,7 +178,7 @@ int main(int argc, char** argv) {
   std::uint64_t recovery_entries = 1000000;
   watch_plan watch;
   bool json = false, etcd_api = false;
-  std::string svg, binary = "build/roles/conclave", compare, timing = "both";
+  std::string svg, writes_svg, locks_svg, binary = "build/roles/conclave", compare, timing = "both";
   std::vector<std::string> scenarios = {"leader-crash",     "leader-freeze", "leader-stop", "leader-cutoff",
                                         "worker-crash",     "failover-workers", "failover-lock", "lock-cycle",
                                         "lock-handoff",     "write"};
@@ -204,6 +206,8 @@ int main(int argc, char** argv) {
     else if (a == "--json") json = true;
     else if (a == "--etcd-api") etcd_api = true;
     else if (a == "--svg") svg = next();
+    else if (a == "--writes-svg") writes_svg = next();
+    else if (a == "--locks-svg") locks_svg = next();
     else if (a == "--binary") binary = next();
     else if (a == "--compare") compare = next();
     else if (a == "--timing") timing = next();
@@ -316,14 +320,22 @@ int main(int argc, char** argv) {
     }
     if (load_seconds > 0 && !stop_requested) {
       report.rss_load_mib.assign(systems.size(), 0);
+      report.load_elections.assign(systems.size(), std::uint64_t{0});
       for (int clients : load_clients) {
         std::vector<throughput> per;
         for (std::size_t i = 0; i < systems.size() && !stop_requested; ++i) {
           progress("writes x" + std::to_string(clients), static_cast<int>(i), static_cast<int>(systems.size()));
+          auto term_before = systems[i]->raft_term();
           auto peak = peak_rss_during(systems[i]->server_pids(), [&] { per.push_back(systems[i]->writes(clients, load_seconds)); });
           report.rss_load_mib[i] = std::max(report.rss_load_mib[i], peak);
+          // Elections with no fault: the terms the load saw start.
+          auto term_after = systems[i]->raft_term();
+          auto& elections = report.load_elections[i];
+          if (term_before && term_after && elections) *elections += *term_after - *term_before;
+          else elections.reset();
         }
         report.writes.push_back(per);
+        report.load_seconds_total += load_seconds;
       }
       fmt::print(stderr, "\n");
     }
@@ -342,6 +354,8 @@ int main(int argc, char** argv) {
     return 1;
   }  // every process stops here, by pid
   if (!svg.empty()) write_svg(svg, report);
+  if (!writes_svg.empty()) write_writes_svg(writes_svg, report);
+  if (!locks_svg.empty()) write_locks_svg(locks_svg, report);
   if (json) print_json(report);
   else print_table(report);
   return stop_requested ? 130 : 0;

@@ -529,6 +529,14 @@ std::optional<double> conclave_system::trial(const std::string& s) {
 
 std::optional<double> conclave_system::last_new_leader_ms() const { return impl_->new_leader_ms; }
 
+std::optional<std::uint64_t> conclave_system::raft_term() {
+  std::optional<std::uint64_t> term;
+  for (const auto& m : impl_->cluster.members()) {
+    if (auto s = impl_->cluster.status(m.id)) term = std::max(term.value_or(0), s->term);
+  }
+  return term;
+}
+
 throughput conclave_system::writes(int clients, double seconds) { return impl_->writes(clients, seconds); }
 
 std::vector<pid_t> conclave_system::server_pids() const {

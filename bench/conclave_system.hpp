@@ -56,6 +56,7 @@ class conclave_system : public system_under_test {
   bool supports(const std::string& scenario) const override;
   std::optional<double> trial(const std::string& scenario) override;
   std::optional<double> last_new_leader_ms() const override;
+  std::optional<std::uint64_t> raft_term() override;
   throughput writes(int clients, double seconds) override;
   std::optional<scale_result> scale(int sessions, double seconds) override;
   std::optional<watch_result> watch(const watch_plan& plan) override;

@@ -196,13 +196,15 @@ struct member_status {
   std::uint64_t member_id = 0;
   std::uint64_t leader = 0;  // 0: this member knows no leader
   std::string version;
+  std::uint64_t raft_term = 0;
 };
 
 std::optional<member_status> status_call(http& h, const std::string& url, milliseconds timeout) {
   auto r = h.post(url + "/v3/maintenance/status", "{}", timeout);
   if (!r) return std::nullopt;
   // header.member_id is the first member_id of the answer.
-  member_status s{json_u64(*r, "member_id"), json_u64(*r, "leader"), json_field(*r, "version").value_or("?")};
+  member_status s{json_u64(*r, "member_id"), json_u64(*r, "leader"), json_field(*r, "version").value_or("?"),
+                  json_u64(*r, "raft_term")};
   if (s.member_id == 0) return std::nullopt;
   return s;
 }
@@ -603,6 +605,14 @@ class etcd_system final : public compared_system {
 
 
   std::optional<double> last_new_leader_ms() const override { return last_new_leader_ms_; }
+
+  std::optional<std::uint64_t> raft_term() override {
+    std::optional<std::uint64_t> term;
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (auto st = status_of(i, 1s)) term = std::max(term.value_or(0), st->raft_term);
+    }
+    return term;
+  }
 
   throughput writes(int clients, double seconds) override;
   std::optional<scale_result> scale(int sessions, double seconds) override;

@@ -230,6 +230,17 @@ void print_table(const run_report& r) {
       }
     }
   }
+  bool any_elections = std::any_of(r.load_elections.begin(), r.load_elections.end(), [](const auto& e) { return e.has_value(); });
+  if (any_elections && r.load_seconds_total > 0) {
+    fmt::print("\nelections with no fault: Raft terms started during the write loads ({:.0f} s per system)\n",
+               r.load_seconds_total);
+    fmt::print("  {:<32} {:>9} {:>12}\n", "system", "terms", "per minute");
+    for (std::size_t i = 0; i < r.load_elections.size() && i < r.systems.size(); ++i) {
+      if (!r.load_elections[i]) continue;
+      fmt::print("  {:<32} {:>9} {:>12.2f}\n", r.systems[i], *r.load_elections[i],
+                 60.0 * static_cast<double>(*r.load_elections[i]) / r.load_seconds_total);
+    }
+  }
   fmt::print("\nmemory (largest server, MiB)\n  {:<32} {:>9} {:>12}\n", "system", "idle", "under load");
   for (std::size_t i = 0; i < r.systems.size() && i < r.rss_idle_mib.size(); ++i) {
     fmt::print("  {:<32} {:>9.1f} {:>12.1f}\n", r.systems[i], r.rss_idle_mib[i],
@@ -334,6 +345,14 @@ void print_json(const run_report& r) {
       first = false;
     }
   }
+  fmt::print("],\"load_elections\":[");
+  first = true;
+  for (std::size_t i = 0; i < r.load_elections.size() && i < r.systems.size(); ++i) {
+    if (!r.load_elections[i]) continue;
+    fmt::print("{}{{\"system\":\"{}\",\"terms\":{},\"seconds\":{:.1f}}}", first ? "" : ",",
+               json_escape(r.systems[i]), *r.load_elections[i], r.load_seconds_total);
+    first = false;
+  }
   fmt::print("],\"memory\":[");
   for (std::size_t i = 0; i < r.rss_idle_mib.size(); ++i) {
     fmt::print("{}{{\"system\":\"{}\",\"rss_mib_idle\":{:.1f},\"rss_mib_load\":{:.1f}}}", i ? "," : "",
@@ -399,61 +418,116 @@ void print_json(const run_report& r) {
 
 // Failover-time CDFs: one curve per system and scenario (leader-* and
 // worker-crash), colour by scenario, dash pattern by system.
-void write_svg(const std::string& path, const run_report& r) {
-  std::vector<std::string> plotted;
-  for (const auto& s : r.scenarios) {
-    if (s.rfind("leader-", 0) == 0 || s == "worker-crash" || s.rfind("failover-", 0) == 0) plotted.push_back(s);
-  }
-  const double w = 860, h = 480, left = 70, right = 330, top = 40, bottom = 50;
-  double max_ms = 1;
-  for (const auto& s : plotted) {
-    for (const auto& t : r.times.at(s)) {
-      for (auto v : t.ms) max_ms = std::max(max_ms, v);
+namespace {
+
+struct cdf_curve {
+  std::string label;
+  std::vector<double> ms;
+  int color = 0, dash = 0;
+};
+
+// One plot of CDFs, milliseconds on a log scale.
+void write_cdf_svg(const std::string& path, const std::string& title, const std::string& x_label,
+                   const std::vector<cdf_curve>& curves) {
+  const double w = 900, left = 70, right = 370, top = 40, bottom = 50;
+  const double h = std::max(480.0, top + 16.0 * static_cast<double>(curves.size()) + 30);
+  double max_ms = 1, min_ms = 1e9;
+  for (const auto& c : curves) {
+    for (auto v : c.ms) {
+      max_ms = std::max(max_ms, v);
+      min_ms = std::min(min_ms, v);
     }
   }
-  auto x = [&](double ms) { return left + (w - left - right) * std::log10(1 + ms) / std::log10(1 + max_ms); };
+  // From the decade below the fastest value: write latencies start under 1 ms.
+  double lo = std::pow(10.0, std::floor(std::log10(std::max(min_ms, 0.01))));
+  lo = std::min(lo, 1.0);
+  auto x = [&](double ms) {
+    return left + (w - left - right) * std::log10(std::max(ms, lo) / lo) / std::log10(max_ms / lo);
+  };
   auto y = [&](double f) { return top + (h - top - bottom) * (1 - f); };
   const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"};
   const char* dashes[] = {"", "8,4", "2,3", "12,3,2,3", "4,4"};
   std::ofstream out(path);
   out << fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='12'>\n", w, h);
   out << "<rect width='100%' height='100%' fill='white'/>\n";
-  out << fmt::format("<text x='{}' y='20' font-size='14'>Failover times (CDF of trials), ms on a log scale; {}</text>\n", left,
-                     r.machine);
+  out << fmt::format("<text x='{}' y='20' font-size='14'>{}</text>\n", left, title);
   out << fmt::format("<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='black'/><line x1='{0}' y1='{3}' x2='{0}' y2='{1}' stroke='black'/>\n",
                      left, h - bottom, w - right, top);
-  for (double ms : {1.0, 10.0, 100.0, 1000.0, 10000.0}) {
-    if (ms > max_ms * 1.5) break;
+  for (double ms = lo; ms <= max_ms * 1.5; ms *= 10) {
     out << fmt::format("<line x1='{0}' y1='{1}' x2='{0}' y2='{2}' stroke='#ddd'/><text x='{0}' y='{3}' text-anchor='middle'>{4}</text>\n",
                        x(ms), top, h - bottom, h - bottom + 18, ms);
   }
-  out << fmt::format("<text x='{}' y='{}' text-anchor='middle'>time from the fault (ms)</text>\n", (left + w - right) / 2,
-                     h - 12);
+  out << fmt::format("<text x='{}' y='{}' text-anchor='middle'>{}</text>\n", (left + w - right) / 2, h - 12, x_label);
   for (double f : {0.0, 0.5, 0.9, 1.0}) out << fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>\n", left - 6, y(f) + 4, f);
   int line = 0;
-  for (std::size_t si = 0; si < plotted.size(); ++si) {
-    const auto& per = r.times.at(plotted[si]);
-    for (std::size_t sys = 0; sys < per.size(); ++sys) {
-      auto v = per[sys].ms;
-      if (v.empty()) continue;
-      std::sort(v.begin(), v.end());
-      std::string points;
-      for (std::size_t k = 0; k < v.size(); ++k) {
-        points += fmt::format("{:.1f},{:.1f} {:.1f},{:.1f} ", x(v[k]), y(double(k) / v.size()), x(v[k]),
-                              y(double(k + 1) / v.size()));
-      }
-      auto color = colors[si % 7];
-      auto dash = dashes[sys % 5];
-      out << fmt::format("<polyline fill='none' stroke='{}' stroke-width='2' stroke-dasharray='{}' points='{}'/>\n", color,
-                         dash, points);
-      ++line;
-      out << fmt::format("<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='{3}' stroke-width='2' stroke-dasharray='{4}'/>",
-                         w - right + 10, top + 16 * line - 4, w - right + 40, color, dash);
-      out << fmt::format("<text x='{}' y='{}'>{} {}: median {:.1f}</text>\n", w - right + 46, top + 16 * line,
-                         r.systems[sys], plotted[si], per[sys].pct(0.5));
+  for (const auto& c : curves) {
+    auto v = c.ms;
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    // At most ~2,000 steps: a write load has tens of thousands of samples.
+    std::size_t stride = std::max<std::size_t>(1, v.size() / 2000);
+    std::string points;
+    for (std::size_t k = 0; k < v.size(); k += stride) {
+      auto next = std::min(v.size(), k + stride);
+      points += fmt::format("{:.1f},{:.1f} {:.1f},{:.1f} ", x(v[k]), y(double(k) / v.size()), x(v[k]),
+                            y(double(next) / v.size()));
     }
+    auto color = colors[c.color % 7];
+    auto dash = dashes[c.dash % 5];
+    out << fmt::format("<polyline fill='none' stroke='{}' stroke-width='2' stroke-dasharray='{}' points='{}'/>\n", color,
+                       dash, points);
+    ++line;
+    out << fmt::format("<line x1='{0}' y1='{1}' x2='{2}' y2='{1}' stroke='{3}' stroke-width='2' stroke-dasharray='{4}'/>",
+                       w - right + 10, top + 16 * line - 4, w - right + 40, color, dash);
+    out << fmt::format("<text x='{}' y='{}'>{}: median {:.2f}</text>\n", w - right + 46, top + 16 * line, c.label,
+                       percentile(v, 0.5));
   }
   out << "</svg>\n";
+}
+
+}  // namespace
+
+void write_svg(const std::string& path, const run_report& r) {
+  std::vector<cdf_curve> curves;
+  int si = 0;
+  for (const auto& s : r.scenarios) {
+    if (s.rfind("leader-", 0) != 0 && s != "worker-crash" && s.rfind("failover-", 0) != 0) continue;
+    const auto& per = r.times.at(s);
+    for (std::size_t sys = 0; sys < per.size() && sys < r.systems.size(); ++sys) {
+      curves.push_back({r.systems[sys] + " " + s, per[sys].ms, si, static_cast<int>(sys)});
+    }
+    ++si;
+  }
+  write_cdf_svg(path, "Failover times (CDF of trials), ms on a log scale; " + r.machine, "time from the fault (ms)",
+                curves);
+}
+
+void write_writes_svg(const std::string& path, const run_report& r) {
+  std::vector<cdf_curve> curves;
+  for (std::size_t ci = 0; ci < r.writes.size(); ++ci) {
+    const auto& per = r.writes[ci];
+    for (std::size_t sys = 0; sys < per.size() && sys < r.systems.size(); ++sys) {
+      curves.push_back({r.systems[sys] + ", " + std::to_string(per[sys].clients) + " clients", per[sys].latency_ms,
+                        static_cast<int>(sys), static_cast<int>(ci)});
+    }
+  }
+  write_cdf_svg(path, "Durable write latency under closed-loop load (CDF), ms on a log scale; " + r.machine,
+                "from a write's send until acknowledged (ms)", curves);
+}
+
+void write_locks_svg(const std::string& path, const run_report& r) {
+  std::vector<cdf_curve> curves;
+  int si = 0;
+  for (const char* s : {"lock-cycle", "lock-handoff", "write"}) {
+    auto it = r.times.find(s);
+    if (it == r.times.end()) continue;
+    for (std::size_t sys = 0; sys < it->second.size() && sys < r.systems.size(); ++sys) {
+      curves.push_back({r.systems[sys] + " " + s, it->second[sys].ms, static_cast<int>(sys), si});
+    }
+    ++si;
+  }
+  write_cdf_svg(path, "Lock cycle, lock hand-off and one write (CDF of trials), ms on a log scale; " + r.machine,
+                "ms", curves);
 }
 
 }  // namespace conclave::bench

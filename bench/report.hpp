@@ -24,6 +24,9 @@ struct run_report {
   std::map<std::string, std::vector<trials>> new_leader;  // leader-* scenario -> per system
   std::vector<std::vector<throughput>> writes;          // per client count -> per system
   std::vector<double> rss_idle_mib, rss_load_mib;       // per system: largest server
+  // Per system: terms started during its write loads (none: not measured), over load_seconds_total.
+  std::vector<std::optional<std::uint64_t>> load_elections;
+  double load_seconds_total = 0;
   std::vector<std::optional<scale_result>> scale;       // per system
   std::optional<recovery_result> recovery;              // conclave's
   std::vector<std::optional<watch_result>> watch;       // per system, when the watch scenario ran
@@ -35,6 +38,8 @@ std::string describe_scenario(const std::string& scenario);
 
 void print_table(const run_report& r);
 void print_json(const run_report& r);
-void write_svg(const std::string& path, const run_report& r);
+void write_svg(const std::string& path, const run_report& r);         // failover CDFs
+void write_writes_svg(const std::string& path, const run_report& r);  // write latency CDFs of the loads
+void write_locks_svg(const std::string& path, const run_report& r);   // lock-cycle, lock-handoff, write CDFs
 
 }  // namespace conclave::bench

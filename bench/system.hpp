@@ -163,6 +163,10 @@ class system_under_test {
   // Durable writes of 100-byte values from `clients` closed-loop clients.
   virtual throughput writes(int clients, double seconds) = 0;
 
+  // The highest Raft term its servers report (the write loads count the
+  // elections they saw with it), if it has one.
+  virtual std::optional<std::uint64_t> raft_term() { return std::nullopt; }
+
   // `sessions` simulated clients (many per process) keeping a session or
   // lease alive at the system's interval for `seconds`: the leader's CPU,
   // heartbeat latency, and the time until a killed owner is seen gone under

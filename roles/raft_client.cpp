@@ -9,6 +9,7 @@
 
 #include "actors/atoms.hpp"
 #include "actors/connector.hpp"
+#include "actors/stage_trace.hpp"
 #include "schema/client_codec.hpp"
 
 namespace conclave {
@@ -211,6 +212,7 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
   // The relay times the request out itself (a late reply then goes to the
   // relay, not to this caller's mailbox); our own timeout is only a backstop.
   auto backstop = timeout + std::chrono::milliseconds(500);
+  auto sent_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
   impl_->self()
       ->request(handle, backstop, client_atom::value, wire::encode_request(r, cluster_id_),
                 static_cast<std::uint64_t>(timeout.count()))
@@ -219,6 +221,11 @@ expected<client::response> raft_client::call(const raft::endpoint& to, const cli
             last_answer_ = std::chrono::steady_clock::now();
             auto decoded = wire::decode_response(bytes);
             result = decoded ? expected<client::response>(*decoded) : expected<client::response>(decoded.error());
+            auto* c = decoded ? std::get_if<client::committed>(&*decoded) : nullptr;
+            if (sent_ns && c) {
+              stage_trace::mark(stage_trace::stage::client_sent, c->index, c->index, sent_ns);
+              stage_trace::mark(stage_trace::stage::client_received, c->index);
+            }
           },
           [&](caf::error& e) {
             // A slow reply is no lost connection: the relay stays (the leader

@@ -14,6 +14,7 @@
 #include "actors/raft/peer_actor.hpp"
 #include "actors/raft/storage_actor.hpp"
 #include "roles/peer_tls.hpp"
+#include "roles/scheduling.hpp"
 
 namespace conclave {
 
@@ -102,13 +103,7 @@ caf::actor_system_config& server_system_config(int threads, const tls_files& pee
   cfg.load<caf::io::middleman>();
   if (peer_tls.enabled()) use_peer_tls(cfg, peer_tls);
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  cfg.set("scheduler.policy", caf::atom("sharing"));
-  cfg.set("scheduler.max-threads", threads);
-  // No BASP worker threads: with them, CAF 0.17.6 cleans up a closed
-  // connection only after the messages being decoded, and a connection
-  // accepted meanwhile on the same descriptor is left deaf (its requests
-  // arrive, its answers go elsewhere, for good).
-  cfg.set("middleman.workers", 0);
+  configure_scheduling(cfg, threads);
   return cfg;
 }
 
