@@ -19,6 +19,7 @@
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
 #include "roles/push_client.hpp"
+#include "roles/scheduling.hpp"
 #include "roles/registry_reads.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
@@ -45,6 +46,17 @@ std::optional<std::uint64_t> committed_value(const expected<client::committed>& 
   auto res = wire::decode_result(r->result);
   if (!res || (res->outcome.code != registry::code::ok && res->outcome.code != registry::code::queued)) return std::nullopt;
   return res->outcome.value;
+}
+
+caf::actor_system_config& client_system_config() {
+  static caf::actor_system_config cfg = [] {
+    caf::actor_system_config c;
+    c.load<caf::io::middleman>();
+    c.set("logger.verbosity", caf::atom("quiet"));
+    configure_scheduling(c, 2);
+    return c;
+  }();
+  return cfg;
 }
 
 std::uint64_t steady_ms() {
@@ -153,7 +165,12 @@ struct conclave_system::impl {
   std::map<registry::session_id, std::uint64_t> queued_at;  // each waiting contender's acquire index
   std::map<registry::session_id, std::uint64_t> grant_subscription;  // its subscription's id
   std::optional<double> new_leader_ms;
-  std::unique_ptr<caf::actor_system> load_system;
+  std::unique_ptr<caf::actor_system> load_system;  // the member agents of failover-workers
+  // The timed scenarios' and the loads' client, on the scheduler the
+  // conclave program uses (roles/scheduling.hpp).
+  std::unique_ptr<caf::actor_system> client_system;
+  std::unique_ptr<raft_client> bench_client;
+  raft_client& client() { return *bench_client; }
   std::vector<std::unique_ptr<agent_worker>> engine_workers;
 
   impl(int masters, int workers_, std::string binary, std::string self, bool etcd_api)
@@ -161,6 +178,12 @@ struct conclave_system::impl {
       : cluster(masters, master_flags(etcd_api), std::move(binary)),
         workers(workers_),
         self_exe(std::move(self)) {
+    client_system = std::make_unique<caf::actor_system>(client_system_config());
+    {
+      std::vector<raft::endpoint> eps;
+      for (const auto& m : cluster.members()) eps.push_back(m.address);
+      bench_client = std::make_unique<raft_client>(*client_system, cluster.cluster_id, eps);
+    }
     if (!cluster.wait_for_leader(20s)) throw std::runtime_error("conclave: no leader within 20 s");
     if (etcd_api) {
       auto until = clock_type::now() + 20s;
@@ -205,18 +228,18 @@ struct conclave_system::impl {
   void wait_members(int alive) {
     auto until = clock_type::now() + 20s;
     while (clock_type::now() < until) {
-      auto r = ask(cluster.client(), registry::members_query{registry::member_status::alive}, 2s);
+      auto r = ask(client(), registry::members_query{registry::member_status::alive}, 2s);
       if (r && static_cast<int>(r->members.size()) >= alive) return;
       std::this_thread::sleep_for(50ms);
     }
   }
 
   bool write(const std::string& key, std::chrono::milliseconds deadline) {
-    return cluster.client().propose(wire::encode_command(put_command(key)), deadline).has_value();
+    return client().propose(wire::encode_command(put_command(key)), deadline).has_value();
   }
 
   std::optional<std::uint64_t> propose_value(const registry::command& c) {
-    return committed_value(cluster.client().propose(wire::encode_command(c), 5s));
+    return committed_value(client().propose(wire::encode_command(c), 5s));
   }
 
   // Polls every master but `old` (each answers status itself, never passing
@@ -227,10 +250,10 @@ struct conclave_system::impl {
     while (ms_since(start) < 15000) {
       for (const auto& m : cluster.members()) {
         if (m.id == old || m.pid <= 0) continue;
-        auto s = cluster.client().call(m.address, client::status_request{}, 100ms);
+        auto s = client().call(m.address, client::status_request{}, 100ms);
         if (!s || !std::holds_alternative<client::status>(*s) || std::get<client::status>(*s).role != "leader") continue;
         if (!new_leader_ms) new_leader_ms = ms_since(start);
-        auto r = cluster.client().call(m.address, client::propose{wire::encode_command(put_command("/bench/after"))}, 2000ms);
+        auto r = client().call(m.address, client::propose{wire::encode_command(put_command("/bench/after"))}, 2000ms);
         if (r && std::holds_alternative<client::committed>(*r)) return ms_since(start);
       }
     }
@@ -285,7 +308,7 @@ struct conclave_system::impl {
     while (!t && ms_since(start) < 15000) {
       bool everywhere = true;
       for (const auto& m : cluster.members()) {
-        auto r = ask_at(cluster.client(), m.address, registry::members_query{registry::member_status::dead}, true, 500ms);
+        auto r = ask_at(client(), m.address, registry::members_query{registry::member_status::dead}, true, 500ms);
         auto listed = [&](const registry::member& x) { return x.id == name; };
         if (!r || std::none_of(r->members.begin(), r->members.end(), listed)) {
           everywhere = false;
@@ -354,7 +377,7 @@ struct conclave_system::impl {
     std::thread([this, old] { cluster.signal(*old, SIGKILL); }).detach();
     std::optional<double> t;
     while (!t && ms_since(start) < 15000) {
-      auto r = ask(cluster.client(), registry::lock_query{"engine-lock"}, 500ms);
+      auto r = ask(client(), registry::lock_query{"engine-lock"}, 500ms);
       if (r && r->value && r->value->holder == *contender && r->value->token > old_token) t = ms_since(start);
       if (!t) std::this_thread::sleep_for(2ms);
     }
@@ -400,7 +423,6 @@ struct conclave_system::impl {
     auto leader = cluster.wait_for_leader(10s);
     if (!leader) return std::nullopt;
     if (!pushes || pushes_at != *leader) {
-      leader_handle();  // (makes load_system)
       std::vector<raft::endpoint> eps;
       std::size_t first = 0;
       for (const auto& m : cluster.members()) {
@@ -409,7 +431,7 @@ struct conclave_system::impl {
       }
       pushes.reset();
       grant_subscription.clear();
-      pushes = std::make_unique<push_client>(*load_system, cluster.cluster_id, eps, auth::keys{}, first);
+      pushes = std::make_unique<push_client>(*client_system, cluster.cluster_id, eps, auth::keys{}, first);
       pushes_at = *leader;
       for (auto c : contenders) {
         if (auto it = queued_at.find(c); it != queued_at.end()) wait_for_grant(c, it->second);
@@ -459,8 +481,7 @@ struct conclave_system::impl {
   caf::actor leader_handle() {
     auto leader = cluster.wait_for_leader(10s);
     if (!leader) return {};
-    if (!load_system) load_system = std::make_unique<caf::actor_system>(test::client_config());
-    auto handle = load_system->middleman().remote_actor(cluster.at(*leader).address.host, cluster.at(*leader).address.port);
+    auto handle = client_system->middleman().remote_actor(cluster.at(*leader).address.host, cluster.at(*leader).address.port);
     return handle ? *handle : caf::actor{};
   }
 
@@ -468,7 +489,7 @@ struct conclave_system::impl {
     auto handle = leader_handle();
     if (!handle) return {clients, 0, {}, 1};
     std::string value(100, 'v');
-    return run_load(*load_system, handle, cluster.cluster_id, clients, seconds,
+    return run_load(*client_system, handle, cluster.cluster_id, clients, seconds,
                       [value, key_space](int who, std::uint64_t n) {
                         return wire::encode_command(
                             put_command("/bench/load/" + std::to_string(who) + "/" + std::to_string(n % key_space), value));
@@ -499,7 +520,8 @@ conclave_system::conclave_system(int masters, int workers, std::string binary, s
 
 conclave_system::~conclave_system() {
   impl_->engine_workers.clear();
-  impl_->pushes.reset();  // (before the actor system it uses)
+  impl_->pushes.reset();  // (before the actor system they use)
+  impl_->bench_client.reset();
 }
 
 std::string conclave_system::name() const { return "conclave"; }

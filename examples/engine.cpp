@@ -37,7 +37,6 @@
 
 #include "actors/log.hpp"
 #include "roles/node.hpp"
-#include "roles/scheduling.hpp"
 
 using namespace conclave;
 using namespace std::chrono_literals;
@@ -217,7 +216,7 @@ int main(int argc, char** argv) {
 
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
-  conclave::configure_scheduling(cfg, 2);  // as the conclave program (README, "Embedding conclave")
+  cfg.set("middleman.workers", 0);  // as the conclave program (README, "Embedding conclave")
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
   auto n = node::start(sys, values);

@@ -72,7 +72,6 @@
 #include "roles/push_client.hpp"
 #include "roles/raft_client.hpp"
 #include "roles/registry_reads.hpp"
-#include "roles/scheduling.hpp"
 #include "schema/backup_file.hpp"
 #include "schema/registry_codec.hpp"
 
@@ -598,7 +597,6 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   cfg.load<caf::io::middleman>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  configure_scheduling(cfg, 2);
   tls_on = tls.enabled();
   if (tls_on) use_peer_tls(cfg, tls);
   caf::actor_system sys{cfg};

@@ -1,7 +1,7 @@
 // libconclave: a conclave member inside the host's own caf::actor_system.
 //
 //   caf::actor_system_config cfg;  cfg.load<caf::io::middleman>();
-//   conclave::configure_scheduling(cfg, 2);   // roles/scheduling.hpp; README "Embedding conclave"
+//   cfg.set("middleman.workers", 0);   // required with CAF 0.17.6: README "Embedding conclave"
 //   // with peer-cert-file (TLS on the native links, README "TLS"): conclave::use_peer_tls(cfg, files)
 //   caf::actor_system sys{cfg};
 //   auto n = conclave::node::start(sys, {{"role", "worker"}, {"peers", "1=10.0.0.1:7001"},

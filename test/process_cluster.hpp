@@ -27,7 +27,6 @@
 
 #include "roles/raft_client.hpp"
 #include "roles/peer_tls.hpp"
-#include "roles/scheduling.hpp"
 #include "test/fault_channel.hpp"
 #include "test/processes.hpp"
 #include "test/temp_dir.hpp"
@@ -39,7 +38,6 @@ inline caf::actor_system_config& client_config() {
     caf::actor_system_config c;
     c.load<caf::io::middleman>();
     c.set("logger.verbosity", caf::atom("quiet"));
-    configure_scheduling(c, 2);
     return c;
   }();
   return cfg;
@@ -50,7 +48,6 @@ inline std::unique_ptr<caf::actor_system_config> tls_client_config(const tls_fil
   auto c = std::make_unique<caf::actor_system_config>();
   c->load<caf::io::middleman>();
   c->set("logger.verbosity", caf::atom("quiet"));
-  configure_scheduling(*c, 2);
   use_peer_tls(*c, files);
   return c;
 }
