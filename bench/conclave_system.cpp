@@ -531,7 +531,8 @@ std::string conclave_system::description() const {
   return fmt::format(
       "{} masters (-r master) and {} workers (-r worker) with conclave's defaults (tick {} ms, heartbeat {} ticks, "
       "election timeout {} ticks, member heartbeat {} ms, session TTL {} ms); driven through its client protocol "
-      "(CAF middleman, Cap'n Proto), one long-lived connection per client",
+      "(CAF middleman, Cap'n Proto) from an actor system of the bench's own on conclave's scheduler "
+      "(roles/scheduling.hpp); CAF keeps one connection per pair of processes, which the load's clients share",
       impl_->cluster.members().size(), impl_->workers, d.at("tick-ms"), d.at("heartbeat-ticks"), d.at("election-ticks"),
       d.at("member-heartbeat-ms"), d.at("session-ttl-ms"));
 }

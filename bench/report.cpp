@@ -53,16 +53,18 @@ std::optional<double> min_of(std::optional<double> a, std::optional<double> b) {
   return a ? a : b;
 }
 
-std::optional<double> writes_at_64(const run_report& r, const std::string& system) {
+std::optional<double> writes_at(const run_report& r, const std::string& system, int clients) {
   auto i = system_index(r, system);
   if (!i) return std::nullopt;
   for (const auto& per_system : r.writes) {
-    if (*i < per_system.size() && per_system[*i].clients == 64 && per_system[*i].writes_per_s > 0) {
+    if (*i < per_system.size() && per_system[*i].clients == clients && per_system[*i].writes_per_s > 0) {
       return per_system[*i].writes_per_s;
     }
   }
   return std::nullopt;
 }
+
+std::optional<double> writes_at_64(const run_report& r, const std::string& system) { return writes_at(r, system, 64); }
 
 struct target {
   std::string text;
@@ -150,6 +152,34 @@ std::vector<target> targets(const run_report& r) {
     if (c) idle = r.watch[*c]->leader_cpu_pct - r.watch[*c]->leader_cpu_base_pct;
     add("watch: idle watchers cost the leader under 2% of a core", idle, 2.0, true,
         [](double v, double b) { return fmt::format("{:.1f}% (limit {:.1f}%)", v, b); });
+  }
+  // Issue #16: faster than etcd (matched timing) on every figure, in the same run.
+  {
+    auto over = [&](std::optional<double> c, std::optional<double> e) {
+      return c && e && *e > 0 ? std::optional<double>(*c / *e) : std::nullopt;
+    };
+    auto at_most = [](double v, double b) { return fmt::format("{:.2f}x etcd's (limit {:.2f}x)", v, b); };
+    auto at_least = [](double v, double b) { return fmt::format("{:.2f}x etcd's (needs {:.2f}x)", v, b); };
+    add("#16 one durable write at most 0.7x etcd's (medians)",
+        over(median(r, "write", "conclave"), median(r, "write", etcd_m)), 0.7, true, at_most);
+    add("#16 writes/s at 1 client at least 1.4x etcd's",
+        over(writes_at(r, "conclave", 1), writes_at(r, etcd_m, 1)), 1.4, false, at_least);
+    add("#16 lock acquire + release at most 0.5x etcd's (medians)",
+        over(median(r, "lock-cycle", "conclave"), median(r, "lock-cycle", etcd_m)), 0.5, true, at_most);
+    add("#16 lock hand-off at most etcd's (medians)",
+        over(median(r, "lock-handoff", "conclave"), median(r, "lock-handoff", etcd_m)), 1.0, true, at_most);
+    add("#16 writes/s at 64 clients at least 5x etcd's",
+        over(writes_at(r, "conclave", 64), writes_at(r, etcd_m, 64)), 5.0, false, at_least);
+    add("#16 frozen-leader failover at most etcd's (medians)",
+        over(median(r, "leader-freeze", "conclave"), median(r, "leader-freeze", etcd_m)), 1.0, true, at_most);
+    std::optional<double> c, e;
+    for (std::size_t i = 0; i < r.load_elections.size() && i < r.systems.size(); ++i) {
+      if (!r.load_elections[i]) continue;
+      if (!c && r.systems[i] == "conclave") c = static_cast<double>(*r.load_elections[i]);
+      if (!e && r.systems[i].rfind(etcd_m, 0) == 0) e = static_cast<double>(*r.load_elections[i]);
+    }
+    add("#16 no more elections than etcd under the write loads, no fault", c, e, true,
+        [](double v, double b) { return fmt::format("{:.0f} terms (etcd {:.0f})", v, b); });
   }
   return out;
 }
@@ -301,7 +331,7 @@ void print_table(const run_report& r) {
     for (const auto& n : e.notes) fmt::print("  note: {}\n", n);
     if (!e.failure.empty()) fmt::print("  FAILED: {}\n", e.failure);
   }
-  fmt::print("\ntargets (issues #6 and #13)\n");
+  fmt::print("\ntargets (issues #6, #13 and #16)\n");
   for (const auto& t : targets(r)) {
     fmt::print("  [{}] {}{}\n", t.measured.empty() ? "not measured" : t.met ? "met" : "MISSED", t.text,
                t.measured.empty() ? "" : ": " + t.measured);
@@ -464,8 +494,8 @@ void write_cdf_svg(const std::string& path, const std::string& title, const std:
     auto v = c.ms;
     if (v.empty()) continue;
     std::sort(v.begin(), v.end());
-    // At most ~2,000 steps: a write load has tens of thousands of samples.
-    std::size_t stride = std::max<std::size_t>(1, v.size() / 2000);
+    // At most ~300 steps: a write load has tens of thousands of samples.
+    std::size_t stride = std::max<std::size_t>(1, v.size() / 300);
     std::string points;
     for (std::size_t k = 0; k < v.size(); k += stride) {
       auto next = std::min(v.size(), k + stride);
