@@ -459,7 +459,7 @@ struct cdf_curve {
 // One plot of CDFs, milliseconds on a log scale.
 void write_cdf_svg(const std::string& path, const std::string& title, const std::string& x_label,
                    const std::vector<cdf_curve>& curves) {
-  const double w = 900, left = 70, right = 370, top = 40, bottom = 50;
+  const double w = 960, left = 70, right = 430, top = 40, bottom = 50;
   const double h = std::max(480.0, top + 16.0 * static_cast<double>(curves.size()) + 30);
   double max_ms = 1, min_ms = 1e9;
   for (const auto& c : curves) {
