@@ -14,6 +14,7 @@
 #include "actors/auth.hpp"
 #include "actors/log.hpp"
 #include "actors/raft/link_actor.hpp"
+#include "actors/raft/trace_message.hpp"
 #include "actors/stage_trace.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
@@ -341,15 +342,6 @@ struct gateway_state {
 
   // --- peers ----------------------------------------------------------------------------------
 
-  static void trace_arrived(const raft::message& m, std::int64_t t) {
-    if (auto* a = std::get_if<raft::append_entries>(&m.body); a && !a->entries.empty()) {
-      stage_trace::mark(stage_trace::stage::entries_arrived, a->entries.front().index.value,
-                        a->entries.back().index.value, t);
-    } else if (auto* r = std::get_if<raft::append_entries_reply>(&m.body); r && r->success) {
-      stage_trace::mark(stage_trace::stage::ack_arrived, 0, r->match_index.value, t);
-    }
-  }
-
   void on_peer_bytes(const std::string& bytes, const std::string& tag) {
     auto arrived_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
     if (opts.keys.enabled() && !auth::check_tag(opts.keys, bytes, tag)) {
@@ -371,7 +363,9 @@ struct gateway_state {
       return;
     }
     if (decoded->to != opts.raft.id) return;
-    if (arrived_ns) trace_arrived(*decoded, arrived_ns);
+    if (arrived_ns) {
+      raft::trace_message(*decoded, stage_trace::stage::entries_arrived, stage_trace::stage::ack_arrived, arrived_ns);
+    }
     // Counted for the servers of the configuration only (the peer actor lists them).
     auto& from = peer_stats[decoded->from];
     if (!from) from = stats->find_peer(decoded->from.value);

@@ -11,7 +11,7 @@
 #include "actors/raft/link_actor.hpp"
 #include "actors/raft/push_hub.hpp"
 #include "actors/raft/storage_actor.hpp"
-#include "actors/stage_trace.hpp"
+#include "actors/raft/trace_message.hpp"
 #include "schema/client_codec.hpp"
 #include "schema/codec.hpp"
 #include "schema/push_codec.hpp"
@@ -172,30 +172,16 @@ struct state : log_writer, transport {
     if (auto* a = std::get_if<append_entries>(&m.body); a && a->entries.empty() && !l.probe) {
       l.probe.emplace(a->sequence, std::chrono::steady_clock::now());
     }
-    if (stage_trace::enabled()) trace_sent(m);
+    if (stage_trace::enabled()) {
+      trace_message(m, stage_trace::stage::entries_sent, stage_trace::stage::ack_sent, stage_trace::now_ns());
+    }
     self->send(l.actor, peer_atom::value, std::move(bytes));
   }
 
-  // The write path's stages (stage_trace.hpp), off unless a benchmark asks.
-  static void trace_sent(const message& m) {
-    if (auto* a = std::get_if<append_entries>(&m.body); a && !a->entries.empty()) {
-      stage_trace::mark_range(stage_trace::stage::entries_sent, a->entries.front().index.value,
-                              a->entries.back().index.value);
-    } else if (auto* r = std::get_if<append_entries_reply>(&m.body); r && r->success) {
-      stage_trace::mark_upto(stage_trace::stage::ack_sent, r->match_index.value);
-    }
-  }
-  static void trace_received(const message& m) {
-    if (auto* a = std::get_if<append_entries>(&m.body); a && !a->entries.empty()) {
-      stage_trace::mark_range(stage_trace::stage::entries_received, a->entries.front().index.value,
-                              a->entries.back().index.value);
-    } else if (auto* r = std::get_if<append_entries_reply>(&m.body); r && r->success) {
-      stage_trace::mark_upto(stage_trace::stage::ack_received, r->match_index.value);
-    }
-  }
-
   void on_peer_message(const message& m) {
-    if (stage_trace::enabled()) trace_received(m);
+    if (stage_trace::enabled()) {
+      trace_message(m, stage_trace::stage::entries_received, stage_trace::stage::ack_received, stage_trace::now_ns());
+    }
     if (auto it = links.find(m.from); it != links.end()) {
       auto& l = it->second;
       if (l.backing_off && l.actor) {
