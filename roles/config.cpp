@@ -198,9 +198,11 @@ expected<node_config> parse_settings(const settings& given) {
   while (std::getline(peers, item, ',')) {
     auto eq = item.find('=');
     if (eq == std::string::npos) return bad("peers: '" + item + "' is not ID=HOST:PORT");
+    // (`end` points into the text parsed, so that text must outlive the check.)
+    auto id_text = item.substr(0, eq);
     char* end = nullptr;
-    auto id = std::strtoull(item.substr(0, eq).c_str(), &end, 10);
-    if (id == 0 || *end != '\0') return bad("peers: '" + item.substr(0, eq) + "' is not a server id (1, 2, ...)");
+    auto id = std::strtoull(id_text.c_str(), &end, 10);
+    if (id == 0 || *end != '\0') return bad("peers: '" + id_text + "' is not a server id (1, 2, ...)");
     auto ep = parse_endpoint(item.substr(eq + 1), "peers");
     if (!ep) return ep.error();
     if (opts.members.count(node_id{id})) return bad("peers: server " + std::to_string(id) + " listed twice");
