@@ -5,13 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cstring>
-
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
+#include <cstring>
 #include <string>
 
 namespace conclave::stage_trace {
@@ -67,9 +64,10 @@ recorder& the_recorder() {
 }
 
 std::atomic<std::uint64_t> used{0};
-const bool on = the_recorder().records != nullptr;
 
 }  // namespace
+
+bool detail::on = the_recorder().records != nullptr;
 
 const char* name(stage s) {
   static const char* const names[] = {"client_sent",     "gateway_received", "proposed",      "entries_sent",
@@ -80,8 +78,6 @@ const char* name(stage s) {
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<std::size_t>(stage::count));
   return names[static_cast<std::size_t>(s)];
 }
-
-bool enabled() { return on; }
 
 std::int64_t now_ns() {
   timespec ts{};

@@ -3,9 +3,9 @@
 // goes"). Off unless the process starts with CONCLAVE_STAGE_TRACE naming a
 // directory; then each process records into DIR/stages-PID.bin, mapped
 // shared (so a kill -9 loses nothing): per mark the stage, the log indexes
-// it covers and the time. t_ns is CLOCK_MONOTONIC, one clock for every process on the machine, so
-// the marks of the leader, the followers and the client line up
-// (bench/stage_breakdown.py reads them). A mark covers the log indexes
+// it covers and the time. t_ns is CLOCK_MONOTONIC, one clock for every
+// process on the machine, so the marks of the leader, the followers and the
+// client line up (bench/stage_breakdown.py reads them). A mark covers the log indexes
 // [first, last]; first = 0 marks a cumulative stage (an ack or a commit
 // reaching `last` covers everything before it). Off, a mark costs one test
 // of a flag.
@@ -40,7 +40,10 @@ enum class stage : std::uint8_t {
 
 const char* name(stage s);
 
-bool enabled();
+namespace detail {
+extern bool on;  // set once, before main, from CONCLAVE_STAGE_TRACE
+}
+inline bool enabled() { return detail::on; }
 std::int64_t now_ns();
 // Which server marks: its node id (0, the default, for a client).
 void set_node(std::uint64_t id);

@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -19,8 +19,8 @@
 #include "roles/member_agent.hpp"
 #include "roles/node.hpp"
 #include "roles/push_client.hpp"
-#include "roles/scheduling.hpp"
 #include "roles/registry_reads.hpp"
+#include "roles/scheduling.hpp"
 #include "roles/server.hpp"
 #include "schema/registry_codec.hpp"
 #include "test/process_cluster.hpp"
@@ -151,6 +151,11 @@ struct conclave_system::impl {
   std::string self_exe;
   std::map<int, pid_t> worker_pids;
   registry::session_id session = 0;
+  // The timed scenarios' and the loads' client, on the scheduler the
+  // conclave program uses (roles/scheduling.hpp).
+  std::unique_ptr<caf::actor_system> client_system;
+  std::unique_ptr<raft_client> bench_client;
+  raft_client& client() { return *bench_client; }
   std::vector<registry::session_id> contenders;
   // lock-handoff: the contenders wait for their grants as node::lock does,
   // each subscribed (at the leader) to its lock since it queued.
@@ -166,11 +171,6 @@ struct conclave_system::impl {
   std::map<registry::session_id, std::uint64_t> grant_subscription;  // its subscription's id
   std::optional<double> new_leader_ms;
   std::unique_ptr<caf::actor_system> load_system;  // the member agents of failover-workers
-  // The timed scenarios' and the loads' client, on the scheduler the
-  // conclave program uses (roles/scheduling.hpp).
-  std::unique_ptr<caf::actor_system> client_system;
-  std::unique_ptr<raft_client> bench_client;
-  raft_client& client() { return *bench_client; }
   std::vector<std::unique_ptr<agent_worker>> engine_workers;
 
   impl(int masters, int workers_, std::string binary, std::string self, bool etcd_api)
@@ -520,8 +520,6 @@ conclave_system::conclave_system(int masters, int workers, std::string binary, s
 
 conclave_system::~conclave_system() {
   impl_->engine_workers.clear();
-  impl_->pushes.reset();  // (before the actor system they use)
-  impl_->bench_client.reset();
 }
 
 std::string conclave_system::name() const { return "conclave"; }

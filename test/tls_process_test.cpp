@@ -157,6 +157,14 @@ struct tls_cluster : etcd_masters {
     return run(all, c->path("ctl-" + std::to_string(++runs) + ".log"));
   }
 
+  // A `-r worker` named `name` with the client certificate, its output in worker.log.
+  void start_worker(const std::string& name) {
+    c->spawn({c->binary(), "-r", "worker", "--name", name, "--peers", c->peers(), "--cluster-id", c->cluster_id,
+              "--peer-cert-file", certs->client, "--peer-key-file", certs->client_key, "--peer-trusted-ca-file",
+              certs->ca},
+             "worker.log");
+  }
+
   // etcdctl at `endpoints` (URLs), with `tls` flags (--cacert, --cert, --key).
   std::pair<int, std::string> etcdctl(const std::string& endpoints, std::vector<std::string> tls,
                                       std::vector<std::string> args) {
@@ -258,10 +266,7 @@ TEST_CASE("with TLS on every link of a master, clients with the CA's certificate
   CHECK_MESSAGE(contains(out, "over-tls"), out);
 
   // A worker with a certificate from the CA registers.
-  e.c->spawn({e.c->binary(), "-r", "worker", "--name", "tls-worker", "--peers", e.c->peers(), "--cluster-id",
-              e.c->cluster_id, "--peer-cert-file", certs.client, "--peer-key-file", certs.client_key,
-              "--peer-trusted-ca-file", certs.ca},
-             "worker.log");
+  e.start_worker("tls-worker");
   std::set<std::string> members;
   for (auto until = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < until;) {
     if (auto r = ask(e.c->client(), registry::members_query{registry::member_status::alive}, 2s)) {
@@ -344,10 +349,7 @@ TEST_CASE("with TLS, clients that come and go or are refused break no other conn
   REQUIRE_MESSAGE(certs.failure.empty(), certs.failure);
   tls_cluster e(&certs);
   REQUIRE_MESSAGE(e.c->wait_for_leader(30s), e.logs());
-  e.c->spawn({e.c->binary(), "-r", "worker", "--name", "steady-worker", "--peers", e.c->peers(), "--cluster-id",
-              e.c->cluster_id, "--peer-cert-file", certs.client, "--peer-key-file", certs.client_key,
-              "--peer-trusted-ca-file", certs.ca},
-             "worker.log");
+  e.start_worker("steady-worker");
   bool joined = false;
   for (auto until = std::chrono::steady_clock::now() + 20s; !joined && std::chrono::steady_clock::now() < until;) {
     joined = contains(file_text(e.c->path("worker.log")), "steady-worker: registered");
@@ -392,10 +394,7 @@ TEST_CASE("three masters with TLS between them elect a leader that holds, commit
   auto [code, out] = e.conclavectl(e.masters(), certs.client, certs.client_key, {"put", "k", "between-masters"});
   REQUIRE_MESSAGE(code == 0, out << e.logs());
   // A worker with a certificate from the CA registers.
-  e.c->spawn({e.c->binary(), "-r", "worker", "--name", "tls-worker", "--peers", e.c->peers(), "--cluster-id",
-              e.c->cluster_id, "--peer-cert-file", certs.client, "--peer-key-file", certs.client_key,
-              "--peer-trusted-ca-file", certs.ca},
-             "worker.log");
+  e.start_worker("tls-worker");
   bool joined = false;
   for (auto until = std::chrono::steady_clock::now() + 20s; !joined && std::chrono::steady_clock::now() < until;) {
     if (auto r = ask(e.c->client(), registry::members_query{registry::member_status::alive}, 2s)) {
