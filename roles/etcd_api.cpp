@@ -48,7 +48,7 @@ const grpc::Status future_revision{grpc::StatusCode::OUT_OF_RANGE,
 const grpc::Status duplicate_key{grpc::StatusCode::INVALID_ARGUMENT,
                                  "etcdserver: duplicate key given in txn request"};
 
-steady::time_point until_of(const grpc::ServerContext* ctx) {
+steady::time_point until_of(const grpc::ServerContextBase* ctx) {
   auto left = std::chrono::duration_cast<ms>(ctx->deadline() - std::chrono::system_clock::now());
   return steady::now() + std::clamp(left, ms(1), ms(10s));
 }
@@ -80,17 +80,18 @@ grpc::Status api::local_header(etcdserverpb::ResponseHeader* h, steady::time_poi
   return grpc::Status::OK;
 }
 
-expected<std::pair<registry::outcome, std::uint64_t>> api::run(const registry::command& c, steady::time_point until) {
+void api::run_async(const registry::command& c, steady::time_point until, std::function<void(ran)> done) {
   auto called_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
-  auto committed = b.propose(c, left(until));
-  if (!committed) return committed.error();
-  if (called_ns) {
-    stage_trace::mark(stage_trace::stage::api_called, committed->index, committed->index, called_ns);
-    stage_trace::mark(stage_trace::stage::api_returned, committed->index);
-  }
-  auto res = wire::decode_result(committed->result);
-  if (!res) return res.error();
-  return std::make_pair(std::move(res->outcome), committed->term);
+  b.propose(c, left(until), [called_ns, done = std::move(done)](expected<client::committed> committed) {
+    if (!committed) return done(committed.error());
+    if (called_ns) {
+      stage_trace::mark(stage_trace::stage::api_called, committed->index, committed->index, called_ns);
+      stage_trace::mark(stage_trace::stage::api_returned, committed->index);
+    }
+    auto res = wire::decode_result(committed->result);
+    if (!res) return done(res.error());
+    done(std::make_pair(std::move(res->outcome), committed->term));
+  });
 }
 
 }  // namespace detail

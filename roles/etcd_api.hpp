@@ -40,12 +40,16 @@ struct backend {
   // authenticate (Auth.Authenticate, the member key or the secret as the
   // password); without, auth is off.
   auth::keys keys;
-  // A registry command committed through the leader.
-  std::function<expected<client::committed>(const registry::command&, std::chrono::milliseconds deadline)> propose;
+  // A registry command committed through the leader. Its `done` runs once,
+  // with the outcome, on a thread of the backend's or before propose
+  // returns; it does not block. propose itself never waits.
+  std::function<void(const registry::command&, std::chrono::milliseconds deadline,
+                     std::function<void(expected<client::committed>)> done)>
+      propose;
   // A registry query: linearizable through the leader, or (`serializable`)
-  // from what this master has applied.
-  std::function<expected<client::read_result>(const registry::query&, bool serializable,
-                                              std::chrono::milliseconds deadline)>
+  // from what this master has applied; `done` as propose's.
+  std::function<void(const registry::query&, bool serializable, std::chrono::milliseconds deadline,
+                     std::function<void(expected<client::read_result>)> done)>
       read;
   // This master's current Raft term.
   std::function<std::uint64_t()> term;

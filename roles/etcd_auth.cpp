@@ -96,7 +96,7 @@ std::string make_token(const api& a, const std::string& user, const std::string&
   return body + "." + signature(a, body);
 }
 
-grpc::Status api::authorize(const grpc::ServerContext* ctx, bool admin) const {
+grpc::Status api::authorize(const grpc::ServerContextBase* ctx, bool admin) const {
   static const grpc::Status no_token{grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: user name is empty"};
   static const grpc::Status bad_token{grpc::StatusCode::UNAUTHENTICATED, "etcdserver: invalid auth token"};
   static const grpc::Status denied{grpc::StatusCode::PERMISSION_DENIED, "etcdserver: permission denied"};

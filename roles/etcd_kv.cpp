@@ -100,167 +100,187 @@ grpc::Status refused(const registry::outcome& o) {
   }
 }
 
-struct kv_service final : etcdserverpb::KV::Service {
+// Turns a Txn request into the registry's transaction; etcd's refusals of
+// malformed ones.
+grpc::Status txn_of(const etcdserverpb::TxnRequest& req, registry::txn& t) {
+  for (const auto& c : req.compare()) {
+    if (c.key().empty()) return empty_key;
+    registry::compare x;
+    x.range = registry::key_range{c.key(), c.range_end()};
+    using C = etcdserverpb::Compare;
+    switch (c.target()) {
+      case C::VERSION: x.target = registry::compare_target::version; x.number = static_cast<std::uint64_t>(c.version()); break;
+      case C::CREATE: x.target = registry::compare_target::created; x.number = static_cast<std::uint64_t>(c.create_revision()); break;
+      case C::MOD: x.target = registry::compare_target::modified; x.number = static_cast<std::uint64_t>(c.mod_revision()); break;
+      case C::VALUE: x.target = registry::compare_target::value; x.value = c.value(); break;
+      case C::LEASE: x.target = registry::compare_target::session; x.number = static_cast<std::uint64_t>(c.lease()); break;
+      default: return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: unknown comparison target"};
+    }
+    switch (c.result()) {
+      case C::EQUAL: x.op = registry::compare_op::equal; break;
+      case C::GREATER: x.op = registry::compare_op::greater; break;
+      case C::LESS: x.op = registry::compare_op::less; break;
+      case C::NOT_EQUAL: x.op = registry::compare_op::not_equal; break;
+      default: return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: unknown comparison"};
+    }
+    t.compares.push_back(std::move(x));
+  }
+  auto ops_of = [](const auto& list, std::vector<registry::txn_op>& out) -> grpc::Status {
+    for (const auto& op : list) {
+      switch (op.request_case()) {
+        case etcdserverpb::RequestOp::kRequestRange:
+          if (op.request_range().key().empty()) return empty_key;
+          if (op.request_range().revision() > 0) {
+            return {grpc::StatusCode::UNIMPLEMENTED, "conclave: a range at a past revision inside a txn"};
+          }
+          out.push_back(range_op(op.request_range()));
+          break;
+        case etcdserverpb::RequestOp::kRequestPut:
+          if (auto s = check_put(op.request_put()); !s.ok()) return s;
+          out.push_back(put_op(op.request_put()));
+          break;
+        case etcdserverpb::RequestOp::kRequestDeleteRange:
+          if (op.request_delete_range().key().empty()) return empty_key;
+          out.push_back(remove_op(op.request_delete_range()));
+          break;
+        default: return {grpc::StatusCode::UNIMPLEMENTED, "conclave: a txn inside a txn"};
+      }
+    }
+    return grpc::Status::OK;
+  };
+  if (auto s = ops_of(req.success(), t.success); !s.ok()) return s;
+  return ops_of(req.failure(), t.failure);
+}
+
+// A committed Txn's answer: each operation's response, in order.
+void answer_txn(const etcdserverpb::TxnRequest& req, registry::outcome& o, etcdserverpb::TxnResponse* resp) {
+  resp->set_succeeded(o.succeeded);
+  const auto& ops = o.succeeded ? req.success() : req.failure();
+  for (int i = 0; i < ops.size() && static_cast<std::size_t>(i) < o.ops.size(); ++i) {
+    auto& found = o.ops[static_cast<std::size_t>(i)].keys;
+    auto* out = resp->add_responses();
+    switch (ops[i].request_case()) {
+      case etcdserverpb::RequestOp::kRequestRange: {
+        auto* r = out->mutable_response_range();
+        r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
+        answer_range(ops[i].request_range(), std::move(found), r);
+        break;
+      }
+      case etcdserverpb::RequestOp::kRequestPut: {
+        auto* r = out->mutable_response_put();
+        r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
+        if (ops[i].request_put().prev_kv() && !found.empty()) {
+          fill(r->mutable_prev_kv(), found[0].first, found[0].second);
+        }
+        break;
+      }
+      default: {
+        auto* r = out->mutable_response_delete_range();
+        r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
+        r->set_deleted(static_cast<std::int64_t>(found.size()));
+        if (ops[i].request_delete_range().prev_kv()) {
+          for (const auto& [k, kv] : found) fill(r->add_prev_kvs(), k, kv);
+        }
+      }
+    }
+  }
+}
+
+// The KV calls are callback handlers: each returns at once and answers
+// when the master does, so no thread waits on a write or a read however
+// many are in flight (gRPC's synchronous server queued them behind its
+// threads; bench/README.md, issue #16).
+struct kv_service final : etcdserverpb::KV::CallbackService {
   api& a;
   explicit kv_service(api& x) : a(x) {}
 
-  // One transaction through the leader; a refusal as etcd words it.
-  grpc::Status run(const registry::txn& t, const grpc::ServerContext* ctx, registry::outcome& o, std::uint64_t& term) {
-    auto done = a.run(t, until_of(ctx));
-    if (!done) return status_of(done.error());
-    std::tie(o, term) = *done;
-    if (o.code != registry::code::ok) return refused(o);
-    return grpc::Status::OK;
+  // One transaction through the leader; `then` fills the answer of a
+  // committed one, a refusal is answered as etcd words it.
+  template <class Then>
+  grpc::ServerUnaryReactor* run(grpc::CallbackServerContext* ctx, const registry::command& c, Then then) {
+    auto* reactor = ctx->DefaultReactor();
+    a.run_async(c, until_of(ctx), [reactor, then = std::move(then)](api::ran done) mutable {
+      if (!done) return reactor->Finish(status_of(done.error()));
+      auto& [o, term] = *done;
+      reactor->Finish(then(o, term));
+    });
+    return reactor;
   }
 
-  grpc::Status Range(grpc::ServerContext* ctx, const req_t* req, etcdserverpb::RangeResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (req->key().empty()) return empty_key;
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* ctx, const req_t* req,
+                                  etcdserverpb::RangeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (req->key().empty()) return answer_now(ctx, empty_key);
     auto at = static_cast<registry::revision>(std::max<std::int64_t>(req->revision(), 0));
-    auto got = a.ask(registry::range_query{registry::key_range{req->key(), req->range_end()}, at}, req->serializable(),
-                     until_of(ctx));
-    if (!got) return status_of(got.error());
-    if (got->status == registry::code::compacted) return compacted;
-    if (got->status == registry::code::future_revision) return future_revision;
-    a.header(resp->mutable_header(), got->rev, a.b.term());
-    answer_range(*req, std::move(got->keys), resp);
-    return grpc::Status::OK;
+    auto* reactor = ctx->DefaultReactor();
+    a.ask_async(registry::range_query{registry::key_range{req->key(), req->range_end()}, at}, req->serializable(),
+                until_of(ctx), [this, reactor, req, resp](expected<registry::range_query::result> got) {
+                  if (!got) return reactor->Finish(status_of(got.error()));
+                  if (got->status == registry::code::compacted) return reactor->Finish(compacted);
+                  if (got->status == registry::code::future_revision) return reactor->Finish(future_revision);
+                  a.header(resp->mutable_header(), got->rev, a.b.term());
+                  answer_range(*req, std::move(got->keys), resp);
+                  reactor->Finish(grpc::Status::OK);
+                });
+    return reactor;
   }
 
-  grpc::Status Put(grpc::ServerContext* ctx, const etcdserverpb::PutRequest* req,
-                   etcdserverpb::PutResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (auto s = check_put(*req); !s.ok()) return s;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* ctx, const etcdserverpb::PutRequest* req,
+                                etcdserverpb::PutResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (auto s = check_put(*req); !s.ok()) return answer_now(ctx, s);
     registry::txn t;
     t.success = {put_op(*req)};
-    registry::outcome o;
-    std::uint64_t term = 0;
-    if (auto s = run(t, ctx, o, term); !s.ok()) return s;
-    a.header(resp->mutable_header(), o.value, term);
-    if (req->prev_kv() && !o.ops.at(0).keys.empty()) {
-      fill(resp->mutable_prev_kv(), req->key(), o.ops[0].keys[0].second);
-    }
-    return grpc::Status::OK;
+    return run(ctx, t, [this, req, resp](registry::outcome& o, std::uint64_t term) {
+      if (o.code != registry::code::ok) return refused(o);
+      a.header(resp->mutable_header(), o.value, term);
+      if (req->prev_kv() && !o.ops.at(0).keys.empty()) fill(resp->mutable_prev_kv(), req->key(), o.ops[0].keys[0].second);
+      return grpc::Status::OK;
+    });
   }
 
-  grpc::Status DeleteRange(grpc::ServerContext* ctx, const etcdserverpb::DeleteRangeRequest* req,
-                           etcdserverpb::DeleteRangeResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (req->key().empty()) return empty_key;
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* ctx, const etcdserverpb::DeleteRangeRequest* req,
+                                        etcdserverpb::DeleteRangeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (req->key().empty()) return answer_now(ctx, empty_key);
     registry::txn t;
     t.success = {remove_op(*req)};
-    registry::outcome o;
-    std::uint64_t term = 0;
-    if (auto s = run(t, ctx, o, term); !s.ok()) return s;
-    a.header(resp->mutable_header(), o.value, term);
-    const auto& removed = o.ops.at(0).keys;
-    resp->set_deleted(static_cast<std::int64_t>(removed.size()));
-    if (req->prev_kv()) {
-      for (const auto& [k, kv] : removed) fill(resp->add_prev_kvs(), k, kv);
-    }
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Txn(grpc::ServerContext* ctx, const etcdserverpb::TxnRequest* req,
-                   etcdserverpb::TxnResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    registry::txn t;
-    for (const auto& c : req->compare()) {
-      if (c.key().empty()) return empty_key;
-      registry::compare x;
-      x.range = registry::key_range{c.key(), c.range_end()};
-      using C = etcdserverpb::Compare;
-      switch (c.target()) {
-        case C::VERSION: x.target = registry::compare_target::version; x.number = static_cast<std::uint64_t>(c.version()); break;
-        case C::CREATE: x.target = registry::compare_target::created; x.number = static_cast<std::uint64_t>(c.create_revision()); break;
-        case C::MOD: x.target = registry::compare_target::modified; x.number = static_cast<std::uint64_t>(c.mod_revision()); break;
-        case C::VALUE: x.target = registry::compare_target::value; x.value = c.value(); break;
-        case C::LEASE: x.target = registry::compare_target::session; x.number = static_cast<std::uint64_t>(c.lease()); break;
-        default: return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: unknown comparison target"};
-      }
-      switch (c.result()) {
-        case C::EQUAL: x.op = registry::compare_op::equal; break;
-        case C::GREATER: x.op = registry::compare_op::greater; break;
-        case C::LESS: x.op = registry::compare_op::less; break;
-        case C::NOT_EQUAL: x.op = registry::compare_op::not_equal; break;
-        default: return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: unknown comparison"};
-      }
-      t.compares.push_back(std::move(x));
-    }
-    auto ops_of = [](const auto& list, std::vector<registry::txn_op>& out) -> grpc::Status {
-      for (const auto& op : list) {
-        switch (op.request_case()) {
-          case etcdserverpb::RequestOp::kRequestRange:
-            if (op.request_range().key().empty()) return empty_key;
-            if (op.request_range().revision() > 0) {
-              return {grpc::StatusCode::UNIMPLEMENTED, "conclave: a range at a past revision inside a txn"};
-            }
-            out.push_back(range_op(op.request_range()));
-            break;
-          case etcdserverpb::RequestOp::kRequestPut:
-            if (auto s = check_put(op.request_put()); !s.ok()) return s;
-            out.push_back(put_op(op.request_put()));
-            break;
-          case etcdserverpb::RequestOp::kRequestDeleteRange:
-            if (op.request_delete_range().key().empty()) return empty_key;
-            out.push_back(remove_op(op.request_delete_range()));
-            break;
-          default: return {grpc::StatusCode::UNIMPLEMENTED, "conclave: a txn inside a txn"};
-        }
+    return run(ctx, t, [this, req, resp](registry::outcome& o, std::uint64_t term) {
+      if (o.code != registry::code::ok) return refused(o);
+      a.header(resp->mutable_header(), o.value, term);
+      const auto& removed = o.ops.at(0).keys;
+      resp->set_deleted(static_cast<std::int64_t>(removed.size()));
+      if (req->prev_kv()) {
+        for (const auto& [k, kv] : removed) fill(resp->add_prev_kvs(), k, kv);
       }
       return grpc::Status::OK;
-    };
-    if (auto s = ops_of(req->success(), t.success); !s.ok()) return s;
-    if (auto s = ops_of(req->failure(), t.failure); !s.ok()) return s;
-    registry::outcome o;
-    std::uint64_t term = 0;
-    if (auto s = run(t, ctx, o, term); !s.ok()) return s;
-    a.header(resp->mutable_header(), o.value, term);
-    resp->set_succeeded(o.succeeded);
-    const auto& ops = o.succeeded ? req->success() : req->failure();
-    for (int i = 0; i < ops.size() && static_cast<std::size_t>(i) < o.ops.size(); ++i) {
-      auto& found = o.ops[static_cast<std::size_t>(i)].keys;
-      auto* out = resp->add_responses();
-      switch (ops[i].request_case()) {
-        case etcdserverpb::RequestOp::kRequestRange: {
-          auto* r = out->mutable_response_range();
-          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
-          answer_range(ops[i].request_range(), std::move(found), r);
-          break;
-        }
-        case etcdserverpb::RequestOp::kRequestPut: {
-          auto* r = out->mutable_response_put();
-          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
-          if (ops[i].request_put().prev_kv() && !found.empty()) {
-            fill(r->mutable_prev_kv(), found[0].first, found[0].second);
-          }
-          break;
-        }
-        default: {
-          auto* r = out->mutable_response_delete_range();
-          r->mutable_header()->set_revision(static_cast<std::int64_t>(o.value));  // as etcd's: the revision only
-          r->set_deleted(static_cast<std::int64_t>(found.size()));
-          if (ops[i].request_delete_range().prev_kv()) {
-            for (const auto& [k, kv] : found) fill(r->add_prev_kvs(), k, kv);
-          }
-        }
-      }
-    }
-    return grpc::Status::OK;
+    });
   }
 
-  grpc::Status Compact(grpc::ServerContext* ctx, const etcdserverpb::CompactionRequest* req,
-                       etcdserverpb::CompactionResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto done = a.run(registry::compact{static_cast<registry::revision>(std::max<std::int64_t>(req->revision(), 0))},
-                      until_of(ctx));
-    if (!done) return status_of(done.error());
-    auto& [o, term] = *done;
-    if (o.code == registry::code::compacted) return compacted;
-    if (o.code == registry::code::future_revision) return future_revision;
-    if (o.code != registry::code::ok) return refused(o);
-    a.header(resp->mutable_header(), o.value, term);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* ctx, const etcdserverpb::TxnRequest* req,
+                                etcdserverpb::TxnResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    registry::txn t;
+    if (auto s = txn_of(*req, t); !s.ok()) return answer_now(ctx, s);
+    return run(ctx, t, [this, req, resp](registry::outcome& o, std::uint64_t term) {
+      if (o.code != registry::code::ok) return refused(o);
+      a.header(resp->mutable_header(), o.value, term);
+      answer_txn(*req, o, resp);
+      return grpc::Status::OK;
+    });
+  }
+
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* ctx, const etcdserverpb::CompactionRequest* req,
+                                    etcdserverpb::CompactionResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    registry::compact c{static_cast<registry::revision>(std::max<std::int64_t>(req->revision(), 0))};
+    return run(ctx, c, [this, resp](registry::outcome& o, std::uint64_t term) {
+      if (o.code == registry::code::compacted) return compacted;
+      if (o.code == registry::code::future_revision) return future_revision;
+      if (o.code != registry::code::ok) return refused(o);
+      a.header(resp->mutable_header(), o.value, term);
+      return grpc::Status::OK;
+    });
   }
 };
 

@@ -8,6 +8,8 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -27,7 +29,7 @@ extern const grpc::Status empty_key, key_not_found, lease_not_found, lease_exist
     duplicate_key;
 
 // How long a request may take: the client's deadline, at most 10 s.
-steady::time_point until_of(const grpc::ServerContext* ctx);
+steady::time_point until_of(const grpc::ServerContextBase* ctx);
 std::chrono::milliseconds left(steady::time_point until);
 
 void fill(mvccpb::KeyValue* out, const std::string& key, const registry::key_value& kv, bool with_value = true);
@@ -49,20 +51,51 @@ struct api {
   // With auth on (a cluster secret), whether the request carries a valid
   // token (Authenticate's), of the secret when `admin` (leadership,
   // membership, backups); etcd's errors otherwise.
-  grpc::Status authorize(const grpc::ServerContext* ctx, bool admin = false) const;
+  grpc::Status authorize(const grpc::ServerContextBase* ctx, bool admin = false) const;
 
   // A registry command through the leader: its outcome and the term it
-  // committed in.
-  expected<std::pair<registry::outcome, std::uint64_t>> run(const registry::command& c, steady::time_point until);
+  // committed in. `done` runs once, on a thread of the backend (or before
+  // run_async returns), and must not block: the callback handlers
+  // (grpc::ServerUnaryReactor) answer from it. `run` waits for it, for the
+  // handlers that may block (gRPC's synchronous ones).
+  using ran = expected<std::pair<registry::outcome, std::uint64_t>>;
+  void run_async(const registry::command& c, steady::time_point until, std::function<void(ran)> done);
+  ran run(const registry::command& c, steady::time_point until) {
+    return wait_for<ran>([&](auto done) { run_async(c, until, std::move(done)); });
+  }
 
-  // A registry query: linearizable through the leader, or serializable here.
+  // A registry query: linearizable through the leader, or serializable
+  // here; `done` as run_async's.
+  template <class Q>
+  void ask_async(const Q& q, bool serializable, steady::time_point until,
+                 std::function<void(expected<typename Q::result>)> done) {
+    b.read(q, serializable, left(until), [done = std::move(done)](expected<client::read_result> got) {
+      if (!got) return done(got.error());
+      done(wire::decode_answer<Q>(got->result));
+    });
+  }
   template <class Q>
   expected<typename Q::result> ask(const Q& q, bool serializable, steady::time_point until) {
-    auto got = b.read(q, serializable, left(until));
-    if (!got) return got.error();
-    return wire::decode_answer<Q>(got->result);
+    using R = expected<typename Q::result>;
+    return wait_for<R>([&](auto done) { ask_async(q, serializable, until, std::move(done)); });
+  }
+
+  // What `start(done)` passes to `done`, waited for.
+  template <class R, class F>
+  static R wait_for(F start) {
+    auto p = std::make_shared<std::promise<R>>();
+    auto f = p->get_future();
+    start(std::function<void(R)>([p](R r) { p->set_value(std::move(r)); }));
+    return f.get();
   }
 };
+
+// A callback handler's answer that is known at once (a refusal, a check).
+inline grpc::ServerUnaryReactor* answer_now(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(s);
+  return r;
+}
 
 std::string make_token(const api& a, const std::string& user, const std::string& level);
 std::unique_ptr<grpc::Service> make_auth_service(api& a);

@@ -21,6 +21,7 @@
 #include "roles/force_new_cluster.hpp"
 #include "roles/health_endpoint.hpp"
 #include "roles/http_listener.hpp"
+#include "roles/local_caller.hpp"
 #include "roles/member_agent.hpp"
 #include "roles/metrics_endpoint.hpp"
 #include "roles/push_client.hpp"
@@ -75,6 +76,7 @@ struct node::impl {
   bool handing_over = false;  // a commands() call is handing commands over
   std::uint64_t accepted_term = 0, accepted_token = 0;  // the newest command accepted
   std::uint64_t handled_seq = 0;  // every event up to this seq has been run or skipped by commands()
+  std::unique_ptr<local_caller> caller;  // masters with client-listen: the etcd API's calls to this master
   std::unique_ptr<etcd::server> etcd;  // masters with client-listen: etcd's v3 API
   std::unique_ptr<push_client> etcd_push;  // its watches (their own delivery thread: a slow stream delays no member push)
   std::unique_ptr<etcd::gateway> json_gateway;  // masters with http-listen and client-listen: etcd's JSON gateway onto `etcd`
@@ -262,17 +264,27 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   auto* raw = p.get();
   std::unique_ptr<node> n(new node(std::move(p)));
   if (raw->cfg.client_listen) {
-    // etcd's API goes through the pooled clients, as the blocking calls do:
-    // writes and linearizable reads to the leader, serializable reads here.
+    // etcd's API: writes and reads go through this master without
+    // blocking a thread (local_caller; a follower passes them on to the
+    // leader), serializable reads are answered here. Its rarer calls
+    // (status, membership, keepalives) use the pooled blocking clients.
+    raw->caller = std::make_unique<local_caller>(sys, cfg->agent.cluster_id, raw->local, cfg->agent.keys);
     etcd::backend b;
-    b.propose = [raw](const registry::command& c, std::chrono::milliseconds deadline) {
-      auto client = raw->take();
-      return client->propose(wire::encode_command(c), deadline);
+    b.propose = [raw](const registry::command& c, std::chrono::milliseconds deadline,
+                      std::function<void(expected<client::committed>)> done) {
+      raw->caller->to_leader(client::propose{wire::encode_command(c)}, deadline,
+                             [done = std::move(done)](expected<client::response> r) {
+                               done(reply_as<client::committed>(std::move(r)));
+                             });
     };
-    b.read = [raw](const registry::query& q, bool serializable, std::chrono::milliseconds deadline) {
-      auto client = raw->take();
-      return serializable ? read_query_at(*client.client, raw->local.at, q, true, deadline)
-                          : read_query(*client.client, q, false, deadline);
+    b.read = [raw](const registry::query& q, bool serializable, std::chrono::milliseconds deadline,
+                   std::function<void(expected<client::read_result>)> done) {
+      auto finish = [done = std::move(done)](expected<client::response> r) {
+        done(reply_as<client::read_result>(std::move(r)));
+      };
+      auto bytes = wire::encode_query(q);
+      if (serializable) raw->caller->call(client::stale_read{std::move(bytes)}, deadline, std::move(finish));
+      else raw->caller->to_leader(client::read{std::move(bytes)}, deadline, std::move(finish));
     };
     b.term = [raw] { return raw->term.load(); };
     b.status = [raw]() -> expected<client::status> {
@@ -372,7 +384,8 @@ node::~node() {
       feed = std::move(impl_->status);
     }
   }
-  impl_->etcd.reset();  // its requests use the pool and the master: they end first
+  impl_->etcd.reset();  // its requests use the pool, the caller and the master: they end first
+  impl_->caller.reset();
   impl_->etcd_push.reset();
   // Leadership first (a quick handover), then the member leaves.
   if (impl_->peer) stop_server(impl_->sys, server_handles{impl_->gateway, impl_->peer});

@@ -30,6 +30,20 @@ struct local_master {
 // A server's refusal (client::failure) as an error value.
 error error_of(const client::failure& f);
 
+// Whether a refusal means "ask again, maybe elsewhere" (a master whose disk
+// is full refuses writes that another master may take).
+bool retryable(const client::failure& f);
+
+// The answer of the kind a request asks for (client::committed to a
+// propose, ...); a refusal is its error, another kind `malformed`.
+template <class Reply>
+expected<Reply> reply_as(expected<client::response> r) {
+  if (!r) return r.error();
+  if (auto* ok = std::get_if<Reply>(&*r)) return std::move(*ok);
+  if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
+  return make_error(errc::malformed, "unexpected reply");
+}
+
 class raft_client {
  public:
   raft_client(caf::actor_system& sys, std::string cluster_id, std::vector<raft::endpoint> endpoints);

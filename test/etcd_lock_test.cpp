@@ -79,7 +79,7 @@ struct push_cluster {
 
   etcd::backend backend() {
     etcd::backend b;
-    b.propose = [this](const registry::command& c, std::chrono::milliseconds) -> expected<client::committed> {
+    auto propose_now = [this](const registry::command& c) -> expected<client::committed> {
       std::lock_guard<std::mutex> guard(m);
       wire::registry_result r;
       r.outcome = reg.apply(c, ++index, &r.grants);
@@ -87,10 +87,13 @@ struct push_cluster {
       for (auto& [id, p] : subs.collect()) post(id, std::move(p));
       return client::committed{index, 3, wire::encode_result(r)};
     };
-    b.read = [this](const registry::query& q, bool, std::chrono::milliseconds) -> expected<client::read_result> {
+    auto read_now = [this](const registry::query& q) -> expected<client::read_result> {
       std::lock_guard<std::mutex> guard(m);
       return client::read_result{index, wire::encode_query_result(registry::answer(reg, q))};
     };
+    // The backend's calls answer before they return (gRPC's handlers allow it).
+    b.propose = [propose_now](const registry::command& c, std::chrono::milliseconds, auto done) { done(propose_now(c)); };
+    b.read = [read_now](const registry::query& q, bool, std::chrono::milliseconds, auto done) { done(read_now(q)); };
     b.term = [] { return std::uint64_t{3}; };
     b.keepalive = [this](std::uint64_t id, std::chrono::milliseconds) -> expected<bool> {
       std::lock_guard<std::mutex> guard(m);
