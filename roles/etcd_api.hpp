@@ -61,7 +61,9 @@ struct backend {
   std::function<std::uint64_t()> disk_bytes;
   // A heartbeat for session `id` at the leader, detached from any connection
   // (only the TTL expires a lease): false when the session no longer exists.
-  std::function<expected<bool>(std::uint64_t id, std::chrono::milliseconds deadline)> keepalive;
+  // `done` as propose's.
+  std::function<void(std::uint64_t id, std::chrono::milliseconds deadline, std::function<void(expected<bool>)> done)>
+      keepalive;
   // Push subscriptions at this master (roles/push_client.hpp): `resume`
   // names the subscription each time it is made (again after a failover);
   // handlers run in order on one thread. After unsubscribe returns, a

@@ -3,6 +3,8 @@
 // leader change (actors/registry/liveness.hpp), and its heartbeats reach
 // the leader through whichever master the client talks to, tied to no
 // connection.
+#include <mutex>
+
 #include "roles/etcd_service.hpp"
 
 namespace conclave::etcd::detail {
@@ -14,7 +16,7 @@ namespace {
 // What etcd clients read as a lease's TTL: whole seconds, rounded up.
 std::int64_t seconds(std::uint64_t ms) { return static_cast<std::int64_t>((ms + 999) / 1000); }
 
-struct lease_service final : etcdserverpb::Lease::Service {
+struct lease_service final : etcdserverpb::Lease::WithCallbackMethod_LeaseKeepAlive<etcdserverpb::Lease::Service> {
   api& a;
   explicit lease_service(api& x) : a(x) {}
 
@@ -53,33 +55,9 @@ struct lease_service final : etcdserverpb::Lease::Service {
     return grpc::Status::OK;
   }
 
-  // Each request renews the lease at the leader and is answered with its TTL
-  // (0: the lease is gone), in order.
-  grpc::Status LeaseKeepAlive(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse, etcdserverpb::LeaseKeepAliveRequest>* stream)
-      override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    etcdserverpb::LeaseKeepAliveRequest req;
-    while (stream->Read(&req)) {
-      auto until = steady::now() + std::chrono::seconds(5);
-      auto id = static_cast<registry::session_id>(req.id());
-      auto renewed = a.b.keepalive(id, left(until));
-      if (!renewed) return status_of(renewed.error());
-      etcdserverpb::LeaseKeepAliveResponse resp;
-      if (auto s = a.local_header(resp.mutable_header(), until); !s.ok()) return s;
-      resp.set_id(req.id());
-      if (*renewed) {
-        // The TTL as granted: this master may not have applied the grant yet.
-        auto got = a.ask(registry::session_query{id, false}, true, until);
-        if (got && !got->value) got = a.ask(registry::session_query{id, false}, false, until);
-        if (!got) return status_of(got.error());
-        resp.set_ttl(got->value ? seconds(got->value->ttl_ms) : 0);
-      }
-      if (!stream->Write(resp) || ctx->IsCancelled()) break;
-    }
-    return grpc::Status::OK;
-  }
+  // The LeaseKeepAlive stream: see keepalive_stream.
+  grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>* LeaseKeepAlive(
+      grpc::CallbackServerContext* ctx) override;
 
   grpc::Status LeaseTimeToLive(grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* req,
                                etcdserverpb::LeaseTimeToLiveResponse* resp) override {
@@ -114,6 +92,135 @@ struct lease_service final : etcdserverpb::Lease::Service {
     return grpc::Status::OK;
   }
 };
+
+using keepalive_reactor =
+    grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>;
+
+// A LeaseKeepAlive stream: each request renews the lease at the leader and
+// is answered with its TTL (0: the lease is gone), in order, one at a time
+// (read, renew, answer, read the next). It holds no thread: the renewal and
+// the reads it needs answer on the backend's threads. Every member is
+// guarded by `m`.
+struct keepalive_state : std::enable_shared_from_this<keepalive_state> {
+  api& a;
+  std::mutex m;
+  keepalive_reactor* reactor;  // null once gRPC is done with the stream (OnDone)
+  etcdserverpb::LeaseKeepAliveRequest req;
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  bool writing = false;
+  bool ending = false;    // no more requests: Finish once no write is in flight
+  bool finished = false;  // Finish was called
+  grpc::Status status;
+
+  keepalive_state(api& x, keepalive_reactor* r) : a(x), reactor(r) {}
+
+  // Under m.
+  void end(const grpc::Status& s) {
+    if (ending) return;
+    ending = true;
+    status = s;
+    if (!writing) finish();
+  }
+  void finish() {
+    if (finished || !reactor) return;
+    finished = true;
+    reactor->Finish(status);
+  }
+  void read_next() {
+    if (!ending && reactor) reactor->StartRead(&req);
+  }
+  void fail(const grpc::Status& s) {
+    std::lock_guard<std::mutex> guard(m);
+    end(s);
+  }
+
+  // Renews `req`'s lease; then the answer: this master's revision, and the
+  // lease's TTL as granted (this master may not have applied the grant yet:
+  // then through the leader).
+  void renew() {
+    auto id = static_cast<registry::session_id>(req.id());
+    auto until = steady::now() + std::chrono::seconds(5);
+    auto self = shared_from_this();
+    a.b.keepalive(id, left(until), [self, id, until](expected<bool> renewed) {
+      if (!renewed) return self->fail(status_of(renewed.error()));
+      self->a.ask_async(registry::revision_query{}, true, until,
+                        [self, id, until, renewed = *renewed](expected<registry::revision_query::result> rev) {
+                          if (!rev) return self->fail(status_of(rev.error()));
+                          {
+                            std::lock_guard<std::mutex> guard(self->m);
+                            self->resp.Clear();
+                            self->a.header(self->resp.mutable_header(), rev->rev, self->a.b.term());
+                            self->resp.set_id(static_cast<std::int64_t>(id));
+                          }
+                          if (!renewed) return self->answer();
+                          self->ttl(id, until, true);
+                        });
+    });
+  }
+
+  void ttl(registry::session_id id, steady::time_point until, bool serializable) {
+    auto self = shared_from_this();
+    a.ask_async(registry::session_query{id, false}, serializable, until,
+                [self, id, until, serializable](expected<registry::session_query::result> got) {
+                  if (got && !got->value && serializable) return self->ttl(id, until, false);
+                  if (!got) return self->fail(status_of(got.error()));
+                  {
+                    std::lock_guard<std::mutex> guard(self->m);
+                    self->resp.set_ttl(got->value ? seconds(got->value->ttl_ms) : 0);
+                  }
+                  self->answer();
+                });
+  }
+
+  void answer() {
+    std::lock_guard<std::mutex> guard(m);
+    if (ending || !reactor) return;
+    writing = true;
+    reactor->StartWrite(&resp);
+  }
+
+  void written(bool ok) {
+    std::lock_guard<std::mutex> guard(m);
+    writing = false;
+    if (!ok) return end(grpc::Status::OK);  // the client left
+    if (ending) return finish();
+    read_next();
+  }
+};
+
+class keepalive_stream final : public keepalive_reactor {
+ public:
+  keepalive_stream(api& a, grpc::CallbackServerContext* ctx) : st_(std::make_shared<keepalive_state>(a, this)) {
+    std::lock_guard<std::mutex> guard(st_->m);
+    if (auto denied = a.authorize(ctx); !denied.ok()) {
+      st_->end(denied);
+      return;
+    }
+    st_->read_next();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return st_->fail(grpc::Status::OK);  // the client's last request was answered
+    st_->renew();
+  }
+  void OnWriteDone(bool ok) override { st_->written(ok); }
+  void OnCancel() override { st_->fail(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> guard(st_->m);
+      st_->ending = true;
+      st_->reactor = nullptr;  // a renewal still on its way finds the stream gone
+    }
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<keepalive_state> st_;
+};
+
+grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>*
+lease_service::LeaseKeepAlive(grpc::CallbackServerContext* ctx) {
+  return new keepalive_stream(a, ctx);
+}
 
 }  // namespace
 

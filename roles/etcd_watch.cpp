@@ -3,12 +3,18 @@
 // filtered to the range; events come as the master applies them, in
 // revision order with no gaps, and a subscription that moves to another
 // master resumes after the last revision delivered.
+//
+// A stream is a gRPC callback reactor: it holds no thread. Pushes are
+// written from the push client's delivery thread (StartWrite, one write in
+// flight, the rest queued), requests are read as they come, and the end of
+// the stream (the client leaving, a failed write, the server stopping) is
+// told by gRPC (OnCancel, OnWriteDone), not polled.
 #include <atomic>
-#include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
-#include <thread>
+#include <optional>
 
 #include "roles/etcd_service.hpp"
 
@@ -16,14 +22,14 @@ namespace conclave::etcd::detail {
 
 namespace {
 
-using stream_t = grpc::ServerReaderWriter<etcdserverpb::WatchResponse, etcdserverpb::WatchRequest>;
+using reactor_t = grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
 
 // How often an idle watch that asked for progress_notify is told the revision it reached.
 constexpr auto progress_interval = std::chrono::seconds(5);
 
-// A stream's answers wait in its queue for its writer thread, so a client
-// that reads slowly holds up only itself, not the master's delivery to other
-// watches. Past `queue_high` bytes the stream's watches stop their
+// A stream's answers wait in its queue while a write to it is in flight,
+// so a client that reads slowly holds up only itself, not the master's
+// delivery to other watches. Past `queue_high` bytes the stream's watches stop their
 // subscriptions (etcd's "victim" watchers); once the queue is down to
 // `queue_low` they resume after the last revision queued: nothing is lost,
 // and the history catches them up (or ends them as compacted, as etcd does).
@@ -39,34 +45,88 @@ struct watch {
   steady::time_point last_sent;
 };
 
-// One Watch stream: its watches, and the answers queued for its writer thread.
+// One Watch stream: its watches, and the answers queued for writing. Every
+// member is guarded by `m`; the reactor calls in, and so do the
+// subscriptions' handlers and the master's answers, on their threads.
 struct stream_state : std::enable_shared_from_this<stream_state> {
   api& a;
   std::mutex m;
-  std::condition_variable wake;
-  stream_t* stream = nullptr;  // null once the stream ended or a write to it failed
+  reactor_t* reactor;  // null once gRPC is done with the stream (OnDone)
   std::map<std::int64_t, watch> watches;
   std::int64_t next_id = 0;
-  std::deque<etcdserverpb::WatchResponse> queue;
+  std::deque<etcdserverpb::WatchResponse> queue;  // the front is being written while `writing`
   std::size_t queued_bytes = 0;
-  bool paused = false;  // the watches' subscriptions are stopped: the queue is full
-  bool closing = false;
-  std::thread writer;
+  bool writing = false;
+  bool paused = false;     // the watches' subscriptions are stopped: the queue is full
+  bool reads_done = false; // the client sent its last request (etcd's JSON gateway half-closes)
+  bool ending = false;     // no new answers; Finish once the queue is written
+  bool finished = false;   // Finish was called
+  grpc::Status status;     // the one Finish sends
 
-  explicit stream_state(api& x, stream_t* s) : a(x), stream(s) {}
+  stream_state(api& x, reactor_t* r) : a(x), reactor(r) {}
 
-  void start() { writer = std::thread([this] { write_queue(); }); }
-
-  // Under m: queues `r` for the writer thread.
+  // Under m: queues `r` and writes it when the write before it is done.
   void write(etcdserverpb::WatchResponse r) {
-    if (!stream) return;
+    if (ending) return;
     queued_bytes += r.ByteSizeLong();
-    queue.push_back(std::move(r));
-    wake.notify_one();
+    queue.push_back(std::move(r));  // (a deque keeps the front where it is)
+    if (!writing) {
+      writing = true;
+      reactor->StartWrite(&queue.front());
+    }
     if (queued_bytes > queue_high && !paused) {
       paused = true;
       for (auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
     }
+  }
+
+  // The front of the queue was written (or the client is gone: `ok` false).
+  void written(bool ok) {
+    std::lock_guard<std::mutex> guard(m);
+    writing = false;
+    if (!queue.empty()) {
+      queued_bytes -= queue.front().ByteSizeLong();
+      queue.pop_front();
+    }
+    if (!ok) {  // no write will succeed: a client that left
+      queue.clear();
+      queued_bytes = 0;
+      return end(grpc::Status::OK);
+    }
+    if (!queue.empty()) {
+      writing = true;
+      reactor->StartWrite(&queue.front());
+      return;
+    }
+    if (ending) return finish();
+    if (paused && queued_bytes <= queue_low) {
+      paused = false;
+      for (auto& [id, w] : watches) subscribe(id, w);
+    }
+  }
+
+  // Under m: the stream ends with `s` once what is queued is written (at
+  // once if a write failed: the queue is empty then).
+  void end(const grpc::Status& s) {
+    if (ending) return;
+    ending = true;
+    status = s;
+    if (!paused) {
+      for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+    }
+    watches.clear();
+    if (!writing) finish();
+  }
+
+  void finish() {
+    if (finished || !reactor) return;
+    finished = true;
+    reactor->Finish(status);
+  }
+
+  // Under m: a stream whose client sent its last request lasts while it has watches.
+  void end_if_idle() {
+    if (reads_done && watches.empty()) end(grpc::Status::OK);
   }
 
   // Under m: a subscription for watch `id`, resuming after the revision the watch reached.
@@ -80,31 +140,6 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
                                    });
   }
 
-  // The writer thread: writes the queue in order until the stream ends; on
-  // close, what was queued before is written first.
-  void write_queue() {
-    std::unique_lock<std::mutex> guard(m);
-    for (;;) {
-      wake.wait(guard, [&] { return !queue.empty() || closing; });
-      if (queue.empty() || !stream) return;
-      auto r = std::move(queue.front());
-      queue.pop_front();
-      auto* s = stream;
-      guard.unlock();
-      bool ok = s->Write(r);
-      guard.lock();
-      queued_bytes -= r.ByteSizeLong();
-      if (!ok) {
-        stream = nullptr;
-        return;
-      }
-      if (paused && queued_bytes <= queue_low) {
-        paused = false;
-        for (auto& [id, w] : watches) subscribe(id, w);
-      }
-    }
-  }
-
   etcdserverpb::WatchResponse response(std::int64_t id, registry::revision rev) const {
     etcdserverpb::WatchResponse r;
     a.header(r.mutable_header(), rev, a.b.term());
@@ -115,7 +150,7 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
   void on_push(std::int64_t id, const registry::push& p) {
     std::lock_guard<std::mutex> guard(m);
     auto it = watches.find(id);
-    if (!stream || it == watches.end()) return;
+    if (ending || it == watches.end()) return;
     auto& w = it->second;
     auto at = w.at->load();
     switch (p.kind) {
@@ -152,6 +187,7 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
         if (!paused) a.b.unsubscribe(w.subscription);
         watches.erase(it);
         write(r);
+        end_if_idle();
         return;
       }
       case registry::push_kind::progress: {
@@ -165,11 +201,27 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
     }
   }
 
-  grpc::Status create(const etcdserverpb::WatchCreateRequest& c) {
-    if (c.key().empty()) return empty_key;
-    auto now = a.ask(registry::revision_query{}, true, steady::now() + std::chrono::seconds(5));
-    if (!now) return status_of(now.error());
+  // Creates a watch from this master's revision on (or `start_revision`);
+  // `then` runs once it is made (or refused: the stream then ends with the
+  // refusal), on a thread of the backend's.
+  void create(const etcdserverpb::WatchCreateRequest& c, std::function<void()> then) {
+    if (c.key().empty()) {
+      std::lock_guard<std::mutex> guard(m);
+      return end(empty_key);
+    }
+    a.ask_async(registry::revision_query{}, true, steady::now() + std::chrono::seconds(5),
+                [self = shared_from_this(), c, then = std::move(then)](expected<registry::revision_query::result> now) {
+                  if (self->created(c, now)) then();
+                });
+  }
+
+  bool created(const etcdserverpb::WatchCreateRequest& c, const expected<registry::revision_query::result>& now) {
     std::lock_guard<std::mutex> guard(m);
+    if (ending) return false;
+    if (!now) {
+      end(status_of(now.error()));
+      return false;
+    }
     std::int64_t id = c.watch_id();
     if (id != 0 && watches.count(id)) {
       auto r = response(id, now->rev);
@@ -177,7 +229,7 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
       r.set_canceled(true);
       r.set_cancel_reason("mvcc: duplicate watch ID provided on the WatchStream");
       write(r);
-      return grpc::Status::OK;
+      return true;
     }
     if (id == 0) {
       while (watches.count(next_id)) ++next_id;
@@ -200,7 +252,7 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
     write(r);  // before any event: no handler runs until this lock is released
     auto& added = watches.emplace(id, std::move(w)).first->second;
     if (!paused) subscribe(id, added);
-    return grpc::Status::OK;
+    return true;
   }
 
   void cancel(std::int64_t id) {
@@ -215,67 +267,95 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
   }
 
   // The revision every watch of the stream has reached (etcd answers a
-  // progress request with watch id -1).
-  void progress() {
-    std::lock_guard<std::mutex> guard(m);
-    std::optional<registry::revision> reached;
-    for (const auto& [id, w] : watches) reached = std::min(reached.value_or(~0ull), w.at->load());
-    if (!reached) {
-      auto now = a.ask(registry::revision_query{}, true, steady::now() + std::chrono::seconds(5));
-      reached = now ? now->rev : 0;
-    }
-    write(response(-1, *reached));
-  }
-
-  bool open() {
-    std::lock_guard<std::mutex> guard(m);
-    return stream != nullptr && !watches.empty();
-  }
-
-  // Ends the watches, lets the writer write what was queued (a write to a
-  // client that left fails at once) and waits for it: no write after this.
-  void close() {
+  // progress request with watch id -1); `then` as create's.
+  void progress(std::function<void()> then) {
+    bool reached_now = false;
     {
       std::lock_guard<std::mutex> guard(m);
-      if (!paused) {
-        for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+      std::optional<registry::revision> reached;
+      for (const auto& [id, w] : watches) reached = std::min(reached.value_or(~0ull), w.at->load());
+      if (reached) {
+        write(response(-1, *reached));
+        reached_now = true;
       }
-      watches.clear();
-      closing = true;
-      wake.notify_one();
     }
-    writer.join();
-    std::lock_guard<std::mutex> guard(m);
-    stream = nullptr;
+    if (reached_now) return then();
+    a.ask_async(registry::revision_query{}, true, steady::now() + std::chrono::seconds(5),
+                [self = shared_from_this(), then = std::move(then)](expected<registry::revision_query::result> now) {
+                  {
+                    std::lock_guard<std::mutex> guard(self->m);
+                    self->write(self->response(-1, now ? now->rev : 0));
+                  }
+                  then();
+                });
   }
 };
 
-struct watch_service final : etcdserverpb::Watch::Service {
+// One Watch call: reads the client's requests one at a time (the next once
+// the one before is done), and lives until gRPC is done with it (OnDone).
+class watch_stream final : public reactor_t {
+ public:
+  watch_stream(api& a, grpc::CallbackServerContext* ctx) : st_(std::make_shared<stream_state>(a, this)) {
+    if (auto denied = a.authorize(ctx); !denied.ok()) {
+      std::lock_guard<std::mutex> guard(st_->m);
+      st_->end(denied);
+      return;
+    }
+    StartRead(&req_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // A client that half-closed (etcd's JSON gateway does, after the one
+      // request of its body) still gets its events, as from etcd: the stream
+      // lasts until the client goes, a write fails or its watches end.
+      std::lock_guard<std::mutex> guard(st_->m);
+      st_->reads_done = true;
+      return st_->end_if_idle();
+    }
+    // The next read, unless the stream is ending: then gRPC may be done
+    // with this reactor (OnDone) by the time the request was handled.
+    auto next = [st = st_, this] {
+      std::lock_guard<std::mutex> guard(st->m);
+      if (!st->ending && st->reactor) StartRead(&req_);
+    };
+    switch (req_.request_union_case()) {
+      case etcdserverpb::WatchRequest::kCreateRequest: return st_->create(req_.create_request(), next);
+      case etcdserverpb::WatchRequest::kCancelRequest: st_->cancel(req_.cancel_request().watch_id()); break;
+      case etcdserverpb::WatchRequest::kProgressRequest: return st_->progress(next);
+      default: break;
+    }
+    next();
+  }
+
+  void OnWriteDone(bool ok) override { st_->written(ok); }
+
+  // The client left, its deadline passed, or the server stops.
+  void OnCancel() override {
+    std::lock_guard<std::mutex> guard(st_->m);
+    st_->end(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> guard(st_->m);
+      st_->end(grpc::Status::OK);  // (nothing left to end, normally)
+      st_->reactor = nullptr;      // a handler or an answer still on its way finds the stream gone
+    }
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<stream_state> st_;
+  etcdserverpb::WatchRequest req_;
+};
+
+struct watch_service final : etcdserverpb::Watch::CallbackService {
   api& a;
   explicit watch_service(api& x) : a(x) {}
-
-  grpc::Status Watch(grpc::ServerContext* ctx, stream_t* stream) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto st = std::make_shared<stream_state>(a, stream);
-    st->start();
-    etcdserverpb::WatchRequest req;
-    grpc::Status result = grpc::Status::OK;
-    while (result.ok() && stream->Read(&req)) {
-      switch (req.request_union_case()) {
-        case etcdserverpb::WatchRequest::kCreateRequest: result = st->create(req.create_request()); break;
-        case etcdserverpb::WatchRequest::kCancelRequest: st->cancel(req.cancel_request().watch_id()); break;
-        case etcdserverpb::WatchRequest::kProgressRequest: st->progress(); break;
-        default: break;
-      }
-    }
-    // A client that half-closed (etcd's JSON gateway does, after the one
-    // request of its body) still gets its events, as from etcd: the stream
-    // lasts until the client goes or a write to it fails. gRPC's synchronous
-    // API tells of a cancel only when asked, so ask now and then.
-    while (result.ok() && !ctx->IsCancelled() && st->open()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    // No write after this: a handler still running finds the stream gone.
-    st->close();
-    return result;
+  grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>* Watch(
+      grpc::CallbackServerContext* ctx) override {
+    return new watch_stream(a, ctx);
   }
 };
 

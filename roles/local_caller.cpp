@@ -54,12 +54,12 @@ struct call_spec {
   bool idempotent = false;  // asking again cannot apply it twice
   steady::time_point until;
   local_caller::done_fn done;
+  ms attempt;  // the longest wait for one answer (attempt_timeout)
   int attempts = 0;
 };
 
-// One call: attempts until an answer that ends it, or the deadline. An
-// attempt waits at most 1 s (as raft_client's): a leader that froze keeps
-// its connection open, and a new one may be elected meanwhile.
+// One call: attempts until an answer that ends it, or the deadline, each
+// waiting at most attempt_timeout (as raft_client's).
 caf::behavior caller(caf::event_based_actor* self, std::shared_ptr<local_caller::state> st, call_spec spec) {
   auto s = std::make_shared<call_spec>(std::move(spec));
   auto last = std::make_shared<error>(make_error(errc::unavailable, "no answer from this master"));
@@ -78,7 +78,7 @@ caf::behavior caller(caf::event_based_actor* self, std::shared_ptr<local_caller:
   return {[=](caf::ok_atom) {
     auto left = std::chrono::duration_cast<ms>(s->until - steady::now());
     if (left <= ms(0)) return finish(*last);
-    auto attempt = s->retry ? std::min(left + ms(1), ms(1000)) : left;
+    auto attempt = s->retry ? std::min(left + ms(1), s->attempt) : left;
     auto relay = st->current(st);
     // The relay times the request out itself; this one is a backstop.
     self->request(relay, attempt + ms(500), client_atom::value, s->bytes, static_cast<std::uint64_t>(attempt.count()))
@@ -132,12 +132,12 @@ local_caller::~local_caller() {
 
 void local_caller::to_leader(const client::request& r, std::chrono::milliseconds deadline, done_fn done) {
   start(state_, call_spec{wire::encode_request(r, state_->cluster_id), true, client::traits_of(r).idempotent,
-                          steady::now() + deadline, std::move(done)});
+                          steady::now() + deadline, std::move(done), attempt_timeout(r, deadline)});
 }
 
 void local_caller::call(const client::request& r, std::chrono::milliseconds timeout, done_fn done) {
   start(state_, call_spec{wire::encode_request(r, state_->cluster_id), false, client::traits_of(r).idempotent,
-                          steady::now() + timeout, std::move(done)});
+                          steady::now() + timeout, std::move(done), timeout});
 }
 
 }  // namespace conclave

@@ -264,10 +264,10 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
   auto* raw = p.get();
   std::unique_ptr<node> n(new node(std::move(p)));
   if (raw->cfg.client_listen) {
-    // etcd's API: writes and reads go through this master without
-    // blocking a thread (local_caller; a follower passes them on to the
-    // leader), serializable reads are answered here. Its rarer calls
-    // (status, membership, keepalives) use the pooled blocking clients.
+    // etcd's API: writes, reads and lease keepalives go through this master
+    // without blocking a thread (local_caller; a follower passes them on to
+    // the leader), serializable reads are answered here. Its rarer calls
+    // (status, membership, leadership) use the pooled blocking clients.
     raw->caller = std::make_unique<local_caller>(sys, cfg->agent.cluster_id, raw->local, cfg->agent.keys);
     etcd::backend b;
     b.propose = [raw](const registry::command& c, std::chrono::milliseconds deadline,
@@ -298,15 +298,16 @@ expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, const settin
       if (auto* f = std::get_if<client::failure>(&*r)) return error_of(*f);
       return {};
     };
-    b.keepalive = [raw](std::uint64_t id, std::chrono::milliseconds deadline) -> expected<bool> {
-      auto client = raw->take();
-      auto r = client->to_leader(client::keepalive{id, {}, true}, deadline);
-      if (!r) return r.error();
-      if (auto* f = std::get_if<client::failure>(&*r)) {
-        if (f->code == client::code_name(errc::not_found)) return false;
-        return error_of(*f);
-      }
-      return true;
+    b.keepalive = [raw](std::uint64_t id, std::chrono::milliseconds deadline, std::function<void(expected<bool>)> done) {
+      raw->caller->to_leader(client::keepalive{id, {}, true}, deadline,
+                             [done = std::move(done)](expected<client::response> r) {
+                               if (!r) return done(r.error());
+                               if (auto* f = std::get_if<client::failure>(&*r)) {
+                                 if (f->code == client::code_name(errc::not_found)) return done(false);
+                                 return done(error_of(*f));
+                               }
+                               done(true);
+                             });
     };
     raw->etcd_push = std::make_unique<push_client>(sys, cfg->agent.cluster_id, cfg->agent.masters, cfg->agent.keys, 0,
                                                    raw->local);

@@ -152,6 +152,12 @@ error error_of(const client::failure& f) {
   return make_error(code, detail);
 }
 
+std::chrono::milliseconds attempt_timeout(const client::request& r, std::chrono::milliseconds deadline) {
+  if (std::holds_alternative<client::keepalive>(r)) return std::chrono::milliseconds(300);
+  if (std::holds_alternative<client::change_membership>(r)) return deadline;
+  return std::chrono::milliseconds(1000);
+}
+
 bool retryable(const client::failure& f) {
   return f.code == "not_leader" || f.code == "transferring" || f.code == "busy" || f.code == "unavailable" ||
          f.code == "disk_full" || f.code == "map_full";
@@ -162,17 +168,7 @@ expected<client::response> raft_client::to_leader(const client::request& request
   error last = make_error(errc::unavailable, "no server answered");
   std::size_t next = preferred_;
   const auto& eps = endpoints_;
-  // How long one server may stay silent: a frozen server (SIGSTOP, a dead
-  // link) keeps its connection open, so only a timeout ends the wait, and
-  // another master may lead meanwhile. A keepalive waits at most 300 ms (a
-  // new leader gives each session failover_grace_ms = 1 s to find it, and
-  // followers point at the frozen leader until they elect a new one); other
-  // requests 1 s, but a membership change, which the leader may hold while a
-  // learner catches up, the whole deadline. A state-changing request that
-  // times out is not resent (outcome unknown, below), so it gets one attempt.
-  auto attempt = std::holds_alternative<client::keepalive>(request)           ? std::chrono::milliseconds(300)
-                 : std::holds_alternative<client::change_membership>(request) ? deadline
-                                                                               : std::chrono::milliseconds(1000);
+  auto attempt = attempt_timeout(request, deadline);
   while (std::chrono::steady_clock::now() < until) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     auto r = call(eps[next % eps.size()], request, std::min(left + std::chrono::milliseconds(1), attempt));

@@ -34,6 +34,17 @@ error error_of(const client::failure& f);
 // is full refuses writes that another master may take).
 bool retryable(const client::failure& f);
 
+// How long one attempt of `r` may wait for a server's answer: a frozen
+// server (SIGSTOP, a dead link) keeps its connection open, so only a timeout
+// ends the wait, and another master may lead meanwhile. A keepalive waits at
+// most 300 ms (a new leader gives each session failover_grace_ms = 1 s to
+// find it, and followers point at the frozen leader until they elect a new
+// one); other requests 1 s, but a membership change, which the leader may
+// hold while a learner catches up, the whole deadline. A state-changing
+// request that times out is not resent (outcome unknown), so it gets one
+// attempt.
+std::chrono::milliseconds attempt_timeout(const client::request& r, std::chrono::milliseconds deadline);
+
 // The answer of the kind a request asks for (client::committed to a
 // propose, ...); a refusal is its error, another kind `malformed`.
 template <class Reply>

@@ -64,11 +64,12 @@ struct fake_cluster {
     b.propose = [propose_now](const registry::command& c, std::chrono::milliseconds, auto done) { done(propose_now(c)); };
     b.read = [read_now](const registry::query& q, bool, std::chrono::milliseconds, auto done) { done(read_now(q)); };
     b.term = [this] { return local_term; };
-    b.keepalive = [this](std::uint64_t id, std::chrono::milliseconds) -> expected<bool> {
+    auto keepalive_now = [this](std::uint64_t id) -> expected<bool> {
       std::lock_guard<std::mutex> guard(m);
       if (fail) return *fail;
       return reg.find_session(id) != nullptr;
     };
+    b.keepalive = [keepalive_now](std::uint64_t id, std::chrono::milliseconds, auto done) { done(keepalive_now(id)); };
     return b;
   }
 };
@@ -737,6 +738,102 @@ TEST_CASE("a master answers many etcd writes at once, each committed once, none 
   void* tag = nullptr;
   bool ok = false;
   while (cq.Next(&tag, &ok)) {
+  }
+}
+
+namespace {
+
+// The threads a process runs now (Linux: /proc/PID/status).
+int threads_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("watch and lease keep-alive streams are pushed to without a thread of the master's each") {
+  etcd_cluster e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  std::uint64_t follower = *leader % 3 + 1;
+  auto pid = e.c->at(follower).pid;
+  auto channel = grpc::CreateChannel(e.client.at(follower), grpc::InsecureChannelCredentials());
+  auto kv = etcdserverpb::KV::NewStub(channel);
+  auto leases = etcdserverpb::Lease::NewStub(channel);
+  auto watches = etcdserverpb::Watch::NewStub(channel);
+  REQUIRE(put_via(*kv, "warm", "up").first.ok());  // the master's own clients and threads exist
+  auto before = threads_of(pid);
+  REQUIRE(before > 0);
+
+  grpc::ClientContext grant_ctx;
+  etcdserverpb::LeaseGrantRequest grant;
+  grant.set_ttl(30);
+  etcdserverpb::LeaseGrantResponse granted;
+  REQUIRE(leases->LeaseGrant(&grant_ctx, grant, &granted).ok());
+
+  constexpr int n = 150;
+  struct open_stream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>> watch;
+    std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>>
+        keepalive;
+  };
+  std::vector<std::unique_ptr<open_stream>> streams;
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<open_stream>();
+    w->watch = watches->Watch(&w->ctx);
+    etcdserverpb::WatchRequest create;
+    create.mutable_create_request()->set_key("pushed");
+    REQUIRE(w->watch->Write(create));
+    etcdserverpb::WatchResponse created;
+    REQUIRE(w->watch->Read(&created));
+    REQUIRE(created.created());
+    streams.push_back(std::move(w));
+    auto k = std::make_unique<open_stream>();
+    k->keepalive = leases->LeaseKeepAlive(&k->ctx);
+    etcdserverpb::LeaseKeepAliveRequest ka;
+    ka.set_id(granted.id());
+    REQUIRE(k->keepalive->Write(ka));
+    etcdserverpb::LeaseKeepAliveResponse renewed;
+    if (!k->keepalive->Read(&renewed)) {
+      auto status = k->keepalive->Finish();
+      FAIL_CHECK("keep-alive stream ended: " << status.error_code() << " " << status.error_message());
+      break;
+    }
+    CHECK(renewed.ttl() == 30);
+    streams.push_back(std::move(k));
+  }
+  // 300 open streams: a thread each (gRPC's synchronous server, or a writer
+  // per watch) would show here.
+  auto during = threads_of(pid);
+  CHECK_MESSAGE(during - before < 40, "threads before: " << before << ", with " << 2 * n << " streams: " << during);
+
+  auto [put, at] = put_via(*kv, "pushed", "v");
+  REQUIRE(put.ok());
+  for (auto& st : streams) {
+    if (!st->watch) continue;
+    etcdserverpb::WatchResponse event;
+    REQUIRE(st->watch->Read(&event));
+    REQUIRE(event.events_size() == 1);
+    CHECK(event.events(0).kv().value() == "v");
+    CHECK(event.events(0).kv().mod_revision() == at.header().revision());
+  }
+  for (auto& st : streams) {
+    if (st->watch) {
+      st->watch->WritesDone();
+      st->ctx.TryCancel();
+      (void)st->watch->Finish();
+    } else {
+      st->keepalive->WritesDone();
+      etcdserverpb::LeaseKeepAliveResponse rest;
+      while (st->keepalive->Read(&rest)) {
+      }
+      CHECK(st->keepalive->Finish().ok());
+    }
   }
 }
 

@@ -95,10 +95,11 @@ struct push_cluster {
     b.propose = [propose_now](const registry::command& c, std::chrono::milliseconds, auto done) { done(propose_now(c)); };
     b.read = [read_now](const registry::query& q, bool, std::chrono::milliseconds, auto done) { done(read_now(q)); };
     b.term = [] { return std::uint64_t{3}; };
-    b.keepalive = [this](std::uint64_t id, std::chrono::milliseconds) -> expected<bool> {
+    auto keepalive_now = [this](std::uint64_t id) -> expected<bool> {
       std::lock_guard<std::mutex> guard(m);
       return reg.find_session(id) != nullptr;
     };
+    b.keepalive = [keepalive_now](std::uint64_t id, std::chrono::milliseconds, auto done) { done(keepalive_now(id)); };
     b.subscribe = [this](std::function<registry::subscription()> resume, handler on_push) {
       std::lock_guard<std::mutex> guard(m);
       auto id = ++next_id;

@@ -195,10 +195,11 @@ struct gateway_state {
                                                         "member key (--secret-file)"));
       }
     }
-    // A follower passes writes and linearizable reads on to the leader it
-    // knows (once: a passed-on request is never passed on again), so a
-    // client may talk to any master. The peer actor decides, knowing the
-    // role: its not_leader refusal names the leader (see ask).
+    // A follower passes writes, linearizable reads and detached heartbeats
+    // on to the leader it knows (once: a passed-on request is never passed
+    // on again), so a client may talk to any master. The peer actor
+    // decides, knowing the role: its not_leader refusal names the leader
+    // (see ask).
     auto pass = [&](bool changes_state) {
       return forwarded ? std::nullopt : std::optional<passable>(passable{bytes, changes_state});
     };
@@ -218,7 +219,9 @@ struct gateway_state {
           } else if constexpr (std::is_same_v<T, client::transfer_leadership>) {
             return ask(t, std::nullopt, transfer_atom::value, r.target);
           } else {
-            return keepalive(t, r);
+            // A detached heartbeat (an etcd lease's) ties nothing to the
+            // connection, so a follower may pass it on like a write.
+            return keepalive(t, r, r.detached ? pass(false) : std::nullopt);
           }
         },
         *decoded);
@@ -293,14 +296,16 @@ struct gateway_state {
     passed_on.erase(it);
   }
 
-  // A heartbeat the leader accepted ties its session to this connection (unless detached).
-  caf::result<std::string> keepalive(const timed_request& t, client::keepalive& k) {
+  // A heartbeat the leader accepted ties its session to this connection
+  // (unless detached; a detached one may be passed on to the leader, as ask's).
+  caf::result<std::string> keepalive(const timed_request& t, client::keepalive& k, std::optional<passable> pass) {
     prune_sessions();
     auto sender = self->current_sender();  // (before the promise, which takes it over)
     auto promise = self->make_response_promise();
     self->request(peer, caf::infinite, keepalive_atom::value, k.session, std::move(k.payload))
         .then(
-            [this, promise, sender, t, session = k.session, tie = !k.detached](client::response& r) mutable {
+            [this, promise, sender, t, pass, session = k.session, tie = !k.detached](client::response& r) mutable {
+              if (pass && for_the_leader(r)) return pass_on(t, promise, pass->bytes, pass->changes_state);
               if (tie && sender && std::holds_alternative<client::ok>(r)) carry(sender, session);
               deliver(t, promise, r);
             },
