@@ -114,11 +114,13 @@ struct keepalive_state : std::enable_shared_from_this<keepalive_state> {
 
   keepalive_state(api& x, keepalive_reactor* r) : a(x), reactor(r) {}
 
-  // Under m.
+  // Under m: the stream ends with `s` (the first reason given) once no
+  // write is in flight; called again, it finishes once the write is done.
   void end(const grpc::Status& s) {
-    if (ending) return;
-    ending = true;
-    status = s;
+    if (!ending) {
+      ending = true;
+      status = s;
+    }
     if (!writing) finish();
   }
   void finish() {

@@ -105,16 +105,18 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
     }
   }
 
-  // Under m: the stream ends with `s` once what is queued is written (at
-  // once if a write failed: the queue is empty then).
+  // Under m: the stream ends with `s` (the first reason given) once what is
+  // queued is written (at once if a write failed: the queue is empty then);
+  // called again, it finishes a stream whose last write is done.
   void end(const grpc::Status& s) {
-    if (ending) return;
-    ending = true;
-    status = s;
-    if (!paused) {
-      for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+    if (!ending) {
+      ending = true;
+      status = s;
+      if (!paused) {
+        for (const auto& [id, w] : watches) a.b.unsubscribe(w.subscription);
+      }
+      watches.clear();
     }
-    watches.clear();
     if (!writing) finish();
   }
 
