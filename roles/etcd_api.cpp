@@ -82,7 +82,8 @@ grpc::Status api::local_header(etcdserverpb::ResponseHeader* h, steady::time_poi
 
 void api::run_async(const registry::command& c, steady::time_point until, std::function<void(ran)> done) {
   auto called_ns = stage_trace::enabled() ? stage_trace::now_ns() : 0;
-  b.propose(c, left(until), [called_ns, done = std::move(done)](expected<client::committed> committed) {
+  b.propose(c, left(until), calls->track<expected<client::committed>>([called_ns, done = std::move(done)](
+                                                                          expected<client::committed> committed) {
     if (!committed) return done(committed.error());
     if (called_ns) {
       stage_trace::mark(stage_trace::stage::api_called, committed->index, committed->index, called_ns);
@@ -91,7 +92,7 @@ void api::run_async(const registry::command& c, steady::time_point until, std::f
     auto res = wire::decode_result(committed->result);
     if (!res) return done(res.error());
     done(std::make_pair(std::move(res->outcome), committed->term));
-  });
+  }));
 }
 
 }  // namespace detail
@@ -468,7 +469,12 @@ expected<std::unique_ptr<server>> server::start(const raft::endpoint& at, std::u
   return std::unique_ptr<server>(new server(std::move(p)));
 }
 
-server::~server() { impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + 1s); }
+server::~server() {
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + 1s);
+  // Every stream and call has ended; what they asked of the backend may
+  // still answer (by its deadline) into their state and this api.
+  impl_->a.calls->wait();
+}
 
 std::uint16_t server::port() const { return static_cast<std::uint16_t>(impl_->port); }
 

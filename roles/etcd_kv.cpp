@@ -202,7 +202,14 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
     a.run_async(c, until_of(ctx), [reactor, then = std::move(then)](api::ran done) mutable {
       if (!done) return reactor->Finish(status_of(done.error()));
       auto& [o, term] = *done;
-      reactor->Finish(then(o, term));
+      // Every call is finished, whatever its answer's filling throws.
+      grpc::Status s;
+      try {
+        s = then(o, term);
+      } catch (const std::exception& e) {
+        s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
+      }
+      reactor->Finish(s);
     });
     return reactor;
   }
@@ -219,7 +226,11 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
                   if (got->status == registry::code::compacted) return reactor->Finish(compacted);
                   if (got->status == registry::code::future_revision) return reactor->Finish(future_revision);
                   a.header(resp->mutable_header(), got->rev, a.b.term());
-                  answer_range(*req, std::move(got->keys), resp);
+                  try {
+                    answer_range(*req, std::move(got->keys), resp);
+                  } catch (const std::exception& e) {
+                    return reactor->Finish({grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what()});
+                  }
                   reactor->Finish(grpc::Status::OK);
                 });
     return reactor;
@@ -234,7 +245,9 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
     return run(ctx, t, [this, req, resp](registry::outcome& o, std::uint64_t term) {
       if (o.code != registry::code::ok) return refused(o);
       a.header(resp->mutable_header(), o.value, term);
-      if (req->prev_kv() && !o.ops.at(0).keys.empty()) fill(resp->mutable_prev_kv(), req->key(), o.ops[0].keys[0].second);
+      if (req->prev_kv() && !o.ops.empty() && !o.ops[0].keys.empty()) {
+        fill(resp->mutable_prev_kv(), req->key(), o.ops[0].keys[0].second);
+      }
       return grpc::Status::OK;
     });
   }
@@ -248,7 +261,8 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
     return run(ctx, t, [this, req, resp](registry::outcome& o, std::uint64_t term) {
       if (o.code != registry::code::ok) return refused(o);
       a.header(resp->mutable_header(), o.value, term);
-      const auto& removed = o.ops.at(0).keys;
+      if (o.ops.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "conclave: a delete answered no keys");
+      const auto& removed = o.ops[0].keys;
       resp->set_deleted(static_cast<std::int64_t>(removed.size()));
       if (req->prev_kv()) {
         for (const auto& [k, kv] : removed) fill(resp->add_prev_kvs(), k, kv);

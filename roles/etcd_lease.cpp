@@ -136,6 +136,13 @@ struct keepalive_state : std::enable_shared_from_this<keepalive_state> {
     end(s);
   }
 
+  // Whether the stream still wants the next step of a renewal (it may have
+  // ended while the step before ran).
+  bool wanted() {
+    std::lock_guard<std::mutex> guard(m);
+    return !ending && reactor;
+  }
+
   // Renews `req`'s lease; then the answer: this master's revision, and the
   // lease's TTL as granted (this master may not have applied the grant yet:
   // then through the leader).
@@ -143,13 +150,15 @@ struct keepalive_state : std::enable_shared_from_this<keepalive_state> {
     auto id = static_cast<registry::session_id>(req.id());
     auto until = steady::now() + std::chrono::seconds(5);
     auto self = shared_from_this();
-    a.b.keepalive(id, left(until), [self, id, until](expected<bool> renewed) {
+    a.keepalive_async(id, until, [self, id, until](expected<bool> renewed) {
       if (!renewed) return self->fail(status_of(renewed.error()));
+      if (!self->wanted()) return;
       self->a.ask_async(registry::revision_query{}, true, until,
                         [self, id, until, renewed = *renewed](expected<registry::revision_query::result> rev) {
                           if (!rev) return self->fail(status_of(rev.error()));
                           {
                             std::lock_guard<std::mutex> guard(self->m);
+                            if (self->ending || !self->reactor) return;
                             self->resp.Clear();
                             self->a.header(self->resp.mutable_header(), rev->rev, self->a.b.term());
                             self->resp.set_id(static_cast<std::int64_t>(id));
@@ -161,6 +170,7 @@ struct keepalive_state : std::enable_shared_from_this<keepalive_state> {
   }
 
   void ttl(registry::session_id id, steady::time_point until, bool serializable) {
+    if (!wanted()) return;
     auto self = shared_from_this();
     a.ask_async(registry::session_query{id, false}, serializable, until,
                 [self, id, until, serializable](expected<registry::session_query::result> got) {

@@ -8,9 +8,11 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,9 +42,44 @@ inline constexpr std::int64_t min_lease_ttl_s = 2;
 // The owner of a session an etcd client granted as a lease.
 extern const char* const lease_owner;
 
+// The backend calls whose answers have not come yet: the server waits for
+// them before it is destroyed, since their callbacks use the api and the
+// streams' state (each ends by its deadline, at most 10 s).
+struct in_flight {
+  std::mutex m;
+  std::condition_variable none;
+  std::size_t n = 0;
+  void begin() {
+    std::lock_guard<std::mutex> guard(m);
+    ++n;
+  }
+  void end() {
+    std::lock_guard<std::mutex> guard(m);
+    if (--n == 0) none.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(m);
+    none.wait(lock, [&] { return n == 0; });
+  }
+  // `done`, counted from now until it has run (a call it makes in turn is
+  // counted before this one ends).
+  template <class R>
+  std::function<void(R)> track(std::function<void(R)> done) {
+    begin();
+    return [this, done = std::move(done)](R r) {
+      struct ender {
+        in_flight* f;
+        ~ender() { f->end(); }
+      } counted{this};
+      done(std::move(r));
+    };
+  }
+};
+
 struct api {
   std::uint64_t cluster_id = 0, member_id = 0;
   backend b;
+  std::shared_ptr<in_flight> calls = std::make_shared<in_flight>();
 
   void header(etcdserverpb::ResponseHeader* h, registry::revision rev, std::uint64_t term) const;
   // The header of an answer that reads no keys: this master's revision and term.
@@ -69,10 +106,15 @@ struct api {
   template <class Q>
   void ask_async(const Q& q, bool serializable, steady::time_point until,
                  std::function<void(expected<typename Q::result>)> done) {
-    b.read(q, serializable, left(until), [done = std::move(done)](expected<client::read_result> got) {
-      if (!got) return done(got.error());
-      done(wire::decode_answer<Q>(got->result));
-    });
+    b.read(q, serializable, left(until),
+           calls->track<expected<client::read_result>>([done = std::move(done)](expected<client::read_result> got) {
+             if (!got) return done(got.error());
+             done(wire::decode_answer<Q>(got->result));
+           }));
+  }
+  // A heartbeat for lease `id` at the leader; `done` as run_async's.
+  void keepalive_async(std::uint64_t id, steady::time_point until, std::function<void(expected<bool>)> done) {
+    b.keepalive(id, left(until), calls->track<expected<bool>>(std::move(done)));
   }
   template <class Q>
   expected<typename Q::result> ask(const Q& q, bool serializable, steady::time_point until) {

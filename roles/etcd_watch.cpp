@@ -93,16 +93,16 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
       queued_bytes = 0;
       return end(grpc::Status::OK);
     }
+    if (paused && !ending && queued_bytes <= queue_low) {
+      paused = false;
+      for (auto& [id, w] : watches) subscribe(id, w);
+    }
     if (!queue.empty()) {
       writing = true;
       reactor->StartWrite(&queue.front());
       return;
     }
-    if (ending) return finish();
-    if (paused && queued_bytes <= queue_low) {
-      paused = false;
-      for (auto& [id, w] : watches) subscribe(id, w);
-    }
+    if (ending) finish();
   }
 
   // Under m: the stream ends with `s` (the first reason given) once what is
@@ -286,6 +286,7 @@ struct stream_state : std::enable_shared_from_this<stream_state> {
                 [self = shared_from_this(), then = std::move(then)](expected<registry::revision_query::result> now) {
                   {
                     std::lock_guard<std::mutex> guard(self->m);
+                    if (self->ending) return;
                     self->write(self->response(-1, now ? now->rev : 0));
                   }
                   then();

@@ -19,30 +19,32 @@ struct local_caller::state {
   local_master local;
   auth::keys keys;
   std::mutex m;
-  caf::actor relay;  // null until the first call, and after it ended
+  caf::actor relay;     // null until the first call, and after it ended
+  bool closed = false;  // the local_caller is gone: no relay is started again
 
   state(caf::actor_system& s, std::string id, local_master l, auth::keys k)
       : sys(s), cluster_id(std::move(id)), local(std::move(l)), keys(std::move(k)) {}
 
-  // The relay, started again after it ended (a lost handshake ends it).
+  // The relay, started again after it ended (a lost handshake ends it); null
+  // once closed. Its handshake gets less time than any attempt waits (the
+  // shortest, a keepalive's, 300 ms): a request held back by a slow one is
+  // answered "not sent" (retried), never timed out as unknown.
   caf::actor current(const std::shared_ptr<state>& self) {
     std::lock_guard<std::mutex> guard(m);
-    if (!relay) {
+    if (!relay && !closed) {
       std::weak_ptr<state> weak = self;
-      relay = spawn_relay(sys, local.peer, [weak] {
-        if (auto st = weak.lock()) st->forget_all();
-      }, keys, cluster_id, ms(2000));
+      auto started = std::make_shared<caf::actor_addr>();
+      relay = spawn_relay(sys, local.peer, [weak, started] {
+        if (auto st = weak.lock()) st->forget(*started);
+      }, keys, cluster_id, ms(250));
+      *started = relay.address();
     }
     return relay;
   }
   // `r` ended or lost its connection: the next call starts another.
-  void forget(const caf::actor& r) {
+  void forget(const caf::actor_addr& r) {
     std::lock_guard<std::mutex> guard(m);
-    if (relay == r) relay = nullptr;
-  }
-  void forget_all() {
-    std::lock_guard<std::mutex> guard(m);
-    relay = nullptr;
+    if (relay && relay.address() == r) relay = nullptr;
   }
 };
 
@@ -80,6 +82,7 @@ caf::behavior caller(caf::event_based_actor* self, std::shared_ptr<local_caller:
     if (left <= ms(0)) return finish(*last);
     auto attempt = s->retry ? std::min(left + ms(1), s->attempt) : left;
     auto relay = st->current(st);
+    if (!relay) return finish(make_error(errc::unavailable, "this master's etcd API is stopping"));
     // The relay times the request out itself; this one is a backstop.
     self->request(relay, attempt + ms(500), client_atom::value, s->bytes, static_cast<std::uint64_t>(attempt.count()))
         .then(
@@ -98,11 +101,11 @@ caf::behavior caller(caf::event_based_actor* self, std::shared_ptr<local_caller:
               auto why = "this master (" + st->local.at.text() + "): " + self->system().render(e);
               if (e == caf::sec::request_receiver_down) {
                 // Never sent: the relay had ended.
-                st->forget(relay);
+                st->forget(relay.address());
                 *last = make_error(errc::unavailable, why);
                 return again();
               }
-              if (e != caf::sec::request_timeout) st->forget(relay);
+              if (e != caf::sec::request_timeout) st->forget(relay.address());
               *last = make_error(errc::outcome_unknown, why);
               // Sending it again could apply it twice: its caller must decide.
               if (!s->idempotent) return finish(*last);
@@ -126,6 +129,7 @@ local_caller::local_caller(caf::actor_system& sys, std::string cluster_id, local
 
 local_caller::~local_caller() {
   std::lock_guard<std::mutex> guard(state_->m);
+  state_->closed = true;
   if (state_->relay) caf::anon_send_exit(state_->relay, caf::exit_reason::user_shutdown);
   state_->relay = nullptr;
 }

@@ -100,8 +100,8 @@ struct fake_service final : grpc::Service {
                grpc::ServerWriter<range_response>* w) {
               range_response out;
               out.set_count(1);
+              ++self->hanging;  // (before the write: its client may read it before the handler goes on)
               w->Write(out);
-              ++self->hanging;
               while (!ctx->IsCancelled()) std::this_thread::sleep_for(5ms);
               ++self->cancelled;
               return grpc::Status::CANCELLED;
