@@ -78,6 +78,9 @@ class node {
   // directory or the port), as for the conclave program.
   static expected<std::unique_ptr<node>> start(caf::actor_system& sys, const settings& values);
   // Leaves: a leader hands over first; the member's session is closed.
+  // The callbacks given to this node (watch, on_leadership, on_members, ...)
+  // may run until it returns, told of its own leaving: destroy the node
+  // before anything they use.
   ~node();
 
   const std::string& member_id() const;

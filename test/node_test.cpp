@@ -38,6 +38,15 @@ bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds timeo
 
 // One embedded master (leading) and one registered worker "w1", in one
 // actor system (destroyed after both nodes).
+// Ends node `n` where it goes out of scope. A node's callbacks run until it
+// is destroyed (its own shutdown is news to them: its member leaves, its
+// leadership ends), so a test declares one after the state its callbacks
+// use: the node ends first, whatever REQUIRE leaves the test early.
+struct stop_before {
+  std::unique_ptr<node>& n;
+  ~stop_before() { n.reset(); }
+};
+
 struct master_and_worker {
   test::temp_dir dir;
   caf::actor_system sys{test::client_config()};
@@ -94,6 +103,7 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   // that no change below can be made before the watch starts).
   std::vector<registry::change> seen;
   int compacted = 0;
+  stop_before stop_watching{*master};
   leader.watch("/w/", [&](const registry::change& c) {
     std::lock_guard<std::mutex> g(m);
     seen.push_back(c);
@@ -171,6 +181,7 @@ TEST_CASE("embedding: a master and a worker in one actor system, used through th
   // Change notifications.
   std::vector<std::size_t> sizes;
   std::uint64_t seen_leader = 0;
+  stop_before stop_listening{*master};
   leader.on_leader_change([&](std::uint64_t id, std::uint64_t) {
     std::lock_guard<std::mutex> g(m);
     seen_leader = id;
@@ -236,6 +247,7 @@ TEST_CASE("embedding: a master's own process reaches it with no socket, even whe
   CHECK(wait_for([&] { return m.session() != 0; }, 10s));
   std::mutex mu;
   std::vector<std::string> seen;
+  stop_before stop{*n};
   m.watch("/own/", [&](const registry::change& c) {
     std::lock_guard<std::mutex> g(mu);
     seen.push_back(c.value);
@@ -353,6 +365,7 @@ TEST_CASE("watch: a watcher the history no longer reaches is told, gets a listin
   std::vector<registry::watch_listing> listings;
   registry::revision last = 0;
   bool in_order = true;
+  stop_before stop{*master};
   leader.watch("/c/", [&](const registry::change& c) {
     std::lock_guard<std::mutex> g(m);
     in_order = in_order && c.rev > last;
@@ -457,6 +470,7 @@ TEST_CASE("members: a member listener is pushed a joining member and a leaving o
   master_and_worker nodes;
   std::mutex m;
   std::vector<std::string> seen;  // one digest per call
+  stop_before stop{nodes.master};
   nodes.master->on_members([&](const std::vector<registry::member>& list) {
     std::string d;
     for (const auto& x : list) d += x.id + "=" + registry::to_string(x.status) + " ";
