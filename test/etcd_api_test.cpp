@@ -675,9 +675,17 @@ TEST_CASE("a write sent to a follower while no master leads waits for the new le
   auto [first, before] = put_via(*kv, "k", "0");
   REQUIRE_MESSAGE(first.ok(), first.error_message() << e.logs());
   e.c->signal(*leader, SIGKILL);
-  // The follower sees the connection go at once, and has no leader to pass
-  // the write on to until the others elect one (hundreds of ms).
-  std::this_thread::sleep_for(100ms);
+  // Sent once the follower no longer takes the dead master for the leader
+  // (before, it would pass the write on to it, and its outcome would be
+  // unknown): it then has no leader until the others elect one, or already
+  // the new one.
+  bool moved_on = false;
+  for (auto until = std::chrono::steady_clock::now() + 20s; !moved_on && std::chrono::steady_clock::now() < until;) {
+    auto st = e.c->status(follower);
+    moved_on = st && st->leader_id != *leader;
+    if (!moved_on) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE_MESSAGE(moved_on, e.logs());
   auto [status, after] = put_via(*kv, "k", "1");
   REQUIRE_MESSAGE(status.ok(), status.error_message() << e.logs());
   CHECK(after.header().revision() > before.header().revision());
