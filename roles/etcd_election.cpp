@@ -3,6 +3,9 @@
 // value, the key created first leads, and Campaign answers once every key
 // created before the candidate's is gone. Candidates campaigning here and
 // through etcdctl's `elect` (the same recipe over KV) share one line.
+#include <deque>
+#include <optional>
+
 #include "roles/etcd_queue.hpp"
 #include "schema/etcd/election.grpc.pb.h"
 
@@ -15,112 +18,225 @@ const grpc::Status not_leader{grpc::StatusCode::UNKNOWN, "election: not leader"}
 const grpc::Status no_leader{grpc::StatusCode::UNKNOWN, "election: no leader"};
 const grpc::Status missing_leader_key{grpc::StatusCode::UNKNOWN, "\"leader\" field must be provided"};
 
-struct election_service final : v3electionpb::Election::Service {
+using observe_reactor = grpc::ServerWriteReactor<v3electionpb::LeaderResponse>;
+
+// One Observe stream: the leader as it changes, written one at a time (the
+// rest queued) from the line's pushes. Guarded by `m`: gRPC's reactions and
+// the backend's threads call in.
+struct observer : std::enable_shared_from_this<observer> {
+  api& a;
+  std::mutex m;
+  observe_reactor* reactor;  // not touched once `finished`
+  std::unique_ptr<key_line> line;
+  std::deque<v3electionpb::LeaderResponse> queue;  // the front is being written while `writing`
+  std::optional<std::pair<std::string, registry::revision>> sent;  // the leader's key and mod revision
+  bool writing = false, ending = false, finished = false;
+  grpc::Status status;
+
+  observer(api& x, observe_reactor* r) : a(x), reactor(r) {}
+
+  // Under m: queues the leader of `keys` at `rev` if it is new, or newly put.
+  void publish(const keys_map& keys, registry::revision rev) {
+    if (ending) return;
+    const auto* first = first_created(keys);
+    if (!first) return;
+    std::pair<std::string, registry::revision> now{first->first, first->second.modified};
+    if (now == sent) return;
+    v3electionpb::LeaderResponse r;
+    a.header(r.mutable_header(), rev, a.b.term());
+    fill(r.mutable_kv(), first->first, first->second);
+    sent = std::move(now);
+    queue.push_back(std::move(r));
+    if (!writing) {
+      writing = true;
+      reactor->StartWrite(&queue.front());
+    }
+  }
+
+  void written(bool ok) {
+    std::lock_guard<std::mutex> guard(m);
+    writing = false;
+    if (!queue.empty()) queue.pop_front();
+    if (!ok) return end(grpc::Status::OK);  // the client left
+    if (!queue.empty() && !ending) {
+      writing = true;
+      reactor->StartWrite(&queue.front());
+      return;
+    }
+    if (ending) end(status);
+  }
+
+  // Under m: ends the stream with `s` (the first reason given) once no write is in flight.
+  void end(const grpc::Status& s) {
+    if (!ending) {
+      ending = true;
+      status = s;
+      line.reset();
+      // What is queued is dropped, except the front while it is being written.
+      queue.erase(writing ? queue.begin() + 1 : queue.begin(), queue.end());
+    }
+    if (!writing && !finished) {
+      finished = true;
+      reactor->Finish(status);
+    }
+  }
+};
+
+struct observe_stream final : observe_reactor {
+  std::shared_ptr<observer> state;
+  explicit observe_stream(api& a) : state(std::make_shared<observer>(a, this)) {}
+  void OnWriteDone(bool ok) override { state->written(ok); }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> guard(state->m);
+    state->end({grpc::StatusCode::CANCELLED, "context canceled"});
+  }
+  void OnDone() override { delete this; }
+};
+
+struct election_service final : v3electionpb::Election::CallbackService {
   api& a;
   explicit election_service(api& x) : a(x) {}
 
-  grpc::Status Campaign(grpc::ServerContext* ctx, const v3electionpb::CampaignRequest* req,
-                        v3electionpb::CampaignResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto lease = lease_or_new(a, req->lease(), until_of(ctx));
-    if (!lease) return status_of(lease.error());
-    place p;
-    if (auto s = claim(a, req->name(), *lease, req->value(), until_of(ctx), p); !s.ok()) return s;
+  grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext* ctx, const v3electionpb::CampaignRequest* req,
+                                     v3electionpb::CampaignResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto [reactor, call] = line_call::start(a);
+    auto until = until_of(ctx);
+    lease_or_new(a, req->lease(), until,
+                 [this, call = call, name = req->name(), value = req->value(), until, resp](expected<std::int64_t> lease) {
+                   if (!lease) return call->answer(status_of(lease.error()));
+                   if (call->over()) return;  // the client left before anything was put
+                   claim(a, name, *lease, value, until, [=, lease = *lease](grpc::Status s, place p) {
+                     if (!s.ok()) return call->answer(s);
+                     campaign(call, name, value, lease, until, std::move(p), resp);
+                   });
+                 });
+    return reactor;
+  }
+
+  // A candidate in line with its claim `p`.
+  void campaign(const std::shared_ptr<line_call>& call, const std::string& name, const std::string& value,
+                std::int64_t lease, steady::time_point until, place p, v3electionpb::CampaignResponse* resp) {
     auto rev = p.kv.created;
-    // A candidate campaigning again with another value proclaims it first.
-    if (!p.created && p.kv.value != req->value()) {
-      written w;
-      auto s = proclaim(p.key, rev, *lease, req->value(), until_of(ctx), w);
-      if (!s.ok()) {
-        (void)resign(p.key, rev, until_of(ctx));  // best effort, as etcd's
-        return s;
-      }
+    // As etcd's: a candidate that gives up resigns (if that fails, its
+    // lease's end removes the key).
+    if (!call->entered([this, key = p.key, rev] { resign(key, rev, steady::now() + std::chrono::seconds(5), nullptr); })) {
+      return;
     }
-    bool lost = false;
-    if (last_before(p.keys, rev)) {
-      key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
-      auto s = line.wait_turn(ctx, ctx->deadline(), p.key, rev, lost);
-      if (!s.ok()) {
-        // As etcd's: a candidate that gives up resigns (if that fails, its
-        // lease's end removes the key).
-        (void)resign(p.key, rev, steady::now() + std::chrono::seconds(5));
-        return s;
-      }
-    }
-    // etcd 3.4 answered as elected; the key is gone, so it is not.
-    if (lost) return not_leader;
     // As etcd's: the header of the campaign's first write.
-    a.header(resp->mutable_header(), p.rev, p.term);
-    auto* leader = resp->mutable_leader();
-    leader->set_name(req->name());
-    leader->set_key(p.key);
-    leader->set_rev(static_cast<std::int64_t>(rev));
-    leader->set_lease(*lease);
-    return grpc::Status::OK;
+    auto elected = [this, name, lease, key = p.key, rev, claimed = p.rev, term = p.term, resp] {
+      a.header(resp->mutable_header(), claimed, term);
+      auto* leader = resp->mutable_leader();
+      leader->set_name(name);
+      leader->set_key(key);
+      leader->set_rev(static_cast<std::int64_t>(rev));
+      leader->set_lease(lease);
+      return grpc::Status::OK;
+    };
+    // A candidate campaigning again with another value proclaims it first.
+    bool proclaim_first = !p.created && p.kv.value != value;
+    auto key = p.key;
+    auto line_up = [this, call, name, p = std::move(p), rev, elected]() mutable {
+      if (!last_before(p.keys, rev)) return call->answer(elected);
+      // etcd 3.4 answered as elected when the key went; it is not.
+      call->wait(name + "/", p.key, rev, p.rev, std::move(p.keys), [elected](registry::revision) { return elected(); },
+                 not_leader);
+    };
+    if (proclaim_first) {
+      proclaim(key, rev, lease, value, until,
+               [this, call, key, rev, line_up = std::move(line_up)](grpc::Status s, written) mutable {
+                 if (!s.ok()) {
+                   resign(key, rev, steady::now() + std::chrono::seconds(5), nullptr);  // best effort, as etcd's
+                   return call->answer(s);
+                 }
+                 line_up();
+               });
+      return;
+    }
+    line_up();
   }
 
-  grpc::Status Proclaim(grpc::ServerContext* ctx, const v3electionpb::ProclaimRequest* req,
-                        v3electionpb::ProclaimResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (!req->has_leader()) return missing_leader_key;
+  grpc::ServerUnaryReactor* Proclaim(grpc::CallbackServerContext* ctx, const v3electionpb::ProclaimRequest* req,
+                                     v3electionpb::ProclaimResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (!req->has_leader()) return answer_now(ctx, missing_leader_key);
+    auto* reactor = ctx->DefaultReactor();
     const auto& l = req->leader();
-    auto lease = lease_or_new(a, l.lease(), until_of(ctx));
-    if (!lease) return status_of(lease.error());
-    written w;
-    auto s = proclaim(l.key(), static_cast<registry::revision>(l.rev()), *lease, req->value(), until_of(ctx), w);
-    if (!s.ok()) return s;
-    a.header(resp->mutable_header(), w.rev, w.term);
-    return grpc::Status::OK;
+    auto until = until_of(ctx);
+    lease_or_new(a, l.lease(), until, [this, reactor, req, resp, until](expected<std::int64_t> lease) {
+      if (!lease) return reactor->Finish(status_of(lease.error()));
+      const auto& l = req->leader();
+      proclaim(l.key(), static_cast<registry::revision>(l.rev()), *lease, req->value(), until,
+               [this, reactor, resp](grpc::Status s, written w) {
+                 if (s.ok()) a.header(resp->mutable_header(), w.rev, w.term);
+                 reactor->Finish(s);
+               });
+    });
+    return reactor;
   }
 
-  grpc::Status Leader(grpc::ServerContext* ctx, const v3electionpb::LeaderRequest* req,
-                      v3electionpb::LeaderResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto got = a.ask(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx));
-    if (!got) return status_of(got.error());
-    keys_map keys(got->keys.begin(), got->keys.end());
-    const auto* first = first_created(keys);
-    if (!first) return no_leader;
-    a.header(resp->mutable_header(), got->rev, a.b.term());
-    fill(resp->mutable_kv(), first->first, first->second);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Leader(grpc::CallbackServerContext* ctx, const v3electionpb::LeaderRequest* req,
+                                   v3electionpb::LeaderResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto* reactor = ctx->DefaultReactor();
+    a.ask_async(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx),
+                [this, reactor, resp](expected<registry::range_query::result> got) {
+                  if (!got) return reactor->Finish(status_of(got.error()));
+                  keys_map keys(got->keys.begin(), got->keys.end());
+                  const auto* first = first_created(keys);
+                  if (!first) return reactor->Finish(no_leader);
+                  a.header(resp->mutable_header(), got->rev, a.b.term());
+                  fill(resp->mutable_kv(), first->first, first->second);
+                  reactor->Finish(grpc::Status::OK);
+                });
+    return reactor;
   }
 
   // The leader as it changes: the key created first and each new value it
   // puts, each once, in order, until the client goes.
-  grpc::Status Observe(grpc::ServerContext* ctx, const v3electionpb::LeaderRequest* req,
-                       grpc::ServerWriter<v3electionpb::LeaderResponse>* writer) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto got = a.ask(registry::range_query{prefix_range(req->name() + "/"), 0}, false, until_of(ctx));
-    if (!got) return status_of(got.error());
-    key_queue line(a, req->name() + "/", got->rev, keys_map(got->keys.begin(), got->keys.end()));
-    std::optional<std::pair<std::string, registry::revision>> sent;  // the leader's key and mod revision
-    for (;;) {
-      if (const auto* first = first_created(line.keys())) {
-        std::pair<std::string, registry::revision> now{first->first, first->second.modified};
-        if (now != sent) {
-          v3electionpb::LeaderResponse r;
-          a.header(r.mutable_header(), line.rev(), a.b.term());
-          fill(r.mutable_kv(), first->first, first->second);
-          if (!writer->Write(r)) return grpc::Status::OK;
-          sent = std::move(now);
-        }
-      }
-      if (auto s = line.advance(ctx, ctx->deadline()); !s.ok()) return s;
+  observe_reactor* Observe(grpc::CallbackServerContext* ctx, const v3electionpb::LeaderRequest* req) override {
+    auto* stream = new observe_stream(a);
+    auto state = stream->state;
+    if (auto denied = a.authorize(ctx); !denied.ok()) {
+      std::lock_guard<std::mutex> guard(state->m);
+      state->end(denied);
+      return stream;
     }
+    auto prefix = req->name() + "/";
+    a.ask_async(registry::range_query{prefix_range(prefix), 0}, false, until_of(ctx),
+                [this, state, prefix](expected<registry::range_query::result> got) {
+                  std::lock_guard<std::mutex> guard(state->m);
+                  if (state->ending) return;
+                  if (!got) return state->end(status_of(got.error()));
+                  keys_map keys(got->keys.begin(), got->keys.end());
+                  state->publish(keys, got->rev);
+                  std::weak_ptr<observer> weak = state;
+                  // (The line's first push may come before this returns: it waits for m.)
+                  state->line = std::make_unique<key_line>(
+                      a, prefix, got->rev, std::move(keys), [weak](const keys_map& now, registry::revision rev) {
+                        if (auto s = weak.lock()) {
+                          std::lock_guard<std::mutex> guard(s->m);
+                          s->publish(now, rev);
+                        }
+                      });
+                });
+    return stream;
   }
 
-  grpc::Status Resign(grpc::ServerContext* ctx, const v3electionpb::ResignRequest* req,
-                      v3electionpb::ResignResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (!req->has_leader()) return missing_leader_key;
+  grpc::ServerUnaryReactor* Resign(grpc::CallbackServerContext* ctx, const v3electionpb::ResignRequest* req,
+                                   v3electionpb::ResignResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (!req->has_leader()) return answer_now(ctx, missing_leader_key);
+    auto* reactor = ctx->DefaultReactor();
     const auto& l = req->leader();
     // As etcd's: a key that is not the leader's any more is left alone, and
     // that is no error.
-    auto done = resign(l.key(), static_cast<registry::revision>(l.rev()), until_of(ctx));
-    if (!done) return status_of(done.error());
-    a.header(resp->mutable_header(), done->first.value, done->second);
-    return grpc::Status::OK;
+    resign(l.key(), static_cast<registry::revision>(l.rev()), until_of(ctx), [this, reactor, resp](api::ran done) {
+      if (!done) return reactor->Finish(status_of(done.error()));
+      a.header(resp->mutable_header(), done->first.value, done->second);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
   }
 
   // The revision of a write and the term it committed in.
@@ -130,9 +246,9 @@ struct election_service final : v3electionpb::Election::Service {
   };
 
   // Puts `value` on `key` if it is still the one created at `rev`; etcd's
-  // "not leader" otherwise.
-  grpc::Status proclaim(const std::string& key, registry::revision rev, std::int64_t lease, const std::string& value,
-                        steady::time_point until, written& out) {
+  // "not leader" otherwise. `done` as api::run_async's.
+  void proclaim(const std::string& key, registry::revision rev, std::int64_t lease, const std::string& value,
+                steady::time_point until, std::function<void(grpc::Status, written)> done) {
     registry::txn t;
     t.compares = {created_at(key, rev)};
     registry::txn_op put;
@@ -141,28 +257,28 @@ struct election_service final : v3electionpb::Election::Service {
     put.value = value;
     put.session = static_cast<registry::session_id>(lease);
     t.success = {put};
-    auto done = a.run(t, until);
-    if (!done) return status_of(done.error());
-    auto& [o, term] = *done;
-    if (o.code == registry::code::no_session) return as_passed_on(lease_not_found);
-    if (o.code != registry::code::ok) {
-      return {grpc::StatusCode::UNKNOWN, std::string("conclave: ") + registry::to_string(o.code) + ": " + o.detail};
-    }
-    if (!o.succeeded) return not_leader;
-    out = written{o.value, term};
-    return grpc::Status::OK;
+    a.run_async(t, until, [done = std::move(done)](api::ran got) {
+      if (!got) return done(status_of(got.error()), {});
+      auto& [o, term] = *got;
+      if (o.code != registry::code::ok) return done(recipe_refusal(o), {});
+      if (!o.succeeded) return done(not_leader, {});
+      done(grpc::Status::OK, written{o.value, term});
+    });
   }
 
-  // Deletes `key` if it is still the one created at `rev`.
-  expected<std::pair<registry::outcome, std::uint64_t>> resign(const std::string& key, registry::revision rev,
-                                                               steady::time_point until) {
+  // Deletes `key` if it is still the one created at `rev`; `done` (may be
+  // null) as api::run_async's.
+  void resign(const std::string& key, registry::revision rev, steady::time_point until,
+              std::function<void(api::ran)> done) {
     registry::txn t;
     t.compares = {created_at(key, rev)};
     registry::txn_op del;
     del.kind = registry::op_kind::remove;
     del.range = registry::key_range{key, {}};
     t.success = {del};
-    return a.run(t, until);
+    a.run_async(t, until, [done = std::move(done)](api::ran r) {
+      if (done) done(std::move(r));
+    });
   }
 };
 

@@ -14,55 +14,58 @@ namespace {
 // answered as if the lock were held).
 const grpc::Status session_expired{grpc::StatusCode::UNKNOWN, "mutex: session is expired"};
 
-struct lock_service final : v3lockpb::Lock::Service {
+struct lock_service final : v3lockpb::Lock::CallbackService {
   api& a;
   explicit lock_service(api& x) : a(x) {}
 
-  grpc::Status Lock(grpc::ServerContext* ctx, const v3lockpb::LockRequest* req, v3lockpb::LockResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto lease = lease_or_new(a, req->lease(), until_of(ctx));
-    if (!lease) return status_of(lease.error());
-    place p;
-    if (auto s = claim(a, req->name(), *lease, "", until_of(ctx), p); !s.ok()) return s;
-    // First in line: held (also by a lease that held it already: its key is reused).
-    if (!last_before(p.keys, p.kv.created)) {
-      a.header(resp->mutable_header(), p.rev, p.term);
-      resp->set_key(p.key);
-      return grpc::Status::OK;
-    }
-    key_queue line(a, req->name() + "/", p.rev, std::move(p.keys));
-    bool lost = false;
-    auto s = line.wait_turn(ctx, ctx->deadline(), p.key, p.kv.created, lost);
-    if (!s.ok()) {
-      // As etcd's: a caller that gives up leaves the line (if that fails,
-      // its lease's end removes the key).
-      (void)remove(p.key, steady::now() + std::chrono::seconds(5));
-      return s;
-    }
-    if (lost) return session_expired;
-    a.header(resp->mutable_header(), line.rev(), a.b.term());
-    resp->set_key(p.key);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Lock(grpc::CallbackServerContext* ctx, const v3lockpb::LockRequest* req,
+                                 v3lockpb::LockResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto [reactor, call] = line_call::start(a);
+    auto until = until_of(ctx);
+    lease_or_new(a, req->lease(), until, [this, call = call, name = req->name(), until, resp](expected<std::int64_t> lease) {
+      if (!lease) return call->answer(status_of(lease.error()));
+      if (call->over()) return;  // the client left before anything was put
+      claim(a, name, *lease, "", until, [this, call, name, resp](grpc::Status s, place p) {
+        if (!s.ok()) return call->answer(s);
+        if (!call->entered([this, key = p.key] { remove(key, steady::now() + std::chrono::seconds(5), nullptr); })) return;
+        auto granted = [this, key = p.key, resp](registry::revision rev, std::uint64_t term) {
+          a.header(resp->mutable_header(), rev, term);
+          resp->set_key(key);
+          return grpc::Status::OK;
+        };
+        // First in line: held (also by a lease that held it already: its key is reused).
+        if (!last_before(p.keys, p.kv.created)) return call->answer([&] { return granted(p.rev, p.term); });
+        call->wait(name + "/", p.key, p.kv.created, p.rev, std::move(p.keys),
+                   [this, granted](registry::revision rev) { return granted(rev, a.b.term()); }, session_expired);
+      });
+    });
+    return reactor;
   }
 
-  grpc::Status Unlock(grpc::ServerContext* ctx, const v3lockpb::UnlockRequest* req,
-                      v3lockpb::UnlockResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    if (req->key().empty()) return as_passed_on(empty_key);
-    auto done = remove(req->key(), until_of(ctx));
-    if (!done) return status_of(done.error());
-    a.header(resp->mutable_header(), done->first.value, done->second);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Unlock(grpc::CallbackServerContext* ctx, const v3lockpb::UnlockRequest* req,
+                                   v3lockpb::UnlockResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    if (req->key().empty()) return answer_now(ctx, as_passed_on(empty_key));
+    auto* reactor = ctx->DefaultReactor();
+    remove(req->key(), until_of(ctx), [this, reactor, resp](api::ran done) {
+      if (!done) return reactor->Finish(status_of(done.error()));
+      a.header(resp->mutable_header(), done->first.value, done->second);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
   }
 
-  // Deletes `key` (absent: nothing to do).
-  expected<std::pair<registry::outcome, std::uint64_t>> remove(const std::string& key, steady::time_point until) {
+  // Deletes `key` (absent: nothing to do); `done` (may be null) as api::run_async's.
+  void remove(const std::string& key, steady::time_point until, std::function<void(api::ran)> done) {
     registry::txn t;
     registry::txn_op del;
     del.kind = registry::op_kind::remove;
     del.range = registry::key_range{key, {}};
     t.success = {del};
-    return a.run(t, until);
+    a.run_async(t, until, [done = std::move(done)](api::ran r) {
+      if (done) done(std::move(r));
+    });
   }
 };
 

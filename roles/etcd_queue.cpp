@@ -7,10 +7,6 @@ namespace conclave::etcd::detail {
 
 namespace {
 
-// How often a waiting request asks gRPC whether its client went away (the
-// synchronous API does not tell by itself).
-constexpr auto cancel_check = std::chrono::milliseconds(200);
-
 // etcd's session TTL for a request that names no lease.
 constexpr std::uint64_t default_session_ttl_ms = 60000;
 
@@ -32,19 +28,26 @@ registry::key_range prefix_range(const std::string& prefix) {
   return registry::key_range{prefix, end};
 }
 
-expected<std::int64_t> lease_or_new(api& a, std::int64_t lease, steady::time_point until) {
-  if (lease != 0) return lease;
+void lease_or_new(api& a, std::int64_t lease, steady::time_point until,
+                  std::function<void(expected<std::int64_t>)> done) {
+  if (lease != 0) return done(lease);
   registry::open_session open;
   open.owner = lease_owner;
   open.ttl_ms = default_session_ttl_ms;
-  auto done = a.run(open, until);
-  if (!done) return done.error();
-  if (done->first.code != registry::code::ok) return make_error(errc::invalid_argument, done->first.detail);
-  return static_cast<std::int64_t>(done->first.value);
+  a.run_async(open, until, [done = std::move(done)](api::ran got) {
+    if (!got) return done(got.error());
+    if (got->first.code != registry::code::ok) return done(make_error(errc::invalid_argument, got->first.detail));
+    done(static_cast<std::int64_t>(got->first.value));
+  });
 }
 
 grpc::Status as_passed_on(const grpc::Status& s) {
   return s.ok() ? s : grpc::Status(grpc::StatusCode::UNKNOWN, s.error_message());
+}
+
+grpc::Status recipe_refusal(const registry::outcome& o) {
+  if (o.code == registry::code::no_session) return as_passed_on(lease_not_found);
+  return {grpc::StatusCode::UNKNOWN, std::string("conclave: ") + registry::to_string(o.code) + ": " + o.detail};
 }
 
 registry::compare created_at(const std::string& key, registry::revision created) {
@@ -56,8 +59,9 @@ registry::compare created_at(const std::string& key, registry::revision created)
   return c;
 }
 
-grpc::Status claim(api& a, const std::string& name, std::int64_t lease, const std::string& value,
-                   steady::time_point until, place& out) {
+void claim(api& a, const std::string& name, std::int64_t lease, const std::string& value, steady::time_point until,
+           std::function<void(grpc::Status, place)> done) {
+  place out;
   out.key = queue_key(name, lease);
   registry::txn t;
   t.compares = {created_at(out.key, 0)};
@@ -74,21 +78,22 @@ grpc::Status claim(api& a, const std::string& name, std::int64_t lease, const st
   line.range = prefix_range(name + "/");
   t.success = {put, line};
   t.failure = {get, line};
-  auto done = a.run(t, until);
-  if (!done) return status_of(done.error());
-  auto& [o, term] = *done;
-  if (o.code == registry::code::no_session) return as_passed_on(lease_not_found);
-  if (o.code != registry::code::ok) {
-    return {grpc::StatusCode::UNKNOWN, std::string("conclave: ") + registry::to_string(o.code) + ": " + o.detail};
-  }
-  out.rev = o.value;
-  out.term = term;
-  out.created = o.succeeded;
-  out.keys = keys_map(o.ops.at(1).keys.begin(), o.ops.at(1).keys.end());
-  auto mine = out.keys.find(out.key);
-  if (mine == out.keys.end()) return {grpc::StatusCode::INTERNAL, "conclave: the claimed key is not in its range"};
-  out.kv = mine->second;
-  return grpc::Status::OK;
+  a.run_async(t, until, [out = std::move(out), done = std::move(done)](api::ran got) mutable {
+    if (!got) return done(status_of(got.error()), std::move(out));
+    auto& [o, term] = *got;
+    if (o.code != registry::code::ok) return done(recipe_refusal(o), std::move(out));
+    out.rev = o.value;
+    out.term = term;
+    out.created = o.succeeded;
+    if (o.ops.size() < 2) return done({grpc::StatusCode::INTERNAL, "conclave: a claim answered no range"}, std::move(out));
+    out.keys = keys_map(o.ops[1].keys.begin(), o.ops[1].keys.end());
+    auto mine = out.keys.find(out.key);
+    if (mine == out.keys.end()) {
+      return done({grpc::StatusCode::INTERNAL, "conclave: the claimed key is not in its range"}, std::move(out));
+    }
+    out.kv = mine->second;
+    done(grpc::Status::OK, std::move(out));
+  });
 }
 
 const keys_map::value_type* first_created(const keys_map& keys) {
@@ -107,85 +112,145 @@ const keys_map::value_type* last_before(const keys_map& keys, registry::revision
   return out;
 }
 
-key_queue::key_queue(api& a, std::string prefix, registry::revision rev, keys_map keys)
-    : a_(a), rev_(rev), keys_(std::move(keys)), inbox_(std::make_shared<inbox>()) {
-  inbox_->at = rev;
-  std::weak_ptr<inbox> weak = inbox_;
+key_line::key_line(api& a, const std::string& prefix, registry::revision rev, keys_map keys, on_change changed)
+    : a_(a) {
+  auto f = std::make_shared<follower>();
+  f->at = rev;
+  f->keys = std::move(keys);
+  f->changed = std::move(changed);
+  std::weak_ptr<follower> weak = f;
   subscription_ = a_.b.subscribe(
+      // (push_client calls this under its own lock: it reads only the atomic.)
       [weak, prefix] {
-        auto in = weak.lock();
-        if (!in) return registry::subscription{registry::watch_subscription{prefix, std::nullopt}};
-        std::lock_guard<std::mutex> guard(in->m);
-        return registry::subscription{registry::watch_subscription{prefix, in->at}};
+        auto from = weak.lock();
+        return registry::subscription{
+            registry::watch_subscription{prefix, from ? std::optional<registry::revision>(from->at.load()) : std::nullopt}};
       },
-      [weak](const registry::push& p) {
-        if (auto in = weak.lock()) on_push(*in, p);
-      });
+      [f](const registry::push& p) { on_push(*f, p); });
 }
 
-key_queue::~key_queue() { a_.b.unsubscribe(subscription_); }
+key_line::~key_line() { a_.b.unsubscribe(subscription_); }
 
-void key_queue::on_push(inbox& in, const registry::push& p) {
-  std::lock_guard<std::mutex> guard(in.m);
+void key_line::on_push(follower& f, const registry::push& p) {
   switch (p.kind) {
-    case registry::push_kind::changes:
-      for (const auto& c : p.state.history) {
-        if (c.rev > in.at) in.changes.push_back(c);
+    case registry::push_kind::changes: {
+      // One revision at a time (a txn makes several changes at one): each
+      // state of the line is seen, as etcd's watchers see each event.
+      const auto& history = p.state.history;
+      for (std::size_t i = 0; i < history.size();) {
+        auto rev = history[i].rev;
+        bool fresh = rev > f.at.load();
+        for (; i < history.size() && history[i].rev == rev; ++i) {
+          if (!fresh) continue;
+          const auto& c = history[i];
+          if (c.deleted) {
+            f.keys.erase(c.key);
+          } else {
+            f.keys[c.key] = registry::key_value{c.value, c.created, c.rev, c.version, c.session};
+          }
+        }
+        if (!fresh) continue;
+        f.at = rev;
+        f.changed(f.keys, rev);
       }
       break;
-    case registry::push_kind::compacted: {
-      // The history no longer reaches back: the keys as they are now replace
-      // what was missed.
-      in.changes.clear();
-      keys_map now(p.state.keys.begin(), p.state.keys.end());
-      in.listing.emplace(p.state.rev, std::move(now));
+    }
+    case registry::push_kind::compacted:
+      // The history no longer reaches back: the keys as they are now
+      // replace what was missed.
+      f.keys = keys_map(p.state.keys.begin(), p.state.keys.end());
+      f.at = std::max(f.at.load(), p.state.rev);
+      f.changed(f.keys, p.state.rev);
       break;
-    }
-    case registry::push_kind::progress: break;
-    default: return;
+    case registry::push_kind::progress:
+      f.at = std::max(f.at.load(), p.state.rev);
+      break;
+    default: break;
   }
-  in.at = std::max(in.at, p.state.rev);
-  in.changed.notify_all();
 }
 
-grpc::Status key_queue::advance(grpc::ServerContext* ctx, std::chrono::system_clock::time_point deadline) {
-  static const grpc::Status cancelled{grpc::StatusCode::CANCELLED, "context canceled"};
-  static const grpc::Status expired{grpc::StatusCode::DEADLINE_EXCEEDED, "context deadline exceeded"};
-  std::unique_lock<std::mutex> lock(inbox_->m);
-  auto& in = *inbox_;
-  while (in.changes.empty() && !in.listing) {
-    if (ctx->IsCancelled()) return cancelled;
-    auto now = std::chrono::system_clock::now();
-    if (now >= deadline) return expired;
-    in.changed.wait_until(lock, std::min(deadline, now + cancel_check));
-  }
-  if (in.listing) {
-    std::tie(rev_, keys_) = std::move(*in.listing);
-    in.listing.reset();
-    return grpc::Status::OK;
-  }
-  // Every change of the next revision (a txn makes several at one).
-  rev_ = in.changes.front().rev;
-  while (!in.changes.empty() && in.changes.front().rev == rev_) {
-    auto c = std::move(in.changes.front());
-    in.changes.pop_front();
-    if (c.deleted) {
-      keys_.erase(c.key);
-    } else {
-      keys_[c.key] = registry::key_value{std::move(c.value), c.created, c.rev, c.version, c.session};
-    }
-  }
-  return grpc::Status::OK;
+// --- a call waiting in line --------------------------------------------------------
+
+struct line_call::reactor final : grpc::ServerUnaryReactor {
+  std::shared_ptr<line_call> call;
+  void OnCancel() override { call->cancelled(); }
+  void OnDone() override { delete this; }
+};
+
+std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> line_call::start(api& a) {
+  auto* r = new reactor;
+  r->call = std::shared_ptr<line_call>(new line_call(a));
+  r->call->reactor_ = r;
+  return {r, r->call};
 }
 
-grpc::Status key_queue::wait_turn(grpc::ServerContext* ctx, std::chrono::system_clock::time_point deadline,
-                                  const std::string& key, registry::revision created, bool& lost) {
-  for (;;) {
-    auto mine = keys_.find(key);
-    lost = mine == keys_.end() || mine->second.created != created;
-    if (lost || !last_before(keys_, created)) return grpc::Status::OK;
-    if (auto s = advance(ctx, deadline); !s.ok()) return s;
+std::function<void()> line_call::close() {
+  over_ = true;
+  line_.reset();
+  return std::exchange(leave_, nullptr);
+}
+
+void line_call::answer(const std::function<grpc::Status()>& fill) {
+  std::lock_guard<std::mutex> guard(m);
+  if (over_) return;
+  close();
+  // Every call is finished, whatever the filling of its answer throws.
+  grpc::Status s;
+  try {
+    s = fill();
+  } catch (const std::exception& e) {
+    s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
   }
+  reactor_->Finish(s);
+}
+
+bool line_call::over() {
+  std::lock_guard<std::mutex> guard(m);
+  return over_;
+}
+
+void line_call::cancelled() {
+  std::function<void()> leave;
+  {
+    std::lock_guard<std::mutex> guard(m);
+    if (over_) return;
+    leave = close();
+    reactor_->Finish({grpc::StatusCode::CANCELLED, "context canceled"});
+  }
+  // As etcd's: a caller that gives up leaves the line (if that fails, its
+  // lease's end removes the key). Outside the lock: the backend may answer
+  // before it returns.
+  if (leave) leave();
+}
+
+bool line_call::entered(std::function<void()> leave) {
+  {
+    std::lock_guard<std::mutex> guard(m);
+    if (!over_) {
+      leave_ = std::move(leave);
+      return true;
+    }
+  }
+  leave();
+  return false;
+}
+
+void line_call::wait(const std::string& prefix, const std::string& key, registry::revision created,
+                     registry::revision rev, keys_map keys, std::function<grpc::Status(registry::revision)> turn,
+                     grpc::Status lost) {
+  std::weak_ptr<line_call> weak = shared_from_this();
+  auto changed = [weak, key, created, turn = std::move(turn), lost = std::move(lost)](const keys_map& now,
+                                                                                     registry::revision at) {
+    auto self = weak.lock();
+    if (!self) return;
+    auto mine = now.find(key);
+    if (mine == now.end() || mine->second.created != created) return self->answer(lost);
+    if (!last_before(now, created)) self->answer([&] { return turn(at); });
+  };
+  std::lock_guard<std::mutex> guard(m);
+  if (over_) return;
+  // (The line's first push may come before this returns: it waits for m.)
+  line_ = std::make_unique<key_line>(a, prefix, rev, std::move(keys), std::move(changed));
 }
 
 }  // namespace conclave::etcd::detail

@@ -1,18 +1,19 @@
 // The queue behind etcd's Lock and Election services, as etcd's concurrency
 // package builds it from keys: the holder or candidate of NAME owns the key
 // NAME/LEASEHEX, and they line up by create revision (the lowest holds the
-// lock or leads). A key_queue keeps the keys under NAME/ current at this
+// lock or leads). A key_line keeps the keys under NAME/ current at this
 // master by a push subscription, so a request waits for its turn without
-// polling the registry.
+// polling the registry, and without a thread: the calls are gRPC callback
+// reactors (a line_call for Lock and Campaign) that the backend's answers
+// and the line's pushes move on, and gRPC tells them when the client leaves
+// or its deadline passes (OnCancel).
 #pragma once
 
-#include <chrono>
-#include <condition_variable>
-#include <deque>
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 
 #include "roles/etcd_service.hpp"
@@ -27,12 +28,16 @@ std::string queue_key(const std::string& name, std::int64_t lease);
 registry::key_range prefix_range(const std::string& prefix);
 
 // A lease for a request that names none (0): as etcd's servers, a new one of
-// 60 s that no one keeps alive. Otherwise `lease` itself.
-expected<std::int64_t> lease_or_new(api& a, std::int64_t lease, steady::time_point until);
+// 60 s that no one keeps alive. Otherwise `lease` itself. `done` as
+// api::run_async's.
+void lease_or_new(api& a, std::int64_t lease, steady::time_point until,
+                  std::function<void(expected<std::int64_t>)> done);
 
 // etcd's Lock and Election servers are clients of its KV: a refusal they
 // pass on reaches their client with code UNKNOWN and the KV's message.
 grpc::Status as_passed_on(const grpc::Status& s);
+// A refusal of the recipe's writes by the registry, passed on.
+grpc::Status recipe_refusal(const registry::outcome& o);
 
 // A place in line (etcd's tryAcquire and Campaign): the request's key, put
 // with `value` and the lease unless it exists (then found as it is), and every
@@ -45,8 +50,8 @@ struct place {
   registry::key_value kv;          // the key after the claim
   keys_map keys;                   // under NAME/ at `rev`
 };
-grpc::Status claim(api& a, const std::string& name, std::int64_t lease, const std::string& value,
-                   steady::time_point until, place& out);
+void claim(api& a, const std::string& name, std::int64_t lease, const std::string& value, steady::time_point until,
+           std::function<void(grpc::Status, place)> done);
 
 // The key created first (none: no key), and the one created last before
 // revision `created` (none: `created` is first in line).
@@ -56,47 +61,73 @@ const keys_map::value_type* last_before(const keys_map& keys, registry::revision
 // A comparison that holds while `key` is the one created at revision `created`.
 registry::compare created_at(const std::string& key, registry::revision created);
 
-class key_queue {
+// Follows the keys under `prefix` from `keys`, as read at revision `rev`
+// through the leader: after each later revision that changed one, in order,
+// `changed(keys, rev)` runs on the backend's push thread (also after a
+// compaction, with the keys as they are then). Unsubscribes when destroyed;
+// a `changed` already running may still finish.
+class key_line {
  public:
-  // Follows the keys under `prefix` from `keys`, as read at revision `rev`
-  // through the leader, on; unsubscribes when destroyed.
-  key_queue(api& a, std::string prefix, registry::revision rev, keys_map keys);
-  ~key_queue();
-  key_queue(const key_queue&) = delete;
-  key_queue& operator=(const key_queue&) = delete;
-
-  // The keys under the prefix as of `rev()`.
-  const keys_map& keys() const { return keys_; }
-  registry::revision rev() const { return rev_; }
-
-  // Moves to the next revision that changed a key under the prefix, waiting
-  // for it until `deadline` or until the client cancels: then
-  // DEADLINE_EXCEEDED or CANCELLED.
-  grpc::Status advance(grpc::ServerContext* ctx, std::chrono::system_clock::time_point deadline);
-
-  // Waits for the turn of `key`, created at revision `created`: until no key
-  // under the prefix was created before it (etcd's waitDeletes). OK with
-  // `lost` set when `key` went first (its lease ended, or it was deleted).
-  grpc::Status wait_turn(grpc::ServerContext* ctx, std::chrono::system_clock::time_point deadline,
-                         const std::string& key, registry::revision created, bool& lost);
+  using on_change = std::function<void(const keys_map& keys, registry::revision rev)>;
+  key_line(api& a, const std::string& prefix, registry::revision rev, keys_map keys, on_change changed);
+  ~key_line();
+  key_line(const key_line&) = delete;
+  key_line& operator=(const key_line&) = delete;
 
  private:
-  // What the subscription delivered and advance has not applied yet (shared
-  // with its handler, which may outlive the queue by one call).
-  struct inbox {
-    std::mutex m;
-    std::condition_variable changed;
-    std::deque<registry::change> changes;  // in revision order
-    std::optional<std::pair<registry::revision, keys_map>> listing;  // the history no longer reached back
-    registry::revision at = 0;  // delivered up to here: where a resumed subscription starts
+  // Shared with the subscription's handler, which may outlive the line by one call.
+  struct follower {
+    std::atomic<registry::revision> at{0};  // applied up to here: where a resumed subscription starts
+    keys_map keys;                          // touched on the push thread only, after construction
+    on_change changed;
   };
-  static void on_push(inbox& in, const registry::push& p);
+  static void on_push(follower& f, const registry::push& p);
 
   api& a_;
-  registry::revision rev_ = 0;
-  keys_map keys_;
-  std::shared_ptr<inbox> inbox_;
   std::uint64_t subscription_ = 0;
+};
+
+// A unary call that waits in a line for its turn (Lock, Campaign). Its
+// steps run on the backend's threads; `m` orders them with the client's
+// leaving. The first of answer() and a cancel wins; after it nothing touches
+// the request or response (gRPC frees them once the call is done).
+class line_call : public std::enable_shared_from_this<line_call> {
+ public:
+  // The reactor a method returns; `call` is its state.
+  static std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> start(api& a);
+
+  // Answers the call with what `fill` writes into the response and returns,
+  // unless it is answered or cancelled already.
+  void answer(const std::function<grpc::Status()>& fill);
+  void answer(const grpc::Status& s) {
+    answer([&] { return s; });
+  }
+  bool over();
+
+  // The call's key is in line: `leave` takes it out if the client gives up
+  // (run at once when it gave up already: then false).
+  bool entered(std::function<void()> leave);
+
+  // Waits in `line` (keys under `prefix` from revision `rev`) until no key
+  // created before `created` is left, then answers `turn(rev)`; answers
+  // `lost` when `key` is gone first (its lease ended, or it was deleted).
+  void wait(const std::string& prefix, const std::string& key, registry::revision created, registry::revision rev,
+            keys_map keys, std::function<grpc::Status(registry::revision)> turn, grpc::Status lost);
+
+  api& a;
+
+ private:
+  struct reactor;
+  explicit line_call(api& x) : a(x) {}
+  void cancelled();  // OnCancel: the client left, or its deadline passed
+  // Under m: the call's end (the line is dropped); the leave step, if any, to run after.
+  std::function<void()> close();
+
+  std::mutex m;
+  grpc::ServerUnaryReactor* reactor_ = nullptr;
+  bool over_ = false;
+  std::function<void()> leave_;
+  std::unique_ptr<key_line> line_;
 };
 
 }  // namespace conclave::etcd::detail

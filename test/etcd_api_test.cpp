@@ -749,20 +749,6 @@ TEST_CASE("a master answers many etcd writes at once, each committed once, none 
   }
 }
 
-namespace {
-
-// The threads a process runs now (Linux: /proc/PID/status).
-int threads_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
-  }
-  return -1;
-}
-
-}  // namespace
-
 TEST_CASE("watch and lease keep-alive streams are pushed to without a thread of the master's each") {
   etcd_cluster e;
   auto leader = e.c->wait_for_leader(20s);

@@ -712,3 +712,154 @@ TEST_CASE("etcdctl elect -l observes a leader campaigned through the Election se
   }
   CHECK(now.kv().value() == "mine");
 }
+
+TEST_CASE("Lock waiters and Observe streams wait without a thread of the master's each, and leave when their client goes") {
+  lock_masters e;
+  auto leader = e.c->wait_for_leader(20s);
+  REQUIRE_MESSAGE(leader, e.logs());
+  std::uint64_t follower = *leader % 3 + 1;
+  auto pid = e.c->at(follower).pid;
+  stubs s(e.client[follower]);
+  auto kv = etcdserverpb::KV::NewStub(s.channel);
+  auto keys_under = [&](const std::string& prefix) {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    etcdserverpb::RangeRequest req;
+    req.set_key(prefix);
+    req.set_range_end(prefix.substr(0, prefix.size() - 1) + static_cast<char>(prefix.back() + 1));
+    req.set_count_only(true);
+    etcdserverpb::RangeResponse resp;
+    auto st = kv->Range(&ctx, req, &resp);
+    return st.ok() ? resp.count() : -1;
+  };
+  auto until_keys = [&](const std::string& prefix, std::int64_t n) {
+    for (auto until = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < until;) {
+      if (keys_under(prefix) == n) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+
+  // The lock is held, and a leader elected, before the count starts (the
+  // master's own clients and threads exist).
+  auto lease = s.grant();
+  v3lockpb::LockResponse held;
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3lockpb::LockRequest req;
+    req.set_name("busy");
+    req.set_lease(lease);
+    REQUIRE(s.lock->Lock(&ctx, req, &held).ok());
+  }
+  v3electionpb::CampaignResponse won;
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3electionpb::CampaignRequest req;
+    req.set_name("svc");
+    req.set_lease(lease);
+    req.set_value("first");
+    REQUIRE(s.election->Campaign(&ctx, req, &won).ok());
+  }
+  auto before = threads_of(pid);
+  REQUIRE(before > 0);
+
+  // 100 waiters, each with a lease of its own (0: the master grants one),
+  // on one completion queue of this process.
+  constexpr int waiters = 100, observers = 50;
+  grpc::CompletionQueue cq;
+  struct waiting {
+    grpc::ClientContext ctx;
+    v3lockpb::LockResponse resp;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<v3lockpb::LockResponse>> rpc;
+  };
+  std::vector<std::unique_ptr<waiting>> line;
+  for (int i = 0; i < waiters; ++i) {
+    auto w = std::make_unique<waiting>();
+    fake::within(w->ctx, 120s);
+    v3lockpb::LockRequest req;
+    req.set_name("busy");
+    w->rpc = s.lock->AsyncLock(&w->ctx, req, &cq);
+    w->rpc->Finish(&w->resp, &w->status, w.get());
+    line.push_back(std::move(w));
+  }
+  struct observing {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v3electionpb::LeaderResponse>> reader;
+  };
+  std::vector<std::unique_ptr<observing>> watching;
+  v3electionpb::LeaderRequest observe;
+  observe.set_name("svc");
+  for (int i = 0; i < observers; ++i) {
+    auto o = std::make_unique<observing>();
+    o->reader = s.election->Observe(&o->ctx, observe);
+    v3electionpb::LeaderResponse first;
+    REQUIRE(o->reader->Read(&first));
+    CHECK(first.kv().value() == "first");
+    watching.push_back(std::move(o));
+  }
+  REQUIRE(until_keys("busy/", waiters + 1));
+  // 150 calls waiting: a thread each (gRPC's synchronous server) would show here.
+  auto during = threads_of(pid);
+  CHECK_MESSAGE(during - before < 40, "threads before: " << before << ", with " << waiters << " waiters and "
+                                                         << observers << " observers: " << during);
+
+  // Every observer is pushed the leader's new value.
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3electionpb::ProclaimRequest p;
+    *p.mutable_leader() = won.leader();
+    p.set_value("second");
+    v3electionpb::ProclaimResponse resp;
+    REQUIRE(s.election->Proclaim(&ctx, p, &resp).ok());
+  }
+  for (auto& o : watching) {
+    v3electionpb::LeaderResponse next;
+    REQUIRE(o->reader->Read(&next));
+    CHECK(next.kv().value() == "second");
+  }
+
+  // Waiters whose clients give up leave the line: only the holder's key is left.
+  for (auto& w : line) w->ctx.TryCancel();
+  for (int i = 0; i < waiters; ++i) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(static_cast<waiting*>(tag)->status.error_code() == grpc::StatusCode::CANCELLED);
+  }
+  CHECK(until_keys("busy/", 1));
+  for (auto& o : watching) {
+    o->ctx.TryCancel();
+    v3electionpb::LeaderResponse rest;
+    while (o->reader->Read(&rest)) {
+    }
+    (void)o->reader->Finish();
+  }
+  // The lock still works: the next caller gets it once the holder unlocks.
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3lockpb::UnlockRequest req;
+    req.set_key(held.key());
+    v3lockpb::UnlockResponse resp;
+    REQUIRE(s.lock->Unlock(&ctx, req, &resp).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    fake::within(ctx);
+    v3lockpb::LockRequest req;
+    req.set_name("busy");
+    req.set_lease(lease);
+    v3lockpb::LockResponse got;
+    REQUIRE(s.lock->Lock(&ctx, req, &got).ok());
+    CHECK(got.key() == held.key());
+  }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+}

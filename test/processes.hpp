@@ -146,24 +146,30 @@ inline void kill_pid(pid_t pid) {
   ::waitpid(pid, nullptr, 0);
 }
 
-// A memory figure of `pid` from /proc/PID/status in MiB ("VmRSS": resident
-// now, "VmHWM": the peak so far), 0 when the process is gone.
-inline double status_mib(pid_t pid, const std::string& field) {
+// A number from /proc/PID/status (e.g. "VmRSS" in KiB, "Threads"), 0 when
+// the process is gone.
+inline double status_number(pid_t pid, const std::string& field) {
   std::string path = "/proc/" + std::to_string(pid) + "/status";
   FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return 0;
   char line[256];
-  double kib = 0;
+  double value = 0;
   auto prefix = field + ":";
   while (std::fgets(line, sizeof line, f)) {
-    if (std::string(line).rfind(prefix, 0) == 0) kib = std::strtod(line + prefix.size(), nullptr);
+    if (std::string(line).rfind(prefix, 0) == 0) value = std::strtod(line + prefix.size(), nullptr);
   }
   std::fclose(f);
-  return kib / 1024.0;
+  return value;
 }
+
+// A memory figure of `pid` in MiB ("VmRSS": resident now, "VmHWM": the peak
+// so far), 0 when the process is gone.
+inline double status_mib(pid_t pid, const std::string& field) { return status_number(pid, field) / 1024.0; }
 
 inline double rss_mib(pid_t pid) { return status_mib(pid, "VmRSS"); }
 inline double peak_rss_mib(pid_t pid) { return status_mib(pid, "VmHWM"); }
+// The threads `pid` runs now, 0 when the process is gone.
+inline int threads_of(pid_t pid) { return static_cast<int>(status_number(pid, "Threads")); }
 
 // CPU time (user + system) `pid` has used so far, in seconds.
 inline double cpu_seconds(pid_t pid) {
