@@ -16,80 +16,126 @@ namespace {
 // What etcd clients read as a lease's TTL: whole seconds, rounded up.
 std::int64_t seconds(std::uint64_t ms) { return static_cast<std::int64_t>((ms + 999) / 1000); }
 
-struct lease_service final : etcdserverpb::Lease::WithCallbackMethod_LeaseKeepAlive<etcdserverpb::Lease::Service> {
+// Each answer is filled and sent from the backend's reply: the handlers
+// return at once and no thread waits (a DefaultReactor keeps the request
+// and response until it is finished).
+struct lease_service final : etcdserverpb::Lease::CallbackService {
   api& a;
   explicit lease_service(api& x) : a(x) {}
 
-  grpc::Status LeaseGrant(grpc::ServerContext* ctx, const etcdserverpb::LeaseGrantRequest* req,
-                          etcdserverpb::LeaseGrantResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
+  // Answers `reactor` with this master's revision in `h` (api::local_header),
+  // then what `then` returns.
+  void with_local_header(grpc::ServerUnaryReactor* reactor, etcdserverpb::ResponseHeader* h,
+                         steady::time_point until, std::function<grpc::Status()> then) {
+    a.ask_async(registry::revision_query{}, true, until,
+                [this, reactor, h, then = std::move(then)](expected<registry::revision_query::result> rev) {
+                  if (!rev) return reactor->Finish(status_of(rev.error()));
+                  a.header(h, rev->rev, a.b.term());
+                  // Every call is finished, whatever the filling of its answer throws.
+                  grpc::Status s;
+                  try {
+                    s = then();
+                  } catch (const std::exception& e) {
+                    s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
+                  }
+                  reactor->Finish(s);
+                });
+  }
+
+  grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* ctx, const etcdserverpb::LeaseGrantRequest* req,
+                                       etcdserverpb::LeaseGrantResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
     static const grpc::Status too_large{grpc::StatusCode::OUT_OF_RANGE, "etcdserver: too large lease TTL"};
-    if (req->ttl() > 9000000000LL) return too_large;
-    if (req->id() < 0) return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a lease ID is positive"};
+    if (req->ttl() > 9000000000LL) return answer_now(ctx, too_large);
+    if (req->id() < 0) return answer_now(ctx, {grpc::StatusCode::INVALID_ARGUMENT, "conclave: a lease ID is positive"});
     auto ttl = std::max(req->ttl(), min_lease_ttl_s);
     registry::open_session open;
     open.owner = lease_owner;
     open.ttl_ms = static_cast<std::uint64_t>(ttl) * 1000;
     open.id = static_cast<registry::session_id>(req->id());
-    auto done = a.run(open, until_of(ctx));
-    if (!done) return status_of(done.error());
-    auto& [o, term] = *done;
-    if (o.code == registry::code::exists) return lease_exists;
-    if (o.code != registry::code::ok) return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: " + o.detail};
-    if (auto s = a.local_header(resp->mutable_header(), until_of(ctx)); !s.ok()) return s;
-    resp->mutable_header()->set_raft_term(term);
-    resp->set_id(static_cast<std::int64_t>(o.value));
-    resp->set_ttl(ttl);
-    return grpc::Status::OK;
+    auto* reactor = ctx->DefaultReactor();
+    auto until = until_of(ctx);
+    a.run_async(open, until, [this, reactor, resp, ttl, until](api::ran done) {
+      if (!done) return reactor->Finish(status_of(done.error()));
+      auto [o, term] = *done;
+      if (o.code == registry::code::exists) return reactor->Finish(lease_exists);
+      if (o.code != registry::code::ok) {
+        return reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "conclave: " + o.detail});
+      }
+      with_local_header(reactor, resp->mutable_header(), until, [resp, ttl, term = term, id = o.value] {
+        resp->mutable_header()->set_raft_term(term);
+        resp->set_id(static_cast<std::int64_t>(id));
+        resp->set_ttl(ttl);
+        return grpc::Status::OK;
+      });
+    });
+    return reactor;
   }
 
-  grpc::Status LeaseRevoke(grpc::ServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* req,
-                           etcdserverpb::LeaseRevokeResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
-    auto done = a.run(registry::close_session{static_cast<registry::session_id>(req->id()), false}, until_of(ctx));
-    if (!done) return status_of(done.error());
-    auto& [o, term] = *done;
-    if (o.code == registry::code::no_session) return lease_not_found;
-    if (o.code != registry::code::ok) return {grpc::StatusCode::INVALID_ARGUMENT, "conclave: " + o.detail};
-    a.header(resp->mutable_header(), o.value, term);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* ctx, const etcdserverpb::LeaseRevokeRequest* req,
+                                        etcdserverpb::LeaseRevokeResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto* reactor = ctx->DefaultReactor();
+    a.run_async(registry::close_session{static_cast<registry::session_id>(req->id()), false}, until_of(ctx),
+                [this, reactor, resp](api::ran done) {
+                  if (!done) return reactor->Finish(status_of(done.error()));
+                  auto& [o, term] = *done;
+                  if (o.code == registry::code::no_session) return reactor->Finish(lease_not_found);
+                  if (o.code != registry::code::ok) {
+                    return reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "conclave: " + o.detail});
+                  }
+                  a.header(resp->mutable_header(), o.value, term);
+                  reactor->Finish(grpc::Status::OK);
+                });
+    return reactor;
   }
 
   // The LeaseKeepAlive stream: see keepalive_stream.
   grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>* LeaseKeepAlive(
       grpc::CallbackServerContext* ctx) override;
 
-  grpc::Status LeaseTimeToLive(grpc::ServerContext* ctx, const etcdserverpb::LeaseTimeToLiveRequest* req,
-                               etcdserverpb::LeaseTimeToLiveResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
+  grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext* ctx,
+                                            const etcdserverpb::LeaseTimeToLiveRequest* req,
+                                            etcdserverpb::LeaseTimeToLiveResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto* reactor = ctx->DefaultReactor();
     auto until = until_of(ctx);
-    auto got = a.ask(registry::session_query{static_cast<registry::session_id>(req->id()), req->keys()}, false, until);
-    if (!got) return status_of(got.error());
-    if (auto s = a.local_header(resp->mutable_header(), until); !s.ok()) return s;
-    resp->set_id(req->id());
-    if (!got->value) {
-      resp->set_ttl(-1);  // as etcd: an unknown lease has TTL -1
-      return grpc::Status::OK;
-    }
-    // The remaining TTL as of the leader's last checkpoint (at most a second old).
-    resp->set_ttl(seconds(got->value->remaining_ms));
-    resp->set_grantedttl(seconds(got->value->ttl_ms));
-    for (const auto& k : got->keys) resp->add_keys(k);
-    return grpc::Status::OK;
+    a.ask_async(registry::session_query{static_cast<registry::session_id>(req->id()), req->keys()}, false, until,
+                [this, reactor, req, resp, until](expected<registry::session_query::result> got) {
+                  if (!got) return reactor->Finish(status_of(got.error()));
+                  with_local_header(reactor, resp->mutable_header(), until, [req, resp, got = std::move(*got)] {
+                    resp->set_id(req->id());
+                    if (!got.value) {
+                      resp->set_ttl(-1);  // as etcd: an unknown lease has TTL -1
+                      return grpc::Status::OK;
+                    }
+                    // The remaining TTL as of the leader's last checkpoint (at most a second old).
+                    resp->set_ttl(seconds(got.value->remaining_ms));
+                    resp->set_grantedttl(seconds(got.value->ttl_ms));
+                    for (const auto& k : got.keys) resp->add_keys(k);
+                    return grpc::Status::OK;
+                  });
+                });
+    return reactor;
   }
 
-  grpc::Status LeaseLeases(grpc::ServerContext* ctx, const etcdserverpb::LeaseLeasesRequest*,
-                           etcdserverpb::LeaseLeasesResponse* resp) override {
-    if (auto denied = a.authorize(ctx); !denied.ok()) return denied;
+  grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext* ctx, const etcdserverpb::LeaseLeasesRequest*,
+                                        etcdserverpb::LeaseLeasesResponse* resp) override {
+    if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
+    auto* reactor = ctx->DefaultReactor();
     auto until = until_of(ctx);
-    auto got = a.ask(registry::sessions_query{}, false, until);
-    if (!got) return status_of(got.error());
-    if (auto s = a.local_header(resp->mutable_header(), until); !s.ok()) return s;
-    // The leases etcd clients granted (not members' registrations, which are sessions too).
-    for (const auto& s : got->sessions) {
-      if (s.owner == lease_owner) resp->add_leases()->set_id(static_cast<std::int64_t>(s.id));
-    }
-    return grpc::Status::OK;
+    a.ask_async(registry::sessions_query{}, false, until,
+                [this, reactor, resp, until](expected<registry::sessions_query::result> got) {
+                  if (!got) return reactor->Finish(status_of(got.error()));
+                  with_local_header(reactor, resp->mutable_header(), until, [resp, got = std::move(*got)] {
+                    // The leases etcd clients granted (not members' registrations, which are sessions too).
+                    for (const auto& s : got.sessions) {
+                      if (s.owner == lease_owner) resp->add_leases()->set_id(static_cast<std::int64_t>(s.id));
+                    }
+                    return grpc::Status::OK;
+                  });
+                });
+    return reactor;
   }
 };
 
