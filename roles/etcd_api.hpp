@@ -65,9 +65,11 @@ struct backend {
   std::function<void(std::uint64_t id, std::chrono::milliseconds deadline, std::function<void(expected<bool>)> done)>
       keepalive;
   // Push subscriptions at this master (roles/push_client.hpp): `resume`
-  // names the subscription each time it is made (again after a failover);
-  // handlers run in order on one thread. After unsubscribe returns, a
-  // handler already running may still finish.
+  // names the subscription each time it is made (again after a failover),
+  // called under the backend's own lock (it must not take the caller's);
+  // handlers run in order on one thread, never inside subscribe. After
+  // unsubscribe returns, a handler already running may still finish, and
+  // pushes already queued may still come.
   std::function<std::uint64_t(std::function<registry::subscription()> resume,
                               std::function<void(const registry::push&)> on_push)>
       subscribe;

@@ -84,11 +84,13 @@ struct observer : std::enable_shared_from_this<observer> {
 
 struct observe_stream final : observe_reactor {
   std::shared_ptr<observer> state;
-  explicit observe_stream(api& a) : state(std::make_shared<observer>(a, this)) {}
+  std::chrono::system_clock::time_point deadline;  // the call's
+  observe_stream(api& a, std::chrono::system_clock::time_point d)
+      : state(std::make_shared<observer>(a, this)), deadline(d) {}
   void OnWriteDone(bool ok) override { state->written(ok); }
   void OnCancel() override {
     std::lock_guard<std::mutex> guard(state->m);
-    state->end({grpc::StatusCode::CANCELLED, "context canceled"});
+    state->end(cancel_status(deadline));
   }
   void OnDone() override { delete this; }
 };
@@ -100,12 +102,16 @@ struct election_service final : v3electionpb::Election::CallbackService {
   grpc::ServerUnaryReactor* Campaign(grpc::CallbackServerContext* ctx, const v3electionpb::CampaignRequest* req,
                                      v3electionpb::CampaignResponse* resp) override {
     if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
-    auto [reactor, call] = line_call::start(a);
+    auto [reactor, call] = line_call::start(a, ctx->deadline());
     auto until = until_of(ctx);
     lease_or_new(a, req->lease(), until,
-                 [this, call = call, name = req->name(), value = req->value(), until, resp](expected<std::int64_t> lease) {
+                 [this, call = call, name = req->name(), value = req->value(), asked = req->lease(), until,
+                  resp](expected<std::int64_t> lease) {
                    if (!lease) return call->answer(status_of(lease.error()));
-                   if (call->over()) return;  // the client left before anything was put
+                   if (call->over()) {  // the client left before anything was put
+                     if (asked == 0) end_lease(a, *lease);
+                     return;
+                   }
                    claim(a, name, *lease, value, until, [=, lease = *lease](grpc::Status s, place p) {
                      if (!s.ok()) return call->answer(s);
                      campaign(call, name, value, lease, until, std::move(p), resp);
@@ -118,11 +124,15 @@ struct election_service final : v3electionpb::Election::CallbackService {
   void campaign(const std::shared_ptr<line_call>& call, const std::string& name, const std::string& value,
                 std::int64_t lease, steady::time_point until, place p, v3electionpb::CampaignResponse* resp) {
     auto rev = p.kv.created;
-    // As etcd's: a candidate that gives up resigns (if that fails, its
-    // lease's end removes the key).
-    if (!call->entered([this, key = p.key, rev] { resign(key, rev, steady::now() + std::chrono::seconds(5), nullptr); })) {
-      return;
+    bool first = !last_before(p.keys, rev);
+    // As etcd's: a candidate that gives up while it waits resigns (if that
+    // fails, its lease's end removes the key); so does one whose key this
+    // campaign put. A leader that campaigned before stays leader.
+    std::function<void()> leave;
+    if (p.created || !first) {
+      leave = [this, key = p.key, rev] { resign(key, rev, steady::now() + std::chrono::seconds(5), nullptr); };
     }
+    if (!call->entered(std::move(leave))) return;
     // As etcd's: the header of the campaign's first write.
     auto elected = [this, name, lease, key = p.key, rev, claimed = p.rev, term = p.term, resp] {
       a.header(resp->mutable_header(), claimed, term);
@@ -136,8 +146,8 @@ struct election_service final : v3electionpb::Election::CallbackService {
     // A candidate campaigning again with another value proclaims it first.
     bool proclaim_first = !p.created && p.kv.value != value;
     auto key = p.key;
-    auto line_up = [this, call, name, p = std::move(p), rev, elected]() mutable {
-      if (!last_before(p.keys, rev)) return call->answer(elected);
+    auto line_up = [this, call, name, p = std::move(p), rev, first, elected]() mutable {
+      if (first) return call->answer(elected);
       // etcd 3.4 answered as elected when the key went; it is not.
       call->wait(name + "/", p.key, rev, p.rev, std::move(p.keys), [elected](registry::revision) { return elected(); },
                  not_leader);
@@ -195,7 +205,7 @@ struct election_service final : v3electionpb::Election::CallbackService {
   // The leader as it changes: the key created first and each new value it
   // puts, each once, in order, until the client goes.
   observe_reactor* Observe(grpc::CallbackServerContext* ctx, const v3electionpb::LeaderRequest* req) override {
-    auto* stream = new observe_stream(a);
+    auto* stream = new observe_stream(a, ctx->deadline());
     auto state = stream->state;
     if (auto denied = a.authorize(ctx); !denied.ok()) {
       std::lock_guard<std::mutex> guard(state->m);

@@ -41,6 +41,11 @@ void lease_or_new(api& a, std::int64_t lease, steady::time_point until,
   });
 }
 
+void end_lease(api& a, std::int64_t lease) {
+  a.run_async(registry::close_session{static_cast<registry::session_id>(lease), false},
+              steady::now() + std::chrono::seconds(5), [](api::ran) {});
+}
+
 grpc::Status as_passed_on(const grpc::Status& s) {
   return s.ok() ? s : grpc::Status(grpc::StatusCode::UNKNOWN, s.error_message());
 }
@@ -48,6 +53,13 @@ grpc::Status as_passed_on(const grpc::Status& s) {
 grpc::Status recipe_refusal(const registry::outcome& o) {
   if (o.code == registry::code::no_session) return as_passed_on(lease_not_found);
   return {grpc::StatusCode::UNKNOWN, std::string("conclave: ") + registry::to_string(o.code) + ": " + o.detail};
+}
+
+grpc::Status cancel_status(std::chrono::system_clock::time_point deadline) {
+  if (std::chrono::system_clock::now() >= deadline) {
+    return {grpc::StatusCode::DEADLINE_EXCEEDED, "context deadline exceeded"};
+  }
+  return {grpc::StatusCode::CANCELLED, "context canceled"};
 }
 
 registry::compare created_at(const std::string& key, registry::revision created) {
@@ -153,6 +165,7 @@ void key_line::on_push(follower& f, const registry::push& p) {
         f.at = rev;
         f.changed(f.keys, rev);
       }
+      f.at = std::max(f.at.load(), p.state.rev);  // (no change under the prefix up to there)
       break;
     }
     case registry::push_kind::compacted:
@@ -177,9 +190,10 @@ struct line_call::reactor final : grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 };
 
-std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> line_call::start(api& a) {
+std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> line_call::start(
+    api& a, std::chrono::system_clock::time_point deadline) {
   auto* r = new reactor;
-  r->call = std::shared_ptr<line_call>(new line_call(a));
+  r->call = std::shared_ptr<line_call>(new line_call(a, deadline));
   r->call->reactor_ = r;
   return {r, r->call};
 }
@@ -215,7 +229,7 @@ void line_call::cancelled() {
     std::lock_guard<std::mutex> guard(m);
     if (over_) return;
     leave = close();
-    reactor_->Finish({grpc::StatusCode::CANCELLED, "context canceled"});
+    reactor_->Finish(cancel_status(deadline_));
   }
   // As etcd's: a caller that gives up leaves the line (if that fails, its
   // lease's end removes the key). Outside the lock: the backend may answer
@@ -231,7 +245,7 @@ bool line_call::entered(std::function<void()> leave) {
       return true;
     }
   }
-  leave();
+  if (leave) leave();
   return false;
 }
 

@@ -32,6 +32,9 @@ registry::key_range prefix_range(const std::string& prefix);
 // api::run_async's.
 void lease_or_new(api& a, std::int64_t lease, steady::time_point until,
                   std::function<void(expected<std::int64_t>)> done);
+// Ends a lease lease_or_new granted for a caller that left before using it
+// (best effort: else its TTL ends it).
+void end_lease(api& a, std::int64_t lease);
 
 // etcd's Lock and Election servers are clients of its KV: a refusal they
 // pass on reaches their client with code UNKNOWN and the KV's message.
@@ -57,6 +60,10 @@ void claim(api& a, const std::string& name, std::int64_t lease, const std::strin
 // revision `created` (none: `created` is first in line).
 const keys_map::value_type* first_created(const keys_map& keys);
 const keys_map::value_type* last_before(const keys_map& keys, registry::revision created);
+
+// What a call gRPC cancelled (OnCancel) ends with, in etcd's words: its
+// deadline passed, or its client left.
+grpc::Status cancel_status(std::chrono::system_clock::time_point deadline);
 
 // A comparison that holds while `key` is the one created at revision `created`.
 registry::compare created_at(const std::string& key, registry::revision created);
@@ -93,8 +100,10 @@ class key_line {
 // the request or response (gRPC frees them once the call is done).
 class line_call : public std::enable_shared_from_this<line_call> {
  public:
-  // The reactor a method returns; `call` is its state.
-  static std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> start(api& a);
+  // The reactor a method returns, and its state; `deadline` is the call's
+  // (ServerContext::deadline()).
+  static std::pair<grpc::ServerUnaryReactor*, std::shared_ptr<line_call>> start(
+      api& a, std::chrono::system_clock::time_point deadline);
 
   // Answers the call with what `fill` writes into the response and returns,
   // unless it is answered or cancelled already.
@@ -104,8 +113,9 @@ class line_call : public std::enable_shared_from_this<line_call> {
   }
   bool over();
 
-  // The call's key is in line: `leave` takes it out if the client gives up
-  // (run at once when it gave up already: then false).
+  // The call's key is in line: `leave` (may be empty: nothing to undo) takes
+  // it out if the client gives up; run at once when it gave up already
+  // (then false).
   bool entered(std::function<void()> leave);
 
   // Waits in `line` (keys under `prefix` from revision `rev`) until no key
@@ -118,12 +128,13 @@ class line_call : public std::enable_shared_from_this<line_call> {
 
  private:
   struct reactor;
-  explicit line_call(api& x) : a(x) {}
+  line_call(api& x, std::chrono::system_clock::time_point deadline) : a(x), deadline_(deadline) {}
   void cancelled();  // OnCancel: the client left, or its deadline passed
   // Under m: the call's end (the line is dropped); the leave step, if any, to run after.
   std::function<void()> close();
 
   std::mutex m;
+  std::chrono::system_clock::time_point deadline_;
   grpc::ServerUnaryReactor* reactor_ = nullptr;
   bool over_ = false;
   std::function<void()> leave_;
