@@ -126,3 +126,15 @@ TEST_CASE("conclave-bench's embedded scenario runs the host's and the external c
   }
   CHECK_MESSAGE(runs == 3, section);
 }
+
+TEST_CASE("hop_bench times a round trip by TCP, CAF actors and CAF brokers, and its serving process ends") {
+  const char* env = std::getenv("CONCLAVE_HOP_BENCH");
+  std::string cmd = std::string("timeout -k 10 120 ") + (env ? env : "build/bench/hop_bench") + " --trips 200 --rounds 1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  CHECK_MESSAGE(::pclose(p) == 0, out);  // (a serving process left behind would hang it into the timeout)
+  for (auto carrier : {"  tcp ", "  actors ", "  brokers "}) CHECK_MESSAGE(out.find(carrier) != std::string::npos, out);
+}
