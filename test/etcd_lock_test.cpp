@@ -869,23 +869,16 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
     std::unique_ptr<grpc::ClientReader<v3electionpb::LeaderResponse>> reader;
   };
   std::vector<std::unique_ptr<observing>> watching;
-  // However the test ends, no call is left pending on what it frees.
+  // Cancels the waiters and waits for their ends; closes the observers.
   int drained = 0;
-  struct cleanup {
-    std::function<void()> run;
-    ~cleanup() { run(); }
-  } at_exit{[&] {
+  auto cancel_waiters = [&] {
     for (auto& w : line) w->ctx.TryCancel();
-    for (; drained < static_cast<int>(line.size()); ++drained) {
-      void* tag = nullptr;
+    for (void* tag = nullptr; drained < static_cast<int>(line.size()); ++drained) {
       bool ok = false;
       if (!cq.Next(&tag, &ok)) break;
     }
-    cq.Shutdown();
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq.Next(&tag, &ok)) {
-    }
+  };
+  auto close_observers = [&] {
     for (auto& o : watching) {
       o->ctx.TryCancel();
       v3electionpb::LeaderResponse rest;
@@ -894,6 +887,19 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
       (void)o->reader->Finish();
     }
     watching.clear();
+  };
+  // However the test ends, no call is left pending on what it frees.
+  struct cleanup {
+    std::function<void()> run;
+    ~cleanup() { run(); }
+  } at_exit{[&] {
+    cancel_waiters();
+    cq.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq.Next(&tag, &ok)) {
+    }
+    close_observers();
   }};
   v3electionpb::LeaderRequest observe;
   observe.set_name("svc");
@@ -931,21 +937,10 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
   // Waiters whose clients give up leave the line: only the holder's key is
   // left (the master is told by gRPC; the client's own answer is CANCELLED
   // whatever the master does).
-  for (auto& w : line) w->ctx.TryCancel();
-  for (; drained < waiters; ++drained) {
-    void* tag = nullptr;
-    bool ok = false;
-    REQUIRE(cq.Next(&tag, &ok));
-  }
+  cancel_waiters();
+  REQUIRE(drained == waiters);
   CHECK(until_keys("busy/", 1));
-  for (auto& o : watching) {
-    o->ctx.TryCancel();
-    v3electionpb::LeaderResponse rest;
-    while (o->reader->Read(&rest)) {
-    }
-    (void)o->reader->Finish();
-  }
-  watching.clear();
+  close_observers();
   // The lock still works: the next caller gets it once the holder unlocks.
   {
     grpc::ClientContext ctx;
