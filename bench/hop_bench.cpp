@@ -16,8 +16,10 @@
 // The three are measured round by round, interleaved, in one run. Usage:
 //   hop_bench [--trips N] [--rounds R]
 #include <arpa/inet.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +52,17 @@ double percentile(samples v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "hop_bench: %s\n", what);
+  std::exit(1);
+}
+
+// Whether `fd` has something to read within `ms`.
+bool readable(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, ms) == 1;
 }
 
 // --- loopback TCP -----------------------------------------------------------------
@@ -89,6 +102,8 @@ struct tcp_pair {
       std::exit(1);
     }
     child = tcp_echo(ntohs(at.sin_port));
+    if (child < 0) fail("cannot fork the echo process");
+    if (!readable(listener, 10000)) fail("the echo process did not connect");
     fd = ::accept(listener, nullptr, nullptr);
     ::close(listener);
     int one = 1;
@@ -141,7 +156,11 @@ int serve(int out) {
   auto b = sys.middleman().spawn_broker(echo_broker);
   auto pa = sys.middleman().publish(a, 0, "127.0.0.1");
   auto pb = sys.middleman().publish(b, 0, "127.0.0.1");
-  if (!pa || !pb) return 1;
+  if (!pa || !pb) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+    return 1;  // (the pipe closes: the measuring process stops waiting)
+  }
   std::uint16_t ports[2] = {*pa, *pb};
   if (::write(out, ports, sizeof ports) != static_cast<ssize_t>(sizeof ports)) return 1;
   ::close(out);
@@ -153,29 +172,42 @@ int serve(int out) {
   return 0;
 }
 
-// Round trips from a client of type Self (an actor or a broker) to `server`.
+// Round trips from a client of type Self (an actor or a broker) to
+// `server`, one at a time; fewer than asked if one fails (10 s each).
 struct trips_done {
   std::promise<samples>* result;
 };
 
 template <class Self>
-caf::behavior client(Self* self, caf::actor server, int n, trips_done done) {
-  auto got = std::make_shared<samples>();
-  auto next = std::make_shared<std::function<void()>>();
-  *next = [=] {
-    if (static_cast<int>(got->size()) == n) {
-      done.result->set_value(std::move(*got));
-      *next = nullptr;  // (the closure holds itself)
-      self->quit();
-      return;
-    }
-    auto t0 = clock_type::now();
-    self->request(server, caf::infinite, std::int64_t{1}).then([=](std::int64_t) {
-      got->push_back(micros_since(t0));
-      (*next)();
-    });
+struct trip_loop {
+  Self* self;
+  caf::actor server;
+  int n;
+  trips_done done;
+  samples got;
+};
+
+// Sends the next trip as soon as the answer to the last one came.
+template <class Self>
+void next_trip(const std::shared_ptr<trip_loop<Self>>& l) {
+  auto finish = [l] {
+    l->done.result->set_value(std::move(l->got));
+    l->self->quit();
   };
-  (*next)();
+  if (static_cast<int>(l->got.size()) == l->n) return finish();
+  auto t0 = clock_type::now();
+  l->self->request(l->server, std::chrono::seconds(10), std::int64_t{1})
+      .then(
+          [l, t0](std::int64_t) {
+            l->got.push_back(micros_since(t0));
+            next_trip(l);
+          },
+          [finish](caf::error&) { finish(); });
+}
+
+template <class Self>
+caf::behavior client(Self* self, caf::actor server, int n, trips_done done) {
+  next_trip(std::make_shared<trip_loop<Self>>(trip_loop<Self>{self, std::move(server), n, done, {}}));
   return {[](caf::ok_atom) {}};
 }
 
@@ -215,10 +247,13 @@ int main(int argc, char** argv) {
   ::close(ports_pipe[1]);
   ::close(stdin_pipe[0]);
   std::uint16_t ports[2] = {0, 0};
-  if (::read(ports_pipe[0], ports, sizeof ports) != static_cast<ssize_t>(sizeof ports)) {
-    std::fprintf(stderr, "hop_bench: the serving process did not start\n");
-    return 1;
+  if (!readable(ports_pipe[0], 30000) ||
+      ::read(ports_pipe[0], ports, sizeof ports) != static_cast<ssize_t>(sizeof ports)) {
+    ::kill(server, SIGKILL);
+    ::waitpid(server, nullptr, 0);
+    fail("the serving process did not publish its actors");
   }
+  ::close(ports_pipe[0]);
   tcp_pair tcp;
 
   std::map<std::string, std::vector<std::pair<double, double>>> results;  // kind -> (p50, p90) per round
@@ -228,8 +263,9 @@ int main(int argc, char** argv) {
     auto to_actor = sys.middleman().remote_actor("127.0.0.1", ports[0]);
     auto to_broker = sys.middleman().remote_actor("127.0.0.1", ports[1]);
     if (!to_actor || !to_broker) {
-      std::fprintf(stderr, "hop_bench: cannot reach the serving process\n");
-      return 1;
+      ::kill(server, SIGKILL);
+      ::waitpid(server, nullptr, 0);
+      fail("cannot reach the serving process");
     }
     auto caf_trips = [&](bool broker) {
       std::promise<samples> p;
@@ -239,7 +275,13 @@ int main(int argc, char** argv) {
       } else {
         sys.spawn(client<caf::event_based_actor>, *to_actor, trips, trips_done{&p});
       }
-      return f.get();
+      auto s = f.get();  // (each trip ends by its 10 s timeout at the latest)
+      if (static_cast<int>(s.size()) != trips) {
+        ::kill(server, SIGKILL);
+        ::waitpid(server, nullptr, 0);
+        fail("a round trip to the serving process failed");
+      }
+      return s;
     };
     auto record = [&](const std::string& kind, samples s) {
       s.erase(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(s.size() / 10));  // warm-up
@@ -252,7 +294,9 @@ int main(int argc, char** argv) {
     }
   }
   ::close(stdin_pipe[1]);
-  ::waitpid(server, nullptr, 0);
+  int status = 0;
+  ::waitpid(server, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("the serving process did not end cleanly");
 
   auto median_of = [](std::vector<std::pair<double, double>> v, bool p90) {
     samples x;
