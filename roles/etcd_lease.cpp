@@ -57,7 +57,7 @@ struct lease_service final : etcdserverpb::Lease::CallbackService {
     auto until = until_of(ctx);
     a.run_async(open, until, [this, reactor, resp, ttl, until](api::ran done) {
       if (!done) return reactor->Finish(status_of(done.error()));
-      auto [o, term] = *done;
+      auto& [o, term] = *done;
       if (o.code == registry::code::exists) return reactor->Finish(lease_exists);
       if (o.code != registry::code::ok) {
         return reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "conclave: " + o.detail});
