@@ -104,19 +104,11 @@ struct election_service final : v3electionpb::Election::CallbackService {
     if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
     auto [reactor, call] = line_call::start(a, ctx->deadline());
     auto until = until_of(ctx);
-    lease_or_new(a, req->lease(), until,
-                 [this, call = call, name = req->name(), value = req->value(), asked = req->lease(), until,
-                  resp](expected<std::int64_t> lease) {
-                   if (!lease) return call->answer(status_of(lease.error()));
-                   if (call->over()) {  // the client left before anything was put
-                     if (asked == 0) end_lease(a, *lease);
-                     return;
-                   }
-                   claim(a, name, *lease, value, until, [=, lease = *lease](grpc::Status s, place p) {
-                     if (!s.ok()) return call->answer(s);
-                     campaign(call, name, value, lease, until, std::move(p), resp);
-                   });
-                 });
+    call->join(req->name(), req->lease(), req->value(), until,
+               [this, call = call, name = req->name(), value = req->value(), until, resp](std::int64_t lease,
+                                                                                           place p) {
+                 campaign(call, name, value, lease, until, std::move(p), resp);
+               });
     return reactor;
   }
 

@@ -202,14 +202,7 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
     a.run_async(c, until_of(ctx), [reactor, then = std::move(then)](api::ran done) mutable {
       if (!done) return reactor->Finish(status_of(done.error()));
       auto& [o, term] = *done;
-      // Every call is finished, whatever its answer's filling throws.
-      grpc::Status s;
-      try {
-        s = then(o, term);
-      } catch (const std::exception& e) {
-        s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
-      }
-      reactor->Finish(s);
+      reactor->Finish(filled([&] { return then(o, term); }));
     });
     return reactor;
   }
@@ -226,12 +219,10 @@ struct kv_service final : etcdserverpb::KV::CallbackService {
                   if (got->status == registry::code::compacted) return reactor->Finish(compacted);
                   if (got->status == registry::code::future_revision) return reactor->Finish(future_revision);
                   a.header(resp->mutable_header(), got->rev, a.b.term());
-                  try {
+                  reactor->Finish(filled([&] {
                     answer_range(*req, std::move(got->keys), resp);
-                  } catch (const std::exception& e) {
-                    return reactor->Finish({grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what()});
-                  }
-                  reactor->Finish(grpc::Status::OK);
+                    return grpc::Status::OK;
+                  }));
                 });
     return reactor;
   }

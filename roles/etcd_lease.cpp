@@ -31,14 +31,7 @@ struct lease_service final : etcdserverpb::Lease::CallbackService {
                 [this, reactor, h, then = std::move(then)](expected<registry::revision_query::result> rev) {
                   if (!rev) return reactor->Finish(status_of(rev.error()));
                   a.header(h, rev->rev, a.b.term());
-                  // Every call is finished, whatever the filling of its answer throws.
-                  grpc::Status s;
-                  try {
-                    s = then();
-                  } catch (const std::exception& e) {
-                    s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
-                  }
-                  reactor->Finish(s);
+                  reactor->Finish(filled(then));
                 });
   }
 

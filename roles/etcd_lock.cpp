@@ -23,39 +23,31 @@ struct lock_service final : v3lockpb::Lock::CallbackService {
     if (auto denied = a.authorize(ctx); !denied.ok()) return answer_now(ctx, denied);
     auto [reactor, call] = line_call::start(a, ctx->deadline());
     auto until = until_of(ctx);
-    lease_or_new(a, req->lease(), until,
-                 [this, call = call, name = req->name(), asked = req->lease(), until, resp](expected<std::int64_t> lease) {
-      if (!lease) return call->answer(status_of(lease.error()));
-      if (call->over()) {  // the client left before anything was put
-        if (asked == 0) end_lease(a, *lease);
-        return;
-      }
-      claim(a, name, *lease, "", until, [this, call, name, resp](grpc::Status s, place p) {
-        if (!s.ok()) return call->answer(s);
-        bool first = !last_before(p.keys, p.kv.created);
-        // A caller that gives up leaves the line: the key it put, or the one
-        // it waits with (as etcd's, which unlocks when the wait fails). A key
-        // that holds the lock already (a lease that locked before) stays.
-        std::function<void()> leave;
-        if (p.created || !first) {
-          leave = [this, key = p.key, created = p.kv.created] {
-            registry::txn t;
-            t.compares = {created_at(key, created)};
-            t.success = {remove_op(key)};
-            a.run_async(t, steady::now() + std::chrono::seconds(5), [](api::ran) {});
-          };
-        }
-        if (!call->entered(std::move(leave))) return;
-        auto granted = [this, key = p.key, resp](registry::revision rev, std::uint64_t term) {
-          a.header(resp->mutable_header(), rev, term);
-          resp->set_key(key);
-          return grpc::Status::OK;
+    call->join(req->name(), req->lease(), "", until, [this, call = call, name = req->name(), resp](std::int64_t,
+                                                                                                  place p) {
+      bool first = !last_before(p.keys, p.kv.created);
+      // A caller that gives up leaves the line: the key it put, or the one
+      // it waits with (as etcd's, which unlocks when the wait fails). A key
+      // that holds the lock already (a lease that locked before) stays.
+      std::function<void()> leave;
+      if (p.created || !first) {
+        leave = [this, key = p.key, created = p.kv.created] {
+          registry::txn t;
+          t.compares = {created_at(key, created)};
+          t.success = {remove_op(key)};
+          a.run_async(t, steady::now() + std::chrono::seconds(5), [](api::ran) {});
         };
-        // First in line: held (also by a lease that held it already: its key is reused).
-        if (first) return call->answer([&] { return granted(p.rev, p.term); });
-        call->wait(name + "/", p.key, p.kv.created, p.rev, std::move(p.keys),
-                   [this, granted](registry::revision rev) { return granted(rev, a.b.term()); }, session_expired);
-      });
+      }
+      if (!call->entered(std::move(leave))) return;
+      auto granted = [this, key = p.key, resp](registry::revision rev, std::uint64_t term) {
+        a.header(resp->mutable_header(), rev, term);
+        resp->set_key(key);
+        return grpc::Status::OK;
+      };
+      // First in line: held (also by a lease that held it already: its key is reused).
+      if (first) return call->answer([&] { return granted(p.rev, p.term); });
+      call->wait(name + "/", p.key, p.kv.created, p.rev, std::move(p.keys),
+                 [this, granted](registry::revision rev) { return granted(rev, a.b.term()); }, session_expired);
     });
     return reactor;
   }

@@ -208,14 +208,25 @@ void line_call::answer(const std::function<grpc::Status()>& fill) {
   std::lock_guard<std::mutex> guard(m);
   if (over_) return;
   close();
-  // Every call is finished, whatever the filling of its answer throws.
-  grpc::Status s;
-  try {
-    s = fill();
-  } catch (const std::exception& e) {
-    s = grpc::Status(grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what());
-  }
-  reactor_->Finish(s);
+  reactor_->Finish(filled(fill));
+}
+
+void line_call::join(const std::string& name, std::int64_t lease, const std::string& value, steady::time_point until,
+                     std::function<void(std::int64_t, place)> then) {
+  lease_or_new(a, lease, until,
+               [self = shared_from_this(), name, asked = lease, value, until, then = std::move(then)](
+                   expected<std::int64_t> got) mutable {
+                 if (!got) return self->answer(status_of(got.error()));
+                 if (self->over()) {  // the client left before anything was put
+                   if (asked == 0) end_lease(self->a, *got);
+                   return;
+                 }
+                 claim(self->a, name, *got, value, until,
+                       [self, lease = *got, then = std::move(then)](grpc::Status s, place p) {
+                         if (!s.ok()) return self->answer(s);
+                         then(lease, std::move(p));
+                       });
+               });
 }
 
 bool line_call::over() {

@@ -113,6 +113,14 @@ class line_call : public std::enable_shared_from_this<line_call> {
   }
   bool over();
 
+  // Takes the call's place in line `name` (etcd's tryAcquire, Campaign's
+  // first write): its lease (`lease`, or a new one when 0), then the claim
+  // of NAME/LEASEHEX with `value`. `then(lease, place)` runs unless a
+  // refusal answered the call here, or the client left first (a lease
+  // granted for it then ends).
+  void join(const std::string& name, std::int64_t lease, const std::string& value, steady::time_point until,
+            std::function<void(std::int64_t, place)> then);
+
   // The call's key is in line: `leave` (may be empty: nothing to undo) takes
   // it out if the client gives up; run at once when it gave up already
   // (then false).

@@ -132,6 +132,19 @@ struct api {
   }
 };
 
+// What `fill` (which writes a callback handler's answer) returns, or
+// INTERNAL if it throws: every call is finished, whatever its filling throws
+// (a throw in a backend callback would leave the RPC, and server shutdown,
+// hanging).
+template <class F>
+grpc::Status filled(F&& fill) {
+  try {
+    return fill();
+  } catch (const std::exception& e) {
+    return {grpc::StatusCode::INTERNAL, std::string("conclave: ") + e.what()};
+  }
+}
+
 // A callback handler's answer that is known at once (a refusal, a check).
 inline grpc::ServerUnaryReactor* answer_now(grpc::CallbackServerContext* ctx, const grpc::Status& s) {
   auto* r = ctx->DefaultReactor();

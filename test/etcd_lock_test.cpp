@@ -134,14 +134,63 @@ struct push_cluster {
   }
 };
 
-struct fake {
+// The Lock and Election calls the tests make, each with a deadline (30 s
+// unless told), on stubs the deriving struct sets.
+struct lock_calls {
+  std::unique_ptr<v3lockpb::Lock::Stub> lock;
+  std::unique_ptr<v3electionpb::Election::Stub> election;
+
+  static void within(grpc::ClientContext& ctx, std::chrono::seconds s = 30s) {
+    ctx.set_deadline(std::chrono::system_clock::now() + s);
+  }
+
+  grpc::Status take(const std::string& name, std::int64_t lease_id, v3lockpb::LockResponse* out,
+                    std::chrono::seconds wait = 30s) {
+    grpc::ClientContext ctx;
+    within(ctx, wait);
+    v3lockpb::LockRequest req;
+    req.set_name(name);
+    req.set_lease(lease_id);
+    return lock->Lock(&ctx, req, out);
+  }
+
+  grpc::Status unlock(const std::string& key) {
+    grpc::ClientContext ctx;
+    within(ctx);
+    v3lockpb::UnlockRequest req;
+    req.set_key(key);
+    v3lockpb::UnlockResponse resp;
+    return lock->Unlock(&ctx, req, &resp);
+  }
+
+  grpc::Status campaign(const std::string& name, std::int64_t lease_id, const std::string& value,
+                        v3electionpb::CampaignResponse* out) {
+    grpc::ClientContext ctx;
+    within(ctx);
+    v3electionpb::CampaignRequest req;
+    req.set_name(name);
+    req.set_lease(lease_id);
+    req.set_value(value);
+    return election->Campaign(&ctx, req, out);
+  }
+
+  grpc::Status proclaim(const v3electionpb::LeaderKey& leader, const std::string& value) {
+    grpc::ClientContext ctx;
+    within(ctx);
+    v3electionpb::ProclaimRequest req;
+    *req.mutable_leader() = leader;
+    req.set_value(value);
+    v3electionpb::ProclaimResponse resp;
+    return election->Proclaim(&ctx, req, &resp);
+  }
+};
+
+struct fake : lock_calls {
   push_cluster cluster;
   std::unique_ptr<etcd::server> server;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<etcdserverpb::KV::Stub> kv;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
-  std::unique_ptr<v3lockpb::Lock::Stub> lock;
-  std::unique_ptr<v3electionpb::Election::Stub> election;
 
   fake() {
     auto s = etcd::server::start(raft::endpoint{"127.0.0.1", 0}, 1111, 2222, cluster.backend());
@@ -152,10 +201,6 @@ struct fake {
     lease = etcdserverpb::Lease::NewStub(channel);
     lock = v3lockpb::Lock::NewStub(channel);
     election = v3electionpb::Election::NewStub(channel);
-  }
-
-  static void within(grpc::ClientContext& ctx, std::chrono::seconds s = 30s) {
-    ctx.set_deadline(std::chrono::system_clock::now() + s);
   }
 
   std::int64_t grant(std::int64_t ttl = 60) {
@@ -179,24 +224,6 @@ struct fake {
     REQUIRE_MESSAGE(st.ok(), st.error_message());
   }
 
-  grpc::Status take(const std::string& name, std::int64_t lease_id, v3lockpb::LockResponse* out,
-                    std::chrono::seconds wait = 30s) {
-    grpc::ClientContext ctx;
-    within(ctx, wait);
-    v3lockpb::LockRequest req;
-    req.set_name(name);
-    req.set_lease(lease_id);
-    return lock->Lock(&ctx, req, out);
-  }
-
-  grpc::Status unlock(const std::string& key) {
-    grpc::ClientContext ctx;
-    within(ctx);
-    v3lockpb::UnlockRequest req;
-    req.set_key(key);
-    v3lockpb::UnlockResponse resp;
-    return lock->Unlock(&ctx, req, &resp);
-  }
 
   etcdserverpb::RangeResponse range(const std::string& prefix) {
     grpc::ClientContext ctx;
@@ -630,17 +657,16 @@ struct lock_masters : etcd_masters {
 };
 
 // gRPC clients of one master.
-struct stubs {
+struct stubs : lock_calls {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
-  std::unique_ptr<v3lockpb::Lock::Stub> lock;
-  std::unique_ptr<v3electionpb::Election::Stub> election;
 
   explicit stubs(const std::string& at)
       : channel(grpc::CreateChannel(at, grpc::InsecureChannelCredentials())),
-        lease(etcdserverpb::Lease::NewStub(channel)),
-        lock(v3lockpb::Lock::NewStub(channel)),
-        election(v3electionpb::Election::NewStub(channel)) {}
+        lease(etcdserverpb::Lease::NewStub(channel)) {
+    lock = v3lockpb::Lock::NewStub(channel);
+    election = v3electionpb::Election::NewStub(channel);
+  }
 
   std::int64_t grant() {
     etcdserverpb::LeaseGrantRequest req;
@@ -743,15 +769,7 @@ TEST_CASE("etcdctl elect -l observes a leader campaigned through the Election se
   auto observer = e.etcdctl({"elect", "-l", "svc"}, "etcdctl-observe.log");
   REQUIRE_MESSAGE(e.until_output("etcdctl-observe.log", "svc/" + hex(lease) + "\nfirst-value\n"),
                   e.output("etcdctl-observe.log"));
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3electionpb::ProclaimRequest p;
-    *p.mutable_leader() = won.leader();
-    p.set_value("second-value");
-    v3electionpb::ProclaimResponse resp;
-    REQUIRE(s.election->Proclaim(&ctx, p, &resp).ok());
-  }
+  REQUIRE(s.proclaim(won.leader(), "second-value").ok());
   CHECK_MESSAGE(e.until_output("etcdctl-observe.log", "svc/" + hex(lease) + "\nsecond-value\n"),
                 e.output("etcdctl-observe.log"));
   ::kill(observer, SIGINT);
@@ -823,24 +841,9 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
   // master's own clients and threads exist).
   auto lease = s.grant();
   v3lockpb::LockResponse held;
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3lockpb::LockRequest req;
-    req.set_name("busy");
-    req.set_lease(lease);
-    REQUIRE(s.lock->Lock(&ctx, req, &held).ok());
-  }
+  REQUIRE(s.take("busy", lease, &held).ok());
   v3electionpb::CampaignResponse won;
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3electionpb::CampaignRequest req;
-    req.set_name("svc");
-    req.set_lease(lease);
-    req.set_value("first");
-    REQUIRE(s.election->Campaign(&ctx, req, &won).ok());
-  }
+  REQUIRE(s.campaign("svc", lease, "first", &won).ok());
   auto before = threads_of(pid);
   REQUIRE(before > 0);
 
@@ -919,15 +922,7 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
                                                          << observers << " observers: " << during);
 
   // Every observer is pushed the leader's new value.
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3electionpb::ProclaimRequest p;
-    *p.mutable_leader() = won.leader();
-    p.set_value("second");
-    v3electionpb::ProclaimResponse resp;
-    REQUIRE(s.election->Proclaim(&ctx, p, &resp).ok());
-  }
+  REQUIRE(s.proclaim(won.leader(), "second").ok());
   for (auto& o : watching) {
     v3electionpb::LeaderResponse next;
     REQUIRE(o->reader->Read(&next));
@@ -942,22 +937,8 @@ TEST_CASE("Lock waiters and Observe streams wait without a thread of the master'
   CHECK(until_keys("busy/", 1));
   close_observers();
   // The lock still works: the next caller gets it once the holder unlocks.
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3lockpb::UnlockRequest req;
-    req.set_key(held.key());
-    v3lockpb::UnlockResponse resp;
-    REQUIRE(s.lock->Unlock(&ctx, req, &resp).ok());
-  }
-  {
-    grpc::ClientContext ctx;
-    fake::within(ctx);
-    v3lockpb::LockRequest req;
-    req.set_name("busy");
-    req.set_lease(lease);
-    v3lockpb::LockResponse got;
-    REQUIRE(s.lock->Lock(&ctx, req, &got).ok());
-    CHECK(got.key() == held.key());
-  }
+  REQUIRE(s.unlock(held.key()).ok());
+  v3lockpb::LockResponse got;
+  REQUIRE(s.take("busy", lease, &got).ok());
+  CHECK(got.key() == held.key());
 }
